@@ -1,0 +1,53 @@
+"""``simcse-lab eval``: the STS suite for one checkpoint, as SimCSE's evaluation.py scores it."""
+
+from __future__ import annotations
+
+import argparse
+
+from simcse_lab.models import DEFAULT_MODEL
+from simcse_lab.pooling import POOLERS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from simcse_lab.encoder import PRECISIONS
+    from simcse_lab.sts import AGGREGATES, SPLITS, TASKS
+
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="model directory, hub id, or the offline alias all-MiniLM-L6-v2 (default)")
+    p.add_argument("--pooler", choices=POOLERS, default=None,
+                   help="SimCSE pooler; default: a sentence-transformers directory's own modules, else cls")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all seven)")
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--aggregate", choices=AGGREGATES, default="all",
+                   help="STS12-16 aggregation: all = concatenated subsets (SimCSE), wmean, mean")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto = bf16 autocast where the hardware has it, else fp32")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: model limit)")
+    p.add_argument("--output", default=None, help="write the results as JSON here")
+    p.add_argument("--subsets", action="store_true", help="also print per-subset Spearman")
+    p.add_argument("--progress", action="store_true", help="show a progress bar while encoding")
+
+
+def run(args) -> int:
+    from simcse_lab.encoder import Encoder
+    from simcse_lab.io import write_json
+    from simcse_lab.sts import evaluate, format_table, parse_tasks
+
+    tasks = parse_tasks(args.tasks)
+    encoder = Encoder(args.model, pooler=args.pooler, precision=args.precision,
+                      batch_size=args.batch_size, max_length=args.max_length)
+    result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)
+    print(format_table([result]))
+    if args.subsets:
+        for task, r in result["tasks"].items():
+            subs = ", ".join(f"{name} {s['spearman']:.2f}" for name, s in r["subsets"].items())
+            print(f"  {task}: {subs}")
+    print(f"{result['sentences_encoded']} distinct sentences encoded in {result['seconds']:.1f} s "
+          f"({result['backend']}, {result['precision']}, {result['device']})")
+    if args.output:
+        write_json(args.output, result)
+        print(f"wrote {args.output}")
+    return 0
+
+

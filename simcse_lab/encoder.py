@@ -1,0 +1,177 @@
+"""Fast, faithful sentence encoding for evaluation and analysis.
+
+An :class:`Encoder` turns sentences into vectors either through a sentence-transformers directory's
+own modules (the default for such a directory) or through a Hugging Face encoder plus one of
+SimCSE's poolers. Whatever the path, encoding is done the fast way: sentences are tokenised once,
+sorted by token length and batched with dynamic padding, under ``torch.inference_mode`` and, with
+``precision="auto"`` on hardware that supports it, bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from simcse_lab.errors import UserError
+from simcse_lab.models import is_sentence_transformers_dir, resolve_model, transformer_subdir
+from simcse_lab.pooling import NEEDS_HIDDEN_STATES, POOLERS, pool
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matmul (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def autocast_context(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def pad_batch(token_ids: list[list[int]], pad_id: int, type_ids: list[list[int]] | None = None) -> dict:
+    """Right-pad a list of token id lists to the longest one (dynamic padding)."""
+    width = max(len(ids) for ids in token_ids)
+    input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+    for row, ids in enumerate(token_ids):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if type_ids is not None:
+        token_type_ids = torch.zeros_like(input_ids)
+        for row, ids in enumerate(type_ids):
+            token_type_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        batch["token_type_ids"] = token_type_ids
+    return batch
+
+
+def _load_error(model: str, err: Exception) -> UserError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = " (HF_HUB_OFFLINE=1: only local directories and aliases work)" if offline else ""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+    return UserError(f"cannot load model {model!r}{hint}: {first}")
+
+
+class Encoder:
+    """Encode sentences with a checkpoint.
+
+    ``pooler=None`` means: a sentence-transformers directory is run through its own modules; a
+    plain Hugging Face model uses SimCSE's default ``cls``. Any explicit pooler runs the underlying
+    Hugging Face encoder with that pooler.
+    """
+
+    def __init__(self, model: str, pooler: str | None = None, precision: str = "auto",
+                 batch_size: int = 128, max_length: int | None = None, device: str | None = None):
+        self.model_name = model
+        self.path = resolve_model(model)
+        self.device = torch.device(device) if device else default_device()
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = batch_size
+        local_st = os.path.isdir(self.path) and is_sentence_transformers_dir(self.path)
+        hub = not os.path.isdir(self.path)
+        if pooler is None and (local_st or hub):
+            self.backend = "sentence-transformers"
+            self.pooler = "modules"
+            self._load_st(max_length)
+        else:
+            if pooler is None:
+                pooler = "cls"
+            if pooler not in POOLERS:
+                raise UserError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
+            self.backend = "hf"
+            self.pooler = pooler
+            self._load_hf(transformer_subdir(self.path) if local_st else self.path, max_length)
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _load_st(self, max_length: int | None) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.st_model = SentenceTransformer(self.path, device=str(self.device))
+        except (OSError, ValueError) as err:
+            raise _load_error(self.model_name, err) from None
+        self.st_model.eval()
+        self.tokenizer = self.st_model.tokenizer
+        self.max_length = max_length or self.st_model.max_seq_length or 512
+        self.dim = self.st_model.get_embedding_dimension()
+
+    def _load_hf(self, path: str, max_length: int | None) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.hf_model, loading_info = AutoModel.from_pretrained(path, output_loading_info=True)
+        except (OSError, ValueError) as err:
+            raise _load_error(self.model_name, err) from None
+        self.hf_model.to(self.device).eval()
+        self.mlp = getattr(self.hf_model, "pooler", None)
+        if self.pooler == "cls":
+            missing = [k for k in loading_info.get("missing_keys", []) if "pooler" in k]
+            if self.mlp is None or missing:
+                raise UserError(
+                    f"{self.model_name}: pooler 'cls' needs trained pooler/MLP weights, which this checkpoint "
+                    f"lacks; use --pooler cls_before_pooler"
+                )
+        limit = getattr(self.hf_model.config, "max_position_embeddings", 512)
+        self.max_length = min(max_length or limit, limit)
+        self.dim = self.hf_model.config.hidden_size
+
+    # -- encoding --------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {"model": self.model_name, "path": self.path, "backend": self.backend,
+                "pooler": self.pooler, "precision": self.precision, "device": str(self.device)}
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        if self.backend == "sentence-transformers":
+            return self.st_model(batch)["sentence_embedding"]
+        out = self.hf_model(**batch, output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
+        return pool(self.pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states, self.mlp)
+
+    def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
+        """float32 array (len(sentences), dim), in the order given."""
+        if not sentences:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        enc = self.tokenizer(list(sentences), truncation=True, max_length=self.max_length,
+                             padding=False, return_token_type_ids=True)
+        ids, types = enc["input_ids"], enc.get("token_type_ids")
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        starts = range(0, len(order), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="encode", unit="batch")
+        with torch.inference_mode(), autocast_context(self.precision, self.device):
+            for start in starts:
+                idx = order[start: start + self.batch_size]
+                batch = pad_batch([ids[i] for i in idx], self.tokenizer.pad_token_id,
+                                  [types[i] for i in idx] if types is not None else None)
+                out[idx] = self._forward(batch).float().cpu().numpy()
+        return out

@@ -1,0 +1,259 @@
+"""The data registry: named datasets, where their files live, and proof that they are the right files.
+
+The manifest ``data/registry.json`` names every dataset (``sts12``..``sts16``, ``stsb``, ``sickr``,
+``wiki``, ``nli``, and the download-only ``wiki1m`` and ``nli_for_simcse``), its files as paths
+relative to a mirror root laid out like ``../shared/data``, the sha256 of each file, a licence note
+and the canonical URL for online users.
+
+A file is looked up, in order, in ``$SIMCSE_LAB_DATA`` (a mirror root) and in the cache
+(``$SIMCSE_LAB_CACHE`` or ``data/cache/``). The first copy found is checked against its sha256 and
+refused, by name, if it does not match: a corrupted mirror is never used and never silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from simcse_lab import readers
+from simcse_lab.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = PROJECT_ROOT / "data" / "registry.json"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    kind: str
+    license: str
+    url: str | None
+    splits: dict
+    files: dict  # relative path -> sha256 (None: not pinned)
+    head_lines: int | None = None
+    offline_note: str | None = None
+
+
+@lru_cache(maxsize=1)
+def manifest() -> dict[str, DatasetInfo]:
+    raw = json.loads(MANIFEST.read_text())
+    out = {}
+    for name, d in raw["datasets"].items():
+        out[name] = DatasetInfo(
+            name=name,
+            description=d["description"],
+            kind=d["kind"],
+            license=d["license"],
+            url=d.get("url"),
+            splits=d["splits"],
+            files=d["files"],
+            head_lines=d.get("head_lines"),
+            offline_note=d.get("offline_note"),
+        )
+    return out
+
+
+def info(name: str) -> DatasetInfo:
+    datasets = manifest()
+    if name not in datasets:
+        raise UserError(f"unknown dataset {name!r}; known: {', '.join(datasets)}")
+    return datasets[name]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SIMCSE_LAB_CACHE") or PROJECT_ROOT / "data" / "cache")
+
+
+def search_roots() -> list[tuple[str, Path]]:
+    roots = []
+    mirror = os.environ.get("SIMCSE_LAB_DATA")
+    if mirror:
+        roots.append(("mirror", Path(mirror)))
+    roots.append(("cache", cache_dir()))
+    return roots
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def _checked(path: Path, expected: str | None) -> Path:
+    if expected is None:
+        return path
+    st = path.stat()
+    got = _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+    if got != expected:
+        raise UserError(
+            f"{path}: sha256 mismatch (expected {expected[:12]}..., found {got[:12]}...): the file is corrupted "
+            f"or a different version; restore it or run `simcse-lab data fetch` again"
+        )
+    return path
+
+
+def locate(name: str, relpath: str) -> Path:
+    """The verified local copy of one registry file, or a one-line error saying how to get it."""
+    ds = info(name)
+    expected = ds.files[relpath]
+    for _, root in search_roots():
+        candidate = root / relpath
+        if candidate.is_file():
+            return _checked(candidate, expected)
+    where = " or ".join(str(root) for _, root in search_roots())
+    raise UserError(
+        f"dataset {name!r}: {relpath} not found under {where}; set SIMCSE_LAB_DATA to a mirror "
+        f"(e.g. ../shared/data) or run `simcse-lab data fetch {name}`"
+    )
+
+
+def load_split(name: str, split: str):
+    """Read one split of a registry dataset with its reader.
+
+    Returns ``dict[subset, PairSet]`` for STS12-16, a ``PairSet`` for STS-B/SICK-R, a list of
+    sentences for text sets and a list of (sent0, sent1, hard_neg) for NLI sets.
+    """
+    ds = info(name)
+    if split not in ds.splits:
+        raise UserError(f"dataset {name!r} has no split {split!r}; it has {', '.join(ds.splits)}")
+    spec = ds.splits[split]
+    if ds.kind == "senteval_sts":
+        return {
+            s["name"]: readers.read_senteval_sts(locate(name, s["input"]), locate(name, s["gold"]), s["name"])
+            for s in spec["subsets"]
+        }
+    path = locate(name, spec["path"])
+    if ds.kind == "stsb_csv":
+        return readers.read_stsb_csv(path, f"{name}-{split}")
+    if ds.kind == "sick":
+        return readers.read_sick(path, f"{name}-{split}")
+    if ds.kind == "text":
+        return readers.read_text(path)
+    if ds.kind == "nli_csv":
+        return readers.read_nli_csv(path)
+    raise AssertionError(f"registry kind {ds.kind!r} has no reader")
+
+
+def status(name: str) -> tuple[str, str]:
+    """(state, detail) for ``data list``: verified / unpinned / missing / CORRUPT, and where."""
+    ds = info(name)
+    roots_used = set()
+    for relpath in ds.files:
+        try:
+            path = locate(name, relpath)
+        except UserError as err:
+            return ("CORRUPT" if "sha256 mismatch" in str(err) else "missing"), str(err)
+        roots_used.add(str(path)[: -len(relpath)].rstrip("/"))
+    pinned = all(v is not None for v in ds.files.values())
+    return ("verified" if pinned else "unpinned"), ", ".join(sorted(roots_used))
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch: fill the cache from a mirror directory or from the canonical URLs
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _verify_source(src: Path, expected: str | None) -> None:
+    if not src.is_file():
+        raise UserError(f"{src}: not found in the mirror")
+    if expected is not None and sha256_file(src) != expected:
+        raise UserError(f"{src}: sha256 mismatch with the registry; refusing to copy it")
+
+
+def fetch_from_dir(name: str, source: Path) -> list[Path]:
+    """Verify every file of ``name`` under the mirror ``source`` first, then copy them into the cache."""
+    ds = info(name)
+    for relpath, expected in ds.files.items():
+        _verify_source(source / relpath, expected)
+    out = []
+    for relpath in ds.files:
+        dst = cache_dir() / relpath
+        _atomic_copy(source / relpath, dst)
+        out.append(dst)
+    return out
+
+
+def _download(url: str, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
+            shutil.copyfileobj(resp, f, 1 << 20)
+        os.replace(tmp, dst)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(
+            f"cannot download {url} ({err.__class__.__name__}: {err}); offline, point SIMCSE_LAB_DATA at a "
+            f"mirror or run `simcse-lab data fetch --from DIR`"
+        ) from None
+
+
+def fetch_from_url(name: str) -> list[Path]:
+    """Download the canonical source of ``name`` into the cache and verify it."""
+    ds = info(name)
+    if not ds.url:
+        raise UserError(f"dataset {name!r} cannot be downloaded: {ds.offline_note}; use `data fetch --from DIR`")
+    downloads = cache_dir() / "downloads"
+    archive = downloads / ds.url.rsplit("/", 1)[-1]
+    if not archive.is_file():
+        print(f"downloading {ds.url}", file=sys.stderr)
+        _download(ds.url, archive)
+    staging = Path(tempfile.mkdtemp(dir=downloads, prefix=f".{name}."))
+    try:
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tar:
+                members = {m.name: m for m in tar.getmembers() if m.isfile()}
+                for relpath in ds.files:
+                    tail = relpath.split("downstream/", 1)[-1]
+                    match = [n for n in members if n.endswith(tail)]
+                    if not match:
+                        raise UserError(f"{archive}: no member ending in {tail}")
+                    (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(members[match[0]]) as src, open(staging / relpath, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        else:
+            (relpath,) = ds.files
+            (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
+            if ds.head_lines:
+                with open(archive, "rb") as src, open(staging / relpath, "wb") as dst:
+                    for _, line in zip(range(ds.head_lines), src):
+                        dst.write(line)
+            else:
+                shutil.copyfile(archive, staging / relpath)
+        return fetch_from_dir(name, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def local_mirror_default() -> Path | None:
+    """``../shared/data`` beside the project, when present (used by run.sh, CI and the tests)."""
+    candidate = PROJECT_ROOT.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None

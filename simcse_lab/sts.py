@@ -1,0 +1,127 @@
+"""STS evaluation with SimCSE's protocol on SentEval data.
+
+Cosine similarity between the two sentence vectors of each pair, Spearman (and Pearson) against the
+gold scores, no regressor. For STS12-16 the task score aggregates its subsets:
+
+- ``all``   : one correlation over the concatenation of all subsets (SimCSE's reported setting);
+- ``wmean`` : the mean of per-subset correlations weighted by subset size;
+- ``mean``  : the plain mean of per-subset correlations.
+
+STS-B and SICK-R have a single subset per split, so the three coincide. Each distinct sentence of the
+whole suite is encoded once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+
+from simcse_lab import registry
+from simcse_lab.errors import UserError
+from simcse_lab.readers import PairSet
+
+TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
+AGGREGATES = ("all", "wmean", "mean")
+SPLITS = ("train", "dev", "test")
+LABELS = {"sts12": "STS12", "sts13": "STS13", "sts14": "STS14", "sts15": "STS15", "sts16": "STS16",
+          "stsb": "STS-B", "sickr": "SICK-R"}
+
+
+def parse_tasks(text: str) -> list[str]:
+    tasks = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise UserError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from {','.join(TASKS)}")
+    return list(dict.fromkeys(tasks))
+
+
+def load_task(task: str, split: str) -> dict[str, PairSet]:
+    """The scored subsets of one task split, by subset name."""
+    data = registry.load_split(task, split)
+    return data if isinstance(data, dict) else {data.name: data}
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    return (a * b).sum(1) / np.maximum(na * nb, 1e-12)
+
+
+def correlations(pred: np.ndarray, gold: np.ndarray) -> dict:
+    if len(pred) < 2:
+        raise UserError("a correlation needs at least 2 scored pairs")
+    return {"spearman": 100.0 * float(spearmanr(pred, gold)[0]),
+            "pearson": 100.0 * float(pearsonr(pred, gold)[0]),
+            "n": int(len(gold))}
+
+
+def aggregate(per_subset: dict[str, tuple[np.ndarray, np.ndarray]], mode: str) -> dict:
+    """Task score from per-subset (predicted, gold) arrays, plus the per-subset scores."""
+    if mode not in AGGREGATES:
+        raise UserError(f"unknown aggregate {mode!r}; choose from {', '.join(AGGREGATES)}")
+    subsets = {name: correlations(pred, gold) for name, (pred, gold) in per_subset.items()}
+    n = sum(s["n"] for s in subsets.values())
+    if mode == "all":
+        pred = np.concatenate([p for p, _ in per_subset.values()])
+        gold = np.concatenate([g for _, g in per_subset.values()])
+        result = correlations(pred, gold)
+    else:
+        weights = np.array([s["n"] if mode == "wmean" else 1.0 for s in subsets.values()], dtype=np.float64)
+        result = {
+            key: float(np.average([s[key] for s in subsets.values()], weights=weights))
+            for key in ("spearman", "pearson")
+        }
+        result["n"] = n
+    result["subsets"] = subsets
+    return result
+
+
+def evaluate(encoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False) -> dict:
+    """Score ``encoder`` on ``tasks``; returns the JSON-ready result dict (correlations x100)."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    data = {}
+    for task in tasks:
+        if task.startswith("sts1") and split != "test":
+            raise UserError(f"{task} has only a test split (use --split test, or --tasks stsb,sickr for dev)")
+        data[task] = load_task(task, split)
+    start = time.perf_counter()
+    sentences = sorted({s for subsets in data.values() for ps in subsets.values() for s in ps.sent1 + ps.sent2})
+    vectors = encoder.encode(sentences, progress=progress)
+    row = {s: i for i, s in enumerate(sentences)}
+    results = {}
+    for task, subsets in data.items():
+        per_subset = {}
+        for name, ps in subsets.items():
+            a = vectors[[row[s] for s in ps.sent1]]
+            b = vectors[[row[s] for s in ps.sent2]]
+            per_subset[name] = (cosine_rows(a, b), np.asarray(ps.scores, dtype=np.float64))
+        results[task] = aggregate(per_subset, mode)
+    seconds = time.perf_counter() - start
+    return {
+        **encoder.describe(),
+        "split": split,
+        "aggregate": mode,
+        "scale": "correlation x 100",
+        "tasks": results,
+        "avg": float(np.mean([r["spearman"] for r in results.values()])),
+        "sentences_encoded": len(sentences),
+        "seconds": seconds,
+    }
+
+
+def format_table(results: list[dict], names: list[str] | None = None) -> str:
+    """A SimCSE-style table: Spearman x100 per task and the average, one row per result."""
+    tasks = list(results[0]["tasks"])
+    names = names or [f"{r['model']} [{r['pooler']}, {r['precision']}]" for r in results]
+    width = max(12, max(len(n) for n in names))
+    head = f"{'model':<{width}} " + " ".join(f"{LABELS.get(t, t):>7}" for t in tasks) + f" {'Avg.':>7}"
+    lines = [head, "-" * len(head)]
+    for name, r in zip(names, results):
+        cells = " ".join(f"{r['tasks'][t]['spearman']:7.2f}" for t in tasks)
+        lines.append(f"{name:<{width}} {cells} {r['avg']:7.2f}")
+    return "\n".join(lines)
