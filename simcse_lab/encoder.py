@@ -156,22 +156,33 @@ class Encoder:
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
-        if not sentences:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        enc = self.tokenizer(list(sentences), truncation=True, max_length=self.max_length,
-                             padding=False, return_token_type_ids=True)
-        ids, types = enc["input_ids"], enc.get("token_type_ids")
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        starts = range(0, len(order), self.batch_size)
-        if progress:
-            from tqdm.auto import tqdm
+        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
+                            max_length=self.max_length, precision=self.precision, device=self.device,
+                            progress=progress)
 
-            starts = tqdm(starts, desc="encode", unit="batch")
-        with torch.inference_mode(), autocast_context(self.precision, self.device):
-            for start in starts:
-                idx = order[start: start + self.batch_size]
-                batch = pad_batch([ids[i] for i in idx], self.tokenizer.pad_token_id,
-                                  [types[i] for i in idx] if types is not None else None)
-                out[idx] = self._forward(batch).float().cpu().numpy()
-        return out
+
+def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
+                 max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
+                 progress: bool = False) -> np.ndarray:
+    """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once, sort by token length,
+    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order."""
+    device = device or torch.device("cpu")
+    if not sentences:
+        return np.zeros((0, dim), dtype=np.float32)
+    enc = tokenizer(list(sentences), truncation=True, max_length=max_length,
+                    padding=False, return_token_type_ids=True)
+    ids, types = enc["input_ids"], enc.get("token_type_ids")
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    out = np.empty((len(ids), dim), dtype=np.float32)
+    starts = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="encode", unit="batch")
+    with torch.inference_mode(), autocast_context(precision, device):
+        for start in starts:
+            idx = order[start: start + batch_size]
+            batch = pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
+                              [types[i] for i in idx] if types is not None else None)
+            out[idx] = forward(batch).float().cpu().numpy()
+    return out
