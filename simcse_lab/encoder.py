@@ -71,6 +71,16 @@ def pad_batch(token_ids: list[list[int]], pad_id: int, type_ids: list[list[int]]
     return batch
 
 
+def pooler_head(model) -> torch.nn.Module | None:
+    """The model's own pooler as a head on the [CLS] vector (dense + activation), if it has one.
+
+    BertPooler-style modules index [:, 0] themselves; ``pool`` hands the head the [CLS] vector."""
+    pooler = getattr(model, "pooler", None)
+    if pooler is None or not hasattr(pooler, "dense") or not hasattr(pooler, "activation"):
+        return None
+    return torch.nn.Sequential(pooler.dense, pooler.activation)
+
+
 def _load_error(model: str, err: Exception) -> UserError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = " (HF_HUB_OFFLINE=1: only local directories and aliases work)" if offline else ""
@@ -130,7 +140,7 @@ class Encoder:
         except (OSError, ValueError) as err:
             raise _load_error(self.model_name, err) from None
         self.hf_model.to(self.device).eval()
-        self.mlp = getattr(self.hf_model, "pooler", None)
+        self.mlp = pooler_head(self.hf_model)
         if self.pooler == "cls":
             missing = [k for k in loading_info.get("missing_keys", []) if "pooler" in k]
             if self.mlp is None or missing:
