@@ -13,6 +13,12 @@ from simcse_lab.errors import UserError
 COMMANDS = {
     "eval": ("eval_sts", "evaluate a checkpoint on the STS benchmarks (Spearman x100)"),
     "data": ("data", "list, verify and fetch the registry's datasets"),
+    "train": ("train", "train sentence embeddings: unsup / sup SimCSE or ESimCSE (accelerate; resumable)"),
+    "export": ("export", "export a checkpoint as sentence-transformers, plain HF or ONNX (verified on reload)"),
+    "index": ("index", "build a faiss index of a corpus (flat, hnsw, ivfpq) for semantic search"),
+    "search": ("search", "search an index with a query or a file of queries"),
+    "retrieval-eval": ("retrieval_eval", "recall@k / MRR@10 retrieval evaluation on STS-B and SICK-R (gold >= 4)"),
+    "analyze": ("analyze", "embedding geometry report: alignment/uniformity, isotropy, layers, token degeneration"),
 }
 
 

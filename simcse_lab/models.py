@@ -32,6 +32,8 @@ def resolve_model(spec: str) -> str:
     if path.exists():
         if not path.is_dir():
             raise UserError(f"{spec}: a model must be a directory (sentence-transformers or Hugging Face format)")
+        if (path / "best" / "modules.json").is_file() and not (path / "modules.json").is_file():
+            return str(path / "best")  # a simcse-lab training run directory: its best checkpoint
         if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
             raise UserError(f"{spec}: neither config.json nor modules.json found; not a model directory")
         return str(path)

@@ -1,0 +1,46 @@
+"""Collect finished training runs (their summary.json and metrics.jsonl) into eval/train_runs.{json,md}.
+
+    python eval/record_train_runs.py NAME=RUN_DIR [NAME=RUN_DIR ...]
+
+Each run's summary.json holds the exact command that produced it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str]) -> int:
+    from simcse_lab.io import write_json, write_text
+    from simcse_lab.sts import format_table
+
+    runs, lines = {}, ["# Training runs (this shared 2-core CPU)", ""]
+    for item in argv:
+        name, _, run = item.partition("=")
+        summary = json.loads((Path(run) / "summary.json").read_text())
+        metrics = [json.loads(x) for x in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+        runs[name] = {"run_dir": run, "summary": summary, "metrics": metrics}
+        results = [r for r in (summary.get("test_before"), summary.get("test_after")) if r]
+        lines += [f"## {name}", "", f"Command: `{summary['command']}`", "",
+                  f"{summary['steps']} steps of batch {summary['config']['batch_size']}, world size "
+                  f"{summary['world_size']}, {summary['precision']}: {summary['seconds_per_step']:.2f} s/step, "
+                  f"{summary['sentences_per_s']:.1f} sentences/s, peak memory {summary['peak_memory_mb']:.0f} MB; "
+                  f"best STS-B dev {summary['best_dev_spearman']} at step {summary['best_step']}.", "",
+                  "Dev curve (step: loss / dev Spearman / alignment / uniformity):", ""]
+        lines += [f"- {m['step']}: {m.get('loss', float('nan')):.4f} / {m['dev_spearman']:.2f} / "
+                  f"{m['alignment']:.4f} / {m['uniformity']:.4f}" for m in metrics if "dev_spearman" in m]
+        if results:
+            lines += ["", "```", format_table(results, ["before training", "after (" + summary["test_after"]["model"] + ")"]),
+                      "```"]
+        lines.append("")
+    write_json(ROOT / "eval" / "train_runs.json", runs)
+    write_text(ROOT / "eval" / "train_runs.md", "\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,40 @@
+"""``simcse-lab retrieval-eval``: recall@1/5/10 and MRR@10 on STS-B / SICK-R pairs with gold >= 4."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from simcse_lab.pooling import POOLERS
+
+    p.add_argument("--model", required=True, action="append",
+                   help="model dir, alias, or training output dir (its best/); repeat to compare checkpoints")
+    p.add_argument("--pooler", choices=POOLERS, default=None)
+    p.add_argument("--tasks", default="stsb,sickr")
+    p.add_argument("--split", default="test", choices=("dev", "test", "train"))
+    p.add_argument("--threshold", type=float, default=4.0, help="gold score for a pair to count as relevant")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--output", default=None, help="write the results (and the command) as JSON here")
+
+
+def run(args) -> int:
+    import sys
+
+    from simcse_lab import io
+    from simcse_lab.encoder import Encoder
+    from simcse_lab.export import resolve_source
+    from simcse_lab.retrieval import evaluate, format_table
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    results = []
+    for model in args.model:
+        path, _ = resolve_source(model)
+        encoder = Encoder(path, pooler=args.pooler, precision=args.precision)
+        result = evaluate(encoder, tasks, args.split, args.threshold)
+        result["model"] = model
+        results.append(result)
+    print(format_table(results))
+    if args.output:
+        io.write_json(args.output, {"command": "simcse-lab " + " ".join(sys.argv[1:]), "results": results})
+    return 0

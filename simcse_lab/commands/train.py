@@ -1,0 +1,37 @@
+"""``simcse-lab train``: contrastive training (unsup / sup SimCSE, ESimCSE) on accelerate.
+
+Also runs as ``accelerate launch [--multi_gpu --num_processes N] -m simcse_lab train ...``."""
+
+from __future__ import annotations
+
+import argparse
+
+BOOL = argparse.BooleanOptionalAction
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from simcse_lab.config import FIELDS
+
+    p.add_argument("--config", default=None, help="YAML file of options (flags given here override it)")
+    helps = {"objective": "unsup, sup or esimcse", "data": "wiki, nli, or a file (.txt sentences / .csv triplets)",
+             "model": "model directory, hub id or alias", "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2",
+             "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
+             "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
+             "precision": "auto (bf16 where available), fp32 or bf16", "fixed_repetition":
+             "ESimCSE: draw the word repetition once per sentence (official code) instead of every step"}
+    for name, field in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        kind = {"int": int, "float": float, "str": str}.get(field.type)
+        if field.type == "bool":
+            p.add_argument(flag, action=BOOL, default=None, help=helps.get(name, f"default {field.default}"))
+        else:
+            p.add_argument(flag, type=kind, default=None, help=helps.get(name, f"default {field.default}"))
+
+
+def run(args) -> int:
+    from simcse_lab.config import FIELDS, load_config
+    from simcse_lab.train import train
+
+    cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
+    train(cfg)
+    return 0

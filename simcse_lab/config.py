@@ -1,0 +1,125 @@
+"""Training configuration: defaults < YAML file (``--config``) < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from simcse_lab.errors import InputError, UserError
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "unsup"
+    model: str = "all-MiniLM-L6-v2"
+    data: str = "wiki"
+    output_dir: str = "runs/unsup"
+    pooler: str = "cls"
+    mlp_only_train: bool = True
+    temperature: float = 0.05
+    hard_negative_weight: float = 0.0
+    dup_rate: float = 0.32
+    fixed_repetition: bool = False
+    momentum: float = 0.995
+    queue_ratio: float = 2.5
+    do_mlm: bool = False          # SimCSE's auxiliary MLM loss
+    mlm_weight: float = 0.1
+    max_seq_len: int = 32
+    batch_size: int = 64
+    lr: float = 3e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    epochs: int = 1
+    max_steps: int = 0            # > 0: stop after this many steps (overrides epochs)
+    seed: int = 42
+    precision: str = "auto"       # auto = bf16 autocast where the hardware has it
+    eval_steps: int = 125         # 0: no dev evaluation during training
+    save_steps: int = 0           # training-state checkpoints; 0: at every eval step (or 125)
+    log_steps: int = 10
+    eval_batch_size: int = 128
+    test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        from simcse_lab.objectives import OBJECTIVES
+        from simcse_lab.pooling import POOLERS
+
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        if self.pooler not in POOLERS:
+            raise UserError(f"unknown pooler {self.pooler!r}; choose from {', '.join(POOLERS)}")
+        for name in ("batch_size", "max_seq_len", "epochs"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise UserError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.lr <= 0:
+            raise UserError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value, where: str):
+    kind = FIELDS[name].type
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: {name} must be a {kind}, got {value!r}") from None
+
+
+def read_yaml(path) -> dict:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read config ({err.strerror})") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InputError(path, mark.line + 1 if mark else None, f"invalid YAML: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(path, 1, "a config must be a mapping of option: value")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELDS:
+            raise InputError(path, lines.get(key), f"unknown option {key!r}")
+        out[name] = _coerce(name, value, f"{path}:{lines.get(key, '?')}")
+    return out
+
+
+def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then ``overrides`` (flags given on the command line; None = not given)."""
+    values = read_yaml(path) if path else {}
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value, "command line")
+    return TrainConfig(**values)

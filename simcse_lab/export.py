@@ -1,0 +1,300 @@
+"""Exporting a checkpoint for use elsewhere: a sentence-transformers directory, a plain Hugging Face
+folder, or ONNX, each verified by re-loading it and comparing embeddings with the source.
+
+The source is read once as a sentence-transformers model (an ST directory as it is; a Hugging Face
+checkpoint + ``--pooler`` through :func:`simcse_lab.st_format.save_sentence_transformer`). A
+training output directory (``D/summary.json`` + ``D/best``) exports ``D/best`` and its model card
+shows the run's summary.
+
+ONNX: sentence-transformers' ONNX backend exports through ``optimum.onnxruntime`` (package
+``optimum-onnx``), which does not support transformers 5 (it pins transformers<4.58), so the graph is
+exported with ``torch.onnx`` (the exporter optimum itself drives) and verified with onnxruntime. The
+graph contains the whole pipeline (encoder + pooling + dense head, + normalisation where the source
+has it): inputs ``input_ids``, ``attention_mask`` (+ ``token_type_ids``), output ``sentence_embedding``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simcse_lab.errors import UserError
+from simcse_lab.models import is_sentence_transformers_dir, resolve_model
+
+FORMATS = ("sentence-transformers", "hf", "onnx")
+TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
+# varied lengths, casing, punctuation and an out-of-vocabulary-ish word: the verification sample
+VERIFY_SENTENCES = [
+    "A man is playing a guitar.",
+    "two dogs run on the beach",
+    "hi",
+    "The quick brown fox jumps over the lazy dog while the farmer watches from a distance.",
+    "Stocks fell sharply on Tuesday after the central bank raised interest rates again.",
+    "Zyxqwv blorptastic unfathomably!",
+    "A woman slices an onion.",
+    "Is this the right way to the station?",
+]
+
+
+def resolve_source(spec: str) -> tuple[str, Path | None]:
+    """(model path or hub id, summary.json or None): a training output dir stands for its ``best`` model."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and not (path / "modules.json").exists() and not (path / "config.json").exists():
+        for name in ("best", "final"):
+            if (path / name / "modules.json").is_file():
+                summary = path / "summary.json"
+                return str(path / name), summary if summary.is_file() else None
+        raise UserError(f"{spec}: not a model directory and has no best/ or final/ sentence-transformers model")
+    return resolve_model(spec), None
+
+
+def load_source(spec: str, pooler: str | None):
+    """(SentenceTransformer, description dict, summary path): the source as one canonical ST model (fp32, CPU)."""
+    from sentence_transformers import SentenceTransformer
+
+    from simcse_lab.encoder import Encoder
+    from simcse_lab.st_format import save_sentence_transformer
+
+    path, summary = resolve_source(spec)
+    if pooler is None and (not Path(path).is_dir() or is_sentence_transformers_dir(path)):
+        enc = Encoder(path, precision="fp32", device="cpu")
+        return enc.st_model, {"source": spec, "path": path, "pooler": "modules"}, summary
+    enc = Encoder(path, pooler=pooler, precision="fp32", device="cpu")
+    tmp = tempfile.mkdtemp(prefix="simcse-export-src-")
+    try:
+        out = save_sentence_transformer(enc.hf_model, enc.tokenizer, enc.pooler, Path(tmp) / "st",
+                                        mlp=enc.mlp if enc.pooler == "cls" else None,
+                                        max_seq_length=enc.max_length)
+        model = SentenceTransformer(str(out), device="cpu")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model, {"source": spec, "path": path, "pooler": enc.pooler}, summary
+
+
+def st_encode(model, sentences: list[str]) -> np.ndarray:
+    with torch.inference_mode():
+        return model.encode(sentences, convert_to_numpy=True, batch_size=4).astype(np.float32)
+
+
+# -- the simcse pooler behind a sentence-transformers module list (for the plain HF export) -------------
+def describe_modules(model) -> dict:
+    """{"pooler", "dense" (nn.Linear or None), "normalize"} for an ST model made of Transformer,
+    [WeightedLayerPooling], Pooling(cls|mean), [Dense(tanh)], [Normalize]; UserError otherwise."""
+    names = [type(m).__name__ for m in model]
+    info = {"pooler": None, "dense": None, "normalize": "Normalize" in names}
+    kinds = [n for n in names if n != "Normalize"]
+    mode = None
+    layer_pool = None
+    for m in model:
+        if type(m).__name__ == "Pooling":
+            mode = m.pooling_mode if isinstance(m.pooling_mode, str) else None
+        elif type(m).__name__ == "WeightedLayerPooling":
+            layer_pool = m
+        elif type(m).__name__ == "Dense":
+            if not isinstance(m.activation_function, torch.nn.Tanh):
+                raise UserError("the model's Dense module is not dense+tanh; a plain HF export cannot express it")
+            info["dense"] = m.linear
+    if kinds[:1] != ["Transformer"] or mode not in ("cls", "mean"):
+        raise UserError(f"modules {names} have no SimCSE pooler equivalent; export it as sentence-transformers")
+    if layer_pool is not None:
+        if mode != "mean":
+            raise UserError(f"modules {names}: layer pooling without mean pooling has no SimCSE equivalent")
+        from simcse_lab.st_format import layer_weights
+
+        layers = model[0].model.config.num_hidden_layers
+        got = (layer_pool.layer_start, [float(w) for w in layer_pool.layer_weights.detach()])
+        for name in ("avg_first_last", "avg_top2"):
+            if got == layer_weights(name, layers) and info["pooler"] is None:
+                info["pooler"] = name  # with 2 layers both name the same layers; the first is kept
+        if info["pooler"] is None:
+            raise UserError(f"WeightedLayerPooling {got} matches no SimCSE pooler; export it as sentence-transformers")
+    elif mode == "mean":
+        info["pooler"] = "avg"
+    else:
+        info["pooler"] = "cls" if info["dense"] is not None else "cls_before_pooler"
+    if info["dense"] is not None and info["pooler"] != "cls":
+        raise UserError(f"modules {names}: a Dense head after {mode} pooling has no SimCSE equivalent")
+    return info
+
+
+# -- model card ---------------------------------------------------------------------------------------
+def model_card(description: dict, summary_path: Path | None, module_names: list[str]) -> str:
+    lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+             "tags: [sentence-transformers, simcse, simcse-lab]", "---", "",
+             f"# {Path(description['path']).name}", "",
+             f"Exported by `simcse-lab export` from `{description['source']}`.", "",
+             f"- modules: {' -> '.join(module_names)}",
+             f"- pooler: {description['pooler']}"]
+    summary = None
+    if summary_path is not None:
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError) as err:
+            lines.append(f"- summary.json could not be read: {err}")
+    if isinstance(summary, dict):
+        for key in ("objective", "loss", "mode", "data", "dataset", "train_data", "pooler", "temperature",
+                    "learning_rate", "batch_size", "epochs", "steps", "max_seq_length", "base_model", "model"):
+            value = summary.get(key)
+            if isinstance(value, (str, int, float, bool)):
+                lines.append(f"- {key.replace('_', ' ')}: {value}")
+        tables = _sts_tables(summary)
+        if tables:
+            lines += ["", "## STS (Spearman x100, from summary.json)", "", "```", tables, "```"]
+        lines += ["", "<details><summary>summary.json</summary>", "", "```json",
+                  json.dumps(summary, indent=2)[:20000], "```", "", "</details>"]
+    lines += ["", "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer",
+              "model = SentenceTransformer('PATH')", "vectors = model.encode(['A sentence.'])", "```", ""]
+    return "\n".join(lines)
+
+
+def _sts_tables(summary: dict) -> str | None:
+    """A format_table of every STS result dict (with "tasks" and "avg") found one or two levels down."""
+    from simcse_lab.sts import format_table
+
+    found: list[tuple[str, dict]] = []
+
+    def visit(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("tasks"), dict) and "avg" in value:
+                found.append((prefix or "result", value))
+            elif prefix.count(".") < 2:
+                for k, v in value.items():
+                    visit(f"{prefix}.{k}" if prefix else k, v)
+
+    visit("", summary)
+    try:
+        groups: dict[tuple, list[tuple[str, dict]]] = {}
+        for name, result in found:
+            groups.setdefault(tuple(result["tasks"]), []).append((name, result))
+        return "\n\n".join(format_table([r for _, r in g], [n for n, _ in g]) for g in groups.values()) or None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# -- the three formats ----------------------------------------------------------------------------------
+def _write_st(model, tmp: Path, card: str) -> None:
+    model.save(str(tmp))
+    (tmp / "README.md").write_text(card)
+
+
+def _write_hf(model, tmp: Path) -> dict:
+    info = describe_modules(model)
+    backbone = model[0].model
+    if info["dense"] is not None:
+        head = getattr(getattr(backbone, "pooler", None), "dense", None)
+        if not isinstance(head, torch.nn.Linear) or head.weight.shape != info["dense"].weight.shape:
+            raise UserError("the model's dense head does not fit the backbone's pooler; export as sentence-transformers")
+        head.load_state_dict(info["dense"].state_dict())
+    backbone.save_pretrained(str(tmp))
+    model.tokenizer.save_pretrained(str(tmp))
+    meta = {"pooler": info["pooler"], "normalize": info["normalize"],
+            "note": "encode with: simcse-lab eval --model THIS --pooler " + info["pooler"]}
+    (tmp / "simcse_lab.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+class _Pipeline(torch.nn.Module):
+    def __init__(self, model, input_names):
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+
+    def forward(self, *inputs):
+        return self.model(dict(zip(self.input_names, inputs)))["sentence_embedding"]
+
+
+def _write_onnx(model, tmp: Path, opset: int = 17) -> dict:
+    tokenizer = model.tokenizer
+    sample = tokenizer(VERIFY_SENTENCES[:2], padding=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["sentence_embedding"] = {0: "batch"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Pipeline(model.eval(), names), tuple(sample[n] for n in names), str(tmp / "model.onnx"),
+                          input_names=names, output_names=["sentence_embedding"], dynamic_axes=axes,
+                          opset_version=opset, dynamo=False)
+    tokenizer.save_pretrained(str(tmp))
+    meta = {"inputs": names, "output": "sentence_embedding", "opset": opset,
+            "max_seq_length": model.max_seq_length, "dimension": model.get_embedding_dimension(),
+            "exporter": f"torch.onnx (torch {torch.__version__})"}
+    (tmp / "onnx_config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def onnx_encode(directory: Path, sentences: list[str]) -> np.ndarray:
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    meta = json.loads((directory / "onnx_config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    out = []
+    for start in range(0, len(sentences), 4):
+        enc = tokenizer(sentences[start:start + 4], padding=True, truncation=True,
+                        max_length=meta["max_seq_length"], return_tensors="np")
+        out.append(session.run(None, {n: enc[n].astype(np.int64) for n in meta["inputs"]})[0])
+    return np.concatenate(out).astype(np.float32)
+
+
+def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[str]) -> np.ndarray:
+    """Embeddings of ``sentences`` from the exported artefact, loaded the way a user would load it."""
+    if fmt == "sentence-transformers":
+        from sentence_transformers import SentenceTransformer
+
+        return st_encode(SentenceTransformer(str(directory), device="cpu"), sentences)
+    if fmt == "hf":
+        from simcse_lab.encoder import Encoder
+
+        vectors = Encoder(str(directory), pooler=meta["pooler"], precision="fp32", device="cpu",
+                          batch_size=4).encode(sentences)
+        if meta["normalize"]:
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        return vectors
+    return onnx_encode(directory, sentences)
+
+
+def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwrite: bool = False) -> dict:
+    """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``)."""
+    from simcse_lab.st_format import replace_dir_atomically
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    model, description, summary = load_source(model_spec, pooler)
+    reference = st_encode(model, VERIFY_SENTENCES)
+    module_names = [type(m).__name__ for m in model]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        meta = None
+        if fmt == "sentence-transformers":
+            _write_st(model, tmp, model_card(description, summary, module_names))
+        elif fmt == "hf":
+            meta = _write_hf(model, tmp)
+        else:
+            meta = _write_onnx(model, tmp)
+        got = reload_encode(fmt, tmp, meta, VERIFY_SENTENCES)
+        if got.shape != reference.shape:
+            raise UserError(f"export verification failed: shape {got.shape} != source {reference.shape}")
+        diff = float(np.abs(got - reference).max())
+        if not diff <= TOLERANCE[fmt]:
+            raise UserError(f"export verification failed: max abs diff {diff:.3g} > {TOLERANCE[fmt]:g}; "
+                            f"nothing written to {output}")
+        replace_dir_atomically(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"format": fmt, "output": str(output), "source": model_spec, "source_path": description["path"],
+            "pooler": description["pooler"] if meta is None or "pooler" not in meta else meta["pooler"],
+            "modules": module_names, "dimension": int(reference.shape[1]), "verified_sentences": len(reference),
+            "max_abs_diff": diff, "tolerance": TOLERANCE[fmt]}

@@ -1,0 +1,55 @@
+"""ESimCSE's momentum contrast: a slowly moving copy of the encoder and a FIFO queue of its outputs."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class MomentumEncoder(nn.Module):
+    """A frozen, eval-mode deep copy of ``model`` (taken before training, so it starts from the same
+    pretrained weights), updated as ``θ_m ← m·θ_m + (1 − m)·θ``."""
+
+    def __init__(self, model: nn.Module, momentum: float = 0.995):
+        super().__init__()
+        self.model = copy.deepcopy(model)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.momentum = momentum
+
+    def train(self, mode: bool = True):  # always eval: no dropout in the momentum encoder
+        return super().train(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for p_m, p in zip(self.model.parameters(), model.parameters()):
+            p_m.mul_(self.momentum).add_(p.detach().to(p_m.dtype), alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def forward(self, **inputs) -> torch.Tensor:
+        # no dropout, but the training pooler (with the MLP), so queued vectors live where the online ones do
+        return self.model(**inputs, pooler=self.model.pooler)
+
+
+class EmbeddingQueue:
+    """First in, first out: ``push`` puts the newest rows at the front and drops the oldest beyond ``size``."""
+
+    def __init__(self, size: int, dim: int):
+        self.size = size
+        self.embeddings = torch.zeros(0, dim)
+
+    def __len__(self) -> int:
+        return self.embeddings.shape[0]
+
+    def push(self, rows: torch.Tensor) -> None:
+        rows = rows.detach().float().cpu()
+        self.embeddings = torch.cat([rows, self.embeddings])[: self.size]
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "embeddings": self.embeddings.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size = state["size"]
+        self.embeddings = state["embeddings"].clone()

@@ -1,0 +1,100 @@
+"""Retrieval evaluation on labelled sets built from the STS data.
+
+For each task (STS-B, SICK-R) and split: the corpus is every distinct sentence of the split; the
+queries are the first sentences of the pairs with gold score >= ``threshold`` (4 of 5); a query's
+relevant items are all its partners in such pairs. Search is exact (cosine, faiss flat) and the query
+itself is excluded from its results. Reported (x100): recall@1/5/10 (the fraction of a query's
+relevant sentences found in its top k, averaged over queries) and MRR@10 (1/rank of the first
+relevant sentence within the top 10, else 0).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from simcse_lab.errors import UserError
+
+TASKS = ("stsb", "sickr")
+KS = (1, 5, 10)
+
+
+def labelled_set(pairsets, threshold: float = 4.0) -> tuple[list[str], list[int], list[set[int]]]:
+    """(corpus, query ids, relevant id sets) from PairSets."""
+    corpus: dict[str, int] = {}
+    for ps in pairsets:
+        for s in list(ps.sent1) + list(ps.sent2):
+            corpus.setdefault(s, len(corpus))
+    relevant: dict[int, set[int]] = {}
+    for ps in pairsets:
+        for a, b, score in zip(ps.sent1, ps.sent2, ps.scores):
+            if score >= threshold and a != b:
+                relevant.setdefault(corpus[a], set()).add(corpus[b])
+    queries = sorted(relevant)
+    return list(corpus), queries, [relevant[q] for q in queries]
+
+
+def rank_metrics(ranked: np.ndarray, relevant: list[set[int]], ks=KS) -> dict:
+    """recall@k and MRR@10 (x100) for ranked id lists (one row per query, self already removed)."""
+    out = {f"recall@{k}": 0.0 for k in ks}
+    mrr = 0.0
+    for row, rel in zip(ranked, relevant):
+        for k in ks:
+            out[f"recall@{k}"] += len(rel.intersection(row[:k].tolist())) / len(rel)
+        for rank, item in enumerate(row[:10], start=1):
+            if item in rel:
+                mrr += 1.0 / rank
+                break
+    n = max(len(relevant), 1)
+    result = {key: 100.0 * value / n for key, value in out.items()}
+    result["mrr@10"] = 100.0 * mrr / n
+    return result
+
+
+def search_excluding_self(vectors: np.ndarray, queries: list[int], k: int) -> np.ndarray:
+    import faiss
+
+    from simcse_lab.index import normalize
+
+    vectors = normalize(vectors)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    _, ids = index.search(vectors[queries], min(k + 1, len(vectors)))
+    return np.array([[i for i in row if i != q and i >= 0][:k] for row, q in zip(ids, queries)])
+
+
+def evaluate(encoder, tasks=TASKS, split: str = "test", threshold: float = 4.0) -> dict:
+    from simcse_lab import registry
+
+    results = {}
+    start = time.perf_counter()
+    for task in tasks:
+        if task not in TASKS:
+            raise UserError(f"unknown retrieval task {task!r}; choose from {', '.join(TASKS)}")
+        ps = registry.load_split(task, split)
+        corpus, queries, relevant = labelled_set([ps], threshold)
+        if not queries:
+            raise UserError(f"{task} {split}: no pairs with gold >= {threshold}")
+        vectors = encoder.encode(corpus)
+        ranked = search_excluding_self(vectors, queries, max(KS))
+        results[task] = {**rank_metrics(ranked, relevant), "queries": len(queries), "corpus": len(corpus)}
+    metrics = [k for k in next(iter(results.values())) if k.startswith(("recall", "mrr"))]
+    return {**encoder.describe(), "split": split, "threshold": threshold, "scale": "x 100", "tasks": results,
+            "avg": {m: float(np.mean([r[m] for r in results.values()])) for m in metrics},
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def format_table(results: list[dict], names: list[str] | None = None) -> str:
+    names = names or [f"{r['model']} [{r['pooler']}]" for r in results]
+    width = max(12, max(len(n) for n in names))
+    metrics = list(results[0]["avg"])
+    lines = []
+    for task in list(results[0]["tasks"]) + ["avg"]:
+        head = f"{task:<{width}} " + " ".join(f"{m:>9}" for m in metrics)
+        lines += [head, "-" * len(head)]
+        for name, r in zip(names, results):
+            row = r["avg"] if task == "avg" else r["tasks"][task]
+            lines.append(f"{name:<{width}} " + " ".join(f"{row[m]:9.2f}" for m in metrics))
+        lines.append("")
+    return "\n".join(lines).rstrip()

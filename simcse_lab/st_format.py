@@ -1,0 +1,133 @@
+"""Saving a SimCSE encoder as a sentence-transformers directory that reproduces its pooler exactly.
+
+Pooler -> sentence-transformers modules (no Normalize: the saved model returns the same raw vectors
+as ``simcse_lab.pooling.pool``; cosine similarity is unaffected):
+
+- ``cls`` (with the dense+tanh head) -> Transformer, Pooling("cls"), Dense(Tanh)
+- ``cls_before_pooler``              -> Transformer, Pooling("cls")
+- ``avg``                            -> Transformer, Pooling("mean")
+- ``avg_first_last``                 -> Transformer(output_hidden_states), WeightedLayerPooling(layer_start=1,
+                                        weights [1, 0, ..., 0, 1]), Pooling("mean")
+- ``avg_top2``                       -> Transformer(output_hidden_states), WeightedLayerPooling(layer_start=L-1,
+                                        weights [1, 1]), Pooling("mean")
+
+``all_layer_embeddings`` index 0 is the embedding layer, as ``hidden_states`` in ``pool``.
+The directory is written to a temporary sibling and renamed into place, so a reader never sees a
+half-written model and an existing model at ``output_dir`` is replaced only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from simcse_lab.pooling import POOLERS
+
+LAYER_POOLERS = ("avg_first_last", "avg_top2")
+
+
+def _linear_of(mlp: torch.nn.Module) -> torch.nn.Linear:
+    """The nn.Linear of a dense+tanh head: the Linear itself, or a module with ``.dense`` (BertPooler, SimCSE MLP)."""
+    if isinstance(mlp, torch.nn.Linear):
+        return mlp
+    dense = getattr(mlp, "dense", None)
+    if isinstance(dense, torch.nn.Linear):
+        return dense
+    raise TypeError(f"mlp must be an nn.Linear or a module with a .dense nn.Linear, got {type(mlp).__name__}")
+
+
+def layer_weights(pooler: str, num_layers: int) -> tuple[int, list[float]]:
+    """(layer_start, weights over all_layer_embeddings[layer_start:]) for a layer-averaging pooler."""
+    if pooler == "avg_first_last":
+        if num_layers == 1:
+            return 1, [1.0]
+        return 1, [1.0] + [0.0] * (num_layers - 2) + [1.0]
+    if pooler == "avg_top2":
+        return num_layers - 1, [1.0, 1.0]
+    raise ValueError(f"{pooler!r} is not a layer-averaging pooler")
+
+
+def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None = None,
+                  max_seq_length: int = 512) -> list[torch.nn.Module]:
+    """The sentence-transformers module list reproducing ``pooler`` on the HF model in ``transformer_dir``."""
+    from sentence_transformers.sentence_transformer.modules import (Dense, Pooling, Transformer,
+                                                                    WeightedLayerPooling)
+
+    if pooler not in POOLERS:
+        raise ValueError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
+    if pooler == "cls" and mlp is None:
+        raise ValueError("pooler 'cls' needs the dense+tanh head (mlp); use 'cls_before_pooler' without one")
+    if mlp is not None and pooler != "cls":
+        raise ValueError(f"an mlp head is only exported with pooler 'cls', not {pooler!r}")
+    config_kwargs = {"output_hidden_states": True} if pooler in LAYER_POOLERS else {}
+    transformer = Transformer(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
+    dim = transformer.get_embedding_dimension()
+    modules: list[torch.nn.Module] = [transformer]
+    if pooler in LAYER_POOLERS:
+        num_layers = transformer.model.config.num_hidden_layers
+        start, weights = layer_weights(pooler, num_layers)
+        modules.append(WeightedLayerPooling(dim, num_hidden_layers=num_layers, layer_start=start,
+                                            layer_weights=torch.nn.Parameter(torch.tensor(weights))))
+    modules.append(Pooling(dim, pooling_mode="cls" if pooler.startswith("cls") else "mean"))
+    if pooler == "cls":
+        linear = _linear_of(mlp)
+        dense = Dense(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                      activation_function=torch.nn.Tanh())
+        dense.linear.load_state_dict({k: v.detach().float().cpu() for k, v in linear.state_dict().items()})
+        modules.append(dense)
+    return modules
+
+
+def replace_dir_atomically(tmp: Path, output_dir: Path) -> None:
+    """Move the complete directory ``tmp`` to ``output_dir``; an old ``output_dir`` is removed only afterwards."""
+    old = None
+    if output_dir.exists():
+        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+        os.replace(output_dir, old)
+    try:
+        os.replace(tmp, output_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, output_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,
+                              max_seq_length: int = 512, model_card: str | None = None) -> Path:
+    """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ ``mlp`` for ``cls``)
+    as a sentence-transformers directory at ``output_dir``; return its path.
+
+    ``SentenceTransformer(output_dir)`` reproduces ``pool(pooler, ...)`` (and the mlp+tanh) on the
+    backbone's outputs. ``model_card`` (markdown) is written as README.md when given.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if pooler not in POOLERS:
+        raise ValueError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
+    if pooler == "cls" and mlp is None:
+        raise ValueError("pooler 'cls' needs the dense+tanh head (mlp); use 'cls_before_pooler' without one")
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    limit = getattr(backbone.config, "max_position_embeddings", max_seq_length)
+    max_seq_length = min(max_seq_length, limit)
+    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+    try:
+        with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.hf-") as hf_dir:
+            backbone.save_pretrained(hf_dir)
+            tokenizer.save_pretrained(hf_dir)
+            modules = build_modules(hf_dir, pooler, mlp=mlp, max_seq_length=max_seq_length)
+            model = SentenceTransformer(modules=modules, device="cpu")
+            model.save(str(tmp))
+        if model_card is not None:
+            (tmp / "README.md").write_text(model_card)
+        replace_dir_atomically(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir

@@ -1,0 +1,99 @@
+"""``simcse-lab analyze`` end to end on tiny random BERTs (no shared data), and the trajectory plot."""
+
+import json
+
+import pytest
+
+from simcse_lab import analysis, cli
+from simcse_lab.readers import PairSet
+
+SENTENCES = [f"sentence number {i} about the {w} and a {v}" for i, (w, v) in
+             enumerate(zip(["cat", "dog", "car", "tree", "sun", "river"] * 5, ["house", "road", "book"] * 10))]
+
+
+def fake_stsb():
+    a, b = SENTENCES[:15], SENTENCES[15:]
+    return PairSet("stsb-dev", a, b, [4.5 if i % 3 else 2.0 for i in range(15)])
+
+
+@pytest.fixture
+def fake_registry(monkeypatch, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    real = analysis._load_source
+    monkeypatch.setattr(analysis, "_load_source",
+                        lambda source, split: fake_stsb() if source == "stsb" else real(source, split))
+    monkeypatch.setattr("simcse_lab.sts.load_task", lambda task, split: {"stsb": fake_stsb()})
+    return corpus
+
+
+def run_cli(argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    return exc.value.code
+
+
+def test_analyze_end_to_end(tiny_bert, fake_registry, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = run_cli(["analyze", "--model", str(tiny_bert), "--pooler", "cls_before_pooler",
+                    "--compare", f"{tiny_bert}@avg", "--output-dir", str(out), "--token-corpus",
+                    str(fake_registry), "--knn", "3", "--knn-sample", "20", "--whiten",
+                    "--whiten-corpus", str(fake_registry), "--whiten-k", "8", "--precision", "fp32"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [c["pooler"] for c in report["checkpoints"]] == ["cls_before_pooler", "avg"]
+    assert report["data"] == {"source": "stsb/dev", "sentences": 30, "positive_pairs": 10}
+    c = report["checkpoints"][0]
+    assert len(c["layers"]) == 3  # embedding layer + 2 transformer layers
+    assert 0 <= c["sentence"]["isoscore"] <= 1 and c["sentence"]["alignment"] > 0
+    assert c["tokens"]["corpus_tokens"] > 0 and 0 < c["tokens"]["unseen_share"] < 1
+    assert c["whitening"]["k"] == 8 and set(c["whitening"]["sts_spearman"]) == {"stsb"}
+    # the avg checkpoint's sentence embedding is the last layer's mean pooling
+    avg = report["checkpoints"][1]
+    assert avg["sentence"]["isoscore"] == pytest.approx(avg["layers"][-1]["avg"]["isoscore"], rel=1e-4)
+    for fig in ("singular_spectrum", "layer_profile", "align_uniform", "token_norm_vs_rank",
+                "token_svd_projection"):
+        assert (out / f"{fig}.png").stat().st_size > 1000
+    md = (out / "report.md").read_text()
+    assert "IsoScore" in md and "BERT-whitening" in md and "![align_uniform](align_uniform.png)" in md
+    assert "IsoScore" in capsys.readouterr().out
+
+
+def test_trajectory_from_metrics_jsonl(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    lines = [{"step": 0, "loss": 2.0, "lr": 1e-5},
+             {"step": 10, "alignment": 0.2, "uniformity": -1.5, "dev_spearman": 70.0},
+             {"step": 20, "loss": 1.0},
+             {"step": 30, "alignment": 0.3, "uniformity": -2.5, "dev_spearman": 80.0},
+             {"step": 40, "alignment": 0.35, "uniformity": -2.7, "dev_spearman": 79.0}]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = tmp_path / "traj"
+    assert run_cli(["analyze", "--trajectory", str(path), "--output-dir", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    t = report["trajectory"]
+    assert t["points"] == 3
+    assert t["first"]["step"] == 10 and t["last"]["uniformity"] == -2.7 and t["best"]["step"] == 30
+    assert (out / "trajectory.png").stat().st_size > 1000
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "metrics.jsonl"
+    bad.write_text('{"step": 1, "alignment": 0.1, "uniformity": -1}\nnot json\n')
+    assert run_cli(["analyze", "--trajectory", str(bad), "--output-dir", str(tmp_path / "o")]) == 2
+    assert f"{bad}:2: not JSON" in capsys.readouterr().err
+    assert run_cli(["analyze", "--output-dir", str(tmp_path / "o")]) == 2
+    assert run_cli(["analyze", "--model", "x", "--data", str(tmp_path / "missing.txt"),
+                    "--output-dir", str(tmp_path / "o")]) == 2
+    assert "missing.txt: no such file" in capsys.readouterr().err
+    assert run_cli(["analyze", "--model", "x@nopooler", "--output-dir", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.integration
+def test_minilm_untrained_cls_is_less_isotropic_than_mean_pooling(mirror_env, tmp_path):
+    out = tmp_path / "minilm"
+    assert run_cli(["analyze", "--model", "all-MiniLM-L6-v2@cls_before_pooler", "--compare",
+                    "all-MiniLM-L6-v2@avg", "--max-sentences", "300", "--no-tokens",
+                    "--output-dir", str(out)]) == 0
+    cls, avg = (c["sentence"] for c in json.loads((out / "report.json").read_text())["checkpoints"])
+    assert cls["isoscore"] < avg["isoscore"]
+    assert cls["mean_cosine"] > avg["mean_cosine"]
