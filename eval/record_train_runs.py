@@ -17,7 +17,10 @@ def main(argv: list[str]) -> int:
     from simcse_lab.io import write_json, write_text
     from simcse_lab.sts import format_table
 
-    runs, lines = {}, ["# Training runs (this shared 2-core CPU)", ""]
+    runs, lines = {}, ["# Training runs (this shared 2-core CPU)", "",
+                       "Recorded with `python eval/record_train_runs.py " + " ".join(argv) + "`. The runs were started "
+                       "under `nice -n 19` while other work shared the CPU, so their s/step are not clean timings "
+                       "(see eval/train_bench.md for the timed comparison). '-': no training loss logged at that step.", ""]
     for item in argv:
         name, _, run = item.partition("=")
         summary = json.loads((Path(run) / "summary.json").read_text())
@@ -30,7 +33,7 @@ def main(argv: list[str]) -> int:
                   f"{summary['sentences_per_s']:.1f} sentences/s, peak memory {summary['peak_memory_mb']:.0f} MB; "
                   f"best STS-B dev {summary['best_dev_spearman']} at step {summary['best_step']}.", "",
                   "Dev curve (step: loss / dev Spearman / alignment / uniformity):", ""]
-        lines += [f"- {m['step']}: {m.get('loss', float('nan')):.4f} / {m['dev_spearman']:.2f} / "
+        lines += [f"- {m['step']}: {format(m['loss'], '.4f') if 'loss' in m else '-'} / {m['dev_spearman']:.2f} / "
                   f"{m['alignment']:.4f} / {m['uniformity']:.4f}" for m in metrics if "dev_spearman" in m]
         if results:
             lines += ["", "```", format_table(results, ["before training", "after (" + summary["test_after"]["model"] + ")"]),

@@ -11,6 +11,10 @@ Layout of an index directory (written to a temp dir, then renamed into place)::
 The corpus is encoded in chunks (``chunk_size`` sentences) and each chunk is added to the index at
 once, so memory holds the texts and one chunk of vectors (plus the index itself), never the whole
 embedding matrix; the recall check keeps a running exact top-10 for a sample of queries.
+
+Under ``accelerate launch --multi_gpu --num_processes N -m simcse_lab index build ...`` (WORLD_SIZE > 1) each
+rank encodes a contiguous shard into ``shards/RANK.npy`` of the staging dir; rank 0 then builds the index from
+the memory-mapped shards in id order with the same code path and records ``world_size`` in the manifest.
 """
 
 from __future__ import annotations
@@ -123,12 +127,104 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     return float(np.mean([len(set(a[:k]) & set(e)) / k for a, e in zip(approx_ids, exact_ids)]))
 
 
+def _distributed_state():
+    """accelerate's PartialState when launched with WORLD_SIZE > 1 (``accelerate launch``/torchrun), else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _all_gather(obj) -> list:
+    import torch.distributed as dist
+
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _broadcast(obj):
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _agree(rank: int, error: BaseException | None) -> None:
+    """Collective: every rank reports whether its step failed; if any did, every rank raises (no rank is left
+    waiting at a later barrier). The failing rank re-raises its own exception, the others a UserError."""
+    errors = _all_gather(None if error is None else f"{error}")
+    if error is not None:
+        raise error
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if failed:
+        r, e = failed[0]
+        raise UserError(f"rank {r} failed: {e}".splitlines()[0])
+
+
+def shard_range(count: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous id range [begin, end) of ``rank`` among ``world`` processes (sizes differ by at most 1)."""
+    return count * rank // world, count * (rank + 1) // world
+
+
+class ShardVectors:
+    """Read-only view of the ranks' shard files (``shards/RANK.npy``, memory-mapped) as one matrix in id order."""
+
+    def __init__(self, paths: list[Path]):
+        self.parts = [np.load(p, mmap_mode="r") for p in paths]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __call__(self, begin: int, end: int) -> np.ndarray:
+        rows = []
+        for part, first in zip(self.parts, self.starts[:-1]):
+            lo, hi = max(begin - first, 0), min(end - first, len(part))
+            if lo < hi:
+                rows.append(np.asarray(part[lo:hi]))
+        return np.concatenate(rows).astype(np.float32, copy=False) if rows else np.zeros((0, self.parts[0].shape[1]), np.float32)
+
+
+def _encode_shard(encoder, sentences: list[str], path: Path, chunk_size: int, bar=None) -> float:
+    """Encode ``sentences`` chunk by chunk (normalised, as the single-process build does) into ``path`` (.npy);
+    returns the encoding seconds."""
+    vectors = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(sentences), encoder.dim))
+    seconds = 0.0
+    for begin in range(0, len(sentences), chunk_size):
+        t0 = time.perf_counter()
+        vectors[begin:begin + chunk_size] = normalize(encoder.encode(sentences[begin:begin + chunk_size]))
+        seconds += time.perf_counter() - t0
+        if bar is not None:
+            bar.update(min(chunk_size, len(sentences) - begin))
+    vectors.flush()
+    del vectors
+    return seconds
+
+
 def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str | None = None,
                 precision: str = "auto", batch_size: int = 128, chunk_size: int = 4096,
                 overwrite: bool = False, progress: bool = True, encoder=None) -> dict:
-    """Encode ``corpus`` with ``model`` and write an index directory at ``output``; returns the manifest."""
+    """Encode ``corpus`` with ``model`` and write an index directory at ``output``; returns the manifest.
+
+    Under ``accelerate launch`` with several processes (WORLD_SIZE > 1) every rank must call this: rank r
+    encodes its contiguous shard into ``shards/r.npy`` of the staging dir, and rank 0 builds the index from
+    the shards in id order exactly as one process would, writes the manifest (``world_size``) and renames
+    the staging dir into place. Rank 0 returns the manifest; the other ranks return None as soon as every
+    shard is written (they do not wait for the index build, so no collective can time out during it)."""
+    state = _distributed_state()
+    if state is None:
+        return _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
+                      progress, encoder)
+    return _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_size, chunk_size,
+                          overwrite, progress, encoder)
+
+
+def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder,
+             device=None):
     from simcse_lab.encoder import Encoder
-    from simcse_lab.st_format import replace_dir_atomically
 
     if kind not in INDEX_TYPES:
         raise UserError(f"unknown index type {kind!r}; choose from {', '.join(INDEX_TYPES)}")
@@ -138,11 +234,103 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
     if output.exists() and not overwrite:
         raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
     sentences, corpus_info = load_corpus(corpus)
-    count = len(sentences)
-    encoder = encoder or Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size)
-    dim = encoder.dim
-    index, params = new_index(kind, dim, count)  # refuses a too-small corpus before any encoding
+    encoder = encoder or Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, device=device)
+    index, params = new_index(kind, encoder.dim, len(sentences))  # refuses a too-small corpus before any encoding
+    return output, sentences, corpus_info, encoder, index, params
 
+
+def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, progress, encoder):
+    output, sentences, corpus_info, encoder, index, params = _prepare(
+        model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    timer = {"encode": 0.0}
+
+    def encoded(begin: int, end: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        vectors = normalize(encoder.encode(sentences[begin:end]))
+        timer["encode"] += time.perf_counter() - t0
+        return vectors
+
+    try:
+        manifest = _assemble(tmp, output, sentences, corpus_info, encoder, index, params, kind, chunk_size,
+                             encoded, progress, timer, start=time.perf_counter(), world_size=1)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
+                   progress, encoder) -> dict | None:
+    rank, world, main = state.process_index, state.num_processes, state.is_main_process
+    prepared = error = None
+    try:
+        prepared = _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
+                            encoder, device=str(state.device))
+    except BaseException as err:  # noqa: BLE001 - reported to every rank, then re-raised
+        error = err
+    _agree(rank, error)
+    output, sentences, corpus_info, encoder, index, params = prepared
+    count = len(sentences)
+
+    staging = None
+    if main:  # one staging dir for all ranks, next to the output (a shared file system across machines)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+            (staging / "shards").mkdir()
+            staging = str(staging)
+        except OSError as err:
+            staging = UserError(f"{output.parent}: cannot create the staging dir ({err})")
+    staging = _broadcast(staging)
+    if isinstance(staging, BaseException):
+        raise staging
+    tmp = Path(staging)
+    error = None
+    try:
+        start = time.perf_counter()
+        begin, end = shard_range(count, rank, world)
+        bar = None
+        if progress and main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=end - begin, desc=f"encode shard {rank}/{world}", unit="sent")
+        try:
+            seconds = _encode_shard(encoder, sentences[begin:end], tmp / "shards" / f"{rank}.npy", chunk_size, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+    except BaseException as err:  # noqa: BLE001
+        error = err
+    try:
+        _agree(rank, error)  # also the barrier: every shard file is complete after it
+    except BaseException:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    encode_seconds = max(_all_gather(seconds))  # the last collective: ranks > 0 are done
+    if not main:
+        return None
+    try:
+        reader = ShardVectors([tmp / "shards" / f"{r}.npy" for r in range(world)])
+        if reader.starts[-1] != count:
+            raise UserError(f"shards hold {reader.starts[-1]} vectors, the corpus has {count}")
+        return _assemble(tmp, output, sentences, corpus_info, encoder, index, params, kind, chunk_size, reader,
+                         progress, {"encode": encode_seconds}, start=start, world_size=world,
+                         before_rename=lambda: (reader.parts.clear(), shutil.rmtree(tmp / "shards")))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, params, kind, chunk_size,
+              vectors_of, progress, timer, start, world_size, before_rename=None) -> dict:
+    """Add the corpus vectors (``vectors_of(begin, end)``, normalised, in id order) to ``index`` in chunks,
+    write texts.jsonl, index.faiss and manifest.json into ``tmp``, then rename ``tmp`` to ``output``."""
+    from simcse_lab.st_format import replace_dir_atomically
+
+    count, dim = len(sentences), encoder.dim
     rng = np.random.default_rng(0)
     sample_ids = np.sort(rng.choice(count, size=min(RECALL_QUERIES, count), replace=False)) if kind != "flat" else None
     sample_vectors = np.zeros((0 if sample_ids is None else len(sample_ids), dim), dtype=np.float32)
@@ -151,8 +339,6 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
     if kind == "ivfpq":  # train on a prefix (the first chunk is made large enough), then stream the rest
         chunks = [0] + list(range(params["train_size"], count, chunk_size))
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -160,15 +346,11 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
         bar = tqdm(total=count, desc=f"index {kind}", unit="sent")
     texts_hash = hashlib.sha256()
     try:
-        start = time.perf_counter()
-        encode_seconds = 0.0
         with open(tmp / "texts.jsonl", "w") as texts_file:
             for pos, begin in enumerate(chunks):
                 end = chunks[pos + 1] if pos + 1 < len(chunks) else count
                 part = sentences[begin:end]
-                t0 = time.perf_counter()
-                vectors = normalize(encoder.encode(part))
-                encode_seconds += time.perf_counter() - t0
+                vectors = vectors_of(begin, end)
                 if kind == "ivfpq" and pos == 0:
                     index.train(vectors)
                 index.add(vectors)
@@ -181,36 +363,36 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
                     texts_hash.update(line.encode() + b"\n")
                 if bar is not None:
                     bar.update(len(part))
-        seconds = time.perf_counter() - start
+    finally:
         if bar is not None:
             bar.close()
-        if sample_ids is not None:  # second pass over the stored index vectors is not possible for PQ:
-            exact = ExactTopK(sample_vectors, min(RECALL_K, count))  # re-encode in chunks for the exact top-k
-            for begin in range(0, count, chunk_size):
-                exact.add(normalize(encoder.encode(sentences[begin:begin + chunk_size])), begin)
-        _faiss().write_index(index, str(tmp / "index.faiss"))
-        probe = normalize(encoder.encode([PROBE_SENTENCE]))[0]
-        manifest = {
-            "format": "simcse-lab-index/1",
-            **{k: v for k, v in encoder.describe().items() if k in ("model", "path", "backend", "pooler", "precision")},
-            "dimension": dim, "count": count, "index": kind, "params": params, "metric": "inner_product (normalised)",
-            **corpus_info, "texts_sha256": texts_hash.hexdigest(),
-            "probe_sentence": PROBE_SENTENCE, "probe": [round(float(x), 6) for x in probe],
-            "build_seconds": round(seconds, 3), "encode_seconds": round(encode_seconds, 3),
-            "sentences_per_second": round(count / seconds, 1) if seconds > 0 else None,
-            "faiss_version": _faiss().__version__,
-        }
-        if exact is not None:
-            _, approx_ids = index.search(sample_vectors, exact.k)
-            manifest["recall_at_10_vs_exact"] = round(recall_at_k(approx_ids, exact.ids), 4)
-            manifest["recall_queries"] = len(sample_vectors)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir_atomically(tmp, output)
-    except BaseException:
-        if bar is not None:
-            bar.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    seconds = time.perf_counter() - start
+    encode_seconds = timer["encode"]  # the recall pass below is not part of the build timing
+    if sample_ids is not None:  # second pass over the stored index vectors is not possible for PQ:
+        exact = ExactTopK(sample_vectors, min(RECALL_K, count))  # re-encode (or re-read shards) in chunks
+        for begin in range(0, count, chunk_size):
+            exact.add(vectors_of(begin, min(begin + chunk_size, count)), begin)
+    _faiss().write_index(index, str(tmp / "index.faiss"))
+    probe = normalize(encoder.encode([PROBE_SENTENCE]))[0]
+    manifest = {
+        "format": "simcse-lab-index/1",
+        **{k: v for k, v in encoder.describe().items() if k in ("model", "path", "backend", "pooler", "precision")},
+        "dimension": dim, "count": count, "index": kind, "params": params, "metric": "inner_product (normalised)",
+        **corpus_info, "texts_sha256": texts_hash.hexdigest(),
+        "probe_sentence": PROBE_SENTENCE, "probe": [round(float(x), 6) for x in probe],
+        "build_seconds": round(seconds, 3), "encode_seconds": round(encode_seconds, 3),
+        "sentences_per_second": round(count / seconds, 1) if seconds > 0 else None,
+        "world_size": world_size,
+        "faiss_version": _faiss().__version__,
+    }
+    if exact is not None:
+        _, approx_ids = index.search(sample_vectors, exact.k)
+        manifest["recall_at_10_vs_exact"] = round(recall_at_k(approx_ids, exact.ids), 4)
+        manifest["recall_queries"] = len(sample_vectors)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if before_rename is not None:
+        before_rename()
+    replace_dir_atomically(tmp, output)
     return manifest
 
 

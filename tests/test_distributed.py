@@ -33,7 +33,7 @@ def launch(n: int, model, data, out, objective: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("objective", ["esimcse"])
+@pytest.mark.parametrize("objective", ["unsup", "esimcse"])
 def test_two_processes_match_one(tmp_path, objective):
     model = make_tiny_bert(tmp_path / "bert", dropout=0.0)
     data = tmp_path / "corpus.txt"

@@ -1,4 +1,7 @@
-"""``simcse-lab index build``: encode a corpus into a faiss inner-product index with its texts and manifest."""
+"""``simcse-lab index build``: encode a corpus into a faiss inner-product index with its texts and manifest.
+
+Also runs as ``accelerate launch --multi_gpu --num_processes N -m simcse_lab index build ...``: each rank
+encodes a contiguous shard of the corpus, rank 0 merges the shards into one index (see simcse_lab.index)."""
 
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ def run(args) -> int:
     m = build_index(args.model, args.corpus, args.output, kind=args.index, pooler=args.pooler,
                     precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,
                     overwrite=args.overwrite, progress=not args.no_progress)
+    if m is None:  # a rank > 0 under accelerate launch: its shard is written, rank 0 builds and reports
+        return 0
     print(f"index {args.output}: {m['count']} sentences, {m['index']} {m['params'] or ''}, dim {m['dimension']}, "
           f"model {m['model']} [{m['pooler']}, {m['precision']}]")
     print(f"built in {m['build_seconds']:.1f} s ({m['sentences_per_second']} sentences/s); "
