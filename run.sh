@@ -17,9 +17,14 @@ fi
 # Install once per pyproject.toml version: torch first (the local CPU wheel), then the package.
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  python -m pip install -q --upgrade pip
-  python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e ".[dev]"
+  echo "installing into $VENV (log: $VENV/install.log) ..."
+  if ! { python -m pip install --upgrade pip &&
+         python -m pip install "torch==2.13.0" &&
+         python -m pip install -e ".[dev]"; } >"$VENV/install.log" 2>&1; then
+    tail -n 30 "$VENV/install.log" >&2
+    echo "run.sh: installation failed; full log in $VENV/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
