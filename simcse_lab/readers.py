@@ -89,23 +89,30 @@ def read_senteval_sts(input_path: Path, gold_path: Path, name: str = "") -> Pair
     return pairs
 
 
-def read_stsb_csv(path: Path, name: str = "") -> PairSet:
-    """STS-B csv: tab-separated, score in column 5, sentences in columns 6 and 7, no quote handling
-    (csv quoting would swallow rows that contain a double quote)."""
-    path = Path(path)
+def _read_tsv_pairs(path: Path, numbered_lines, name: str, score_col: int, a_col: int, b_col: int,
+                    what: str) -> PairSet:
+    """Scored pairs from tab-separated lines (split with no quote handling), strictly."""
+    needed = max(score_col, a_col, b_col) + 1
     pairs = PairSet(name or path.name)
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    for lineno, line in numbered_lines:
         cols = line.strip().split("\t")
-        if len(cols) < 7:
-            raise InputError(path, lineno, f"expected at least 7 tab-separated columns, found {len(cols)}")
-        score = _parse_score(path, lineno, cols[4])
-        a, b = _senteval_text(cols[5]), _senteval_text(cols[6])
+        if len(cols) < needed:
+            raise InputError(path, lineno, f"expected at least {needed} tab-separated columns, found {len(cols)}")
+        score = _parse_score(path, lineno, cols[score_col], what)
+        a, b = _senteval_text(cols[a_col]), _senteval_text(cols[b_col])
         if not a or not b:
             raise InputError(path, lineno, "empty sentence")
         pairs.add(a, b, score)
     if not pairs.scores:
         raise InputError(path, None, "no sentence pairs")
     return pairs
+
+
+def read_stsb_csv(path: Path, name: str = "") -> PairSet:
+    """STS-B csv: tab-separated, score in column 5, sentences in columns 6 and 7, no quote handling
+    (csv quoting would swallow rows that contain a double quote)."""
+    path = Path(path)
+    return _read_tsv_pairs(path, enumerate(_read_lines(path), start=1), name, 4, 5, 6, "score")
 
 
 SICK_HEADER = ["pair_ID", "sentence_A", "sentence_B", "relatedness_score"]
@@ -121,19 +128,7 @@ def read_sick(path: Path, name: str = "") -> PairSet:
     header = lines[0].strip().split("\t")
     if header[:4] != SICK_HEADER:
         raise InputError(path, 1, f"expected a header starting {'/'.join(SICK_HEADER)}, found {'/'.join(header[:4])}")
-    pairs = PairSet(name or path.name)
-    for lineno, line in enumerate(lines[1:], start=2):
-        cols = line.strip().split("\t")
-        if len(cols) < 4:
-            raise InputError(path, lineno, f"expected at least 4 tab-separated columns, found {len(cols)}")
-        score = _parse_score(path, lineno, cols[3], "relatedness score")
-        a, b = _senteval_text(cols[1]), _senteval_text(cols[2])
-        if not a or not b:
-            raise InputError(path, lineno, "empty sentence")
-        pairs.add(a, b, score)
-    if not pairs.scores:
-        raise InputError(path, None, "no sentence pairs")
-    return pairs
+    return _read_tsv_pairs(path, enumerate(lines[1:], start=2), name, 3, 1, 2, "relatedness score")
 
 
 NLI_COLUMNS = ["sent0", "sent1", "hard_neg"]
