@@ -51,6 +51,19 @@ def layer_weights(pooler: str, num_layers: int) -> tuple[int, list[float]]:
     raise ValueError(f"{pooler!r} is not a layer-averaging pooler")
 
 
+def has_pooler_weights(model_dir: str) -> bool:
+    """Whether the saved HF weights in ``model_dir`` include a pooler (e.g. BertPooler)."""
+    names = []
+    for path in Path(model_dir).glob("*.safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            names.extend(f.keys())
+    for path in Path(model_dir).glob("pytorch_model*.bin"):
+        names.extend(torch.load(path, map_location="meta", weights_only=True))
+    return any(name.startswith("pooler.") or ".pooler." in name for name in names)
+
+
 def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None = None,
                   max_seq_length: int = 512) -> list[torch.nn.Module]:
     """The sentence-transformers module list reproducing ``pooler`` on the HF model in ``transformer_dir``."""
@@ -66,6 +79,13 @@ def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None
     config_kwargs = {"output_hidden_states": True} if pooler in LAYER_POOLERS else {}
     transformer = Transformer(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
     dim = transformer.get_embedding_dimension()
+    hf_pooler = getattr(transformer.model, "pooler", None)
+    if hf_pooler is not None:
+        if pooler == "cls":  # SimCSE's convention: the kept head also lives in the HF pooler weights
+            hf_pooler.dense.load_state_dict({k: v.detach().float().cpu() for k, v in _linear_of(mlp).state_dict().items()})
+        elif not has_pooler_weights(transformer_dir):
+            # loading re-created a randomly initialised pooler; never save it as if it were trained
+            transformer.model.pooler = None
     modules: list[torch.nn.Module] = [transformer]
     if pooler in LAYER_POOLERS:
         num_layers = transformer.model.config.num_hidden_layers

@@ -81,3 +81,31 @@ def test_overwrite_replaces_complete_dir(backbone, tmp_path):
     cfg = json.loads((out / "1_Pooling" / "config.json").read_text())
     assert cfg["pooling_mode"] in ("cls", ["cls"]) or cfg.get("pooling_mode_cls_token")
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
+
+
+def test_saved_pooler_weights_are_never_random(tmp_path, tiny_bert):
+    """A checkpoint saved without a kept MLP carries no pooler (so `--pooler cls` is refused, not fed
+    random weights); with a kept MLP, the HF pooler holds exactly the trained MLP (SimCSE's convention)."""
+    from safetensors import safe_open
+    from transformers import AutoModel, AutoTokenizer
+
+    from simcse_lab.encoder import Encoder
+    from simcse_lab.errors import UserError
+    from simcse_lab.st_format import save_sentence_transformer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    backbone = AutoModel.from_pretrained(tiny_bert)
+    backbone.pooler = None  # as the trainer does
+    out = save_sentence_transformer(backbone, tok, "cls_before_pooler", tmp_path / "plain")
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "pooler" in k]
+    with pytest.raises(UserError, match="needs trained pooler"):
+        Encoder(str(out), pooler="cls", precision="fp32")
+
+    mlp = torch.nn.Linear(32, 32)
+    out = save_sentence_transformer(backbone, tok, "cls", tmp_path / "mlp", mlp=mlp)
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        torch.testing.assert_close(f.get_tensor("pooler.dense.weight"), mlp.weight.detach())
+    via_hf = Encoder(str(out), pooler="cls", precision="fp32").encode(["a test", "another one here"])
+    via_st = Encoder(str(out), precision="fp32").encode(["a test", "another one here"])
+    np.testing.assert_allclose(via_hf, via_st, atol=1e-5)
