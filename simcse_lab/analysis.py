@@ -64,8 +64,10 @@ def _subsample(items: list, limit: int | None, seed: int) -> list:
     return [items[i] for i in sorted(rng.choice(len(items), limit, replace=False))]
 
 
-def load_corpus(source: str, split: str = "train", limit: int | None = None, seed: int = 0) -> list[str]:
-    """Sentences of a text file or of any registry set (pairs and triples are flattened)."""
+def load_corpus(source: str, split: str = "train", limit: int | None = None, seed: int = 0,
+                unique: bool = True) -> list[str]:
+    """Sentences of a text file or of any registry set (pairs and triples are flattened); ``unique=False``
+    keeps repeated sentences (token frequencies must count every occurrence)."""
     data = _load_source(source, split)
     if isinstance(data, dict) or isinstance(data, PairSet):
         sets = data.values() if isinstance(data, dict) else [data]
@@ -74,7 +76,7 @@ def load_corpus(source: str, split: str = "train", limit: int | None = None, see
         sentences = [s for triple in data for s in triple]
     else:
         sentences = list(data)
-    return _subsample(list(dict.fromkeys(sentences)), limit, seed)
+    return _subsample(list(dict.fromkeys(sentences)) if unique else sentences, limit, seed)
 
 
 def _load_source(source: str, split: str):

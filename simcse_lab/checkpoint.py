@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import UserError
+from simcse_lab.io import replace_dir_atomically
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -57,8 +58,7 @@ def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int =
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         torch.save(state, tmp / "state.pt")
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        replace_dir_atomically(tmp, final)
         older = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
         for _, path in older[:-keep]:
             shutil.rmtree(path, ignore_errors=True)

@@ -51,15 +51,20 @@ class TrainConfig:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         if self.pooler not in POOLERS:
             raise UserError(f"unknown pooler {self.pooler!r}; choose from {', '.join(POOLERS)}")
-        for name in ("batch_size", "max_seq_len", "epochs"):
+        for name in ("batch_size", "max_seq_len", "epochs", "log_steps", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.temperature <= 0:
+        if not self.temperature > 0:  # also refuses nan
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0 <= self.momentum < 1:
             raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.lr <= 0:
+        if not self.lr > 0:
             raise UserError(f"lr must be > 0, got {self.lr}")
+        for name in ("eval_steps", "save_steps", "max_steps", "warmup_steps", "queue_ratio", "dup_rate",
+                     "weight_decay"):
+            value = getattr(self, name)
+            if not value >= 0:  # also refuses nan
+                raise UserError(f"{name} must be >= 0, got {value}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,9 +88,15 @@ def _coerce(name: str, value, where: str):
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if value is None or isinstance(value, (list, dict)):
+            raise ValueError
         return str(value)
     except (TypeError, ValueError):
         raise UserError(f"{where}: {name} must be a {kind}, got {value!r}") from None
+
+
+def text_line(path, byte_offset: int) -> int:
+    return Path(path).read_bytes()[:byte_offset].count(b"\n") + 1
 
 
 def read_yaml(path) -> dict:
@@ -96,6 +107,8 @@ def read_yaml(path) -> dict:
         text = path.read_text()
     except OSError as err:
         raise UserError(f"{path}: cannot read config ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise InputError(path, text_line(path, err.start), f"not valid UTF-8 ({err.reason})") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

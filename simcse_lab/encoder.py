@@ -81,6 +81,20 @@ def pooler_head(model) -> torch.nn.Module | None:
     return torch.nn.Sequential(pooler.dense, pooler.activation)
 
 
+def hub_is_sentence_transformers(repo: str) -> bool:
+    """Whether a hub repository is a sentence-transformers model (has modules.json)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        hf_hub_download(repo, "modules.json")
+        return True
+    except EntryNotFoundError:  # includes "not in the local cache" when offline
+        return False
+    except Exception as err:  # network, auth, unknown repo: one line, not a traceback
+        raise _load_error(repo, err) from None
+
+
 def _load_error(model: str, err: Exception) -> UserError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = " (HF_HUB_OFFLINE=1: only local directories and aliases work)" if offline else ""
@@ -104,8 +118,8 @@ class Encoder:
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         local_st = os.path.isdir(self.path) and is_sentence_transformers_dir(self.path)
-        hub = not os.path.isdir(self.path)
-        if pooler is None and (local_st or hub):
+        hub_st = pooler is None and not os.path.isdir(self.path) and hub_is_sentence_transformers(self.path)
+        if pooler is None and (local_st or hub_st):
             self.backend = "sentence-transformers"
             self.pooler = "modules"
             self._load_st(max_length)
@@ -179,8 +193,8 @@ def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_si
     device = device or torch.device("cpu")
     if not sentences:
         return np.zeros((0, dim), dtype=np.float32)
-    enc = tokenizer(list(sentences), truncation=True, max_length=max_length,
-                    padding=False, return_token_type_ids=True)
+    enc = tokenizer(list(sentences), truncation=True, max_length=max_length, padding=False,
+                    return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
     ids, types = enc["input_ids"], enc.get("token_type_ids")
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out = np.empty((len(ids), dim), dtype=np.float32)

@@ -263,7 +263,7 @@ def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[
 
 def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwrite: bool = False) -> dict:
     """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``)."""
-    from simcse_lab.st_format import replace_dir_atomically
+    from simcse_lab.io import replace_dir_atomically
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

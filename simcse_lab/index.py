@@ -328,7 +328,7 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
               vectors_of, progress, timer, start, world_size, before_rename=None) -> dict:
     """Add the corpus vectors (``vectors_of(begin, end)``, normalised, in id order) to ``index`` in chunks,
     write texts.jsonl, index.faiss and manifest.json into ``tmp``, then rename ``tmp`` to ``output``."""
-    from simcse_lab.st_format import replace_dir_atomically
+    from simcse_lab.io import replace_dir_atomically
 
     count, dim = len(sentences), encoder.dim
     rng = np.random.default_rng(0)
@@ -397,6 +397,10 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
 
 
 # -- loading and search ---------------------------------------------------------------------------------
+MANIFEST_KEYS = {"model", "path", "pooler", "precision", "probe_sentence", "probe", "dimension", "index", "params",
+                 "count"}
+
+
 class Index:
     """A built index directory, ready to search with the model it was built with."""
 
@@ -410,6 +414,9 @@ class Index:
         except ValueError as err:
             raise InputError(manifest_path, None, f"invalid JSON: {err}") from None
         m = self.manifest
+        missing = MANIFEST_KEYS - set(m) if isinstance(m, dict) else MANIFEST_KEYS
+        if missing:
+            raise InputError(manifest_path, None, f"not an index manifest (missing {', '.join(sorted(missing))})")
         if model is not None:
             from simcse_lab.models import resolve_model
 
@@ -436,8 +443,13 @@ class Index:
             self.index.hnsw.efSearch = m["params"]["efSearch"]
         if self.index.ntotal != m["count"]:
             raise UserError(f"{directory}: index holds {self.index.ntotal} vectors, manifest says {m['count']}")
+        self.texts = []
         with open(self.directory / "texts.jsonl") as f:
-            self.texts = [json.loads(line) for line in f]
+            for lineno, line in enumerate(f, start=1):
+                try:
+                    self.texts.append(json.loads(line))
+                except ValueError:
+                    raise InputError(self.directory / "texts.jsonl", lineno, "not a JSON string") from None
         if len(self.texts) != m["count"]:
             raise UserError(f"{directory}: texts.jsonl has {len(self.texts)} lines, manifest says {m['count']}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,3 +24,19 @@ def write_text(path, text: str) -> None:
 
 def write_json(path, data) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def replace_dir_atomically(tmp: Path, output_dir: Path) -> None:
+    """Move the complete directory ``tmp`` to ``output_dir``; an old ``output_dir`` is removed only afterwards."""
+    old = None
+    if output_dir.exists():
+        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+        os.replace(output_dir, old)
+    try:
+        os.replace(tmp, output_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, output_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

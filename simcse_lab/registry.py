@@ -248,7 +248,12 @@ def fetch_from_url(name: str) -> list[Path]:
                         dst.write(line)
             else:
                 shutil.copyfile(archive, staging / relpath)
-        return fetch_from_dir(name, staging)
+        try:
+            return fetch_from_dir(name, staging)
+        except UserError as err:
+            archive.unlink(missing_ok=True)  # never keep a download that failed verification
+            raise UserError(f"{archive} (downloaded from {ds.url}) failed verification and was deleted; "
+                            f"run fetch again or use --from DIR ({err})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

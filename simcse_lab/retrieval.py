@@ -67,11 +67,13 @@ def search_excluding_self(vectors: np.ndarray, queries: list[int], k: int) -> np
 def evaluate(encoder, tasks=TASKS, split: str = "test", threshold: float = 4.0) -> dict:
     from simcse_lab import registry
 
+    tasks = list(dict.fromkeys(tasks))
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise UserError(f"unknown retrieval task(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TASKS)}")
     results = {}
     start = time.perf_counter()
     for task in tasks:
-        if task not in TASKS:
-            raise UserError(f"unknown retrieval task {task!r}; choose from {', '.join(TASKS)}")
         ps = registry.load_split(task, split)
         corpus, queries, relevant = labelled_set([ps], threshold)
         if not queries:

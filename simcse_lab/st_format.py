@@ -18,13 +18,13 @@ half-written model and an existing model at ``output_dir`` is replaced only once
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 
+from simcse_lab.io import replace_dir_atomically
 from simcse_lab.pooling import POOLERS
 
 LAYER_POOLERS = ("avg_first_last", "avg_top2")
@@ -100,22 +100,6 @@ def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None
         dense.linear.load_state_dict({k: v.detach().float().cpu() for k, v in linear.state_dict().items()})
         modules.append(dense)
     return modules
-
-
-def replace_dir_atomically(tmp: Path, output_dir: Path) -> None:
-    """Move the complete directory ``tmp`` to ``output_dir``; an old ``output_dir`` is removed only afterwards."""
-    old = None
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-        os.replace(output_dir, old)
-    try:
-        os.replace(tmp, output_dir)
-    except BaseException:
-        if old is not None:
-            os.replace(old, output_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,

@@ -80,6 +80,14 @@ def aggregate(per_subset: dict[str, tuple[np.ndarray, np.ndarray]], mode: str) -
     return result
 
 
+def encode_pairsets(encoder, pairsets, progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(vectors of sent1, vectors of sent2) for each PairSet, encoding each distinct sentence once."""
+    sentences = sorted({s for ps in pairsets for s in ps.sent1 + ps.sent2})
+    vectors = encoder.encode(sentences, progress=progress)
+    row = {s: i for i, s in enumerate(sentences)}
+    return [(vectors[[row[s] for s in ps.sent1]], vectors[[row[s] for s in ps.sent2]]) for ps in pairsets]
+
+
 def evaluate(encoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False) -> dict:
     """Score ``encoder`` on ``tasks``; returns the JSON-ready result dict (correlations x100)."""
     if split not in SPLITS:
@@ -90,15 +98,13 @@ def evaluate(encoder, tasks=TASKS, split: str = "test", mode: str = "all", progr
             raise UserError(f"{task} has only a test split (use --split test, or --tasks stsb,sickr for dev)")
         data[task] = load_task(task, split)
     start = time.perf_counter()
-    sentences = sorted({s for subsets in data.values() for ps in subsets.values() for s in ps.sent1 + ps.sent2})
-    vectors = encoder.encode(sentences, progress=progress)
-    row = {s: i for i, s in enumerate(sentences)}
+    pairsets = [ps for subsets in data.values() for ps in subsets.values()]
+    encoded = iter(encode_pairsets(encoder, pairsets, progress=progress))
     results = {}
     for task, subsets in data.items():
         per_subset = {}
         for name, ps in subsets.items():
-            a = vectors[[row[s] for s in ps.sent1]]
-            b = vectors[[row[s] for s in ps.sent2]]
+            a, b = next(encoded)
             per_subset[name] = (cosine_rows(a, b), np.asarray(ps.scores, dtype=np.float64))
         results[task] = aggregate(per_subset, mode)
     seconds = time.perf_counter() - start
@@ -109,7 +115,7 @@ def evaluate(encoder, tasks=TASKS, split: str = "test", mode: str = "all", progr
         "scale": "correlation x 100",
         "tasks": results,
         "avg": float(np.mean([r["spearman"] for r in results.values()])),
-        "sentences_encoded": len(sentences),
+        "sentences_encoded": len({s for ps in pairsets for s in ps.sent1 + ps.sent2}),
         "seconds": seconds,
     }
 

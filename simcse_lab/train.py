@@ -14,6 +14,7 @@ import resource
 import shlex
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +50,28 @@ def load_examples(cfg: TrainConfig, tokenizer) -> list:
     return list(enumerate(tokens)) if cfg.objective == "esimcse" else tokens
 
 
+# settings that define a run: --resume refuses to continue a checkpoint under other values
+RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "max_seq_len",
+               "epochs", "max_steps")
+
+
+def _record_step(line: str) -> float:
+    """The step of one metrics.jsonl record; a last line cut short by a kill counts as after any step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+@lru_cache(maxsize=1)
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 def global_batch(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     """Example indices of global step ``step``: a fresh seeded permutation per epoch, last partial batch dropped."""
     epoch, index = divmod(step, n // batch_size)
-    order = np.random.default_rng([seed, epoch]).permutation(n)
+    order = _epoch_order(n, seed, epoch)  # one permutation per epoch, not per step
     return order[index * batch_size: (index + 1) * batch_size].tolist()
 
 
@@ -156,16 +175,22 @@ def train(cfg: TrainConfig) -> dict:
     step, best, best_step = 0, -math.inf, None
     if cfg.resume and (ckpt := latest_checkpoint(out)) is not None:
         state, rng = load_checkpoint(ckpt, accelerator.process_index)
+        saved = state.get("summary", {}).get("config", {})
+        changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)]
+        if changed:
+            raise UserError(f"{ckpt}: --resume with changed {', '.join(changed)} (saved: "
+                            f"{', '.join(f'{k}={saved[k]!r}' for k in changed)}); use another --output-dir")
         embedder.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if "objective" in state:
             objective.load_extra_state(state["objective"])
         step, best, best_step = state["step"], state["best"], state["best_step"]
-        summary.update(state["summary"])
+        if "test_before" in state["summary"]:
+            summary["test_before"] = state["summary"]["test_before"]
         set_rng_state(rng)
         if main and metrics_path.is_file():  # the curve continues from the checkpoint: drop later records
-            kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            kept = [line for line in metrics_path.read_text().splitlines() if _record_step(line) <= step]
             write_text(metrics_path, "".join(line + "\n" for line in kept))
     else:
         if cfg.resume and main:
@@ -214,9 +239,10 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.do_mlm:  # a per-rank loss: DDP's average is already the global mean
             loss = loss + cfg.mlm_weight * net.loss
             to_backprop = to_backprop + cfg.mlm_weight * net.loss
-        if not torch.isfinite(loss):
+        loss_value = loss.item()  # one device sync per step
+        if not math.isfinite(loss_value):
             last = latest_checkpoint(out)
-            raise UserError(f"loss is {loss.item()} at step {step + 1}; stopped. Last good checkpoint: "
+            raise UserError(f"loss is {loss_value} at step {step + 1}; stopped. Last good checkpoint: "
                             f"{last or 'none'} (resume from it with a lower --lr)")
         accelerator.backward(to_backprop)
         if cfg.max_grad_norm:
@@ -228,10 +254,10 @@ def train(cfg: TrainConfig) -> dict:
             objective.after_step(embedder)
         step += 1
         seconds = time.perf_counter() - t0
-        window_loss, window_steps, window_time = window_loss + loss.item(), window_steps + 1, window_time + seconds
+        window_loss, window_steps, window_time = window_loss + loss_value, window_steps + 1, window_time + seconds
         train_time += seconds
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss_value:.4f}")
         record = None
         if step % cfg.log_steps == 0 or step == total:
             record = {"step": step, "loss": window_loss / window_steps, "lr": scheduler.get_last_lr()[0],
@@ -252,7 +278,7 @@ def train(cfg: TrainConfig) -> dict:
         if step % save_every == 0 or step == total:
             state = {"model": embedder.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "step": step, "best": best, "best_step": best_step,
-                     "summary": {k: v for k, v in summary.items() if k == "test_before"}}
+                     "summary": {k: v for k, v in summary.items() if k in ("test_before", "config")}}
             if hasattr(objective, "extra_state"):
                 state["objective"] = objective.extra_state()
             save_checkpoint(out, step, state, accelerator)

@@ -86,7 +86,7 @@ def run(args) -> int:
     if checkpoints:
         data = analysis.load_sentence_data(args.data, args.split, limit=args.max_sentences, seed=args.seed)
         if opts.tokens:
-            opts.token_corpus = analysis.load_corpus(args.token_corpus, "train")
+            opts.token_corpus = analysis.load_corpus(args.token_corpus, "train", unique=False)
         if opts.whiten:
             opts.whiten_tasks = tuple(parse_tasks(args.whiten_tasks))
             opts.whiten_corpus = analysis.load_corpus(args.whiten_corpus, "train", limit=args.whiten_max,

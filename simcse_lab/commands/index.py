@@ -9,6 +9,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from simcse_lab.encoder import PRECISIONS
+
     from simcse_lab.index import INDEX_TYPES
     from simcse_lab.pooling import POOLERS
 
@@ -20,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--index", choices=INDEX_TYPES, default="flat",
                    help="flat = exact (up to ~1M vectors); hnsw / ivfpq = approximate, recall@10 vs exact printed")
     b.add_argument("--pooler", choices=POOLERS, default=None)
-    b.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    b.add_argument("--precision", choices=PRECISIONS, default="auto")
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--chunk-size", type=int, default=4096, help="sentences encoded and added per step (bounds memory)")
     b.add_argument("--overwrite", action="store_true")

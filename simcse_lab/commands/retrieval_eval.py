@@ -6,6 +6,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from simcse_lab.encoder import PRECISIONS
+
     from simcse_lab.pooling import POOLERS
 
     p.add_argument("--model", required=True, action="append",
@@ -14,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default="stsb,sickr")
     p.add_argument("--split", default="test", choices=("dev", "test", "train"))
     p.add_argument("--threshold", type=float, default=4.0, help="gold score for a pair to count as relevant")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--output", default=None, help="write the results (and the command) as JSON here")
 
 
