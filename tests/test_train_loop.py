@@ -162,3 +162,20 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp
         train(cfg)
     assert (out / "checkpoints" / "step-0000001" / "state.pt").is_file()
     assert not (out / "checkpoints" / "step-0000002").exists()
+
+
+def test_resume_refuses_changed_run_settings_and_a_cut_metrics_line(tmp_path, tiny_bert):
+    from simcse_lab.train import train
+
+    run = tmp_path / "run"
+    train(config(tmp_path, tiny_bert, output_dir=str(run), objective="unsup", pooler="avg", max_steps=2,
+                 save_steps=2))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # a record cut short by kill -9
+    with pytest.raises(UserError, match="--resume with changed objective, batch_size"):
+        train(config(tmp_path, tiny_bert, output_dir=str(run), objective="esimcse", pooler="avg", max_steps=2,
+                     save_steps=2, batch_size=4, resume=True))
+    # same settings: resumes at step 2 (already done), keeps the complete records, drops the cut one
+    train(config(tmp_path, tiny_bert, output_dir=str(run), objective="unsup", pooler="avg", max_steps=2,
+                 save_steps=2, resume=True))
+    assert sorted(losses(run)) == [1, 2]
