@@ -253,8 +253,11 @@ def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_siz
         return vectors
 
     try:
+        def sample_of(ids: np.ndarray) -> np.ndarray:
+            return normalize(encoder.encode([sentences[i] for i in ids]))
+
         manifest = _assemble(tmp, output, sentences, corpus_info, encoder, index, params, kind, chunk_size,
-                             encoded, progress, timer, start=time.perf_counter(), world_size=1)
+                             encoded, progress, timer, start=time.perf_counter(), world_size=1, sample_of=sample_of)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -318,6 +321,7 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
             raise UserError(f"shards hold {reader.starts[-1]} vectors, the corpus has {count}")
         return _assemble(tmp, output, sentences, corpus_info, encoder, index, params, kind, chunk_size, reader,
                          progress, {"encode": encode_seconds}, start=start, world_size=world,
+                         sample_of=lambda ids: np.concatenate([reader(i, i + 1) for i in ids]),
                          before_rename=lambda: (reader.parts.clear(), shutil.rmtree(tmp / "shards")))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -325,16 +329,19 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
 
 
 def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, params, kind, chunk_size,
-              vectors_of, progress, timer, start, world_size, before_rename=None) -> dict:
+              vectors_of, progress, timer, start, world_size, sample_of, before_rename=None) -> dict:
     """Add the corpus vectors (``vectors_of(begin, end)``, normalised, in id order) to ``index`` in chunks,
     write texts.jsonl, index.faiss and manifest.json into ``tmp``, then rename ``tmp`` to ``output``."""
     from simcse_lab.io import replace_dir_atomically
 
     count, dim = len(sentences), encoder.dim
-    rng = np.random.default_rng(0)
-    sample_ids = np.sort(rng.choice(count, size=min(RECALL_QUERIES, count), replace=False)) if kind != "flat" else None
-    sample_vectors = np.zeros((0 if sample_ids is None else len(sample_ids), dim), dtype=np.float32)
-    exact = None
+    exact, sample_vectors, sample_seconds = None, None, 0.0
+    if kind != "flat":  # recall vs exact: a running exact top-k of sampled corpus queries, in the same pass
+        t0 = time.perf_counter()
+        sample_ids = np.sort(np.random.default_rng(0).choice(count, size=min(RECALL_QUERIES, count), replace=False))
+        sample_vectors = sample_of(sample_ids)
+        exact = ExactTopK(sample_vectors, min(RECALL_K, count))
+        sample_seconds = time.perf_counter() - t0
     chunks = list(range(0, count, chunk_size))
     if kind == "ivfpq":  # train on a prefix (the first chunk is made large enough), then stream the rest
         chunks = [0] + list(range(params["train_size"], count, chunk_size))
@@ -354,9 +361,8 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
                 if kind == "ivfpq" and pos == 0:
                     index.train(vectors)
                 index.add(vectors)
-                if sample_ids is not None:
-                    inside = (sample_ids >= begin) & (sample_ids < end)
-                    sample_vectors[inside] = vectors[sample_ids[inside] - begin]
+                if exact is not None:
+                    exact.add(vectors, begin)
                 for text in part:
                     line = json.dumps(text, ensure_ascii=False)
                     texts_file.write(line + "\n")
@@ -366,12 +372,8 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
     finally:
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - start
-    encode_seconds = timer["encode"]  # the recall pass below is not part of the build timing
-    if sample_ids is not None:  # second pass over the stored index vectors is not possible for PQ:
-        exact = ExactTopK(sample_vectors, min(RECALL_K, count))  # re-encode (or re-read shards) in chunks
-        for begin in range(0, count, chunk_size):
-            exact.add(vectors_of(begin, min(begin + chunk_size, count)), begin)
+    seconds = time.perf_counter() - start - sample_seconds  # the recall sample is not part of the build timing
+    encode_seconds = timer["encode"]
     _faiss().write_index(index, str(tmp / "index.faiss"))
     probe = normalize(encoder.encode([PROBE_SENTENCE]))[0]
     manifest = {
