@@ -125,14 +125,14 @@ def pca_variances(x) -> np.ndarray:
     return var
 
 
-def isoscore(x) -> float:
+def isoscore(x=None, *, variances=None) -> float:
     """IsoScore (Rudman, Gillman, Rayne & Eickhoff 2022, Algorithm 1).
 
     1. reorient by PCA; 2. variance vector of the coordinates; 3. scale it to the length of the
     all-ones vector (sqrt n); 4. isotropy defect delta = ||v - 1|| / sqrt(2 (n - sqrt n));
     5. fraction of dimensions used phi = (n - delta^2 (n - sqrt n))^2 / n^2; 6. IsoScore = (n phi - 1) / (n - 1).
     1 for isotropic data, 0 when all variance lies in one direction."""
-    var = pca_variances(x)
+    var = pca_variances(x) if variances is None else np.asarray(variances, dtype=np.float64)
     n = len(var)
     if n < 2:
         raise ValueError("IsoScore needs at least two dimensions")
@@ -160,9 +160,9 @@ def effective_rank(x=None, *, singular=None) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def top_pc_share(x) -> float:
+def top_pc_share(x=None, *, variances=None) -> float:
     """Share of the total variance explained by the first principal direction."""
-    var = pca_variances(x)
+    var = pca_variances(x) if variances is None else np.asarray(variances, dtype=np.float64)
     total = var.sum()
     if total <= 0:
         raise ValueError("top_pc_share is undefined for data with zero variance")
@@ -176,13 +176,14 @@ ISOTROPY_KEYS = ("mean_cosine", "positive_cosine_fraction", "partition_isotropy"
 def isotropy_profile(x, normalize: bool = True, max_pairs: int = 200_000, seed: int = 0) -> dict:
     """All isotropy numbers for one set of embeddings (rows L2-normalised first unless ``normalize=False``)."""
     x = l2_normalize(x) if normalize else _as_matrix(x)
+    variances = pca_variances(x)  # one SVD serves IsoScore and the top-PC share
     return {
         "n": int(len(x)),
         "dim": int(x.shape[1]),
         "mean_cosine": mean_cosine(x),
         "positive_cosine_fraction": positive_cosine_fraction(x, max_pairs=max_pairs, seed=seed),
         "partition_isotropy": partition_isotropy(x),
-        "isoscore": isoscore(x),
+        "isoscore": isoscore(variances=variances),
         "effective_rank": effective_rank(x),
-        "top_pc_share": top_pc_share(x),
+        "top_pc_share": top_pc_share(variances=variances),
     }

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from simcse_lab import readers
 from simcse_lab.errors import UserError
+from simcse_lab.io import atomic_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = PROJECT_ROOT / "data" / "registry.json"
@@ -170,15 +171,8 @@ def status(name: str) -> tuple[str, str]:
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _verify_source(src: Path, expected: str | None) -> None:
