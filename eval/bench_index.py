@@ -28,8 +28,8 @@ def percentiles(values) -> dict:
 def main() -> int:
     import faiss
 
-    from simcse_lab import registry
-    from simcse_lab.index import Index, new_index, recall_at_k
+    from simcse_lab.data import registry
+    from simcse_lab.search.index import Index, new_index, recall_at_k
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--index", required=True, help="a flat index directory")

@@ -2,7 +2,7 @@
 
 Peer ("baseline"): what a user would write by hand: ``SentenceTransformer(model).encode`` per task
 (each side of every task's pairs, fp32, default batch size), cosine, Spearman over the task's
-concatenated subsets. Ours: ``simcse_lab.sts.evaluate`` with the same model modules, once in fp32 and
+concatenated subsets. Ours: ``simcse_lab.evaluation.sts.evaluate`` with the same model modules, once in fp32 and
 once in bf16. All three run in the same process, interleaved over ``--rounds`` rounds, so the ratio
 is measured on the same (noisy, shared) machine at the same time. Data reading is outside the timers
 for every path.
@@ -22,9 +22,9 @@ import time
 import numpy as np
 import torch
 
-from simcse_lab.encoder import Encoder, cpu_has_bf16
-from simcse_lab.models import resolve_model
-from simcse_lab.sts import TASKS, aggregate, cosine_rows, evaluate, load_task
+from simcse_lab.modeling.encoder import Encoder, cpu_has_bf16
+from simcse_lab.modeling.resolve import resolve_model
+from simcse_lab.evaluation.sts import TASKS, aggregate, cosine_rows, evaluate, load_task
 
 
 def baseline(model, data) -> tuple[dict, float]:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_ours(args, out: Path) -> dict:
-    from simcse_lab.config import TrainConfig
-    from simcse_lab.train import train
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
 
     cfg = TrainConfig(objective="unsup", model=args.model, data="wiki", output_dir=str(out), pooler="cls",
                       mlp_only_train=True, temperature=0.05, max_seq_len=32, batch_size=args.batch_size, lr=3e-5,
@@ -41,8 +41,8 @@ def run_st(args, out: Path) -> dict:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    from simcse_lab import registry
-    from simcse_lab.models import resolve_model
+    from simcse_lab.data import registry
+    from simcse_lab.modeling.resolve import resolve_model
 
     transformer = Transformer(resolve_model(args.model), max_seq_length=32)
     model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")],
@@ -78,9 +78,9 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "eval"))
     args = p.parse_args()
 
-    from simcse_lab.encoder import Encoder
+    from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.io import write_json, write_text
-    from simcse_lab.sts import TASKS, evaluate, format_table
+    from simcse_lab.evaluation.sts import TASKS, evaluate, format_table
 
     command = "python eval/bench_train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="bench-train-", dir=ROOT / "runs" if (ROOT / "runs").is_dir() else None))

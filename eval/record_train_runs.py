@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str]) -> int:
     from simcse_lab.io import write_json, write_text
-    from simcse_lab.sts import format_table
+    from simcse_lab.evaluation.sts import format_table
 
     runs, lines = {}, ["# Training runs (this shared 2-core CPU)", "",
                        "Recorded with `python eval/record_train_runs.py " + " ".join(argv) + "`. The runs were started "

@@ -18,7 +18,7 @@ def make_tiny_bert(path: Path, seed: int = 0, layers: int = 2, hidden: int = 32,
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from simcse_lab.models import resolve_model
+    from simcse_lab.modeling.resolve import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,

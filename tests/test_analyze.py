@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from simcse_lab import analysis, cli
-from simcse_lab.readers import PairSet
+from simcse_lab import cli
+
+from simcse_lab.analysis import report as analysis
+from simcse_lab.data.readers import PairSet
 
 SENTENCES = [f"sentence number {i} about the {w} and a {v}" for i, (w, v) in
              enumerate(zip(["cat", "dog", "car", "tree", "sun", "river"] * 5, ["house", "road", "book"] * 10))]
@@ -23,7 +25,7 @@ def fake_registry(monkeypatch, tmp_path):
     real = analysis._load_source
     monkeypatch.setattr(analysis, "_load_source",
                         lambda source, split: fake_stsb() if source == "stsb" else real(source, split))
-    monkeypatch.setattr("simcse_lab.sts.load_task", lambda task, split: {"stsb": fake_stsb()})
+    monkeypatch.setattr("simcse_lab.evaluation.sts.load_task", lambda task, split: {"stsb": fake_stsb()})
     return corpus
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simcse_lab.config import load_config
+from simcse_lab.training.config import load_config
 from simcse_lab.errors import InputError, UserError
 
 

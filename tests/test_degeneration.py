@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simcse_lab.degeneration import analyze_tokens, bucket_names, knn_distance, token_frequencies
+from simcse_lab.analysis.degeneration import analyze_tokens, bucket_names, knn_distance, token_frequencies
 
 
 def planted(v=400, d=8, seed=0):

@@ -15,7 +15,7 @@ def st_source(tiny_bert, tmp_path_factory):
     """A training-output-like dir: D/best (ST, cls + dense head) and D/summary.json."""
     from transformers import AutoTokenizer, BertModel
 
-    from simcse_lab.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import save_sentence_transformer
 
     run = tmp_path_factory.mktemp("run")
     model = BertModel.from_pretrained(tiny_bert).eval()
@@ -27,15 +27,15 @@ def st_source(tiny_bert, tmp_path_factory):
 
 
 def _source_vectors(path, pooler=None):
-    from simcse_lab.encoder import Encoder
-    from simcse_lab.export import VERIFY_SENTENCES
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.export.formats import VERIFY_SENTENCES
 
     return Encoder(str(path), pooler=pooler, precision="fp32").encode(VERIFY_SENTENCES)
 
 
 @pytest.mark.parametrize("fmt", ["sentence-transformers", "hf", "onnx"])
 def test_round_trip_training_dir(st_source, tmp_path, fmt):
-    from simcse_lab.export import VERIFY_SENTENCES, export, reload_encode
+    from simcse_lab.export.formats import VERIFY_SENTENCES, export, reload_encode
 
     out = tmp_path / fmt
     report = export(str(st_source), fmt, out)
@@ -54,7 +54,7 @@ def test_round_trip_training_dir(st_source, tmp_path, fmt):
 
 @pytest.mark.parametrize("pooler", ["avg_first_last", "avg_top2"])
 def test_hf_source_with_layer_pooler(tmp_path, pooler):
-    from simcse_lab.export import VERIFY_SENTENCES, export, reload_encode
+    from simcse_lab.export.formats import VERIFY_SENTENCES, export, reload_encode
     from tests.conftest import make_tiny_bert
 
     tiny_bert = make_tiny_bert(tmp_path / "bert3", seed=1, layers=3)  # 3 layers: the two poolers differ

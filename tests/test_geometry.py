@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simcse_lab import geometry as g
+from simcse_lab.analysis import geometry as g
 
 
 def brute_uniformity(x, t=2.0):

@@ -22,8 +22,8 @@ def corpus(tmp_path_factory):
 
 
 def test_flat_search_is_exact(tiny_bert, corpus, tmp_path):
-    from simcse_lab.encoder import Encoder
-    from simcse_lab.index import Index, build_index, normalize
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.search.index import Index, build_index, normalize
 
     path, lines = corpus
     m = build_index(str(tiny_bert), str(path), tmp_path / "idx", kind="flat", pooler="avg", precision="fp32",

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def test_two_process_build_equals_one_process(tiny_bert, tmp_path):
-    from simcse_lab.index import Index, normalize
+    from simcse_lab.search.index import Index, normalize
 
     rng = np.random.default_rng(1)
     lines = [f"{i} " + " ".join(rng.choice(WORDS, size=rng.integers(3, 9))) for i in range(51)]  # odd: uneven shards

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from simcse_lab.momentum import EmbeddingQueue, MomentumEncoder
+from simcse_lab.training.objectives.momentum import EmbeddingQueue, MomentumEncoder
 
 
 def test_momentum_update_formula_and_frozen_copy():
@@ -38,8 +38,8 @@ def test_queue_is_fifo_and_bounded():
 
 
 def test_esimcse_momentum_starts_from_pretrained_weights(tiny_bert):
-    from simcse_lab.embedder import load_embedder
-    from simcse_lab.objectives.esimcse import ESimCSE
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.training.objectives.esimcse import ESimCSE
 
     tokenizer, embedder = load_embedder(str(tiny_bert), "cls", True)
     objective = ESimCSE(tokenizer, embedder)

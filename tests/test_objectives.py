@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from simcse_lab.objectives.esimcse import ESimCSE
-from simcse_lab.objectives.sup import SupSimCSE
-from simcse_lab.objectives.unsup import UnsupSimCSE
+from simcse_lab.training.objectives.esimcse import ESimCSE
+from simcse_lab.training.objectives.sup import SupSimCSE
+from simcse_lab.training.objectives.unsup import UnsupSimCSE
 
 
 class Tok:
@@ -69,7 +69,7 @@ def test_sup_loss_matches_hand_computation(weight):
 
 
 def test_esimcse_loss_uses_queue_and_fills_it(tiny_bert):
-    from simcse_lab.embedder import load_embedder
+    from simcse_lab.modeling.embedder import load_embedder
 
     tokenizer, embedder = load_embedder(str(tiny_bert), "avg", False)
     objective = ESimCSE(tokenizer, embedder, temperature=0.05, queue_size=6)
@@ -84,8 +84,8 @@ def test_esimcse_loss_uses_queue_and_fills_it(tiny_bert):
 
 
 def test_mlm_masking_and_auxiliary_loss(tiny_bert):
-    from simcse_lab.embedder import load_embedder
-    from simcse_lab.mlm import IGNORE, MaskedLMAuxiliary, mask_tokens
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.training.mlm import IGNORE, MaskedLMAuxiliary, mask_tokens
 
     torch.manual_seed(0)
     ids = torch.randint(1000, 2000, (64, 30))

@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from simcse_lab.encoder import Encoder, pooler_head
+from simcse_lab.modeling.encoder import Encoder, pooler_head
 from simcse_lab.errors import UserError
-from simcse_lab.pooling import POOLERS, pool
+from simcse_lab.modeling.pooling import POOLERS, pool
 
 SENTS = ["a short one", "a somewhat longer sentence with more words in it", "mid length text here"]
 

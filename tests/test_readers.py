@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simcse_lab import readers
+from simcse_lab.data import readers
 from simcse_lab.errors import InputError
 
 from conftest import FIXTURES

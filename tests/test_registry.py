@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from simcse_lab import registry
+from simcse_lab.data import registry
 from simcse_lab.errors import UserError
 
 from conftest import FIXTURES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from simcse_lab.repetition import repeat_tokens
+from simcse_lab.training.objectives.repetition import repeat_tokens
 
 
 def test_properties_over_many_draws():
@@ -37,8 +37,8 @@ def test_empty_sentence_is_unchanged():
 
 
 def test_fresh_draw_per_step_or_fixed(tiny_bert):
-    from simcse_lab.embedder import load_embedder
-    from simcse_lab.objectives.esimcse import ESimCSE
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.training.objectives.esimcse import ESimCSE
 
     tokenizer, embedder = load_embedder(str(tiny_bert), "avg", False)
     ids = [101] + list(range(1000, 1030)) + [102]

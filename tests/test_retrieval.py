@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simcse_lab.retrieval import labelled_set, rank_metrics, search_excluding_self
+from simcse_lab.evaluation.retrieval import labelled_set, rank_metrics, search_excluding_self
 
 
 class PS:
@@ -37,8 +37,8 @@ def test_search_excludes_self():
 
 @pytest.mark.integration
 def test_default_model_retrieval(mirror_env):
-    from simcse_lab.encoder import Encoder
-    from simcse_lab.retrieval import evaluate
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.evaluation.retrieval import evaluate
 
     result = evaluate(Encoder("all-MiniLM-L6-v2", precision="bf16", batch_size=128), tasks=["sickr"])
     r = result["tasks"]["sickr"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from simcse_lab.pooling import POOLERS, pool
+from simcse_lab.modeling.pooling import POOLERS, pool
 
 SENTENCES = ["A man is playing a guitar.", "Two dogs run on the beach, chasing a ball.", "hi",
              "The quick brown fox jumps over the lazy dog near the river bank today."]
@@ -36,7 +36,7 @@ def backbone(tmp_path_factory):
 def test_round_trip_every_pooler(backbone, tmp_path, pooler):
     from sentence_transformers import SentenceTransformer
 
-    from simcse_lab.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import save_sentence_transformer
 
     model, tokenizer = backbone
     mlp = torch.nn.Sequential(model.pooler.dense, model.pooler.activation) if pooler == "cls" else None
@@ -63,7 +63,7 @@ def test_poolers_differ(backbone, tmp_path):
 
 
 def test_cls_without_mlp_is_refused(backbone, tmp_path):
-    from simcse_lab.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import save_sentence_transformer
 
     model, tokenizer = backbone
     with pytest.raises(ValueError, match="cls"):
@@ -72,7 +72,7 @@ def test_cls_without_mlp_is_refused(backbone, tmp_path):
 
 
 def test_overwrite_replaces_complete_dir(backbone, tmp_path):
-    from simcse_lab.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import save_sentence_transformer
 
     model, tokenizer = backbone
     out = tmp_path / "best"
@@ -89,9 +89,9 @@ def test_saved_pooler_weights_are_never_random(tmp_path, tiny_bert):
     from safetensors import safe_open
     from transformers import AutoModel, AutoTokenizer
 
-    from simcse_lab.encoder import Encoder
+    from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.errors import UserError
-    from simcse_lab.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import save_sentence_transformer
 
     tok = AutoTokenizer.from_pretrained(tiny_bert)
     backbone = AutoModel.from_pretrained(tiny_bert)

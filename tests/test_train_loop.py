@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simcse_lab.config import TrainConfig, load_config
+from simcse_lab.training.config import TrainConfig, load_config
 from simcse_lab.errors import InputError, UserError
 
 WORDS = "the a cat dog sat ran on under table house red big small quickly slowly park river tree".split()
@@ -40,8 +40,8 @@ def losses(run: Path) -> dict[int, float]:
 def test_export_round_trips_through_sentence_transformers(tmp_path, tiny_bert, mlp_only_train):
     from sentence_transformers import SentenceTransformer
 
-    from simcse_lab.embedder import load_embedder
-    from simcse_lab.train import EmbedderEncoder, train
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.training.loop import EmbedderEncoder, train
 
     out = tmp_path / "run"
     train(config(tmp_path, tiny_bert, objective="unsup", pooler="cls", mlp_only_train=mlp_only_train,
@@ -66,7 +66,7 @@ def test_export_round_trips_through_sentence_transformers(tmp_path, tiny_bert, m
 
 
 def test_resume_after_kill_reproduces_uninterrupted_losses(tmp_path, tiny_bert):
-    from simcse_lab.train import train
+    from simcse_lab.training.loop import train
 
     common = dict(objective="esimcse", pooler="avg", max_steps=8, save_steps=2, queue_ratio=1.0)
     full = tmp_path / "full"
@@ -135,7 +135,7 @@ def test_cli_rejects_bad_input(tmp_path, tiny_bert):
 
 def test_sup_with_auxiliary_mlm_and_dev_selection(tmp_path, tiny_bert, mirror_env):
     """sup on a triplet csv with --do-mlm; dev evaluation writes alignment/uniformity and keeps D/best."""
-    from simcse_lab.train import train
+    from simcse_lab.training.loop import train
 
     rng = np.random.default_rng(1)
     rows = ["sent0,sent1,hard_neg"] + [",".join(" ".join(rng.choice(WORDS, size=5)) for _ in range(3)) for _ in range(32)]
@@ -152,7 +152,7 @@ def test_sup_with_auxiliary_mlm_and_dev_selection(tmp_path, tiny_bert, mirror_en
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, tiny_bert):
-    from simcse_lab.train import train
+    from simcse_lab.training.loop import train
 
     out = tmp_path / "nan"
     # Adam moves every weight by ~lr: lr 1e30 overflows the activations right after the first step
@@ -165,7 +165,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp
 
 
 def test_resume_refuses_changed_run_settings_and_a_cut_metrics_line(tmp_path, tiny_bert):
-    from simcse_lab.train import train
+    from simcse_lab.training.loop import train
 
     run = tmp_path / "run"
     train(config(tmp_path, tiny_bert, output_dir=str(run), objective="unsup", pooler="avg", max_steps=2,

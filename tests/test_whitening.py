@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from simcse_lab.errors import UserError
-from simcse_lab.whitening import WhitenedEncoder, fit_whitening
+from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
 
 
 def correlated(n=2000, d=6, seed=0):

@@ -8,11 +8,11 @@ import argparse
 import shlex
 import sys
 
-from simcse_lab.pooling import POOLERS
+from simcse_lab.modeling.pooling import POOLERS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.encoder import PRECISIONS
+    from simcse_lab.modeling.encoder import PRECISIONS
 
     p.add_argument("--model", default=None,
                    help="checkpoint to analyse (directory, hub id or alias; MODEL@POOLER also accepted); "
@@ -49,10 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from simcse_lab import analysis, plots
+    from simcse_lab.analysis import report as analysis
+
+    from simcse_lab.analysis import plots
     from simcse_lab.errors import UserError
     from simcse_lab.io import write_json, write_text
-    from simcse_lab.sts import parse_tasks
+    from simcse_lab.evaluation.sts import parse_tasks
 
     if args.model is None and not args.compare and args.trajectory is None:
         raise UserError("nothing to analyse: give --model (and --compare) and/or --trajectory")

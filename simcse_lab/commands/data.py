@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from simcse_lab import registry
+    from simcse_lab.data import registry
 
     if args.data_command == "list":
         roots = ", ".join(f"{label}={root}" for label, root in registry.search_roots())

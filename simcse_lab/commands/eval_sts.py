@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.models import DEFAULT_MODEL
-from simcse_lab.pooling import POOLERS
+from simcse_lab.modeling.resolve import DEFAULT_MODEL
+from simcse_lab.modeling.pooling import POOLERS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.encoder import PRECISIONS
-    from simcse_lab.sts import AGGREGATES, SPLITS, TASKS
+    from simcse_lab.modeling.encoder import PRECISIONS
+    from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model directory, hub id, or the offline alias all-MiniLM-L6-v2 (default)")
@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from simcse_lab.encoder import Encoder
+    from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.io import write_json
-    from simcse_lab.sts import evaluate, format_table, parse_tasks
+    from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
 
     tasks = parse_tasks(args.tasks)
     encoder = Encoder(args.model, pooler=args.pooler, precision=args.precision,

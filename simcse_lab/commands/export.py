@@ -6,8 +6,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.export import FORMATS
-    from simcse_lab.pooling import POOLERS
+    from simcse_lab.export.formats import FORMATS
+    from simcse_lab.modeling.pooling import POOLERS
 
     p.add_argument("--model", required=True,
                    help="a model dir, alias or training output dir (D/best is exported, D/summary.json fills the card)")
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from simcse_lab.export import export
+    from simcse_lab.export.formats import export
 
     report = export(args.model, args.format, args.output, pooler=args.pooler, overwrite=args.overwrite)
     print(f"exported {report['source']} ({report['source_path']}) as {report['format']} -> {report['output']}")

@@ -1,7 +1,7 @@
 """``simcse-lab index build``: encode a corpus into a faiss inner-product index with its texts and manifest.
 
 Also runs as ``accelerate launch --multi_gpu --num_processes N -m simcse_lab index build ...``: each rank
-encodes a contiguous shard of the corpus, rank 0 merges the shards into one index (see simcse_lab.index)."""
+encodes a contiguous shard of the corpus, rank 0 merges the shards into one index (see simcse_lab.search.index)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.encoder import PRECISIONS
+    from simcse_lab.modeling.encoder import PRECISIONS
 
-    from simcse_lab.index import INDEX_TYPES
-    from simcse_lab.pooling import POOLERS
+    from simcse_lab.search.index import INDEX_TYPES
+    from simcse_lab.modeling.pooling import POOLERS
 
     sub = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
     b = sub.add_parser("build", help="encode a corpus (file or dataset) into an index directory")
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from simcse_lab.index import build_index
+    from simcse_lab.search.index import build_index
 
     m = build_index(args.model, args.corpus, args.output, kind=args.index, pooler=args.pooler,
                     precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,

@@ -6,9 +6,9 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.encoder import PRECISIONS
+    from simcse_lab.modeling.encoder import PRECISIONS
 
-    from simcse_lab.pooling import POOLERS
+    from simcse_lab.modeling.pooling import POOLERS
 
     p.add_argument("--model", required=True, action="append",
                    help="model dir, alias, or training output dir (its best/); repeat to compare checkpoints")
@@ -24,9 +24,9 @@ def run(args) -> int:
     import sys
 
     from simcse_lab import io
-    from simcse_lab.encoder import Encoder
-    from simcse_lab.export import resolve_source
-    from simcse_lab.retrieval import evaluate, format_table
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.export.formats import resolve_source
+    from simcse_lab.evaluation.retrieval import evaluate, format_table
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     results = []

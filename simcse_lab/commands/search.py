@@ -20,9 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from simcse_lab import io, readers
+    from simcse_lab import io
+    from simcse_lab.data import readers
     from simcse_lab.errors import UserError
-    from simcse_lab.index import Index
+    from simcse_lab.search.index import Index
 
     if args.k < 1:
         raise UserError("-k must be at least 1")

@@ -10,7 +10,7 @@ BOOL = argparse.BooleanOptionalAction
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.config import FIELDS
+    from simcse_lab.training.config import FIELDS
 
     p.add_argument("--config", default=None, help="YAML file of options (flags given here override it)")
     helps = {"objective": "unsup, sup or esimcse", "data": "wiki, nli, or a file (.txt sentences / .csv triplets)",
@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from simcse_lab.config import FIELDS, load_config
-    from simcse_lab.train import train
+    from simcse_lab.training.config import FIELDS, load_config
+    from simcse_lab.training.loop import train
 
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
     train(cfg)

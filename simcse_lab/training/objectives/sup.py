@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simcse_lab.distributed import gather_with_grad
-from simcse_lab.objectives import cosine_matrix, inputs
+from simcse_lab.runtime.distributed import gather_with_grad
+from simcse_lab.training.objectives import cosine_matrix, inputs
 
 
 class SupSimCSE(nn.Module):

@@ -1,7 +1,7 @@
 """The geometry report behind ``simcse-lab analyze``: one or more checkpoints measured the same way.
 
 Per checkpoint, the analysis sentences are encoded once (sentence embedding + every layer's mean and
-[CLS] vectors, :mod:`simcse_lab.layers`), and every sentence-level number is computed from those
+[CLS] vectors, :mod:`simcse_lab.analysis.layers`), and every sentence-level number is computed from those
 arrays on L2-normalised rows. Token-level degeneration reads the input embedding matrix; the
 optional whitening baseline re-uses cached sentence vectors for STS with and without whitening.
 """
@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from simcse_lab import geometry, registry
+from simcse_lab.analysis import geometry
+
+from simcse_lab.data import registry
 from simcse_lab.errors import InputError, UserError
-from simcse_lab.readers import PairSet, read_text
+from simcse_lab.data.readers import PairSet, read_text
 
 POSITIVE_THRESHOLD = 4.0  # STS gold score above which a pair counts as a positive pair (SimCSE)
 
@@ -39,7 +41,7 @@ class Checkpoint:
 
 def parse_checkpoint(spec: str, pooler: str | None = None) -> Checkpoint:
     """``MODEL`` or ``MODEL@POOLER``."""
-    from simcse_lab.pooling import POOLERS
+    from simcse_lab.modeling.pooling import POOLERS
 
     if "@" in spec:
         spec, pooler = spec.rsplit("@", 1)
@@ -169,8 +171,8 @@ def sentence_metrics(x: np.ndarray, pairs: list[tuple[int, int]], max_pairs: int
 
 def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> tuple[dict, dict]:
     """(JSON summary, arrays for the figures) for one checkpoint."""
-    from simcse_lab.encoder import Encoder
-    from simcse_lab.layers import encode_layers, hf_model_of
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.analysis.layers import encode_layers, hf_model_of
 
     start = time.perf_counter()
     encoder = Encoder(ckpt.model, pooler=ckpt.pooler, precision=opts.precision, batch_size=opts.batch_size)
@@ -189,7 +191,7 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> t
         for layer in range(layered.num_layers)
     ]
     if opts.tokens:
-        from simcse_lab.degeneration import analyze_tokens, token_frequencies
+        from simcse_lab.analysis.degeneration import analyze_tokens, token_frequencies
 
         if encoder.path not in opts.token_cache:  # the same weights under another pooler: reuse
             weights = hf_model_of(encoder).get_input_embeddings().weight.detach().float().cpu().numpy()
@@ -205,8 +207,8 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> t
 
 
 def whitening_baseline(memo: MemoEncoder, analysis_vectors: np.ndarray, data: SentenceData, opts: Options) -> dict:
-    from simcse_lab.sts import evaluate
-    from simcse_lab.whitening import WhitenedEncoder, fit_whitening
+    from simcse_lab.evaluation.sts import evaluate
+    from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
 
     corpus_vectors = memo.encode(opts.whiten_corpus, progress=opts.progress)
     white = fit_whitening(corpus_vectors, k=opts.whiten_k)

@@ -1,7 +1,7 @@
 """Saving a SimCSE encoder as a sentence-transformers directory that reproduces its pooler exactly.
 
 Pooler -> sentence-transformers modules (no Normalize: the saved model returns the same raw vectors
-as ``simcse_lab.pooling.pool``; cosine similarity is unaffected):
+as ``simcse_lab.modeling.pooling.pool``; cosine similarity is unaffected):
 
 - ``cls`` (with the dense+tanh head) -> Transformer, Pooling("cls"), Dense(Tanh)
 - ``cls_before_pooler``              -> Transformer, Pooling("cls")
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from simcse_lab.io import replace_dir_atomically
-from simcse_lab.pooling import POOLERS
+from simcse_lab.modeling.pooling import POOLERS
 
 LAYER_POOLERS = ("avg_first_last", "avg_top2")
 

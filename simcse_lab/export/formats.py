@@ -2,7 +2,7 @@
 folder, or ONNX, each verified by re-loading it and comparing embeddings with the source.
 
 The source is read once as a sentence-transformers model (an ST directory as it is; a Hugging Face
-checkpoint + ``--pooler`` through :func:`simcse_lab.st_format.save_sentence_transformer`). A
+checkpoint + ``--pooler`` through :func:`simcse_lab.modeling.st_format.save_sentence_transformer`). A
 training output directory (``D/summary.json`` + ``D/best``) exports ``D/best`` and its model card
 shows the run's summary.
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import UserError
-from simcse_lab.models import is_sentence_transformers_dir, resolve_model
+from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve_model
 
 FORMATS = ("sentence-transformers", "hf", "onnx")
 TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
@@ -57,8 +57,8 @@ def load_source(spec: str, pooler: str | None):
     """(SentenceTransformer, description dict, summary path): the source as one canonical ST model (fp32, CPU)."""
     from sentence_transformers import SentenceTransformer
 
-    from simcse_lab.encoder import Encoder
-    from simcse_lab.st_format import save_sentence_transformer
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.st_format import save_sentence_transformer
 
     path, summary = resolve_source(spec)
     if pooler is None and (not Path(path).is_dir() or is_sentence_transformers_dir(path)):
@@ -104,7 +104,7 @@ def describe_modules(model) -> dict:
     if layer_pool is not None:
         if mode != "mean":
             raise UserError(f"modules {names}: layer pooling without mean pooling has no SimCSE equivalent")
-        from simcse_lab.st_format import layer_weights
+        from simcse_lab.modeling.st_format import layer_weights
 
         layers = model[0].model.config.num_hidden_layers
         got = (layer_pool.layer_start, [float(w) for w in layer_pool.layer_weights.detach()])
@@ -154,7 +154,7 @@ def model_card(description: dict, summary_path: Path | None, module_names: list[
 
 def _sts_tables(summary: dict) -> str | None:
     """A format_table of every STS result dict (with "tasks" and "avg") found one or two levels down."""
-    from simcse_lab.sts import format_table
+    from simcse_lab.evaluation.sts import format_table
 
     found: list[tuple[str, dict]] = []
 
@@ -251,7 +251,7 @@ def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[
 
         return st_encode(SentenceTransformer(str(directory), device="cpu"), sentences)
     if fmt == "hf":
-        from simcse_lab.encoder import Encoder
+        from simcse_lab.modeling.encoder import Encoder
 
         vectors = Encoder(str(directory), pooler=meta["pooler"], precision="fp32", device="cpu",
                           batch_size=4).encode(sentences)

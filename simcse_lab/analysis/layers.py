@@ -1,8 +1,8 @@
 """Per-layer embeddings from one forward pass: the checkpoint's sentence embedding plus, for the
 embedding layer (index 0) and every transformer layer, the mean-pooled and the [CLS] vector.
 
-Works for both :class:`~simcse_lab.encoder.Encoder` backends and reuses its fast batching loop
-(:func:`~simcse_lab.encoder.encode_texts`), so a report encodes each sentence once per checkpoint.
+Works for both :class:`~simcse_lab.modeling.encoder.Encoder` backends and reuses its fast batching loop
+(:func:`~simcse_lab.modeling.encoder.encode_texts`), so a report encodes each sentence once per checkpoint.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from simcse_lab.encoder import encode_texts
-from simcse_lab.pooling import masked_mean, pool
+from simcse_lab.modeling.encoder import encode_texts
+from simcse_lab.modeling.pooling import masked_mean, pool
 
 
 @dataclass

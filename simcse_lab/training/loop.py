@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simcse_lab.config import TrainConfig
+from simcse_lab.training.config import TrainConfig
 from simcse_lab.errors import UserError
 from simcse_lab.io import write_json, write_text
 
@@ -29,7 +29,8 @@ from simcse_lab.io import write_json, write_text
 def load_examples(cfg: TrainConfig, tokenizer) -> list:
     """Pretokenised training examples (tokenisation stays off the hot path): token id lists for
     sentence data, (anchor, positive, negative) id triplets for ``sup``, (index, ids) for ``esimcse``."""
-    from simcse_lab import readers, registry
+    from simcse_lab.data import readers
+    from simcse_lab.data import registry
 
     if cfg.data in ("wiki", "nli"):
         rows = registry.load_split(cfg.data, "train")
@@ -88,7 +89,7 @@ class EmbedderEncoder:
                 "backend": "simcse-lab", "device": str(self.device)}
 
     def encode(self, sentences, progress: bool = False) -> np.ndarray:
-        from simcse_lab.encoder import encode_texts
+        from simcse_lab.modeling.encoder import encode_texts
 
         was_training = self.embedder.training
         self.embedder.eval()
@@ -103,8 +104,8 @@ class EmbedderEncoder:
 
 def dev_metrics(encoder) -> dict:
     """STS-B dev Spearman x100, alignment (pairs with gold > 4) and uniformity (all dev sentences)."""
-    from simcse_lab.geometry import alignment, l2_normalize, uniformity
-    from simcse_lab.sts import correlations, cosine_rows, load_task
+    from simcse_lab.analysis.geometry import alignment, l2_normalize, uniformity
+    from simcse_lab.evaluation.sts import correlations, cosine_rows, load_task
 
     (pairs,) = load_task("stsb", "dev").values()
     sentences = sorted(set(pairs.sent1) | set(pairs.sent2))
@@ -117,7 +118,7 @@ def dev_metrics(encoder) -> dict:
 
 
 def save_model(embedder, tokenizer, output_dir) -> Path:
-    from simcse_lab.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import save_sentence_transformer
 
     pooler = embedder.export_pooler
     return save_sentence_transformer(embedder.backbone, tokenizer, pooler, output_dir,
@@ -137,12 +138,12 @@ def train(cfg: TrainConfig) -> dict:
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    from simcse_lab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
-    from simcse_lab.embedder import load_embedder
-    from simcse_lab.encoder import autocast_context, resolve_precision
-    from simcse_lab.mlm import MaskedLMAuxiliary
-    from simcse_lab.objectives import build_objective
-    from simcse_lab.sts import evaluate, format_table, parse_tasks
+    from simcse_lab.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.modeling.encoder import autocast_context, resolve_precision
+    from simcse_lab.training.mlm import MaskedLMAuxiliary
+    from simcse_lab.training.objectives import build_objective
+    from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device, world, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
@@ -294,7 +295,7 @@ def train(cfg: TrainConfig) -> dict:
                         "best_dev_spearman": best if best_step is not None else None})
         chosen = out / ("best" if best_step is not None else "final")
         if test_tasks:
-            from simcse_lab.encoder import Encoder
+            from simcse_lab.modeling.encoder import Encoder
 
             summary["test_after"] = evaluate(Encoder(str(chosen), precision=precision), test_tasks, "test")
             summary["test_after"]["model"] = str(chosen)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import UserError
-from simcse_lab.models import is_sentence_transformers_dir, resolve_model, transformer_subdir
-from simcse_lab.pooling import NEEDS_HIDDEN_STATES, POOLERS, pool
+from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve_model, transformer_subdir
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, POOLERS, pool
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -6,21 +6,8 @@ and a fresh prediction head (dense + GELU + LayerNorm + decoder), as SimCSE's ``
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 IGNORE = -100
-
-
-class MaskedLMHead(nn.Module):
-    def __init__(self, hidden: int, vocab_size: int, eps: float = 1e-12):
-        super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
-        self.norm = nn.LayerNorm(hidden, eps=eps)
-        self.decoder = nn.Linear(hidden, vocab_size)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(F.gelu(self.dense(hidden_states))))
 
 
 def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: list[int], mask_id: int,

@@ -44,8 +44,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        from simcse_lab.objectives import OBJECTIVES
-        from simcse_lab.pooling import POOLERS
+        from simcse_lab.training.objectives import OBJECTIVES
+        from simcse_lab.modeling.pooling import POOLERS
 
         if self.objective not in OBJECTIVES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from simcse_lab.encoder import pad_batch
+from simcse_lab.modeling.encoder import pad_batch
 
 OBJECTIVES = ("unsup", "sup", "esimcse")
 
@@ -27,13 +27,13 @@ def build_objective(name: str, cfg, tokenizer, embedder):
     from simcse_lab.errors import UserError
 
     if name == "unsup":
-        from simcse_lab.objectives.unsup import UnsupSimCSE
+        from simcse_lab.training.objectives.unsup import UnsupSimCSE
         return UnsupSimCSE(tokenizer, cfg.temperature)
     if name == "sup":
-        from simcse_lab.objectives.sup import SupSimCSE
+        from simcse_lab.training.objectives.sup import SupSimCSE
         return SupSimCSE(tokenizer, cfg.temperature, cfg.hard_negative_weight)
     if name == "esimcse":
-        from simcse_lab.objectives.esimcse import ESimCSE
+        from simcse_lab.training.objectives.esimcse import ESimCSE
         return ESimCSE(tokenizer, embedder, cfg.temperature, dup_rate=cfg.dup_rate, momentum=cfg.momentum,
                        queue_size=int(round(cfg.queue_ratio * cfg.batch_size)), seed=cfg.seed,
                        fixed_repetition=cfg.fixed_repetition)

@@ -18,9 +18,9 @@ import time
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from simcse_lab import registry
+from simcse_lab.data import registry
 from simcse_lab.errors import UserError
-from simcse_lab.readers import PairSet
+from simcse_lab.data.readers import PairSet
 
 TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
 AGGREGATES = ("all", "wmean", "mean")

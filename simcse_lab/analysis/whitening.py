@@ -53,7 +53,7 @@ def fit_whitening(x: np.ndarray, k: int | None = None) -> Whitening:
 
 class WhitenedEncoder:
     """Wrap anything with ``.encode(sentences, progress=False)`` and ``.describe()`` so that its
-    vectors come out whitened; usable directly with :func:`simcse_lab.sts.evaluate`."""
+    vectors come out whitened; usable directly with :func:`simcse_lab.evaluation.sts.evaluate`."""
 
     def __init__(self, encoder, whitening: Whitening):
         self.encoder = encoder

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.errors import UserError
-from simcse_lab.pooling import NEEDS_HIDDEN_STATES, POOLERS, pool
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, POOLERS, pool
 
 
 class MLPHead(nn.Module):
@@ -29,6 +29,19 @@ class MLPHead(nn.Module):
         return self.activation(self.dense(x))
 
 
+class MaskedLMHead(nn.Module):
+    """SimCSE's ``lm_head`` for the auxiliary MLM loss: dense + GELU + LayerNorm + decoder."""
+
+    def __init__(self, hidden: int, vocab_size: int, eps: float = 1e-12):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=eps)
+        self.decoder = nn.Linear(hidden, vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(F.gelu(self.dense(hidden_states))))
+
+
 class SimCSEEmbedder(nn.Module):
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False):
         super().__init__()
@@ -42,8 +55,6 @@ class SimCSEEmbedder(nn.Module):
         self.mlp = MLPHead(backbone.config.hidden_size) if pooler == "cls" else None
         self.lm_head = None
         if do_mlm:
-            from simcse_lab.mlm import MaskedLMHead
-
             config = backbone.config
             self.lm_head = MaskedLMHead(config.hidden_size, config.vocab_size, getattr(config, "layer_norm_eps", 1e-12))
 
@@ -81,8 +92,8 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
 
     from transformers import AutoModel, AutoTokenizer
 
-    from simcse_lab.encoder import _load_error
-    from simcse_lab.models import is_sentence_transformers_dir, resolve_model, transformer_subdir
+    from simcse_lab.modeling.encoder import _load_error
+    from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve_model, transformer_subdir
 
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simcse_lab.distributed import gather_no_grad, gather_with_grad
-from simcse_lab.momentum import EmbeddingQueue, MomentumEncoder
-from simcse_lab.objectives import cosine_matrix, inputs
-from simcse_lab.repetition import repeat_tokens
+from simcse_lab.runtime.distributed import gather_no_grad, gather_with_grad
+from simcse_lab.training.objectives.momentum import EmbeddingQueue, MomentumEncoder
+from simcse_lab.training.objectives import cosine_matrix, inputs
+from simcse_lab.training.objectives.repetition import repeat_tokens
 
 
 class ESimCSE(nn.Module):

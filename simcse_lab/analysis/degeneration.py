@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from simcse_lab.geometry import l2_normalize, mean_cosine
+from simcse_lab.analysis.geometry import l2_normalize, mean_cosine
 
 DEFAULT_RANK_EDGES = (100, 1000, 5000)
 _CHUNK = 512

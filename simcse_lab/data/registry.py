@@ -1,6 +1,6 @@
 """The data registry: named datasets, where their files live, and proof that they are the right files.
 
-The manifest ``data/registry.json`` names every dataset (``sts12``..``sts16``, ``stsb``, ``sickr``,
+The manifest ``registry.json`` (beside this module) names every dataset (``sts12``..``sts16``, ``stsb``, ``sickr``,
 ``wiki``, ``nli``, and the download-only ``wiki1m`` and ``nli_for_simcse``), its files as paths
 relative to a mirror root laid out like ``../shared/data``, the sha256 of each file, a licence note
 and the canonical URL for online users.
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from simcse_lab import readers
+from simcse_lab.data import readers
 from simcse_lab.errors import UserError
 from simcse_lab.io import atomic_path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = PROJECT_ROOT / "data" / "registry.json"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = Path(__file__).resolve().with_name("registry.json")
 
 
 @dataclass(frozen=True)

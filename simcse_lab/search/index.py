@@ -47,7 +47,8 @@ def _faiss():
 # -- corpus ---------------------------------------------------------------------------------------------
 def load_corpus(spec: str) -> tuple[list[str], dict]:
     """(sentences, description) for a text file (one sentence a line) or a registry dataset ``NAME[:SPLIT]``."""
-    from simcse_lab import readers, registry
+    from simcse_lab.data import readers
+    from simcse_lab.data import registry
 
     path = Path(spec).expanduser()
     if path.is_file():
@@ -224,7 +225,7 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
 
 def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder,
              device=None):
-    from simcse_lab.encoder import Encoder
+    from simcse_lab.modeling.encoder import Encoder
 
     if kind not in INDEX_TYPES:
         raise UserError(f"unknown index type {kind!r}; choose from {', '.join(INDEX_TYPES)}")
@@ -420,7 +421,7 @@ class Index:
         if missing:
             raise InputError(manifest_path, None, f"not an index manifest (missing {', '.join(sorted(missing))})")
         if model is not None:
-            from simcse_lab.models import resolve_model
+            from simcse_lab.modeling.resolve import resolve_model
 
             wanted = (resolve_model(model), pooler or m["pooler"])
             if (str(Path(wanted[0]).resolve()) if Path(wanted[0]).exists() else wanted[0]) != \
@@ -428,7 +429,7 @@ class Index:
                 raise UserError(f"{directory} was built with model {m['model']} [{m['pooler']}]; refusing to search "
                                 f"it with {model} [{wanted[1]}] (rebuild the index with that model)")
         if encoder is None:
-            from simcse_lab.encoder import Encoder
+            from simcse_lab.modeling.encoder import Encoder
 
             encoder = Encoder(m["path"], pooler=None if m["pooler"] == "modules" else m["pooler"],
                               precision=m["precision"])

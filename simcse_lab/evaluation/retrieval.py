@@ -55,7 +55,7 @@ def rank_metrics(ranked: np.ndarray, relevant: list[set[int]], ks=KS) -> dict:
 def search_excluding_self(vectors: np.ndarray, queries: list[int], k: int) -> np.ndarray:
     import faiss
 
-    from simcse_lab.index import normalize
+    from simcse_lab.search.index import normalize
 
     vectors = normalize(vectors)
     index = faiss.IndexFlatIP(vectors.shape[1])
@@ -65,7 +65,7 @@ def search_excluding_self(vectors: np.ndarray, queries: list[int], k: int) -> np
 
 
 def evaluate(encoder, tasks=TASKS, split: str = "test", threshold: float = 4.0) -> dict:
-    from simcse_lab import registry
+    from simcse_lab.data import registry
 
     tasks = list(dict.fromkeys(tasks))
     unknown = [t for t in tasks if t not in TASKS]
