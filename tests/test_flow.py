@@ -86,13 +86,14 @@ def test_fit_on_gaussian_sample_gives_standard_gaussian():
     rng = np.random.default_rng(2)
     q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
     mix = np.diag(np.linspace(0.5, 3.0, 8)) @ q  # correlated, variances 0.25 .. 9
-    x = rng.standard_normal((4000, 8)) @ mix + 1.0
-    held = rng.standard_normal((2000, 8)) @ mix + 1.0
+    x = rng.standard_normal((20000, 8)) @ mix + 1.0
+    held = rng.standard_normal((10000, 8)) @ mix + 1.0
     assert np.abs(np.cov(held, rowvar=False) - np.eye(8)).max() > 1.0
-    flow = fit_flow(x, levels=1, depth=2, lr=5e-3, batch_size=512, epochs=100, max_steps=150, seed=0)
+    # the default architecture (3 levels of 3 steps, width 32); sampling noise alone is ~0.03 per entry here
+    flow = fit_flow(x, lr=1e-3, batch_size=512, epochs=100, max_steps=150, seed=0)
     z = flow.forward(held)
     assert np.abs(z.mean(axis=0)).max() <= 0.1
-    assert np.abs(np.cov(z, rowvar=False) - np.eye(8)).max() <= 0.12
+    assert np.abs(np.cov(z, rowvar=False) - np.eye(8)).max() <= 0.1
     np.testing.assert_allclose(flow.inverse(z), held, atol=1e-8)
 
 
@@ -117,8 +118,8 @@ def test_refuses_bad_corpora_and_settings():
     x = non_gaussian(50, 4, seed=0)
     with pytest.raises(UserError, match="more than 4"):
         fit_flow(x[:4], levels=1)
-    with pytest.raises(UserError, match="span only 3 of 4"):
-        fit_flow(np.column_stack([x[:, :3], x[:, 0] - x[:, 1]]), levels=1)
+    with pytest.raises(UserError, match="span 1 dimension"):
+        fit_flow(np.column_stack([x[:, 0], 2 * x[:, 0], -x[:, 0], x[:, 0] + 1]), levels=1)
     bad = x.copy()
     bad[3, 1] = np.nan
     with pytest.raises(UserError, match="NaN"):
@@ -126,6 +127,19 @@ def test_refuses_bad_corpora_and_settings():
     for kwargs in ({"coupling": "spline"}, {"lr": 0.0}, {"depth": 0}, {"epochs": -1.0}, {"max_steps": 0}):
         with pytest.raises(UserError):
             fit_flow(x, levels=1, **kwargs)
+
+
+def test_directions_without_variance_are_dropped():
+    x = non_gaussian(400, 3, seed=5)
+    flat = np.column_stack([x, x[:, 0] - 2 * x[:, 2] + 1.0])  # 4 columns on a 3-dimensional affine span
+    flow = fit_flow(flat, levels=1, epochs=3.0, seed=0)
+    assert (flow.dim, flow.latent_dim) == (4, 3)
+    z = flow.forward(flat)
+    assert z.shape == (400, 3) and np.isfinite(flow.nll)
+    np.testing.assert_allclose(flow.inverse(z), flat, atol=1e-8)  # the corpus lies in the span: exact
+    full = fit_flow(x, levels=1, epochs=3.0, seed=0)
+    assert full.latent_dim == 3
+    np.testing.assert_allclose(full.inverse(full.forward(x)), x, atol=1e-8)
 
 
 def test_flow_encoder_wraps_encode_describe_and_dim():

@@ -19,7 +19,14 @@ channels are the embedding dimensions): ``levels`` levels of ``depth`` steps; ea
 
 and after every level but the last, half of the dimensions are factored out straight into the latent
 (standard Gaussian prior, as in the paper's code), the rest going on to the next level. The latent is the
-concatenation of the factored parts and the last level's output, so it has the input's dimension.
+concatenation of the factored parts and the last level's output.
+
+Before the network, the vectors are centred and rotated onto the directions in which the fitting corpus
+varies (eigenvalues of its covariance above :data:`RANK_TOL` of the largest), as whitening does: a density
+has no maximum-likelihood fit along a direction without variance (it can squeeze it for ever), and every
+BERT-style embedding has one (LayerNorm's output lies in a hyperplane; all-MiniLM-L6-v2's mean pooling spans
+381 of 384 dimensions on STS-B). The latent therefore has ``rank`` dimensions (the input's when the corpus
+spans them all); the rotation has log-determinant 0 on that span.
 
 The paper's settings (its code's default ``config_l3_d3_w32`` and training flags), and where this module differs:
 3 levels, 3 steps per level, coupling width 32, Adam with learning rate 1e-3, batch 32, one epoch over the
@@ -197,52 +204,68 @@ class FlowNet(nn.Module):
 
 @dataclass
 class Flow:
-    """A fitted flow. ``forward``/``inverse``/``log_det``/``log_prob`` take and return numpy arrays (float64)."""
+    """A fitted flow: ``x -> (x - mean) @ basis -> net -> z``. ``forward``/``inverse``/``log_det``/``log_prob``
+    take and return numpy arrays (float64). ``basis`` (dim, rank) spans the directions in which the fitting
+    corpus varies; the latent has ``rank`` dimensions."""
 
     net: FlowNet
+    mean: np.ndarray  # (dim,)
+    basis: np.ndarray  # (dim, rank), orthonormal columns
     fitted_on: int  # number of vectors used to fit
     steps: int  # optimisation steps taken
-    nll: float  # mean negative log-likelihood per dimension (nats) of the fitting corpus after fitting
+    nll: float = float("nan")  # mean negative log-likelihood per latent dimension (nats) of the fitting corpus
     settings: dict = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
-        return self.net.dim
+        """Dimension of the input vectors."""
+        return self.basis.shape[0]
 
-    def _map(self, fn, x) -> list:
+    @property
+    def latent_dim(self) -> int:
+        return self.basis.shape[1]
+
+    def _map(self, fn, x, width: int) -> list:
         x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape (n, {self.dim}), got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ValueError(f"expected vectors of shape (n, {width}), got {x.shape}")
         out = []
         with torch.no_grad():
             for start in range(0, len(x), _CHUNK):
                 out.append(fn(torch.from_numpy(x[start: start + _CHUNK])))
         return out
 
+    def _project(self, t: torch.Tensor) -> torch.Tensor:
+        return (t - torch.from_numpy(self.mean)) @ torch.from_numpy(self.basis)
+
     def forward(self, x) -> np.ndarray:
-        """Latent vectors ``z = f(x)``, shape ``(n, dim)``."""
-        parts = self._map(lambda t: self.net(t)[0], x)
-        return torch.cat(parts).numpy() if parts else np.zeros((0, self.dim))
+        """Latent vectors ``z = f(x)``, shape ``(n, latent_dim)``."""
+        parts = self._map(lambda t: self.net(self._project(t))[0], x, self.dim)
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.latent_dim))
 
     def inverse(self, z) -> np.ndarray:
-        parts = self._map(self.net.inverse, z)
+        """Vectors ``x`` with ``f(x) = z``, in the corpus's affine span (``mean`` + span of ``basis``)."""
+        parts = self._map(lambda t: self.net.inverse(t) @ torch.from_numpy(self.basis).T
+                          + torch.from_numpy(self.mean), z, self.latent_dim)
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.dim))
 
     def log_det(self, x) -> np.ndarray:
-        """``log |det df/dx|`` per vector."""
-        parts = self._map(lambda t: self.net(t)[1], x)
+        """``log |det df/dx|`` per vector, ``x`` measured in the corpus's span (the projection is a rotation
+        there, with log-determinant 0)."""
+        parts = self._map(lambda t: self.net(self._project(t))[1], x, self.dim)
         return torch.cat(parts).numpy() if parts else np.zeros(0)
 
     def log_prob(self, x) -> np.ndarray:
-        """Log density (nats) of each vector under the fitted model."""
-        parts = self._map(self.net.log_prob, x)
+        """Log density (nats) of each vector under the fitted model, on the corpus's span."""
+        parts = self._map(lambda t: self.net.log_prob(self._project(t)), x, self.dim)
         return torch.cat(parts).numpy() if parts else np.zeros(0)
 
     def describe(self) -> dict:
-        return {**self.settings, "fitted_on": self.fitted_on, "steps": self.steps, "nll_per_dim": self.nll}
+        return {**self.settings, "fitted_on": self.fitted_on, "dim": self.dim, "latent_dim": self.latent_dim,
+                "steps": self.steps, "nll_per_dim": self.nll}
 
 
-def _check_settings(dim: int, levels: int, depth: int, hidden: int, coupling: str, lr: float,
+def _check_settings(levels: int, depth: int, hidden: int, coupling: str, lr: float,
                     batch_size: int, epochs: float, max_steps: int) -> None:
     if coupling not in COUPLINGS:
         raise UserError(f"unknown flow coupling {coupling!r}; choose from {', '.join(COUPLINGS)}")
@@ -254,9 +277,6 @@ def _check_settings(dim: int, levels: int, depth: int, hidden: int, coupling: st
         raise UserError(f"flow learning rate must be a positive number, got {lr}")
     if not (epochs > 0 and math.isfinite(epochs)):
         raise UserError(f"flow epochs must be a positive number, got {epochs}")
-    if level_dims(dim, levels)[-1] < 2:
-        raise UserError(f"a {levels}-level flow halves {dim} dimensions below 2 (a coupling needs 2); "
-                        f"use fewer levels")
 
 
 def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int = HIDDEN,
@@ -268,19 +288,25 @@ def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int =
     if x.ndim != 2:
         raise ValueError(f"a flow is fitted on a 2-D array of vectors, got shape {x.shape}")
     n, dim = x.shape
-    _check_settings(dim, levels, depth, hidden, coupling, lr, batch_size, epochs, max_steps)
+    _check_settings(levels, depth, hidden, coupling, lr, batch_size, epochs, max_steps)
     if not np.all(np.isfinite(x)):
         raise UserError("the flow corpus embeddings contain NaN or infinite values")
     if n <= dim:
         raise UserError(f"fitting a flow on {dim}-dimensional vectors needs more than {dim} of them, got {n}")
-    centred = x - x.mean(axis=0)
-    variances = np.linalg.eigvalsh(centred.T @ centred / (n - 1))
-    rank = int(np.sum(variances > max(variances[-1], 0.0) * RANK_TOL))
-    if rank < dim:  # the likelihood grows without bound by squeezing a direction without variance
-        raise UserError(f"the flow corpus embeddings span only {rank} of {dim} dimensions; a density needs all "
-                        f"of them (reduce the dimension first, e.g. with whitening k)")
-    data = torch.from_numpy(x)
-    net = FlowNet(dim, levels, depth, hidden, coupling, seed)
+    mean = x.mean(axis=0)
+    variances, axes = np.linalg.eigh((x - mean).T @ (x - mean) / (n - 1))
+    by_variance = np.argsort(variances)[::-1]
+    rank = int(np.sum(variances > max(variances[by_variance[0]], 0.0) * RANK_TOL))
+    if rank < 2:
+        raise UserError(f"the flow corpus embeddings span {rank} dimension(s); a flow needs at least 2")
+    # Directions without variance (every BERT-style vector lies in a hyperplane: LayerNorm's output sums to
+    # a constant) would let the likelihood grow without bound by squeezing them: drop them, as whitening does.
+    basis = axes[:, by_variance[:rank]]
+    if level_dims(rank, levels)[-1] < 2:
+        raise UserError(f"a {levels}-level flow halves {rank} dimensions below 2 (a coupling needs 2); "
+                        f"use fewer levels")
+    data = torch.from_numpy((x - mean) @ basis)
+    net = FlowNet(rank, levels, depth, hidden, coupling, seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # actnorm's data-dependent initialisation, layer after layer in one pass
         net(data[torch.randperm(n, generator=generator)[:INIT_SAMPLE]])
@@ -292,7 +318,7 @@ def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int =
             order, cursor = torch.randperm(n, generator=generator), 0
         batch = data[order[cursor: cursor + min(batch_size, n)]]
         cursor += batch_size
-        loss = -net.log_prob(batch).mean() / dim
+        loss = -net.log_prob(batch).mean() / rank
         if not torch.isfinite(loss):
             raise UserError(f"flow fitting diverged at step {step + 1} (non-finite likelihood); "
                             f"try a lower learning rate than {lr}")
@@ -301,10 +327,10 @@ def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int =
         nn.utils.clip_grad_norm_(net.parameters(), CLIP_NORM)
         optimizer.step()
     net.eval()
-    flow = Flow(net=net, fitted_on=n, steps=steps, nll=float("nan"),
+    flow = Flow(net=net, mean=mean, basis=basis, fitted_on=n, steps=steps,
                 settings={"levels": levels, "depth": depth, "hidden": hidden, "coupling": coupling, "lr": lr,
                           "batch_size": batch_size, "seed": seed})
-    flow.nll = float(-flow.log_prob(x).mean() / dim)
+    flow.nll = float(-flow.log_prob(x).mean() / rank)
     return flow
 
 
@@ -315,7 +341,7 @@ class FlowEncoder:
     def __init__(self, encoder, flow: Flow):
         self.encoder = encoder
         self.flow = flow
-        self.dim = flow.dim
+        self.dim = flow.latent_dim
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         return self.flow.forward(self.encoder.encode(sentences, progress=progress)).astype(np.float32)

@@ -1,6 +1,7 @@
 """Token-level contextualization measures, per layer: the instruments of Xiao et al. 2023, *On isotropy,
 contextualization and learning dynamics of contrastive-based sentence representation learning* (ACL
-Findings), who take them from Ethayarajh 2019 (*How contextual are contextualized word representations?*).
+Findings). The formulas are those of Ethayarajh 2019 (*How contextual are contextualized word
+representations?*), on which Xiao et al. build; the stop-word list is NLTK's English list.
 
 Notation: ``f_l(s, i)`` is the contextual vector of token ``i`` of sentence ``s`` at layer ``l`` (layer 0 =
 the embedding layer, then every transformer layer); ``cos`` is cosine similarity. Special tokens (every id in
@@ -22,8 +23,10 @@ What is computed, per layer ``l`` (all means are plain means, exact, accumulated
   tokens are the types whose text is in :data:`STOP_WORDS` (lower-cased, whole words only: an occurrence that
   is a piece of a longer word, e.g. "an" in "an ##ew", is not sampled for the function class); content tokens
   are the other types containing a letter; types without any letter (punctuation, numbers) are in neither
-  class. Xiao et al. call a drop of content-token self-similarity "spurious contextualization" and report it
-  mitigated for content tokens and augmented for function tokens by contrastive training;
+  class. Xiao et al.'s "spurious contextualization" (a token's vector varying with a context that does not
+  change its meaning) is read off these: they report it mitigated for semantically meaningful tokens and
+  augmented for functional ones by contrastive training, i.e. self-similarity rising for content tokens and
+  falling for function tokens;
 - ``mean_norm``: ``mean_{s,i} ||f_l(s, i)||`` over all counted tokens;
 - ``mean_vector_norm``: ``|| mean_{s,i} f_l(s, i) ||``, the distance of the mean token vector from the
   origin (Xiao et al.: the space is "directed towards the origin" during training).
@@ -100,8 +103,8 @@ def intra_sentence_similarity(vectors) -> tuple[float, float]:
         raise ValueError(f"need the (n >= 2, d) token vectors of one sentence, got shape {v.shape}")
     u = _unit(v)
     to_mean = float(np.mean(u @ _unit(v.mean(axis=0))))
-    n = len(u)
-    pairwise = float(((u @ u.T).sum() - np.trace(u @ u.T)) / (n * (n - 1)))
+    sims, n = u @ u.T, len(u)
+    pairwise = float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
     return to_mean, pairwise
 
 
@@ -133,7 +136,8 @@ def _check_caps(max_types: int, max_occurrences: int, min_contexts: int) -> None
 # -- which occurrences feed self-similarity ------------------------------------------------------------------
 @dataclass
 class OccurrencePlan:
-    """The sampled (sentence, position) occurrences; ``slots[k]`` is one token type of class ``classes[k]``."""
+    """The sampled occurrences: slot ``k`` is token type ``token_ids[k]`` of class ``classes[k]``, and
+    ``positions[s]`` lists the ``(position, slot)`` pairs sampled in sentence ``s``."""
 
     positions: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # sentence -> [(position, slot)]
     token_ids: list[int] = field(default_factory=list)  # per slot
