@@ -104,7 +104,9 @@ def clean_leftovers(parent, name: str | None = None) -> list[str]:
         return []
     done = []
     for entry in entries:
-        m = _LEFTOVER.match(entry.name) or _LEGACY_OLD.match(entry.name)
+        m = _LEFTOVER.match(entry.name)
+        if m is None and entry.is_dir(follow_symlinks=False):  # 0.1.0 set aside directories only
+            m = _LEGACY_OLD.match(entry.name)
         if m is None or (name is not None and m["name"] != name):
             continue
         if m.groupdict().get("host") not in (None, _host()) or _pid_alive(int(m["pid"])):

@@ -149,3 +149,18 @@ def test_replacing_a_directory_leaves_nothing_behind(tmp_path):
         io.replace_dir_atomically(tmp, target)
     assert (target / "data.txt").read_text() == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+
+
+def test_a_best_dir_set_aside_by_0_1_0_is_restored(tmp_path):
+    """0.1.0 named the set-aside copy .NAME.old-PID; a kill left only that copy, which nothing restored."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "train_config.json").write_text("{}\n")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (run / f".best.old-{dead.pid}").mkdir()
+    (run / f".best.old-{dead.pid}" / "model.txt").write_text("best")
+    (run / f".notes.old-{dead.pid}").write_text("a file of the user's with a look-alike name")
+    io.claim_output_dir(run, "train")
+    assert (run / "best" / "model.txt").read_text() == "best"
+    assert (run / f".notes.old-{dead.pid}").is_file()
