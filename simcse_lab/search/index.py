@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from simcse_lab.errors import InputError, UserError
-from simcse_lab.io import make_temp_dir
+from simcse_lab.io import check_replaceable, make_temp_dir
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 PROBE_SENTENCE = "simcse-lab index probe: a man is playing a guitar on the beach."
@@ -228,7 +228,6 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
 
 def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder,
              device=None):
-    from simcse_lab.io import check_replaceable
     from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.modeling.resolve import resolve_model
 
@@ -414,7 +413,7 @@ MANIFEST_KEYS = {"model", "path", "pooler", "precision", "probe_sentence", "prob
                  "count"}
 
 
-# the faiss class each index type is built as (recorded as index_class since the manifest has it)
+# the faiss class each index type is built as; manifests record it as index_class (those of 0.1.0 do not)
 INDEX_CLASSES = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat", "ivfpq": "IndexIVFPQ"}
 
 
