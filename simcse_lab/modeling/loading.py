@@ -29,22 +29,20 @@ CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
 
 @contextmanager
 def quiet():
-    """transformers' progress bars off and its logging at ERROR for the block; both restored after."""
+    """transformers' own progress bars off and its logging at ERROR for the block; both restored after.
+    (A tqdm hook, not disable_progress_bar(): that would also switch the hub's download bars, globally.)"""
     from transformers.utils import logging as hf_logging
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
 
-    verbosity, bars, hub_bars_off = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(), \
-        are_progress_bars_disabled()
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)  # transformers 5; under 4.x only the log level drops
+    verbosity = hf_logging.get_verbosity()
+    previous = set_hook(lambda factory, args, kwargs: hf_logging.EmptyTqdm(*args, **kwargs)) if set_hook else None
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()  # also re-enables the hub's bars ...
-            if hub_bars_off:
-                disable_progress_bars()  # ... which were off before: keep them off
+        if set_hook:
+            set_hook(previous)
 
 
 def _json(path: Path):
