@@ -49,7 +49,7 @@ def test_two_processes_match_one(tmp_path, objective):
         return [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
     np.testing.assert_allclose(losses("two"), losses("one"), rtol=1e-5)
-    states = {n: torch.load(tmp_path / n / "checkpoints" / "step-0000003" / "state.pt", weights_only=False)["model"]
+    states = {n: torch.load(tmp_path / n / "checkpoints" / "step-0000003" / "state.pt", weights_only=True)["model"]
               for n in ("one", "two")}
     for key, value in states["one"].items():
         torch.testing.assert_close(states["two"][key], value, rtol=1e-4, atol=1e-6)

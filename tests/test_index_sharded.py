@@ -47,7 +47,8 @@ def test_two_process_build_equals_one_process(tiny_bert, tmp_path):
     assert a.manifest["count"] == b.manifest["count"] == len(lines) == a.index.ntotal == b.index.ntotal
     assert a.texts == b.texts == lines
     assert a.manifest["texts_sha256"] == b.manifest["texts_sha256"]
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["index.faiss", "manifest.json", "texts.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [".simcse-lab.json", "index.faiss", "manifest.json",
+                                                                   "texts.jsonl"]  # no shards/ left, marker added
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".two.tmp-")]  # staging dir renamed away
     np.testing.assert_allclose(b.index.reconstruct_n(0, len(lines)), a.index.reconstruct_n(0, len(lines)), atol=1e-5)
     queries = ["a dog plays with a red ball", "woman eats food", lines[30]]

@@ -87,3 +87,36 @@ def test_text_and_errors(tmp_path):
         readers.read_text(path)
     with pytest.raises(InputError, match="file not found"):
         readers.read_text(tmp_path / "missing.txt")
+
+
+def test_lines_split_on_newline_only(tmp_path):
+    """U+2028, NEL, form feed and friends may occur inside a sentence: they split nothing (str.splitlines would)."""
+    inside = ["a\u2028b", "c\x85d", "e\x0cf", "g\x0bh", "i\x1cj\x1dk\x1el", "m\u2029n"]
+    path = tmp_path / "odd.txt"
+    path.write_bytes(("\n".join(inside) + "\n").encode())
+    assert readers.read_text(path) == inside
+    blank = write(tmp_path, "blank.txt", "one\u2028still one\ntwo\n\nfour\n")
+    with pytest.raises(InputError, match=r"blank\.txt:3: blank line"):  # line numbers as an editor shows them
+        readers.read_text(blank)
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(b"first\r\nsecond\r\nno newline at the end")
+    assert readers.read_text(crlf) == ["first", "second", "no newline at the end"]
+
+
+def test_a_quoted_csv_field_keeps_its_newline(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_bytes(b'sent0,sent1,hard_neg\r\n"line one\nline two",b,c\r\nd,e,f\r\n')
+    assert readers.read_nli_csv(path) == [("line one\nline two", "b", "c"), ("d", "e", "f")]
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b'sent0,sent1,hard_neg\na,b,c\nd,e\n')
+    with pytest.raises(InputError, match=r"bad\.csv:3: expected 3 fields"):
+        readers.read_nli_csv(bad)
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_text(tmp_path):
+    text = tmp_path / "bom.txt"
+    text.write_bytes(b"\xef\xbb\xbfYMCA in South Australia\nsecond\n")
+    assert readers.read_text(text) == ["YMCA in South Australia", "second"]
+    nli = tmp_path / "excel.csv"
+    nli.write_bytes(b"\xef\xbb\xbfsent0,sent1,hard_neg\r\na,b,c\r\n")
+    assert readers.read_nli_csv(nli) == [("a", "b", "c")]

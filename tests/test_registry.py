@@ -112,3 +112,19 @@ def test_cli_error_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "a model must be a directory" in proc.stderr
+
+
+def test_a_corrupt_file_says_how_to_fix_it_where_it_is(toy_registry, tmp_path, monkeypatch):
+    """The mirror is searched before the cache: fetching again cannot help while a corrupt mirror file is there."""
+    target = toy_registry / "toy" / "sts-test.csv"
+    good = target.read_text()
+    target.write_text(good.replace("5.000", "4.000"))
+    with pytest.raises(UserError, match="fix the file in the mirror, or unset SIMCSE_LAB_DATA") as exc:
+        registry.load_split("toystsb", "test")
+    assert "data fetch" not in str(exc.value)
+    cached = tmp_path / "cache" / "toy" / "sts-test.csv"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("garbage\n")
+    monkeypatch.delenv("SIMCSE_LAB_DATA")
+    with pytest.raises(UserError, match=r"run `simcse-lab data fetch toystsb` again"):
+        registry.load_split("toystsb", "test")

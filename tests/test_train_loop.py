@@ -53,7 +53,7 @@ def test_export_round_trips_through_sentence_transformers(tmp_path, tiny_bert, m
     import torch
 
     tokenizer, embedder = load_embedder(str(tiny_bert), "cls", mlp_only_train)
-    state = torch.load(out / "checkpoints" / "step-0000002" / "state.pt", weights_only=False)
+    state = torch.load(out / "checkpoints" / "step-0000002" / "state.pt", weights_only=True)
     embedder.load_state_dict(state["model"])
     sentences = ["the cat sat on the table", "a big red house", "dog"]
     ours = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "tiny").encode(sentences)

@@ -53,7 +53,7 @@ def run(args) -> int:
 
     from simcse_lab.analysis import plots
     from simcse_lab.errors import UserError
-    from simcse_lab.io import write_json, write_text
+    from simcse_lab.io import claim_output_dir, write_json, write_text
     from simcse_lab.evaluation.sts import parse_tasks
 
     if args.model is None and not args.compare and args.trajectory is None:
@@ -79,6 +79,7 @@ def run(args) -> int:
     if args.trajectory:
         rows, keys = analysis.read_trajectory(args.trajectory)
         trajectory = {"path": args.trajectory, **analysis.summarize_trajectory(rows, keys)}
+    claim_output_dir(out_dir, "analysis")  # ours, or refused before any data or model is loaded
 
     opts = analysis.Options(tokens=not args.no_tokens, knn=args.knn, knn_sample=args.knn_sample,
                             whiten=args.whiten, whiten_k=args.whiten_k, whiten_split=args.whiten_split,

@@ -30,10 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from simcse_lab.commands import _validate
     from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.io import write_json
     from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
 
+    _validate.output_file(args.output)
+    _validate.at_least(args.batch_size, 1, "--batch-size")
+    _validate.at_least(args.max_length, 1, "--max-length")
     tasks = parse_tasks(args.tasks)
     encoder = Encoder(args.model, pooler=args.pooler, precision=args.precision,
                       batch_size=args.batch_size, max_length=args.max_length)

@@ -30,8 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from simcse_lab.commands import _validate
     from simcse_lab.search.index import build_index
 
+    _validate.process_env()
+    _validate.at_least(args.batch_size, 1, "--batch-size")
     m = build_index(args.model, args.corpus, args.output, kind=args.index, pooler=args.pooler,
                     precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,
                     overwrite=args.overwrite, progress=not args.no_progress)

@@ -28,6 +28,9 @@ def run(args) -> int:
     from simcse_lab.export.formats import resolve_source
     from simcse_lab.evaluation.retrieval import evaluate, format_table
 
+    from simcse_lab.commands import _validate
+
+    _validate.output_file(args.output)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     results = []
     for model in args.model:

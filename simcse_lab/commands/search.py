@@ -25,8 +25,11 @@ def run(args) -> int:
     from simcse_lab.errors import UserError
     from simcse_lab.search.index import Index
 
+    from simcse_lab.commands import _validate
+
     if args.k < 1:
         raise UserError("-k must be at least 1")
+    _validate.output_file(args.output)
     queries = [args.query] if args.query is not None else readers.read_text(args.queries)
     if args.query is not None and not args.query.strip():
         raise UserError("--query is empty")

@@ -29,9 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from simcse_lab.commands import _validate
+    from simcse_lab.io import claim_output_dir
     from simcse_lab.training.config import FIELDS, load_config
     from simcse_lab.training.loop import train
 
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
+    _validate.process_env()
+    claim_output_dir(cfg.output_dir, "train")  # every rank may: a directory of ours, or refused before any work
     train(cfg)
     return 0

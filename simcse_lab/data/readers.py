@@ -10,7 +10,9 @@ joined with single spaces.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,18 +42,31 @@ def _senteval_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_text(path: Path) -> str:
+    """The file decoded as UTF-8, a leading byte-order mark dropped (as ``utf-8-sig``: editors such as Excel
+    write one, and it would otherwise stay, invisible, in the first sentence or header)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(path, None, "file not found") from None
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InputError(path, line, f"not valid UTF-8 ({err.reason})") from None
-    return text.splitlines()
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file: split on ``\n`` only (a trailing ``\r`` removed), so that line i is the
+    i-th line any editor shows. ``str.splitlines`` would also split on U+2028, NEL, form feeds and other
+    characters that may occur inside a sentence, adding lines and shifting every line number after them."""
+    lines = _read_text(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _parse_score(path: Path, lineno: int, value: str, what: str = "score") -> float:
@@ -137,16 +152,24 @@ NLI_COLUMNS = ["sent0", "sent1", "hard_neg"]
 def read_nli_csv(path: Path) -> list[tuple[str, str, str]]:
     """SimCSE's supervised training file: a csv with header sent0,sent1,hard_neg (standard quoting)."""
     path = Path(path)
-    lines = _read_lines(path)  # decodes and checks UTF-8 with line numbers
-    reader = csv.reader(lines)
+    # csv gets the raw text: a quoted field may hold a newline, which splitting into lines first would lose
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
     try:
         header = next(reader)
     except StopIteration:
         raise InputError(path, None, "empty file") from None
+    except csv.Error as err:
+        raise InputError(path, 1, f"not valid csv ({err})") from None
     if header != NLI_COLUMNS:
         raise InputError(path, 1, f"expected header {','.join(NLI_COLUMNS)}, found {','.join(header)}")
     rows = []
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise InputError(path, reader.line_num, f"not valid csv ({err})") from None
         lineno = reader.line_num
         if len(row) != 3:
             raise InputError(path, lineno, f"expected 3 fields (sent0,sent1,hard_neg), found {len(row)}")

@@ -17,16 +17,17 @@ import json
 import os
 import shutil
 import sys
+import http.client
 import tarfile
-import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from simcse_lab.data import readers
 from simcse_lab.errors import UserError
-from simcse_lab.io import atomic_path
+from simcse_lab.io import atomic_path, make_temp_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = Path(__file__).resolve().with_name("registry.json")
@@ -97,15 +98,18 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(Path(path))
 
 
-def _checked(path: Path, expected: str | None) -> Path:
+def _checked(path: Path, expected: str | None, root: str = "cache", name: str | None = None) -> Path:
     if expected is None:
         return path
     st = path.stat()
     got = _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
     if got != expected:
+        # the mirror is searched before the cache: a fetched copy cannot help while this file is there
+        fix = ("fix the file in the mirror, or unset SIMCSE_LAB_DATA to use the cache" if root == "mirror" else
+               f"delete it and run `simcse-lab data fetch{' ' + name if name else ''}` again, or restore it")
         raise UserError(
             f"{path}: sha256 mismatch (expected {expected[:12]}..., found {got[:12]}...): the file is corrupted "
-            f"or a different version; restore it or run `simcse-lab data fetch` again"
+            f"or a different version; {fix}"
         )
     return path
 
@@ -114,10 +118,10 @@ def locate(name: str, relpath: str) -> Path:
     """The verified local copy of one registry file, or a one-line error saying how to get it."""
     ds = info(name)
     expected = ds.files[relpath]
-    for _, root in search_roots():
+    for label, root in search_roots():
         candidate = root / relpath
         if candidate.is_file():
-            return _checked(candidate, expected)
+            return _checked(candidate, expected, label, name)
     where = " or ".join(str(root) for _, root in search_roots())
     raise UserError(
         f"dataset {name!r}: {relpath} not found under {where}; set SIMCSE_LAB_DATA to a mirror "
@@ -202,12 +206,13 @@ def _download(url: str, dst: Path) -> None:
         with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
             shutil.copyfileobj(resp, f, 1 << 20)
         os.replace(tmp, dst)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
+    except (OSError, http.client.HTTPException, ValueError) as err:  # HTTPException: e.g. IncompleteRead
         raise UserError(
             f"cannot download {url} ({err.__class__.__name__}: {err}); offline, point SIMCSE_LAB_DATA at a "
             f"mirror or run `simcse-lab data fetch --from DIR`"
         ) from None
+    finally:
+        tmp.unlink(missing_ok=True)  # never leave a partial download behind, whatever stopped it
 
 
 def fetch_from_url(name: str) -> list[Path]:
@@ -220,28 +225,14 @@ def fetch_from_url(name: str) -> list[Path]:
     if not archive.is_file():
         print(f"downloading {ds.url}", file=sys.stderr)
         _download(ds.url, archive)
-    staging = Path(tempfile.mkdtemp(dir=downloads, prefix=f".{name}."))
+    staging = make_temp_dir(downloads / name)
     try:
-        if tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tar:
-                members = {m.name: m for m in tar.getmembers() if m.isfile()}
-                for relpath in ds.files:
-                    tail = relpath.split("downstream/", 1)[-1]
-                    match = [n for n in members if n.endswith(tail)]
-                    if not match:
-                        raise UserError(f"{archive}: no member ending in {tail}")
-                    (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(members[match[0]]) as src, open(staging / relpath, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        else:
-            (relpath,) = ds.files
-            (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
-            if ds.head_lines:
-                with open(archive, "rb") as src, open(staging / relpath, "wb") as dst:
-                    for _, line in zip(range(ds.head_lines), src):
-                        dst.write(line)
-            else:
-                shutil.copyfile(archive, staging / relpath)
+        try:
+            _unpack(ds, archive, staging)
+        except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as err:
+            archive.unlink(missing_ok=True)  # a bad archive must not fail every later fetch the same way
+            raise UserError(f"{archive} (downloaded from {ds.url}) is not a complete archive and was deleted "
+                            f"({err.__class__.__name__}: {err}); run fetch again or use --from DIR") from None
         try:
             return fetch_from_dir(name, staging)
         except UserError as err:
@@ -250,6 +241,32 @@ def fetch_from_url(name: str) -> list[Path]:
                             f"run fetch again or use --from DIR ({err})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(ds: DatasetInfo, archive: Path, staging: Path) -> None:
+    """The registry's files of ``ds`` from the downloaded ``archive`` into ``staging`` (same relative paths)."""
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            for relpath in ds.files:
+                tail = relpath.split("downstream/", 1)[-1]
+                match = [n for n in members if n.endswith(tail)]
+                if not match:
+                    raise ValueError(f"no member ending in {tail}")
+                (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(members[match[0]]) as src, open(staging / relpath, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    else:
+        if len(ds.files) != 1:
+            raise ValueError(f"not a tar archive, and dataset {ds.name!r} needs {len(ds.files)} files from one")
+        (relpath,) = ds.files
+        (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
+        if ds.head_lines:
+            with open(archive, "rb") as src, open(staging / relpath, "wb") as dst:
+                for _, line in zip(range(ds.head_lines), src):
+                    dst.write(line)
+        else:
+            shutil.copyfile(archive, staging / relpath)
 
 
 def local_mirror_default() -> Path | None:

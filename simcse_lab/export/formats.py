@@ -53,11 +53,18 @@ def resolve_source(spec: str) -> tuple[str, Path | None]:
     return resolve_model(spec), None
 
 
+def _source_path(spec: str) -> str | None:
+    """The model path ``spec`` stands for, for the overwrite check; an unresolvable spec is reported by load_source."""
+    try:
+        return resolve_source(spec)[0]
+    except UserError:
+        return None
+
+
 def load_source(spec: str, pooler: str | None):
     """(SentenceTransformer, description dict, summary path): the source as one canonical ST model (fp32, CPU)."""
-    from sentence_transformers import SentenceTransformer
-
     from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.loading import load_sentence_transformer
     from simcse_lab.modeling.st_format import save_sentence_transformer
 
     path, summary = resolve_source(spec)
@@ -70,7 +77,7 @@ def load_source(spec: str, pooler: str | None):
         out = save_sentence_transformer(enc.hf_model, enc.tokenizer, enc.pooler, Path(tmp) / "st",
                                         mlp=enc.mlp if enc.pooler == "cls" else None,
                                         max_seq_length=enc.max_length)
-        model = SentenceTransformer(str(out), device="cpu")
+        model = load_sentence_transformer(str(out), device="cpu")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return model, {"source": spec, "path": path, "pooler": enc.pooler}, summary
@@ -231,10 +238,11 @@ def _write_onnx(model, tmp: Path, opset: int = 17) -> dict:
 
 def onnx_encode(directory: Path, sentences: list[str]) -> np.ndarray:
     import onnxruntime as ort
-    from transformers import AutoTokenizer
+
+    from simcse_lab.modeling.loading import load_tokenizer
 
     meta = json.loads((directory / "onnx_config.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    tokenizer = load_tokenizer(str(directory))
     session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
     out = []
     for start in range(0, len(sentences), 4):
@@ -247,9 +255,9 @@ def onnx_encode(directory: Path, sentences: list[str]) -> np.ndarray:
 def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[str]) -> np.ndarray:
     """Embeddings of ``sentences`` from the exported artefact, loaded the way a user would load it."""
     if fmt == "sentence-transformers":
-        from sentence_transformers import SentenceTransformer
+        from simcse_lab.modeling.loading import load_sentence_transformer
 
-        return st_encode(SentenceTransformer(str(directory), device="cpu"), sentences)
+        return st_encode(load_sentence_transformer(str(directory), device="cpu"), sentences)
     if fmt == "hf":
         from simcse_lab.modeling.encoder import Encoder
 
@@ -263,26 +271,26 @@ def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[
 
 def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwrite: bool = False) -> dict:
     """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``)."""
-    from simcse_lab.io import replace_dir_atomically
+    from simcse_lab.io import check_replaceable, make_temp_dir, replace_dir_atomically
+    from simcse_lab.modeling.loading import quiet
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    check_replaceable(output, "export", overwrite, sources=[model_spec, _source_path(model_spec)])
     model, description, summary = load_source(model_spec, pooler)
     reference = st_encode(model, VERIFY_SENTENCES)
     module_names = [type(m).__name__ for m in model]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    tmp = make_temp_dir(output)
     try:
         meta = None
-        if fmt == "sentence-transformers":
-            _write_st(model, tmp, model_card(description, summary, module_names))
-        elif fmt == "hf":
-            meta = _write_hf(model, tmp)
-        else:
-            meta = _write_onnx(model, tmp)
+        with quiet():
+            if fmt == "sentence-transformers":
+                _write_st(model, tmp, model_card(description, summary, module_names))
+            elif fmt == "hf":
+                meta = _write_hf(model, tmp)
+            else:
+                meta = _write_onnx(model, tmp)
         got = reload_encode(fmt, tmp, meta, VERIFY_SENTENCES)
         if got.shape != reference.shape:
             raise UserError(f"export verification failed: shape {got.shape} != source {reference.shape}")
@@ -290,7 +298,7 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
         if not diff <= TOLERANCE[fmt]:
             raise UserError(f"export verification failed: max abs diff {diff:.3g} > {TOLERANCE[fmt]:g}; "
                             f"nothing written to {output}")
-        replace_dir_atomically(tmp, output)
+        replace_dir_atomically(tmp, output, kind="export")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -90,17 +90,16 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id)."""
     import os
 
-    from transformers import AutoModel, AutoTokenizer
-
     from simcse_lab.modeling.encoder import _load_error
+    from simcse_lab.modeling.loading import load_model, load_tokenizer
     from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve_model, transformer_subdir
 
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
         path = transformer_subdir(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        backbone = AutoModel.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
+        backbone = load_model(path)
     except (OSError, ValueError) as err:
         raise _load_error(model, err) from None
     return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm)

@@ -134,10 +134,10 @@ class Encoder:
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_st(self, max_length: int | None) -> None:
-        from sentence_transformers import SentenceTransformer
+        from simcse_lab.modeling.loading import load_sentence_transformer
 
         try:
-            self.st_model = SentenceTransformer(self.path, device=str(self.device))
+            self.st_model = load_sentence_transformer(self.path, device=str(self.device))
         except (OSError, ValueError) as err:
             raise _load_error(self.model_name, err) from None
         self.st_model.eval()
@@ -146,11 +146,11 @@ class Encoder:
         self.dim = self.st_model.get_embedding_dimension()
 
     def _load_hf(self, path: str, max_length: int | None) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from simcse_lab.modeling.loading import load_model, load_tokenizer
 
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.hf_model, loading_info = AutoModel.from_pretrained(path, output_loading_info=True)
+            self.tokenizer = load_tokenizer(path)
+            self.hf_model, loading_info = load_model(path, output_loading_info=True)
         except (OSError, ValueError) as err:
             raise _load_error(self.model_name, err) from None
         self.hf_model.to(self.device).eval()

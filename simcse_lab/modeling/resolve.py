@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from simcse_lab.errors import UserError
+from simcse_lab.errors import InputError, UserError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -48,8 +48,14 @@ def is_sentence_transformers_dir(path: str) -> bool:
 
 def transformer_subdir(path: str) -> str:
     """Where the Hugging Face weights of a sentence-transformers directory live."""
-    modules = json.loads((Path(path) / "modules.json").read_text())
-    for module in modules:
-        if module["type"].endswith(".Transformer"):
-            return str(Path(path) / module["path"])
+    modules_path = Path(path) / "modules.json"
+    try:
+        modules = json.loads(modules_path.read_text(encoding="utf-8"))
+        for module in modules:
+            if module["type"].endswith(".Transformer"):
+                return str(Path(path) / module["path"])
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InputError(modules_path, None, f"not valid JSON ({err})") from None
+    except (TypeError, KeyError, AttributeError):
+        raise InputError(modules_path, None, "not a sentence-transformers module list") from None
     raise UserError(f"{path}/modules.json: no Transformer module")

@@ -19,12 +19,11 @@ half-written model and an existing model at ``output_dir`` is replaced only once
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from simcse_lab.io import replace_dir_atomically
+from simcse_lab.io import make_temp_dir, replace_dir_atomically
 from simcse_lab.modeling.pooling import POOLERS
 
 LAYER_POOLERS = ("avg_first_last", "avg_top2")
@@ -67,8 +66,9 @@ def has_pooler_weights(model_dir: str) -> bool:
 def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None = None,
                   max_seq_length: int = 512) -> list[torch.nn.Module]:
     """The sentence-transformers module list reproducing ``pooler`` on the HF model in ``transformer_dir``."""
-    from sentence_transformers.sentence_transformer.modules import (Dense, Pooling, Transformer,
-                                                                    WeightedLayerPooling)
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
+
+    from simcse_lab.modeling.loading import transformer_module
 
     if pooler not in POOLERS:
         raise ValueError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
@@ -77,7 +77,7 @@ def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None
     if mlp is not None and pooler != "cls":
         raise ValueError(f"an mlp head is only exported with pooler 'cls', not {pooler!r}")
     config_kwargs = {"output_hidden_states": True} if pooler in LAYER_POOLERS else {}
-    transformer = Transformer(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
+    transformer = transformer_module(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
     dim = transformer.get_embedding_dimension()
     hf_pooler = getattr(transformer.model, "pooler", None)
     if hf_pooler is not None:
@@ -110,7 +110,7 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     ``SentenceTransformer(output_dir)`` reproduces ``pool(pooler, ...)`` (and the mlp+tanh) on the
     backbone's outputs. ``model_card`` (markdown) is written as README.md when given.
     """
-    from sentence_transformers import SentenceTransformer
+    from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules
 
     if pooler not in POOLERS:
         raise ValueError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
@@ -120,14 +120,19 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     limit = getattr(backbone.config, "max_position_embeddings", max_seq_length)
     max_seq_length = min(max_seq_length, limit)
-    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+    tmp = make_temp_dir(output_dir)
+    hf_dir = make_temp_dir(output_dir)
     try:
-        with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.hf-") as hf_dir:
-            backbone.save_pretrained(hf_dir)
-            tokenizer.save_pretrained(hf_dir)
-            modules = build_modules(hf_dir, pooler, mlp=mlp, max_seq_length=max_seq_length)
-            model = SentenceTransformer(modules=modules, device="cpu")
-            model.save(str(tmp))
+        try:
+            with quiet():
+                backbone.save_pretrained(hf_dir)
+                tokenizer.save_pretrained(hf_dir)
+            modules = build_modules(str(hf_dir), pooler, mlp=mlp, max_seq_length=max_seq_length)
+            model = sentence_transformer_from_modules(modules, device="cpu")
+            with quiet():
+                model.save(str(tmp))
+        finally:
+            shutil.rmtree(hf_dir, ignore_errors=True)
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
         replace_dir_atomically(tmp, output_dir)

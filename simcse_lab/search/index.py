@@ -23,13 +23,13 @@ import hashlib
 import json
 import math
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from simcse_lab.errors import InputError, UserError
+from simcse_lab.io import check_replaceable, make_temp_dir
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 PROBE_SENTENCE = "simcse-lab index probe: a man is playing a guitar on the beach."
@@ -132,7 +132,10 @@ def _distributed_state():
     """accelerate's PartialState when launched with WORLD_SIZE > 1 (``accelerate launch``/torchrun), else None."""
     import os
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world = os.environ.get("WORLD_SIZE", "1")
+    if not world.strip().isdigit():
+        raise UserError(f"environment variable WORLD_SIZE={world!r} is not a positive integer")
+    if int(world) <= 1:
         return None
     import torch
     from accelerate import PartialState
@@ -226,14 +229,20 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
 def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder,
              device=None):
     from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.resolve import resolve_model
 
     if kind not in INDEX_TYPES:
         raise UserError(f"unknown index type {kind!r}; choose from {', '.join(INDEX_TYPES)}")
     if chunk_size < 1:
         raise UserError("--chunk-size must be positive")
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    try:
+        model_path = resolve_model(model) if encoder is None else None
+    except UserError:
+        model_path = None  # reported when the encoder loads it, below
+    check_replaceable(output, "index", overwrite, sources=[corpus, model, model_path])
     sentences, corpus_info = load_corpus(corpus)
     encoder = encoder or Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, device=device)
     index, params = new_index(kind, encoder.dim, len(sentences))  # refuses a too-small corpus before any encoding
@@ -243,8 +252,7 @@ def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_s
 def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, progress, encoder):
     output, sentences, corpus_info, encoder, index, params = _prepare(
         model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    tmp = make_temp_dir(output)
     timer = {"encode": 0.0}
 
     def encoded(begin: int, end: int) -> np.ndarray:
@@ -281,8 +289,7 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
     staging = None
     if main:  # one staging dir for all ranks, next to the output (a shared file system across machines)
         try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+            staging = make_temp_dir(output)
             (staging / "shards").mkdir()
             staging = str(staging)
         except OSError as err:
@@ -333,6 +340,7 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
               vectors_of, progress, timer, start, world_size, sample_of, before_rename=None) -> dict:
     """Add the corpus vectors (``vectors_of(begin, end)``, normalised, in id order) to ``index`` in chunks,
     write texts.jsonl, index.faiss and manifest.json into ``tmp``, then rename ``tmp`` to ``output``."""
+    from simcse_lab.data.registry import sha256_file
     from simcse_lab.io import replace_dir_atomically
 
     count, dim = len(sentences), encoder.dim
@@ -354,7 +362,7 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
         bar = tqdm(total=count, desc=f"index {kind}", unit="sent")
     texts_hash = hashlib.sha256()
     try:
-        with open(tmp / "texts.jsonl", "w") as texts_file:
+        with open(tmp / "texts.jsonl", "w", encoding="utf-8") as texts_file:  # the bytes texts_sha256 hashes
             for pos, begin in enumerate(chunks):
                 end = chunks[pos + 1] if pos + 1 < len(chunks) else count
                 part = sentences[begin:end]
@@ -382,6 +390,7 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
         **{k: v for k, v in encoder.describe().items() if k in ("model", "path", "backend", "pooler", "precision")},
         "dimension": dim, "count": count, "index": kind, "params": params, "metric": "inner_product (normalised)",
         **corpus_info, "texts_sha256": texts_hash.hexdigest(),
+        "index_class": type(index).__name__, "index_sha256": sha256_file(tmp / "index.faiss"),
         "probe_sentence": PROBE_SENTENCE, "probe": [round(float(x), 6) for x in probe],
         "build_seconds": round(seconds, 3), "encode_seconds": round(encode_seconds, 3),
         "sentences_per_second": round(count / seconds, 1) if seconds > 0 else None,
@@ -395,13 +404,70 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if before_rename is not None:
         before_rename()
-    replace_dir_atomically(tmp, output)
+    replace_dir_atomically(tmp, output, kind="index")
     return manifest
 
 
 # -- loading and search ---------------------------------------------------------------------------------
 MANIFEST_KEYS = {"model", "path", "pooler", "precision", "probe_sentence", "probe", "dimension", "index", "params",
                  "count"}
+
+
+# the faiss class each index type is built as; manifests record it as index_class (those of 0.1.0 do not)
+INDEX_CLASSES = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat", "ivfpq": "IndexIVFPQ"}
+
+
+def _read_index(directory: Path, m: dict):
+    """index.faiss, verified against the manifest: sha256 (recorded by builds since index_sha256 exists),
+    faiss class, metric, dimension and count; one line naming the file otherwise."""
+    from simcse_lab.data.registry import sha256_file
+
+    path = directory / "index.faiss"
+    if m.get("index_sha256") is not None and sha256_file(path) != m["index_sha256"]:
+        raise InputError(path, None, "sha256 differs from the one in manifest.json: damaged, or another index's "
+                                     "file; rebuild the index")
+    try:
+        index = _faiss().read_index(str(path))
+    except (RuntimeError, MemoryError) as err:
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else err.__class__.__name__
+        raise InputError(path, None, f"not a readable faiss index ({first})") from None
+    faiss = _faiss()
+    want = m.get("index_class") or INDEX_CLASSES.get(m["index"])
+    found = type(index).__name__
+    if want is None or found != want:
+        raise InputError(path, None, f"holds a {found}, manifest.json describes {want or m['index']!r}; rebuild the index")
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT or index.d != m["dimension"]:
+        raise InputError(path, None, f"dimension {index.d} / metric {index.metric_type} do not match manifest.json "
+                                     f"(dimension {m['dimension']}, inner product); rebuild the index")
+    if index.ntotal != m["count"]:
+        raise UserError(f"{directory}: index holds {index.ntotal} vectors, manifest says {m['count']}")
+    if m["index"] == "ivfpq":
+        index.nprobe = m["params"]["nprobe"]
+    elif m["index"] == "hnsw":
+        index.hnsw.efSearch = m["params"]["efSearch"]
+    return index
+
+
+def _read_texts(directory: Path, m: dict) -> list[str]:
+    """texts.jsonl, verified against the manifest's texts_sha256 and count."""
+    from simcse_lab.data.registry import sha256_file
+
+    path = directory / "texts.jsonl"
+    if not path.is_file():
+        raise InputError(path, None, "missing: an index directory holds texts.jsonl beside index.faiss")
+    if m.get("texts_sha256") is not None and sha256_file(path) != m["texts_sha256"]:
+        raise InputError(path, None, "sha256 differs from the one in manifest.json: damaged, or another index's "
+                                     "texts; rebuild the index")
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                texts.append(json.loads(line))
+            except ValueError:
+                raise InputError(path, lineno, "not a JSON string") from None
+    if len(texts) != m["count"]:
+        raise UserError(f"{directory}: texts.jsonl has {len(texts)} lines, manifest says {m['count']}")
+    return texts
 
 
 class Index:
@@ -420,6 +486,9 @@ class Index:
         missing = MANIFEST_KEYS - set(m) if isinstance(m, dict) else MANIFEST_KEYS
         if missing:
             raise InputError(manifest_path, None, f"not an index manifest (missing {', '.join(sorted(missing))})")
+        # the files first (cheap), the model after: a damaged or swapped file costs no model load
+        self.index = _read_index(self.directory, m)
+        self.texts = _read_texts(self.directory, m)
         if model is not None:
             from simcse_lab.modeling.resolve import resolve_model
 
@@ -439,22 +508,6 @@ class Index:
         if encoder.dim != m["dimension"] or agreement < 0.99:
             raise UserError(f"{directory}: the model at {m['path']} no longer gives the embeddings this index was "
                             f"built with (probe cosine {agreement:.3f}); rebuild the index")
-        self.index = _faiss().read_index(str(self.directory / "index.faiss"))
-        if m["index"] == "ivfpq":
-            self.index.nprobe = m["params"]["nprobe"]
-        elif m["index"] == "hnsw":
-            self.index.hnsw.efSearch = m["params"]["efSearch"]
-        if self.index.ntotal != m["count"]:
-            raise UserError(f"{directory}: index holds {self.index.ntotal} vectors, manifest says {m['count']}")
-        self.texts = []
-        with open(self.directory / "texts.jsonl") as f:
-            for lineno, line in enumerate(f, start=1):
-                try:
-                    self.texts.append(json.loads(line))
-                except ValueError:
-                    raise InputError(self.directory / "texts.jsonl", lineno, "not a JSON string") from None
-        if len(self.texts) != m["count"]:
-            raise UserError(f"{directory}: texts.jsonl has {len(self.texts)} lines, manifest says {m['count']}")
 
     def search_vectors(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self.texts))

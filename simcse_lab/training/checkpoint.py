@@ -1,14 +1,25 @@
-"""Resumable training state, written atomically.
+"""Resumable training state, written atomically and read without running any code.
 
 A checkpoint is ``OUTPUT/checkpoints/step-NNNNNNN/`` holding ``state.pt`` (model, optimizer, scheduler,
-step, best dev score, objective state such as ESimCSE's queue and momentum encoder) and one
-``rng-RANK.pt`` per process (python, numpy, torch RNG states). It is written into a temporary
-directory and renamed into place once complete, so a checkpoint interrupted half-way (kill -9) is
-never taken as the latest: only ``step-*`` directories count, never ``.tmp-*``.
+step, best dev score, objective state such as ESimCSE's queue and momentum encoder), one
+``rng-RANK.pt`` per process (python, numpy, torch RNG states) and ``checksums.json`` (the sha256 of
+each). It is written into a temporary directory and renamed into place once complete, so a
+checkpoint interrupted half-way (kill -9) is never taken as the latest: only ``step-*`` directories
+count, never ``.tmp-*``.
+
+A checkpoint may come from someone else (a shared or downloaded run directory), and unpickling can
+run code, so every file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings
+and containers only. The RNG states are therefore stored as lists and tensors; a file holding
+anything else is refused with one line naming it. (RNG files of simcse-lab 0.1.0 hold numpy's
+state as an ndarray: exactly the numpy types that rebuild a plain array are allowed for them.)
+A damaged file (checksum, unreadable, wrong structure) is named, with the newest older checkpoint
+that is intact, to resume from instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 import shutil
@@ -18,19 +29,34 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import UserError
-from simcse_lab.io import replace_dir_atomically
+from simcse_lab.io import replace_dir_atomically, write_json
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+TMP_STEP_DIR = re.compile(r"^\.tmp-step-\d+$")
+CHECKSUMS = "checksums.json"
+STATE_KEYS = ("model", "optimizer", "scheduler", "step", "best", "best_step", "summary")
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every RNG state as lists and tensors (what ``torch.load(weights_only=True)`` reads back)."""
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        np.random.set_state((numpy_state["kind"], np.asarray(numpy_state["key"], dtype=np.uint32),
+                             numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    else:  # a 0.1.0 checkpoint: numpy's own tuple
+        np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -44,6 +70,14 @@ def latest_checkpoint(output_dir) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int = 2) -> Path:
     """Collective: every process calls it. ``state`` only matters on the main process."""
     root = Path(output_dir) / "checkpoints"
@@ -51,13 +85,16 @@ def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int =
     tmp = root / f".tmp-step-{step:07d}"
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in root.iterdir():  # this one, and any a killed run left at another step
+            if TMP_STEP_DIR.match(stale.name):
+                shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
     accelerator.wait_for_everyone()
     torch.save(rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         torch.save(state, tmp / "state.pt")
+        write_json(tmp / CHECKSUMS, {p.name: _sha256(p) for p in sorted(tmp.glob("*.pt"))})
         replace_dir_atomically(tmp, final)
         older = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
         for _, path in older[:-keep]:
@@ -66,14 +103,97 @@ def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int =
     return final
 
 
+class _Damaged(Exception):
+    """A checkpoint file that cannot be used: ``str(err)`` is '<file>: <problem>'."""
+
+
+# the numpy types a 0.1.0 RNG file holds (numpy's MT19937 state: a uint32 ndarray); nothing else
+def _legacy_rng_globals() -> list:
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _load(path: Path, checksums: dict | None, legacy_numpy: bool = False):
+    if not path.is_file():
+        raise _Damaged(f"{path}: missing")
+    if checksums is not None:
+        if path.name not in checksums:
+            raise _Damaged(f"{path}: not listed in {CHECKSUMS}")
+        if _sha256(path) != checksums[path.name]:
+            raise _Damaged(f"{path}: sha256 differs from {CHECKSUMS} (damaged file)")
+    try:
+        if legacy_numpy:
+            with torch.serialization.safe_globals(_legacy_rng_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the unpickler raises many types; all mean "not loadable"
+        text = str(err)
+        if "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text:
+            raise _Damaged(f"{path}: holds objects other than tensors, numbers and strings; refusing to load "
+                           f"it (unpickling them could run code)") from None
+        first = text.strip().splitlines()[0][:200] if text.strip() else err.__class__.__name__
+        raise _Damaged(f"{path}: unreadable ({first})") from None
+
+
+def _checked_state(path: Path, state) -> dict:
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS) \
+            or not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict) \
+            or not isinstance(state["scheduler"], dict) or not isinstance(state["summary"], dict) \
+            or not isinstance(state["step"], int):
+        raise _Damaged(f"{path}: not a simcse-lab training state (expected a dict with {', '.join(STATE_KEYS)})")
+    return state
+
+
+def _checked_rng(path: Path, rng) -> dict:
+    try:
+        saved = rng_state()
+        set_rng_state(rng)  # validates every part; the current state is put back right after
+        set_rng_state(saved)
+    except (TypeError, KeyError, ValueError, IndexError, RuntimeError) as err:
+        raise _Damaged(f"{path}: not a simcse-lab RNG state ({err.__class__.__name__})") from None
+    return rng
+
+
+def _read(path: Path, process_index: int) -> tuple[dict, dict]:
+    checksums = None
+    if (path / CHECKSUMS).is_file():
+        try:
+            checksums = json.loads((path / CHECKSUMS).read_text())
+        except (OSError, ValueError):
+            raise _Damaged(f"{path / CHECKSUMS}: unreadable") from None
+        if not isinstance(checksums, dict):
+            raise _Damaged(f"{path / CHECKSUMS}: not a mapping of file names to sha256")
+    state = _checked_state(path / "state.pt", _load(path / "state.pt", checksums))
+    rng_file = path / f"rng-{process_index}.pt"
+    rng = _checked_rng(rng_file, _load(rng_file, checksums, legacy_numpy=checksums is None))
+    return state, rng
+
+
+def _intact_before(path: Path, process_index: int) -> Path | None:
+    """The newest checkpoint older than ``path`` that reads completely, if any."""
+    older = sorted(((int(m.group(1)), p) for p in path.parent.iterdir()
+                    if (m := STEP_DIR.match(p.name)) and p.is_dir() and p != path), reverse=True)
+    for step, candidate in older:
+        if step >= int(STEP_DIR.match(path.name).group(1)):
+            continue
+        try:
+            _read(candidate, process_index)
+        except _Damaged:
+            continue
+        return candidate
+    return None
+
+
 def load_checkpoint(path: Path, process_index: int) -> tuple[dict, dict]:
-    """(state, this process's rng state)."""
+    """(state, this process's rng state), read with weights_only=True; one line naming the file otherwise."""
+    path = Path(path)
     rng_file = path / f"rng-{process_index}.pt"
     if not rng_file.is_file():
         raise UserError(f"{path}: no RNG state for process {process_index} (saved with fewer processes?)")
     try:
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-        rng = torch.load(rng_file, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise UserError(f"{path}: unreadable checkpoint ({err})") from None
-    return state, rng
+        return _read(path, process_index)
+    except _Damaged as err:
+        intact = _intact_before(path, process_index) if STEP_DIR.match(path.name) else None
+        hint = (f"; the older checkpoint {intact} is intact: move {path.name} out of {path.parent} and --resume "
+                f"again to continue from it" if intact else "; no older intact checkpoint")
+        raise UserError(f"{err}{hint}") from None

@@ -1,0 +1,129 @@
+"""The one place simcse-lab calls the loaders of transformers and sentence-transformers.
+
+Why one place: a model folder is data, possibly someone else's, and must never run code. Here
+
+- every loader gets ``trust_remote_code=False`` (transformers then raises instead of asking "[y/N]"
+  on stdin, and sentence-transformers refuses module classes from the folder);
+- a local folder that asks for its own code is refused with one line before anything is loaded:
+  ``auto_map`` in its ``config.json`` / ``tokenizer_config.json`` / processor configs (also in the
+  Transformer module's folder of a sentence-transformers directory), or a ``modules.json`` naming a
+  class outside ``sentence_transformers``. A ``modules.json`` that is not valid JSON is named;
+- transformers' "Loading weights" / "Writing model shards" progress bars and its LOAD REPORT table
+  (whose MISSING rows are, for simcse-lab, the pooler it drops on purpose) are silenced for the
+  duration of each call: the verbosity goes to ERROR, so real errors are still logged, and loading
+  problems that matter (missing, mismatched weights) are raised as exceptions by transformers itself.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+from simcse_lab.errors import InputError, UserError
+
+NO_REMOTE_CODE = {"trust_remote_code": False}
+# files in which transformers looks for auto_map (custom configuration / model / tokenizer / processor classes)
+CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
+
+
+@contextmanager
+def quiet():
+    """transformers' own progress bars off and its logging at ERROR for the block; both restored after.
+    (A tqdm hook, not disable_progress_bar(): that would also switch the hub's download bars, globally.)"""
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)  # transformers 5; under 4.x only the log level drops
+    verbosity = hf_logging.get_verbosity()
+    previous = set_hook(lambda factory, args, kwargs: hf_logging.EmptyTqdm(*args, **kwargs)) if set_hook else None
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if set_hook:
+            set_hook(previous)
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InputError(path, None, f"not valid JSON ({err})") from None
+
+
+def _refuse_auto_map(folder: Path) -> None:
+    for name in CONFIG_FILES:
+        path = folder / name
+        if path.is_file():
+            data = _json(path)
+            if isinstance(data, dict) and data.get("auto_map"):
+                raise UserError(f"{path}: the model asks to run its own code (auto_map); simcse-lab never runs "
+                                f"code from a model folder (trust_remote_code=False)")
+
+
+def check_local_model(path) -> None:
+    """Refuse, with one line, a local model folder that would need its own code; a hub id passes (transformers
+    itself refuses remote code there, since trust_remote_code=False)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    _refuse_auto_map(folder)
+    modules_path = folder / "modules.json"
+    if not modules_path.is_file():
+        return
+    modules = _json(modules_path)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) and isinstance(m.get("type"), str)
+                                                and isinstance(m.get("path", ""), str) for m in modules):
+        raise InputError(modules_path, None, "not a sentence-transformers module list")
+    for module in modules:
+        if not module["type"].startswith("sentence_transformers."):
+            raise UserError(f"{modules_path}: module {module['type']!r} is not a sentence-transformers class; "
+                            f"simcse-lab never runs code from a model folder")
+        sub = (folder / module.get("path", "")).resolve()
+        if sub != folder.resolve() and folder.resolve() in sub.parents and sub.is_dir():
+            _refuse_auto_map(sub)
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    check_local_model(path)
+    with quiet():
+        return AutoTokenizer.from_pretrained(path, **NO_REMOTE_CODE)
+
+
+def load_model(path: str, **kwargs):
+    """``AutoModel.from_pretrained(path, **kwargs)`` (e.g. ``output_loading_info=True``), no remote code."""
+    from transformers import AutoModel
+
+    check_local_model(path)
+    with quiet():
+        return AutoModel.from_pretrained(path, **kwargs, **NO_REMOTE_CODE)
+
+
+def load_sentence_transformer(path: str, device: str | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    check_local_model(path)
+    with quiet():
+        return SentenceTransformer(path, device=device, **NO_REMOTE_CODE)
+
+
+def sentence_transformer_from_modules(modules, device: str | None = None):
+    """A SentenceTransformer assembled from module objects (nothing read from disk)."""
+    from sentence_transformers import SentenceTransformer
+
+    with quiet():
+        return SentenceTransformer(modules=modules, device=device)
+
+
+def transformer_module(path: str, **kwargs):
+    """sentence-transformers' Transformer module over the Hugging Face folder ``path``, no remote code."""
+    from sentence_transformers.sentence_transformer.modules import Transformer
+
+    check_local_model(path)
+    safe = {key: {**(kwargs.pop(key, None) or {}), **NO_REMOTE_CODE}
+            for key in ("model_kwargs", "processor_kwargs", "config_kwargs")}
+    with quiet():
+        return Transformer(path, **kwargs, **safe)
