@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes, so nothing already written is left half-replaced."""
+"""Small file helpers: atomic writes of files and directories, so nothing already written is left
+half-replaced and nothing half-written is ever taken for complete."""
 
 from __future__ import annotations
 
@@ -48,3 +49,18 @@ def replace_dir_atomically(tmp: Path, output_dir: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(output_dir):
+    """Yield a new temporary directory beside ``output_dir`` to write into; if the block succeeds it
+    replaces ``output_dir`` (:func:`replace_dir_atomically`), if it fails it is deleted."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+    try:
+        yield tmp
+        replace_dir_atomically(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,11 +1,15 @@
-"""Shared fixtures: a tiny randomly initialised BERT with the offline model's vocabulary, and paths
-to the shared data (integration tests skip, loudly, when ../shared/data is absent)."""
+"""Shared fixtures and helpers: a tiny randomly initialised BERT with the offline model's vocabulary,
+random toy corpora, a free TCP port for multi-process runs, and paths to the shared data (integration
+tests skip, loudly, when ../shared/data is absent). Test modules import the helpers as
+``from conftest import ...``."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -29,6 +33,29 @@ def make_tiny_bert(path: Path, seed: int = 0, layers: int = 2, hidden: int = 32,
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# toy vocabularies: plain sentences for training, a second set for search tests
+WORDS = "the a cat dog sat ran on under table house red big small quickly slowly park river tree".split()
+SEARCH_WORDS = "man woman dog cat plays eats runs guitar piano ball food park beach slowly quickly red blue".split()
+
+
+def random_sentences(n: int, seed: int = 0, words=WORDS, lengths: tuple[int, int] = (3, 12)) -> list[str]:
+    """``n`` seeded random sentences of ``lengths[0]`` to ``lengths[1] - 1`` words (repeats possible)."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, size=rng.integers(*lengths))) for _ in range(n)]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous in multi-process tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,9 @@ def write(tmp_path, text, name="c.yaml"):
     ("lr: .nan\n", "lr must be > 0"),
     ("output_dir:\n", "output_dir must be a"),
     ("batch_size: [1, 2]\n", "batch_size must be a"),
+    ("batch_size: many\n", "batch_size must be a int"),
+    ("objective: nope\n", "unknown objective 'nope'"),
+    ("pooler: first\n", "unknown pooler 'first'"),
     ("no_such_option: 1\n", "unknown option 'no_such_option'"),
 ])
 def test_bad_values_are_refused(tmp_path, text, message):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -102,13 +100,3 @@ def test_shared_mirror_verifies(mirror_env):
     assert len(registry.load_split("wiki", "train")) == 11914
     assert len(registry.load_split("nli", "train")) == 6503
 
-
-def test_cli_error_is_one_line_exit_2(tmp_path):
-    bad = tmp_path / "bad.txt"
-    bad.write_text("ok\n\n")
-    # a model that is not a directory nor a hub id -> one line, exit 2, no traceback
-    proc = subprocess.run([sys.executable, "-m", "simcse_lab", "eval", "--model", str(bad)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
-    assert "a model must be a directory" in proc.stderr

@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
              "precision": "auto (bf16 where available), fp32 or bf16", "fixed_repetition":
-             "ESimCSE: draw the word repetition once per sentence (official code) instead of every step"}
+             "ESimCSE: draw the word repetition once per sentence (official code) instead of every step",
+             "progress": "show a progress bar on stderr (default: when stderr is a terminal)",
+             "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)"}
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)

@@ -40,6 +40,11 @@ def _senteval_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def line_number(raw: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset`` in ``raw`` (for errors that know only an offset)."""
+    return raw[:offset].count(b"\n") + 1
+
+
 def _read_lines(path: Path) -> list[str]:
     path = Path(path)
     try:
@@ -49,8 +54,7 @@ def _read_lines(path: Path) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise InputError(path, line, f"not valid UTF-8 ({err.reason})") from None
+        raise InputError(path, line_number(raw, err.start), f"not valid UTF-8 ({err.reason})") from None
     return text.splitlines()
 
 

@@ -251,8 +251,3 @@ def fetch_from_url(name: str) -> list[Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-
-def local_mirror_default() -> Path | None:
-    """``../shared/data`` beside the project, when present (used by run.sh, CI and the tests)."""
-    candidate = PROJECT_ROOT.parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
