@@ -1,5 +1,6 @@
-"""Small file helpers: atomic writes of files and directories, so nothing already written is left
-half-replaced and nothing half-written is ever taken for complete."""
+"""Atomic writes of files and directories.
+
+Nothing already written is left half-replaced, and nothing half-written is ever taken for complete."""
 
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ tests skip, loudly, when ../shared/data is absent). Test modules import the help
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -61,6 +63,34 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def toy_registry(tmp_path, monkeypatch):
+    """A registry with one STS-B-like dataset (``toystsb``, split ``test``) whose mirror is tmp_path/mirror,
+    and one text dataset (``toytext``, splits ``train`` and ``dev``)."""
+    from simcse_lab.data import registry
+
+    mirror = tmp_path / "mirror"
+    (mirror / "toy").mkdir(parents=True)
+    shutil.copy(FIXTURES / "stsb_toy.csv", mirror / "toy" / "sts-test.csv")
+    write_lines(mirror / "toy" / "train.txt", ["first train sentence", "second train sentence"])
+    write_lines(mirror / "toy" / "dev.txt", ["a dev sentence"])
+    files = {rel: registry.sha256_file(mirror / rel) for rel in ("toy/sts-test.csv", "toy/train.txt", "toy/dev.txt")}
+    manifest = {"format": 1, "datasets": {
+        "toystsb": {"description": "toy", "kind": "stsb_csv", "license": "test", "url": None, "offline_note": "fixture",
+                    "splits": {"test": {"path": "toy/sts-test.csv"}}, "files": {"toy/sts-test.csv": files["toy/sts-test.csv"]}},
+        "toytext": {"description": "toy text", "kind": "text", "license": "test", "url": None, "offline_note": "fixture",
+                    "splits": {"dev": {"path": "toy/dev.txt"}, "train": {"path": "toy/train.txt"}},
+                    "files": {"toy/train.txt": files["toy/train.txt"], "toy/dev.txt": files["toy/dev.txt"]}}}}
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(manifest))
+    monkeypatch.setattr(registry, "MANIFEST", path)
+    registry.manifest.cache_clear()
+    monkeypatch.setenv("SIMCSE_LAB_DATA", str(mirror))
+    monkeypatch.setenv("SIMCSE_LAB_CACHE", str(tmp_path / "cache"))
+    yield mirror
+    registry.manifest.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -1,37 +1,12 @@
 """Data registry: resolution order, checksum verification (a corrupted mirror file is refused by
-name), and fetch verifying before copying anything."""
+name), and fetch verifying before copying anything (``toy_registry``: tests/conftest.py)."""
 
 from __future__ import annotations
-
-import json
-import shutil
 
 import pytest
 
 from simcse_lab.data import registry
 from simcse_lab.errors import UserError
-
-from conftest import FIXTURES
-
-
-@pytest.fixture
-def toy_registry(tmp_path, monkeypatch):
-    """A registry with one STS-B-like dataset whose mirror is tmp_path/mirror."""
-    mirror = tmp_path / "mirror"
-    (mirror / "toy").mkdir(parents=True)
-    shutil.copy(FIXTURES / "stsb_toy.csv", mirror / "toy" / "sts-test.csv")
-    manifest = {"format": 1, "datasets": {"toystsb": {
-        "description": "toy", "kind": "stsb_csv", "license": "test", "url": None, "offline_note": "fixture",
-        "splits": {"test": {"path": "toy/sts-test.csv"}},
-        "files": {"toy/sts-test.csv": registry.sha256_file(mirror / "toy" / "sts-test.csv")}}}}
-    path = tmp_path / "registry.json"
-    path.write_text(json.dumps(manifest))
-    monkeypatch.setattr(registry, "MANIFEST", path)
-    registry.manifest.cache_clear()
-    monkeypatch.setenv("SIMCSE_LAB_DATA", str(mirror))
-    monkeypatch.setenv("SIMCSE_LAB_CACHE", str(tmp_path / "cache"))
-    yield mirror
-    registry.manifest.cache_clear()
 
 
 def test_verified_load(toy_registry):

@@ -1,4 +1,4 @@
-"""Sentence-level embedding geometry: alignment, uniformity and isotropy measures.
+"""Sentence-level embedding geometry: the isotropy measures of the analysis report.
 
 Pure numpy/scipy functions on arrays of row vectors. Callers decide whether rows are
 L2-normalised (the analysis report normalises them first, as SimCSE and Wang & Isola do).
@@ -22,8 +22,8 @@ from scipy.special import logsumexp
 from simcse_lab.evaluation.vectors import as_rows, l2_normalize
 
 
-def _unit_rows(x) -> np.ndarray:
-    return l2_normalize(as_rows(x))
+def _unit_rows(x, name: str = "x", min_rows: int = 0) -> np.ndarray:
+    return l2_normalize(as_rows(x, name, min_rows))
 
 
 def _given_or(values, compute, x) -> np.ndarray:
@@ -40,10 +40,8 @@ def _positive_sum(values: np.ndarray, undefined: str) -> float:
 
 def mean_cosine(x) -> float:
     """Mean cosine over all distinct pairs, exactly: (||sum_i u_i||^2 - n) / (n (n - 1)), u = x / ||x||."""
-    u = _unit_rows(x)
+    u = _unit_rows(x, "mean_cosine", min_rows=2)
     n = len(u)
-    if n < 2:
-        raise ValueError("mean_cosine needs at least two rows")
     s = u.sum(axis=0)
     return float((s @ s - np.einsum("ij,ij->", u, u)) / (n * (n - 1)))
 
@@ -51,10 +49,8 @@ def mean_cosine(x) -> float:
 def pair_cosines(x, max_pairs: int = 200_000, seed: int = 0) -> np.ndarray:
     """Cosines of distinct pairs: all of them if there are at most ``max_pairs``, else ``max_pairs``
     random distinct pairs drawn with a fixed seed."""
-    u = _unit_rows(x)
+    u = _unit_rows(x, "pair_cosines", min_rows=2)
     n = len(u)
-    if n < 2:
-        raise ValueError("pair_cosines needs at least two rows")
     if n * (n - 1) // 2 <= max_pairs:
         i, j = np.triu_indices(n, k=1)
     else:

@@ -1,8 +1,6 @@
-"""Sub-commands of the ``simcse-lab`` CLI: each module has ``add_arguments(parser)`` and ``run(args)``.
-
-Shared flag conventions: ``--output-dir`` for a command that writes a directory, ``--output`` for one
-that writes a file; ``--progress/--no-progress`` wherever there is something to show (default: shown
-when stderr is a terminal)."""
+"""Commands: one module per `simcse-lab` sub-command, with add_arguments(parser) and run(args); flags:
+--output-dir writes a directory, --output a file, --progress/--no-progress (default: stderr is a terminal).
+Tests: tests/test_analyze.py, tests/test_export.py, tests/test_index.py, tests/test_train_loop.py, tests/test_resolve.py."""
 
 from __future__ import annotations
 

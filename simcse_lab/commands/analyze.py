@@ -1,6 +1,7 @@
-"""``simcse-lab analyze``: embedding geometry report (alignment/uniformity, isotropy, per-layer profile,
-token-level degeneration, optional BERT-whitening baseline, training trajectory) for one or more
-checkpoints side by side."""
+"""``simcse-lab analyze``: the embedding geometry report of one or more checkpoints side by side.
+
+Alignment/uniformity, isotropy, per-layer profile, token-level degeneration, optional BERT-whitening
+baseline and training trajectory."""
 
 from __future__ import annotations
 

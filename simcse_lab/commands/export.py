@@ -10,9 +10,8 @@ from simcse_lab.modeling.pooling import POOLERS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True,
-                   help="a model dir, alias or training run dir (its best/ or final/ is exported, "
-                        "its summary.json fills the card)")
+    p.add_argument("--model", required=True, help="a model dir, alias or training run dir (its best/ or final/; "
+                   "its summary.json fills the card)")
     p.add_argument("--format", required=True, choices=FORMATS)
     add_output_dir_flag(p, "directory to write (written to a temp dir, then renamed)")
     p.add_argument("--pooler", choices=POOLERS, default=None,

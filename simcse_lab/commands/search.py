@@ -17,8 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--model", default=None,
                    help="refuse unless the index was built with this model (default: the index's own model)")
-    p.add_argument("--pooler", choices=POOLERS, default=None,
-                   help="refuse unless the index was built with this pooler (default: the index's own)")
+    p.add_argument("--pooler", choices=POOLERS, default=None, help="refuse unless the index used this pooler")
     p.add_argument("--output", default=None, help="write the JSON lines here instead of stdout (--queries)")
 
 

@@ -1,5 +1,7 @@
-"""The dev evaluation run during training for model selection: STS-B dev Spearman, plus the alignment
-and uniformity of the same sentences, so metrics.jsonl traces the geometry of training too."""
+"""The dev evaluation of model selection during training: STS-B dev Spearman, alignment, uniformity.
+
+Alignment and uniformity of the same sentences come along, so metrics.jsonl traces the geometry of
+training too."""
 
 from __future__ import annotations
 

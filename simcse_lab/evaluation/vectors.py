@@ -1,7 +1,7 @@
-"""Embedding rows as numbers: L2 normalisation, row-wise cosine, and Wang & Isola's alignment and uniformity.
+"""Embedding rows: L2 normalisation, row-wise cosine, alignment and uniformity (Wang & Isola).
 
 The one home of these measures: the STS scores, the dev evaluation during training, the geometry
-report, retrieval and the exporters all normalise with :func:`l2_normalize`. :func:`alignment` and
+report, the retrieval evaluation and the exporters all normalise with :func:`l2_normalize`. :func:`alignment` and
 :func:`uniformity` assume normalised rows, as in their definitions (Wang & Isola 2020; SimCSE's
 ``align_loss`` / ``uniform_loss``).
 """
@@ -14,13 +14,16 @@ from scipy.special import logsumexp
 _CHUNK = 1024  # rows of the Gram matrix held at once by uniformity
 
 
-def as_rows(x, name: str = "x") -> np.ndarray:
-    """``x`` as a float64 matrix of finite row vectors (ValueError otherwise: a caller's mistake)."""
+def as_rows(x, name: str = "x", min_rows: int = 0) -> np.ndarray:
+    """``x`` as a float64 matrix of at least ``min_rows`` finite row vectors (ValueError otherwise: a
+    caller's mistake)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (rows are vectors), got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or infinite values")
+    if len(x) < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} rows, got {len(x)}")
     return x
 
 
@@ -50,10 +53,8 @@ def uniformity(x, t: float = 2) -> float:
     """log E_{i<j} exp(-t ||x_i - x_j||^2) over all distinct pairs of rows (SimCSE's ``uniform_loss``).
 
     Exact; the Gram matrix is processed in row chunks, so memory stays O(chunk * n)."""
-    x = as_rows(x)
+    x = as_rows(x, "uniformity", min_rows=2)
     n = len(x)
-    if n < 2:
-        raise ValueError("uniformity needs at least two rows")
     sq = np.einsum("ij,ij->i", x, x)
     parts = []
     for start in range(0, n, _CHUNK):

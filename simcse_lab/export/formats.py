@@ -1,5 +1,6 @@
-"""Exporting a checkpoint for use elsewhere: a sentence-transformers directory, a plain Hugging Face
-folder, or ONNX, each verified by re-loading it and comparing embeddings with the source.
+"""Exporting a checkpoint as a sentence-transformers directory, a plain Hugging Face folder or ONNX.
+
+Each export is verified by re-loading it and comparing embeddings with the source.
 
 The source is read once as a sentence-transformers model (an ST directory as it is; a Hugging Face
 checkpoint + ``--pooler`` through :func:`simcse_lab.modeling.st_format.save_sentence_transformer`). A

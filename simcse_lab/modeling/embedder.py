@@ -1,6 +1,7 @@
-"""The trainable sentence encoder: a Hugging Face backbone, one of SimCSE's poolers and, for ``cls``,
-SimCSE's MLP head (dense + tanh, :class:`MLPHead`; a backbone's own trained pooler layer is the same
-kind of head, :func:`backbone_mlp`).
+"""The trainable sentence encoder: a Hugging Face backbone, a SimCSE pooler and its MLP head.
+
+The MLP head is SimCSE's dense + tanh over [CLS] (:class:`MLPHead`), used by ``cls``; a backbone's
+own trained pooler layer is the same kind of head (:func:`backbone_mlp`).
 
 With ``mlp_only_train`` (SimCSE's unsupervised default) the MLP is applied in training only: in
 eval mode ``cls`` reads the raw [CLS] vector, and the exported model drops the MLP.

@@ -1,4 +1,6 @@
-"""The one interface every sentence encoder implements, so evaluation, analysis and search take any of them.
+"""SentenceEncoder: the one interface of every sentence encoder (encode, describe, dim).
+
+Evaluation, analysis and search take any of them.
 
 Implemented by :class:`~simcse_lab.modeling.encoder.Encoder` (a checkpoint),
 :class:`~simcse_lab.modeling.encoder.EmbedderEncoder` (the model being trained),

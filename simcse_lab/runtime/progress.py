@@ -1,5 +1,7 @@
-"""One rule for progress bars, in every command: shown when stderr is a terminal, so logs and pipes
-stay clean; ``--progress`` / ``--no-progress`` (or ``progress:`` in a training config) override it."""
+"""One rule for progress bars in every command: shown when stderr is a terminal.
+
+So logs and pipes stay clean; ``--progress`` / ``--no-progress`` (or ``progress:`` in a training
+config) override it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The training examples: ``--data`` (a data spec, :mod:`simcse_lab.data.sources`) read and
-pretokenised once, so tokenisation stays off the hot path. The items are what the objective's
+"""The training examples: ``--data`` read and pretokenised once, off the hot path.
+
+``--data`` is a data spec (:mod:`simcse_lab.data.sources`). The items are what the objective's
 ``collate`` expects: token id lists for sentence data, (anchor, positive, negative) id triplets for
 ``sup``, (sentence index, ids) for ``esimcse``."""
 

@@ -1,5 +1,7 @@
-"""Everything a training run keeps besides the weights: where it stands (step, best dev score), the
-metrics log, the resumable checkpoint state, the dev model selection and the end-of-run summary.
+"""What a training run keeps besides the weights, as named steps of the loop.
+
+Where it stands (step, best dev score), the metrics log, the resumable checkpoint state, the dev model
+selection and the end-of-run summary.
 
 The loop (:mod:`simcse_lab.training.loop`) calls these named steps; the checkpoint files themselves
 are written and read by :mod:`simcse_lab.training.checkpoint`.

@@ -1,6 +1,7 @@
-"""Which examples make up each global batch: a fresh seeded permutation per epoch, the last partial
-batch dropped. A pure function of (step, seed), so a resumed run sees exactly the batches it would
-have seen, and every process computes the same global batch and takes its own slice."""
+"""Which examples make up each global batch: a fresh seeded permutation per epoch.
+
+The last partial batch is dropped. A pure function of (step, seed), so a resumed run sees exactly the
+batches it would have seen, and every process computes the same global batch and takes its own slice."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Training objectives, one per module, on the base in :mod:`.base`: ``unsup``, ``sup``, ``esimcse``.
-
-Importing the package registers the built-in objectives; :func:`build_objective` builds one by name."""
+"""Objectives, one module each on one base class with a name -> class registry (base.py): unsup, sup,
+esimcse, and ESimCSE's word repetition and momentum queue. Importing the package registers them.
+Tests: tests/test_objectives.py, tests/test_objective_plugin.py, tests/test_momentum.py, tests/test_repetition.py."""
 
 from __future__ import annotations
 

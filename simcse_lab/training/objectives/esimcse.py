@@ -1,6 +1,7 @@
-"""ESimCSE (Wu et al. 2022): the positive of a sentence is its word repetition (a length-changing
-view, :mod:`.repetition`); extra negatives come from a FIFO queue of momentum-encoder embeddings of
-earlier batches (:mod:`.momentum`)."""
+"""ESimCSE (Wu et al. 2022): word repetition as the positive, a momentum queue as extra negatives.
+
+The positive of a sentence is its word repetition (a length-changing view, :mod:`.repetition`); the
+extra negatives are a FIFO queue of momentum-encoder embeddings of earlier batches (:mod:`.momentum`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Supervised SimCSE on (anchor, entailment, contradiction) triplets: the anchor's entailment is its
-positive; every other positive and every hard negative of the (global) batch is a negative.
-``hard_negative_weight`` is added, as a log-weight, to each anchor's own hard-negative logit (SimCSE)."""
+"""Supervised SimCSE on (anchor, entailment, contradiction) triplets.
+
+The anchor's entailment is its positive; every other positive and every hard negative of the
+(global) batch is a negative. ``hard_negative_weight`` is added, as a log-weight, to each anchor's own
+hard-negative logit (SimCSE)."""
 
 from __future__ import annotations
 

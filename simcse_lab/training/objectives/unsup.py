@@ -1,4 +1,5 @@
 """Unsupervised SimCSE: each sentence twice in one forward pass; dropout makes the two views differ.
+
 InfoNCE over cosine / τ: each local sentence's first view against the second views of the global
 batch, the other sentences being the negatives."""
 
