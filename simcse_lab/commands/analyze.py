@@ -51,8 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from simcse_lab.analysis import plots
-    from simcse_lab.analysis import report as analysis
+    from simcse_lab.analysis import inputs
     from simcse_lab.errors import UserError
     from simcse_lab.evaluation.sts import parse_tasks
     from simcse_lab.io import write_json, write_text
@@ -68,33 +67,38 @@ def run(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--output-dir {out_dir} exists and is not a directory")
 
+    # every input is read and checked before any model code is imported or loaded
     checkpoints = []
     if args.model is not None:
-        checkpoints.append(analysis.parse_checkpoint(args.model, args.pooler))
-        checkpoints += [analysis.parse_checkpoint(spec) for spec in args.compare]
+        checkpoints.append(inputs.parse_checkpoint(args.model, args.pooler))
+        checkpoints += [inputs.parse_checkpoint(spec) for spec in args.compare]
     labels = [c.label for c in checkpoints]
     if len(set(labels)) != len(labels):
         raise UserError(f"two checkpoints share the label {labels}; compare distinct models or poolers")
 
     trajectory = None
     if args.trajectory:
-        rows, keys = analysis.read_trajectory(args.trajectory)
-        trajectory = {"path": args.trajectory, **analysis.summarize_trajectory(rows, keys)}
+        rows, keys = inputs.read_trajectory(args.trajectory)
+        trajectory = {"path": args.trajectory, **inputs.summarize_trajectory(rows, keys)}
 
-    opts = analysis.Options(tokens=not args.no_tokens, knn=args.knn, knn_sample=args.knn_sample,
-                            whiten=args.whiten, whiten_k=args.whiten_k, whiten_split=args.whiten_split,
-                            max_pairs=args.max_pairs, seed=args.seed, precision=args.precision,
-                            batch_size=args.batch_size, progress=args.progress)
-    data = None
+    data = token_corpus = whiten_corpus = None
+    whiten_tasks = ()
     if checkpoints:
-        data = analysis.load_sentence_data(args.data, args.split, limit=args.max_sentences, seed=args.seed)
-        if opts.tokens:
-            opts.token_corpus = analysis.load_corpus(args.token_corpus, "train", unique=False)
-        if opts.whiten:
-            opts.whiten_tasks = tuple(parse_tasks(args.whiten_tasks))
-            opts.whiten_corpus = analysis.load_corpus(args.whiten_corpus, "train", limit=args.whiten_max,
-                                                      seed=args.seed)
+        data = inputs.load_sentence_data(args.data, args.split, limit=args.max_sentences, seed=args.seed)
+        if not args.no_tokens:
+            token_corpus = inputs.load_corpus(args.token_corpus, "train", unique=False)
+        if args.whiten:
+            whiten_tasks = tuple(parse_tasks(args.whiten_tasks))
+            whiten_corpus = inputs.load_corpus(args.whiten_corpus, "train", limit=args.whiten_max, seed=args.seed)
 
+    from simcse_lab.analysis import plots
+    from simcse_lab.analysis import report as analysis
+
+    opts = analysis.Options(tokens=not args.no_tokens, token_corpus=token_corpus, knn=args.knn,
+                            knn_sample=args.knn_sample, whiten=args.whiten, whiten_corpus=whiten_corpus,
+                            whiten_k=args.whiten_k, whiten_tasks=whiten_tasks or ("stsb",),
+                            whiten_split=args.whiten_split, max_pairs=args.max_pairs, seed=args.seed,
+                            precision=args.precision, batch_size=args.batch_size, progress=args.progress)
     results, arrays = [], {}
     for ckpt in checkpoints:
         print(f"analysing {ckpt.label} ...", file=sys.stderr)

@@ -33,9 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
     from simcse_lab.io import write_json
-    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.resolve import resolve_model
 
     tasks = parse_tasks(args.tasks)
+    resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
+    from simcse_lab.modeling.encoder import Encoder
+
     encoder = Encoder(args.model, pooler=args.pooler, precision=args.precision,
                       batch_size=args.batch_size, max_length=args.max_length)
     result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)

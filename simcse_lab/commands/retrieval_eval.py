@@ -25,9 +25,13 @@ def run(args) -> int:
 
     from simcse_lab import io
     from simcse_lab.evaluation.retrieval import evaluate, format_table
-    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.resolve import resolve_model
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    for model in args.model:  # a bad --model stops here, before the seconds of the encoder's imports
+        resolve_model(model)
+    from simcse_lab.modeling.encoder import Encoder
+
     results = []
     for model in args.model:
         encoder = Encoder(model, pooler=args.pooler, precision=args.precision)

@@ -32,8 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from simcse_lab.training.config import FIELDS, load_config
-    from simcse_lab.training.loop import train
+    from simcse_lab.training.examples import check_training_data
 
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
+    check_training_data(cfg)  # a bad --data stops here, before the seconds of the training imports
+    from simcse_lab.training.loop import train
+
     train(cfg)
     return 0
