@@ -29,8 +29,9 @@ def rank() -> int:
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather forward; backward: all_reduce(SUM) of the incoming gradient, then this rank's slice.
 
-    Written with all_reduce because gloo (CPU) has no reduce_scatter; every rank must pass a tensor of
-    the same shape."""
+    Only all_gather and all_reduce, which every backend has (gloo on CPU has no reduce_scatter);
+    ``torch.distributed.nn.all_gather`` does the same but is deprecated in torch 2.13. Every rank must
+    pass a tensor of the same shape."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
