@@ -1,6 +1,6 @@
 """Commands: one module per `simcse-lab` sub-command, with add_arguments(parser) and run(args); flags:
 --output-dir writes a directory, --output a file, --progress/--no-progress (default: stderr is a terminal).
-Tests: tests/test_analyze.py, tests/test_export.py, tests/test_index.py, tests/test_train_loop.py, tests/test_resolve.py."""
+Tests: tests/test_cli_flags.py, tests/test_analyze.py, tests/test_export.py, tests/test_index.py, tests/test_train_loop.py."""
 
 from __future__ import annotations
 
