@@ -22,9 +22,11 @@ import time
 import numpy as np
 import torch
 
-from simcse_lab.modeling.encoder import Encoder, cpu_has_bf16
+from simcse_lab.modeling.encoder import Encoder
 from simcse_lab.modeling.resolve import resolve_model
-from simcse_lab.evaluation.sts import TASKS, aggregate, cosine_rows, evaluate, load_task
+from simcse_lab.evaluation.sts import TASKS, aggregate, evaluate, load_task
+from simcse_lab.evaluation.vectors import cosine_rows
+from simcse_lab.runtime.precision import cpu_has_bf16
 
 
 def baseline(model, data) -> tuple[dict, float]:

@@ -25,10 +25,10 @@ simcse-lab analyze --model all-MiniLM-L6-v2@cls_before_pooler --compare "$RUN/tr
     --no-tokens --trajectory "$RUN/train/metrics.jsonl" --output-dir "$RUN/geometry"
 
 echo; echo "== 4/6 export (sentence-transformers directory, verified on reload)"
-simcse-lab export --model "$RUN/train" --format sentence-transformers --output "$RUN/export"
+simcse-lab export --model "$RUN/train" --format sentence-transformers --output-dir "$RUN/export"
 
 echo; echo "== 5/6 faiss index of the wiki sentences"
-simcse-lab index build --model "$RUN/export" --corpus wiki --output "$RUN/index-wiki" --index flat
+simcse-lab index build --model "$RUN/export" --corpus wiki --output-dir "$RUN/index-wiki" --index flat
 
 echo; echo "== 6/6 example searches"
 printf '%s\n' "a famous physicist" "The river flows into the sea." "football club founded in the 19th century" \

@@ -251,6 +251,20 @@ def replace_dir_atomically(tmp: Path, output_dir: Path, kind: str | None = None)
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def staged_dir(output_dir, kind: str | None = None):
+    """Yield a new temporary directory beside ``output_dir`` to write into; if the block succeeds it
+    replaces ``output_dir`` (:func:`replace_dir_atomically`, with the ownership rule for ``kind``), if it
+    fails it is deleted."""
+    tmp = make_temp_dir(output_dir)
+    try:
+        yield tmp
+        replace_dir_atomically(tmp, Path(output_dir), kind=kind)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 # -- ownership ---------------------------------------------------------------------------------------
 MARKER = ".simcse-lab.json"
 KINDS = {"train": "a training run", "export": "an export", "index": "an index", "analysis": "an analysis report"}

@@ -1,11 +1,17 @@
-"""Shared fixtures: a tiny randomly initialised BERT with the offline model's vocabulary, and paths
-to the shared data (integration tests skip, loudly, when ../shared/data is absent)."""
+"""Shared fixtures and helpers: a tiny randomly initialised BERT with the offline model's vocabulary,
+random toy corpora, a free TCP port for multi-process runs, and paths to the shared data (integration
+tests skip, loudly, when ../shared/data is absent). Test modules import the helpers as
+``from conftest import ...``."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -31,9 +37,60 @@ def make_tiny_bert(path: Path, seed: int = 0, layers: int = 2, hidden: int = 32,
     return path
 
 
+# toy vocabularies: plain sentences for training, a second set for search tests
+WORDS = "the a cat dog sat ran on under table house red big small quickly slowly park river tree".split()
+SEARCH_WORDS = "man woman dog cat plays eats runs guitar piano ball food park beach slowly quickly red blue".split()
+
+
+def random_sentences(n: int, seed: int = 0, words=WORDS, lengths: tuple[int, int] = (3, 12)) -> list[str]:
+    """``n`` seeded random sentences of ``lengths[0]`` to ``lengths[1] - 1`` words (repeats possible)."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, size=rng.integers(*lengths))) for _ in range(n)]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous in multi-process tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def toy_registry(tmp_path, monkeypatch):
+    """A registry with one STS-B-like dataset (``toystsb``, split ``test``) whose mirror is tmp_path/mirror,
+    and one text dataset (``toytext``, splits ``train`` and ``dev``)."""
+    from simcse_lab.data import registry
+
+    mirror = tmp_path / "mirror"
+    (mirror / "toy").mkdir(parents=True)
+    shutil.copy(FIXTURES / "stsb_toy.csv", mirror / "toy" / "sts-test.csv")
+    write_lines(mirror / "toy" / "train.txt", ["first train sentence", "second train sentence"])
+    write_lines(mirror / "toy" / "dev.txt", ["a dev sentence"])
+    files = {rel: registry.sha256_file(mirror / rel) for rel in ("toy/sts-test.csv", "toy/train.txt", "toy/dev.txt")}
+    manifest = {"format": 1, "datasets": {
+        "toystsb": {"description": "toy", "kind": "stsb_csv", "license": "test", "url": None, "offline_note": "fixture",
+                    "splits": {"test": {"path": "toy/sts-test.csv"}}, "files": {"toy/sts-test.csv": files["toy/sts-test.csv"]}},
+        "toytext": {"description": "toy text", "kind": "text", "license": "test", "url": None, "offline_note": "fixture",
+                    "splits": {"dev": {"path": "toy/dev.txt"}, "train": {"path": "toy/train.txt"}},
+                    "files": {"toy/train.txt": files["toy/train.txt"], "toy/dev.txt": files["toy/dev.txt"]}}}}
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(manifest))
+    monkeypatch.setattr(registry, "MANIFEST", path)
+    registry.manifest.cache_clear()
+    monkeypatch.setenv("SIMCSE_LAB_DATA", str(mirror))
+    monkeypatch.setenv("SIMCSE_LAB_CACHE", str(tmp_path / "cache"))
+    yield mirror
+    registry.manifest.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import pytest
 
 from simcse_lab import cli
 
-from simcse_lab.analysis import report as analysis
 from simcse_lab.data.readers import PairSet
 
 SENTENCES = [f"sentence number {i} about the {w} and a {v}" for i, (w, v) in
@@ -20,12 +19,13 @@ def fake_stsb():
 
 @pytest.fixture
 def fake_registry(monkeypatch, tmp_path):
+    """The registry's stsb is a small fake set (the analysis sentences and the whitening STS task)."""
+    from simcse_lab.data import registry
+
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
-    real = analysis._load_source
-    monkeypatch.setattr(analysis, "_load_source",
-                        lambda source, split: fake_stsb() if source == "stsb" else real(source, split))
-    monkeypatch.setattr("simcse_lab.evaluation.sts.load_task", lambda task, split: {"stsb": fake_stsb()})
+    real = registry.load_split
+    monkeypatch.setattr(registry, "load_split", lambda name, split: fake_stsb() if name == "stsb" else real(name, split))
     return corpus
 
 

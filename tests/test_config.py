@@ -22,6 +22,9 @@ def write(tmp_path, text, name="c.yaml"):
     ("lr: .nan\n", "lr must be > 0"),
     ("output_dir:\n", "output_dir must be a"),
     ("batch_size: [1, 2]\n", "batch_size must be a"),
+    ("batch_size: many\n", "batch_size must be a int"),
+    ("objective: nope\n", "unknown objective 'nope'"),
+    ("pooler: first\n", "unknown pooler 'first'"),
     ("no_such_option: 1\n", "unknown option 'no_such_option'"),
 ])
 def test_bad_values_are_refused(tmp_path, text, message):
@@ -41,3 +44,16 @@ def test_yaml_errors_name_the_line(tmp_path):
 def test_flags_override_the_file(tmp_path):
     cfg = load_config(write(tmp_path, "objective: unsup\nlr: 1.0e-5\nbatch_size: 32\n"), {"lr": 3e-5, "seed": None})
     assert cfg.lr == 3e-5 and cfg.batch_size == 32 and cfg.seed == 42
+
+
+def test_reading_a_config_imports_no_torch():
+    """A bad config is refused in a fraction of a second: checking names needs no torch (nor a model)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "unsup.yaml"
+    code = (f"import sys; from simcse_lab.training.config import load_config; load_config({str(config)!r}); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

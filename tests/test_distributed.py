@@ -1,6 +1,7 @@
 """Two real processes (torchrun + gloo via ``accelerate launch --multi_gpu``) against one process on the
 same global batches, dropout off: the per-step losses and the weights after training must match, which
-holds only if the gathered negatives are the global batch and the gradients equal the 1-process ones."""
+holds only if the gathered negatives are the global batch and the gradients equal the 1-process ones
+(each objective scores its local anchors against gathered candidates; the loop rescales nothing)."""
 
 from __future__ import annotations
 
@@ -14,32 +15,34 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_bert
+from conftest import free_port, make_tiny_bert, random_sentences, write_lines
 
 
 def launch(n: int, model, data, out, objective: str) -> None:
     train = ["-m", "simcse_lab", "train", "--model", str(model), "--data", str(data), "--objective", objective,
              "--pooler", "avg", "--max-steps", "3", "--batch-size", "8", "--max-seq-len", "16", "--lr", "1e-3",
              "--eval-steps", "0", "--test-tasks", "none", "--precision", "fp32", "--log-steps", "1",
-             "--no-progress", "--output-dir", str(out)]
+             "--hard-negative-weight", "0.5", "--no-progress", "--output-dir", str(out)]
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     if n == 1:
         cmd = [sys.executable, *train]
     else:
         cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517", *train]
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), *train]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("objective", ["unsup", "esimcse"])
+@pytest.mark.parametrize("objective", ["unsup", "sup", "esimcse"])
 def test_two_processes_match_one(tmp_path, objective):
     model = make_tiny_bert(tmp_path / "bert", dropout=0.0)
-    data = tmp_path / "corpus.txt"
-    rng = np.random.default_rng(0)
-    words = "the a cat dog sat ran on under table house red big small park river tree".split()
-    data.write_text("".join(" ".join(rng.choice(words, size=rng.integers(3, 12))) + "\n" for _ in range(64)))
+    if objective == "sup":  # (anchor, entailment, contradiction) triplets; the hard-negative weight is on
+        sentences = random_sentences(96, lengths=(3, 9))
+        data = write_lines(tmp_path / "triplets.csv",
+                           ["sent0,sent1,hard_neg"] + [",".join(sentences[i:i + 3]) for i in range(0, 96, 3)])
+    else:
+        data = write_lines(tmp_path / "corpus.txt", random_sentences(64))
     launch(1, model, data, tmp_path / "one", objective)
     launch(2, model, data, tmp_path / "two", objective)
     summaries = {n: json.loads((tmp_path / n / "summary.json").read_text()) for n in ("one", "two")}
@@ -51,6 +54,10 @@ def test_two_processes_match_one(tmp_path, objective):
     np.testing.assert_allclose(losses("two"), losses("one"), rtol=1e-5)
     states = {n: torch.load(tmp_path / n / "checkpoints" / "step-0000003" / "state.pt", weights_only=True)["model"]
               for n in ("one", "two")}
+    # Adam's first step moves a weight by about +-lr whatever the size of its gradient, so a weight whose
+    # gradient is ~0 feels the rounding of the 2-process sum (sup's hard negatives give a few of them: one
+    # of 4096 weights of a layer lands 2e-6 away, with the code before this change too): 1% of one step
+    atol = 1e-5 if objective == "sup" else 1e-6
     for key, value in states["one"].items():
-        torch.testing.assert_close(states["two"][key], value, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(states["two"][key], value, rtol=1e-4, atol=atol)
     assert len(set(np.round(losses("one"), 6))) > 1  # training really moved the weights between steps

@@ -7,23 +7,32 @@ import json
 import numpy as np
 import pytest
 
+from conftest import make_tiny_bert, random_sentences, write_lines
+
 from simcse_lab.cli import main
+from simcse_lab.data.readers import PairSet
 
 
 @pytest.fixture(scope="module")
 def st_source(tiny_bert, tmp_path_factory):
-    """A training-output-like dir: D/best (ST, cls + dense head) and D/summary.json."""
-    from transformers import AutoTokenizer, BertModel
+    """A real training run directory (2 steps of unsup on a tiny BERT, cls with its kept MLP, so D/best is
+    an ST dir with a Dense head) whose summary.json the trainer wrote, STS tables included: the STS-B
+    data is a small fake set, so the test needs no shared data."""
+    from simcse_lab.data import registry
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
 
-    from simcse_lab.modeling.st_format import save_sentence_transformer
-
-    run = tmp_path_factory.mktemp("run")
-    model = BertModel.from_pretrained(tiny_bert).eval()
-    save_sentence_transformer(model, AutoTokenizer.from_pretrained(tiny_bert), "cls", run / "best", mlp=model.pooler.dense)
-    result = {"tasks": {"stsb": {"spearman": 12.5}, "sickr": {"spearman": 20.0}}, "avg": 16.25}
-    (run / "summary.json").write_text(json.dumps({"objective": "unsup-simcse", "data": "wiki",
-                                                  "sts_before": result, "sts_after": result}))
-    return run
+    root = tmp_path_factory.mktemp("run")
+    sentences = random_sentences(40, seed=5)
+    fake = PairSet("stsb-fake", sentences[:20], sentences[20:], [float(i % 6) for i in range(20)])
+    real = registry.load_split
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "load_split", lambda name, split: fake if name == "stsb" else real(name, split))
+        train(TrainConfig(model=str(tiny_bert), data=str(write_lines(root / "corpus.txt", random_sentences(32))),
+                          objective="unsup", pooler="cls", mlp_only_train=False, batch_size=8, max_seq_len=16,
+                          lr=1e-3, max_steps=2, eval_steps=2, test_tasks="stsb", precision="fp32", progress=False,
+                          output_dir=str(root / "run")))
+    return root / "run"
 
 
 def _source_vectors(path, pooler=None):
@@ -47,15 +56,17 @@ def test_round_trip_training_dir(st_source, tmp_path, fmt):
     got = reload_encode(fmt, out, meta, VERIFY_SENTENCES)
     want = _source_vectors(st_source / "best")
     np.testing.assert_allclose(got, want, atol=1e-4 if fmt == "onnx" else 1e-5, rtol=0)
-    if fmt == "sentence-transformers":
+    if fmt == "sentence-transformers":  # the card shows what the trainer wrote to summary.json
         card = (out / "README.md").read_text()
-        assert "unsup-simcse" in card and "16.25" in card
+        summary = json.loads((st_source / "summary.json").read_text())
+        assert "- objective: unsup" in card and f"- learning rate: {summary['config']['lr']}" in card
+        assert f"- steps: {summary['steps']}" in card and "- max sequence length: 16" in card
+        assert f"{summary['test_after']['avg']:.2f}" in card and f"{summary['test_before']['avg']:.2f}" in card
 
 
 @pytest.mark.parametrize("pooler", ["avg_first_last", "avg_top2"])
 def test_hf_source_with_layer_pooler(tmp_path, pooler):
     from simcse_lab.export.formats import VERIFY_SENTENCES, export, reload_encode
-    from tests.conftest import make_tiny_bert
 
     tiny_bert = make_tiny_bert(tmp_path / "bert3", seed=1, layers=3)  # 3 layers: the two poolers differ
 

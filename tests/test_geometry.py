@@ -1,9 +1,11 @@
-"""Sentence-level geometry metrics against known answers on synthetic data."""
+"""Sentence-level geometry metrics (alignment and uniformity in evaluation.vectors, isotropy in
+analysis.geometry) against known answers on synthetic data."""
 
 import numpy as np
 import pytest
 
 from simcse_lab.analysis import geometry as g
+from simcse_lab.evaluation import vectors as v
 
 
 def brute_uniformity(x, t=2.0):
@@ -15,19 +17,19 @@ def brute_uniformity(x, t=2.0):
 def test_alignment_and_uniformity_hand_computed():
     x = np.array([[1.0, 0.0], [0.0, 1.0]])
     y = np.array([[0.0, 1.0], [1.0, 0.0]])
-    assert g.alignment(x, y) == pytest.approx(2.0)  # ||x - y||^2 = 2 for orthogonal unit vectors
-    assert g.alignment(x, x) == 0.0
-    assert g.alignment(x, y, alpha=1) == pytest.approx(np.sqrt(2))
+    assert v.alignment(x, y) == pytest.approx(2.0)  # ||x - y||^2 = 2 for orthogonal unit vectors
+    assert v.alignment(x, x) == 0.0
+    assert v.alignment(x, y, alpha=1) == pytest.approx(np.sqrt(2))
     # three unit vectors at 120 degrees: every squared distance is 3, so log exp(-2 * 3) = -6
     tri = np.array([[np.cos(a), np.sin(a)] for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)])
-    assert g.uniformity(tri) == pytest.approx(-6.0)
-    assert g.uniformity(tri, t=1) == pytest.approx(-3.0)
+    assert v.uniformity(tri) == pytest.approx(-6.0)
+    assert v.uniformity(tri, t=1) == pytest.approx(-3.0)
 
 
 def test_uniformity_matches_brute_force_across_chunks(monkeypatch):
-    monkeypatch.setattr(g, "_CHUNK", 7)  # force several chunks
-    x = g.l2_normalize(np.random.default_rng(1).standard_normal((30, 5)))
-    assert g.uniformity(x) == pytest.approx(brute_uniformity(x), rel=1e-10)
+    monkeypatch.setattr(v, "_CHUNK", 7)  # force several chunks
+    x = v.l2_normalize(np.random.default_rng(1).standard_normal((30, 5)))
+    assert v.uniformity(x) == pytest.approx(brute_uniformity(x), rel=1e-10)
 
 
 def test_isotropic_gaussian():
@@ -59,12 +61,12 @@ def test_cone_mean_cosine_matches_analytic_value():
     assert g.mean_cosine(x) == pytest.approx(expected, abs=0.02)
     assert g.positive_cosine_fraction(x) > 0.99
     assert g.isoscore(x) > 0.9  # a shifted cloud is still isotropic around its mean
-    assert g.partition_isotropy(g.l2_normalize(x)) < 0.5  # but not around the origin
+    assert g.partition_isotropy(v.l2_normalize(x)) < 0.5  # but not around the origin
 
 
 def test_mean_cosine_exact_and_sampled_pairs_are_distinct():
     x = np.random.default_rng(2).standard_normal((50, 4))
-    u = g.l2_normalize(x)
+    u = v.l2_normalize(x)
     c = u @ u.T
     assert g.mean_cosine(x) == pytest.approx(c[np.triu_indices(50, 1)].mean())
     sampled = g.pair_cosines(x, max_pairs=100, seed=3)
@@ -77,9 +79,9 @@ def test_effective_rank_equal_spectrum():
 
 def test_bad_input():
     with pytest.raises(ValueError):
-        g.alignment(np.ones((3, 2)), np.ones((2, 2)))
+        v.alignment(np.ones((3, 2)), np.ones((2, 2)))
     with pytest.raises(ValueError):
-        g.uniformity(np.ones((1, 2)))
+        v.uniformity(np.ones((1, 2)))
     with pytest.raises(ValueError):
         g.isoscore(np.ones((5, 3)))  # zero variance
     with pytest.raises(ValueError):

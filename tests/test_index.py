@@ -7,18 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from simcse_lab.cli import main
+from conftest import SEARCH_WORDS, make_tiny_bert, random_sentences, write_lines
 
-WORDS = "man woman dog cat plays eats runs guitar piano ball food park beach slowly quickly red blue".split()
+from simcse_lab.cli import main
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    lines = sorted({" ".join(rng.choice(WORDS, size=rng.integers(3, 9))) for _ in range(400)})
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path, lines
+    lines = sorted(set(random_sentences(400, seed=0, words=SEARCH_WORDS, lengths=(3, 9))))
+    return write_lines(tmp_path_factory.mktemp("corpus") / "corpus.txt", lines), lines
 
 
 def test_flat_search_is_exact(tiny_bert, corpus, tmp_path):
@@ -44,10 +41,9 @@ def test_flat_search_is_exact(tiny_bert, corpus, tmp_path):
 
 def test_hnsw_reports_recall_and_ivfpq_refuses_small_corpus(tiny_bert, corpus, tmp_path, capsys):
     path, _ = corpus
-    code = None
     with pytest.raises(SystemExit) as exc:
         main(["index", "build", "--model", str(tiny_bert), "--pooler", "avg", "--corpus", str(path),
-              "--output", str(tmp_path / "hnsw"), "--index", "hnsw", "--no-progress", "--precision", "fp32"])
+              "--output-dir", str(tmp_path / "hnsw"), "--index", "hnsw", "--no-progress", "--precision", "fp32"])
     code = exc.value.code
     out = capsys.readouterr().out
     assert code == 0 and "recall@10 vs exact" in out
@@ -61,11 +57,9 @@ def test_hnsw_reports_recall_and_ivfpq_refuses_small_corpus(tiny_bert, corpus, t
 
 
 def test_refuses_other_model_and_batch_queries(tiny_bert, corpus, tmp_path, capsys):
-    from tests.conftest import make_tiny_bert
-
     path, _ = corpus
     build = ["index", "build", "--model", str(tiny_bert), "--pooler", "avg", "--corpus", str(path),
-             "--output", str(tmp_path / "idx"), "--no-progress", "--precision", "fp32"]
+             "--output", str(tmp_path / "idx"), "--no-progress", "--precision", "fp32"]  # --output: the old spelling
     with pytest.raises(SystemExit):
         main(build)
     other = make_tiny_bert(tmp_path / "other", seed=7)

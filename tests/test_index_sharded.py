@@ -5,39 +5,31 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 
-WORDS = "man woman dog cat plays eats runs guitar piano ball food park beach slowly quickly red blue".split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import SEARCH_WORDS, free_port, random_sentences, write_lines
 
 
 def test_two_process_build_equals_one_process(tiny_bert, tmp_path):
     from simcse_lab.search.index import Index, normalize
 
-    rng = np.random.default_rng(1)
-    lines = [f"{i} " + " ".join(rng.choice(WORDS, size=rng.integers(3, 9))) for i in range(51)]  # odd: uneven shards
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(lines) + "\n")
+    sentences = random_sentences(51, seed=1, words=SEARCH_WORDS, lengths=(3, 9))  # odd: uneven shards
+    lines = [f"{i} {s}" for i, s in enumerate(sentences)]
+    corpus = write_lines(tmp_path / "corpus.txt", lines)
     build = ["-m", "simcse_lab", "index", "build", "--model", str(tiny_bert), "--pooler", "avg", "--corpus",
              str(corpus), "--index", "flat", "--precision", "fp32", "--batch-size", "8", "--chunk-size", "16",
              "--no-progress"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    one = subprocess.run([sys.executable, *build, "--output", str(tmp_path / "one")],
+    one = subprocess.run([sys.executable, *build, "--output-dir", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=120)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                          "--main_process_port", str(free_port()), *build, "--output", str(tmp_path / "two")],
+                          "--main_process_port", str(free_port()), *build, "--output-dir", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=180)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("index ") == 1  # only rank 0 reports

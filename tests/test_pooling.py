@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from simcse_lab.modeling.encoder import Encoder, pooler_head
 from simcse_lab.errors import UserError
+from simcse_lab.modeling.embedder import backbone_mlp
+from simcse_lab.modeling.encoder import Encoder
 from simcse_lab.modeling.pooling import POOLERS, pool
 
 SENTS = ["a short one", "a somewhat longer sentence with more words in it", "mid length text here"]
@@ -27,7 +28,7 @@ def hf(tiny_bert):
 @pytest.mark.parametrize("pooler", POOLERS)
 def test_shapes(hf, pooler):
     model, batch, out = hf
-    vec = pool(pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states, pooler_head(model))
+    vec = pool(pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states, backbone_mlp(model))
     assert vec.shape == (len(SENTS), model.config.hidden_size)
 
 
@@ -44,7 +45,7 @@ def test_definitions(hf):
     top2 = pool("avg_top2", mask, out.last_hidden_state, hs)
     torch.testing.assert_close(top2[0], ((hs[-2][0, :n0] + hs[-1][0, :n0]) / 2).mean(0))
     torch.testing.assert_close(pool("cls_before_pooler", mask, out.last_hidden_state, hs), out.last_hidden_state[:, 0])
-    torch.testing.assert_close(pool("cls", mask, out.last_hidden_state, hs, pooler_head(model)), out.pooler_output)
+    torch.testing.assert_close(pool("cls", mask, out.last_hidden_state, hs, backbone_mlp(model)), out.pooler_output)
 
 
 def test_encoder_matches_unbatched_forward(tiny_bert, hf):

@@ -1,39 +1,12 @@
 """Data registry: resolution order, checksum verification (a corrupted mirror file is refused by
-name), and fetch verifying before copying anything."""
+name), and fetch verifying before copying anything (``toy_registry``: tests/conftest.py)."""
 
 from __future__ import annotations
-
-import json
-import shutil
-import subprocess
-import sys
 
 import pytest
 
 from simcse_lab.data import registry
 from simcse_lab.errors import UserError
-
-from conftest import FIXTURES
-
-
-@pytest.fixture
-def toy_registry(tmp_path, monkeypatch):
-    """A registry with one STS-B-like dataset whose mirror is tmp_path/mirror."""
-    mirror = tmp_path / "mirror"
-    (mirror / "toy").mkdir(parents=True)
-    shutil.copy(FIXTURES / "stsb_toy.csv", mirror / "toy" / "sts-test.csv")
-    manifest = {"format": 1, "datasets": {"toystsb": {
-        "description": "toy", "kind": "stsb_csv", "license": "test", "url": None, "offline_note": "fixture",
-        "splits": {"test": {"path": "toy/sts-test.csv"}},
-        "files": {"toy/sts-test.csv": registry.sha256_file(mirror / "toy" / "sts-test.csv")}}}}
-    path = tmp_path / "registry.json"
-    path.write_text(json.dumps(manifest))
-    monkeypatch.setattr(registry, "MANIFEST", path)
-    registry.manifest.cache_clear()
-    monkeypatch.setenv("SIMCSE_LAB_DATA", str(mirror))
-    monkeypatch.setenv("SIMCSE_LAB_CACHE", str(tmp_path / "cache"))
-    yield mirror
-    registry.manifest.cache_clear()
 
 
 def test_verified_load(toy_registry):
@@ -101,17 +74,6 @@ def test_shared_mirror_verifies(mirror_env):
     assert [len(registry.load_split("sickr", s)) for s in ("train", "dev", "test")] == [4500, 500, 4927]
     assert len(registry.load_split("wiki", "train")) == 11914
     assert len(registry.load_split("nli", "train")) == 6503
-
-
-def test_cli_error_is_one_line_exit_2(tmp_path):
-    bad = tmp_path / "bad.txt"
-    bad.write_text("ok\n\n")
-    # a model that is not a directory nor a hub id -> one line, exit 2, no traceback
-    proc = subprocess.run([sys.executable, "-m", "simcse_lab", "eval", "--model", str(bad)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
-    assert "a model must be a directory" in proc.stderr
 
 
 def test_a_corrupt_file_says_how_to_fix_it_where_it_is(toy_registry, tmp_path, monkeypatch):

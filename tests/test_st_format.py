@@ -25,7 +25,7 @@ def _reference(model, tokenizer, pooler, mlp=None):
 def backbone(tmp_path_factory):
     from transformers import AutoTokenizer, BertModel
 
-    from tests.conftest import make_tiny_bert
+    from conftest import make_tiny_bert
 
     path = make_tiny_bert(tmp_path_factory.mktemp("bert3"), seed=3, layers=3)
     model = BertModel.from_pretrained(path).eval()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from simcse_lab.errors import UserError
-from simcse_lab.evaluation.sts import aggregate, cosine_rows
+from simcse_lab.evaluation.sts import aggregate
+from simcse_lab.evaluation.vectors import cosine_rows
 
 # subset A: predictions in exactly the gold order -> Spearman 1
 # subset B: predictions in exactly the reverse order -> Spearman -1 (4 pairs)

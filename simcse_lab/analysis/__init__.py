@@ -1,3 +1,4 @@
-"""Analysis: the geometry report (alignment/uniformity, isotropy, per-layer profile, token degeneration,
-whitening) and its figures. Imports data, runtime, modeling and evaluation.
-Tests: tests/test_geometry.py, tests/test_degeneration.py, tests/test_whitening.py, tests/test_analyze.py."""
+"""Analysis: the geometry report behind `simcse-lab analyze` (isotropy, per-layer profile, token-level
+degeneration, token-level dynamics, BERT-whitening and BERT-flow, training trajectory) and its figures.
+Tests: tests/test_geometry.py, tests/test_degeneration.py, tests/test_token_dynamics.py, tests/test_whitening.py,
+tests/test_flow.py, tests/test_analyze.py."""

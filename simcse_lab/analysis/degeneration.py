@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from simcse_lab.analysis.geometry import l2_normalize, mean_cosine
+from simcse_lab.analysis.geometry import mean_cosine
+from simcse_lab.errors import UserError
+from simcse_lab.evaluation.vectors import l2_normalize
 
 DEFAULT_RANK_EDGES = (100, 1000, 5000)
 _CHUNK = 512
@@ -68,7 +70,7 @@ def analyze_tokens(embeddings: np.ndarray, counts: np.ndarray, exclude_ids=(), k
     ids = np.flatnonzero(keep)
     emb, counts = emb[ids], counts[ids]
     if len(emb) <= k:
-        raise ValueError(f"need more than k={k} tokens")
+        raise UserError(f"token k-NN: need more than k={k} tokens (--knn), the vocabulary analysed has {len(emb)}")
     norms = np.linalg.norm(emb, axis=1).astype(np.float64)
     seen = counts > 0
     order = np.argsort(-counts, kind="stable")

@@ -1,5 +1,7 @@
-"""Per-layer embeddings from one forward pass: the checkpoint's sentence embedding plus, for the
-embedding layer (index 0) and every transformer layer, the mean-pooled and the [CLS] vector.
+"""Per-layer embeddings from one forward pass, for the report's layer profile.
+
+For each sentence: the checkpoint's sentence embedding plus, for the embedding layer (index 0) and
+every transformer layer, the mean-pooled and the [CLS] vector.
 
 Works for both :class:`~simcse_lab.modeling.encoder.Encoder` backends and reuses its fast batching loop
 (:func:`~simcse_lab.modeling.encoder.encode_texts`), so a report encodes each sentence once per checkpoint.

@@ -9,7 +9,6 @@ optional whitening baseline re-uses cached sentence vectors for STS with and wit
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,111 +16,28 @@ from pathlib import Path
 import numpy as np
 
 from simcse_lab.analysis import geometry
-
-from simcse_lab.data import registry
-from simcse_lab.errors import InputError, UserError
-from simcse_lab.data.readers import PairSet, read_text
-
-POSITIVE_THRESHOLD = 4.0  # STS gold score above which a pair counts as a positive pair (SimCSE)
-
-
-# -- inputs ----------------------------------------------------------------------------------------
-@dataclass
-class Checkpoint:
-    model: str
-    pooler: str | None
-
-    @property
-    def label(self) -> str:
-        base = os.path.basename(os.path.normpath(self.model)) or self.model
-        if base in ("best", "final", "last") or base.startswith("checkpoint"):
-            base = "/".join(Path(os.path.normpath(self.model)).parts[-2:])
-        return f"{base} [{self.pooler or 'default'}]"
-
-
-def parse_checkpoint(spec: str, pooler: str | None = None) -> Checkpoint:
-    """``MODEL`` or ``MODEL@POOLER``."""
-    from simcse_lab.modeling.pooling import POOLERS
-
-    if "@" in spec:
-        spec, pooler = spec.rsplit("@", 1)
-        if pooler not in POOLERS:
-            raise UserError(f"unknown pooler {pooler!r} in checkpoint spec; choose from {', '.join(POOLERS)}")
-    if not spec:
-        raise UserError("empty model in checkpoint spec")
-    return Checkpoint(spec, pooler)
-
-
-@dataclass
-class SentenceData:
-    source: str
-    sentences: list[str]
-    pairs: list[tuple[int, int]] = field(default_factory=list)  # positive pairs, indices into sentences
-
-
-def _subsample(items: list, limit: int | None, seed: int) -> list:
-    if limit is None or len(items) <= limit:
-        return items
-    rng = np.random.default_rng(seed)
-    return [items[i] for i in sorted(rng.choice(len(items), limit, replace=False))]
-
-
-def load_corpus(source: str, split: str = "train", limit: int | None = None, seed: int = 0,
-                unique: bool = True) -> list[str]:
-    """Sentences of a text file or of any registry set (pairs and triples are flattened); ``unique=False``
-    keeps repeated sentences (token frequencies must count every occurrence)."""
-    data = _load_source(source, split)
-    if isinstance(data, dict) or isinstance(data, PairSet):
-        sets = data.values() if isinstance(data, dict) else [data]
-        sentences = [s for ps in sets for s in ps.sent1 + ps.sent2]
-    elif data and isinstance(data[0], tuple):
-        sentences = [s for triple in data for s in triple]
-    else:
-        sentences = list(data)
-    return _subsample(list(dict.fromkeys(sentences)) if unique else sentences, limit, seed)
-
-
-def _load_source(source: str, split: str):
-    if os.path.exists(source) or os.sep in source or source.endswith(".txt"):
-        if not os.path.isfile(source):
-            raise InputError(source, None, "no such file")
-        return read_text(Path(source))
-    if source not in registry.manifest():
-        raise UserError(f"{source!r} is neither a file nor a registry dataset ({', '.join(registry.manifest())})")
-    return registry.load_split(source, split)
-
-
-def load_sentence_data(source: str = "stsb", split: str = "dev", limit: int | None = None,
-                       seed: int = 0) -> SentenceData:
-    """Analysis sentences and their positive pairs: STS pairs with gold > 4, NLI (premise, entailment);
-    a text file or text set gives sentences only (no alignment)."""
-    data = _load_source(source, split)
-    raw_pairs: list[tuple[str, str]] = []
-    if isinstance(data, dict) or isinstance(data, PairSet):
-        sets = data.values() if isinstance(data, dict) else [data]
-        all_sentences = [s for ps in sets for s in ps.sent1 + ps.sent2]
-        raw_pairs = [(a, b) for ps in sets for a, b, g in zip(ps.sent1, ps.sent2, ps.scores)
-                     if g > POSITIVE_THRESHOLD]
-    elif data and isinstance(data[0], tuple):
-        all_sentences = [s for triple in data for s in triple]
-        raw_pairs = [(t[0], t[1]) for t in data]
-    else:
-        all_sentences = list(data)
-    sentences = _subsample(list(dict.fromkeys(all_sentences)), limit, seed)
-    index = {s: i for i, s in enumerate(sentences)}
-    pairs = [(index[a], index[b]) for a, b in raw_pairs if a in index and b in index]
-    if len(sentences) < 3:
-        raise UserError(f"{source}: need at least 3 distinct sentences to analyse, got {len(sentences)}")
-    label = source if os.path.isfile(source) else f"{source}/{split}"
-    return SentenceData(label, sentences, pairs)
+from simcse_lab.analysis.degeneration import analyze_tokens, token_frequencies
+from simcse_lab.analysis.inputs import Checkpoint, SentenceData
+from simcse_lab.analysis.layers import encode_layers, hf_model_of
+from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
+from simcse_lab.evaluation.sts import POSITIVE_GOLD, evaluate
+from simcse_lab.evaluation.tables import markdown_table, text_table
+from simcse_lab.evaluation.vectors import alignment, l2_normalize, uniformity
+from simcse_lab.modeling.encoder import Encoder
+from simcse_lab.modeling.sentence_encoder import SentenceEncoder
 
 
 class MemoEncoder:
-    """Remembers every sentence vector an encoder produced, so no sentence is encoded twice."""
+    """A :class:`SentenceEncoder` that remembers every sentence vector its encoder produced, so no
+    sentence is encoded twice."""
 
-    def __init__(self, encoder):
+    def __init__(self, encoder: SentenceEncoder):
         self.encoder = encoder
         self.cache: dict[str, np.ndarray] = {}
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
 
     def put(self, sentences: list[str], vectors: np.ndarray) -> None:
         self.cache.update(zip(sentences, vectors))
@@ -131,7 +47,7 @@ class MemoEncoder:
         if missing:
             self.put(missing, self.encoder.encode(missing, progress=progress))
         if not sentences:
-            return np.zeros((0, self.encoder.dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self.cache[s] for s in sentences])
 
     def describe(self) -> dict:
@@ -159,21 +75,18 @@ class Options:
 
 
 def sentence_metrics(x: np.ndarray, pairs: list[tuple[int, int]], max_pairs: int, seed: int) -> dict:
-    u = geometry.l2_normalize(x)
+    u = l2_normalize(x)
     out = {"alignment": None, "alignment_pairs": len(pairs)}
     if pairs:
         a, b = np.array(pairs).T
-        out["alignment"] = geometry.alignment(u[a], u[b])
-    out["uniformity"] = geometry.uniformity(u)
+        out["alignment"] = alignment(u[a], u[b])
+    out["uniformity"] = uniformity(u)
     out.update(geometry.isotropy_profile(u, normalize=False, max_pairs=max_pairs, seed=seed))
     return out
 
 
 def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> tuple[dict, dict]:
     """(JSON summary, arrays for the figures) for one checkpoint."""
-    from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.analysis.layers import encode_layers, hf_model_of
-
     start = time.perf_counter()
     encoder = Encoder(ckpt.model, pooler=ckpt.pooler, precision=opts.precision, batch_size=opts.batch_size)
     layered = encode_layers(encoder, data.sentences, progress=opts.progress)
@@ -183,7 +96,7 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> t
 
     summary = {"label": ckpt.label, **encoder.describe(), "dim": int(layered.sentence.shape[1])}
     summary["sentence"] = sentence_metrics(layered.sentence, data.pairs, opts.max_pairs, opts.seed)
-    arrays = {"singular": geometry.singular_values(geometry.l2_normalize(layered.sentence))}
+    arrays = {"singular": geometry.singular_values(l2_normalize(layered.sentence))}
     summary["layers"] = [
         {pooling: geometry.isotropy_profile(getattr(layered, pooling)[layer], max_pairs=opts.max_pairs,
                                             seed=opts.seed)
@@ -191,8 +104,6 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> t
         for layer in range(layered.num_layers)
     ]
     if opts.tokens:
-        from simcse_lab.analysis.degeneration import analyze_tokens, token_frequencies
-
         if encoder.path not in opts.token_cache:  # the same weights under another pooler: reuse
             weights = hf_model_of(encoder).get_input_embeddings().weight.detach().float().cpu().numpy()
             counts = token_frequencies(encoder.tokenizer, opts.token_corpus, len(weights))
@@ -207,9 +118,6 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> t
 
 
 def whitening_baseline(memo: MemoEncoder, analysis_vectors: np.ndarray, data: SentenceData, opts: Options) -> dict:
-    from simcse_lab.evaluation.sts import evaluate
-    from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
-
     corpus_vectors = memo.encode(opts.whiten_corpus, progress=opts.progress)
     white = fit_whitening(corpus_vectors, k=opts.whiten_k)
     plain = evaluate(memo, list(opts.whiten_tasks), split=opts.whiten_split)
@@ -225,62 +133,6 @@ def whitening_baseline(memo: MemoEncoder, analysis_vectors: np.ndarray, data: Se
         "sentence_after_whitening": sentence_metrics(white.apply(analysis_vectors), data.pairs, opts.max_pairs,
                                                      opts.seed),
     }
-
-
-# -- training trajectory ---------------------------------------------------------------------------
-_KEY_CANDIDATES = {
-    "step": ("step", "global_step"),
-    "alignment": ("alignment", "stsb_dev_alignment", "align"),
-    "uniformity": ("uniformity", "stsb_dev_uniformity", "uniform"),
-    "spearman": ("stsb_dev_spearman", "dev_spearman", "eval_stsb_spearman", "spearman"),
-}
-
-
-def read_trajectory(path) -> tuple[list[dict], dict[str, str]]:
-    """The records of a training run's metrics.jsonl that carry alignment and uniformity, and the keys used."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, None, "no such file")
-    records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(path, lineno, f"not JSON ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise InputError(path, lineno, "a JSON object per line expected")
-        records.append((lineno, rec))
-    keys = {}
-    for role, names in _KEY_CANDIDATES.items():
-        found = next((k for k in names if any(k in r for _, r in records)), None)
-        if found is None and role != "spearman":
-            raise InputError(path, None, f"no record has a {role} value (looked for {', '.join(names)})")
-        keys[role] = found
-    rows = []
-    for lineno, rec in records:
-        if rec.get(keys["alignment"]) is None or rec.get(keys["uniformity"]) is None:
-            continue  # e.g. loss-only logging steps
-        if rec.get(keys["step"]) is None:
-            raise InputError(path, lineno, f"record with alignment/uniformity but no {keys['step']!r}")
-        rows.append(rec)
-    if not rows:
-        raise InputError(path, None, "no record has both alignment and uniformity")
-    if keys["spearman"] and any(r.get(keys["spearman"]) is None for r in rows):
-        keys["spearman"] = None
-    return rows, keys
-
-
-def summarize_trajectory(rows: list[dict], keys: dict[str, str]) -> dict:
-    first, last = rows[0], rows[-1]
-    out = {"points": len(rows), "keys": keys,
-           "first": {role: first[k] for role, k in keys.items() if k},
-           "last": {role: last[k] for role, k in keys.items() if k}}
-    if keys.get("spearman"):
-        best = max(rows, key=lambda r: r[keys["spearman"]])
-        out["best"] = {role: best[k] for role, k in keys.items() if k}
-    return out
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -300,18 +152,7 @@ def _fmt(v, digits: int = 3) -> str:
 def sentence_table(checkpoints: list[dict], markdown: bool = False, key: str = "sentence") -> str:
     head = ["checkpoint"] + [short for _, short in SENTENCE_COLUMNS]
     rows = [[c["label"]] + [_fmt(c[key][k]) for k, _ in SENTENCE_COLUMNS] for c in checkpoints if key in c]
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    width = max(len(head[0]), *(len(r[0]) for r in rows))
-    fmt = lambda cells: f"{cells[0]:<{width}} " + " ".join(f"{c:>9}" for c in cells[1:])  # noqa: E731
-    line = fmt(head)
-    return "\n".join([line, "-" * len(line)] + [fmt(r) for r in rows])
-
-
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
+    return markdown_table(head, rows) if markdown else text_table(head, rows, width=9)
 
 
 def render_markdown(report: dict) -> str:
@@ -320,7 +161,7 @@ def render_markdown(report: dict) -> str:
     if cks:
         data = report["data"]
         out += [f"Analysis sentences: {data['source']} ({data['sentences']} distinct sentences, "
-                f"{data['positive_pairs']} positive pairs with gold > {POSITIVE_THRESHOLD:g}). "
+                f"{data['positive_pairs']} positive pairs with gold > {POSITIVE_GOLD:g}). "
                 "Rows are L2-normalised; alignment (alpha=2) and uniformity (t=2) as in SimCSE; "
                 f"pair statistics over at most {report['options']['max_pairs']} distinct pairs (seed "
                 f"{report['options']['seed']}).", "", "## Sentence embeddings", "",
@@ -331,7 +172,7 @@ def render_markdown(report: dict) -> str:
             rows = [[str(i)] + [_fmt(layer[p][k]) for p in ("avg", "cls")
                                 for k in ("isoscore", "mean_cosine", "partition_isotropy")]
                     for i, layer in enumerate(c["layers"])]
-            out += [f"### {c['label']}", "", _md_table(head, rows), ""]
+            out += [f"### {c['label']}", "", markdown_table(head, rows), ""]
         token_cks = [c for c in cks if "tokens" in c]
         if token_cks:
             out += ["## Token-level degeneration (input embedding matrix)", "",
@@ -348,7 +189,7 @@ def render_markdown(report: dict) -> str:
                 rows = [[name, str(b["tokens"])] + [_fmt(b.get(k)) for k in
                         ("mean_norm", "mean_knn_distance", "mean_cosine_within", "mean_cosine_to_mean_direction")]
                         for name, b in t["buckets"].items()]
-                out += [_md_table(head, rows), ""]
+                out += [markdown_table(head, rows), ""]
         white_cks = [c for c in cks if "whitening" in c]
         if white_cks:
             w0 = white_cks[0]["whitening"]
@@ -362,7 +203,7 @@ def render_markdown(report: dict) -> str:
                     + [_fmt(c["whitening"]["sts_spearman"][t]["whitened"], 2) for t in tasks]
                     + [_fmt(c["whitening"]["avg"]["plain"], 2), _fmt(c["whitening"]["avg"]["whitened"], 2)]
                     for c in white_cks]
-            out += [_md_table(head, rows), "", "Geometry of the whitened analysis sentences:", "",
+            out += [markdown_table(head, rows), "", "Geometry of the whitened analysis sentences:", "",
                     sentence_table([{"label": c["label"], "sentence": c["whitening"]["sentence_after_whitening"]}
                                     for c in white_cks], markdown=True), ""]
     if report.get("trajectory"):

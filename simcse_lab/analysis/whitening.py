@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simcse_lab.errors import UserError
+from simcse_lab.modeling.sentence_encoder import SentenceEncoder
 
 RANK_TOL = 1e-8  # eigenvalues below this fraction of the largest count as zero variance
 
@@ -52,12 +53,16 @@ def fit_whitening(x: np.ndarray, k: int | None = None) -> Whitening:
 
 
 class WhitenedEncoder:
-    """Wrap anything with ``.encode(sentences, progress=False)`` and ``.describe()`` so that its
-    vectors come out whitened; usable directly with :func:`simcse_lab.evaluation.sts.evaluate`."""
+    """A :class:`SentenceEncoder` whose vectors come out whitened; usable directly with
+    :func:`simcse_lab.evaluation.sts.evaluate`."""
 
-    def __init__(self, encoder, whitening: Whitening):
+    def __init__(self, encoder: SentenceEncoder, whitening: Whitening):
         self.encoder = encoder
         self.whitening = whitening
+
+    @property
+    def dim(self) -> int:
+        return self.whitening.k
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         return self.whitening.apply(self.encoder.encode(sentences, progress=progress))

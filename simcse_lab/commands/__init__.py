@@ -1,1 +1,19 @@
-"""Sub-commands of the ``simcse-lab`` CLI: each module has ``add_arguments(parser)`` and ``run(args)``."""
+"""Commands: one module per `simcse-lab` sub-command, with add_arguments(parser) and run(args); flags:
+--output-dir writes a directory, --output a file, --progress/--no-progress (default: stderr is a terminal).
+Tests: tests/test_cli_flags.py, tests/test_cli_validation.py, tests/test_output_dirs.py, tests/test_analyze.py, tests/test_export.py, tests/test_index.py, tests/test_train_loop.py."""
+
+from __future__ import annotations
+
+import argparse
+
+from simcse_lab.runtime.progress import progress_default
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=progress_default(),
+                   help="show progress bars on stderr (default: when stderr is a terminal)")
+
+
+def add_output_dir_flag(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--output-dir``; ``--output``, its old spelling, still works."""
+    p.add_argument("--output-dir", "--output", dest="output_dir", required=True, help=help_text)

@@ -1,6 +1,7 @@
-"""``simcse-lab analyze``: embedding geometry report (alignment/uniformity, isotropy, per-layer profile,
-token-level degeneration, optional BERT-whitening baseline, training trajectory) for one or more
-checkpoints side by side."""
+"""``simcse-lab analyze``: the embedding geometry report of one or more checkpoints side by side.
+
+Alignment/uniformity, isotropy, per-layer profile, token-level degeneration, optional BERT-whitening
+baseline and training trajectory."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import argparse
 import shlex
 import sys
 
+from simcse_lab.commands import add_progress_flag
+from simcse_lab.evaluation.sts import SPLITS
 from simcse_lab.modeling.pooling import POOLERS
+from simcse_lab.runtime.precision import PRECISIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.modeling.encoder import PRECISIONS
-
     p.add_argument("--model", default=None,
                    help="checkpoint to analyse (directory, hub id or alias; MODEL@POOLER also accepted); "
                         "the 'before' of the alignment-uniformity arrows")
@@ -23,38 +25,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="further checkpoints, side by side; an arrow is drawn from --model to each")
     p.add_argument("--output-dir", required=True, help="where report.json, report.md and the PNGs go")
     p.add_argument("--data", default="stsb",
-                   help="analysis sentences: a registry set (pairs with gold > 4 give alignment) or a text file")
-    p.add_argument("--split", default="dev", help="split of a registry --data set (default dev)")
+                   help="analysis sentences: a dataset NAME[:SPLIT] (pairs with gold > 4 give alignment) or a file")
+    p.add_argument("--split", default="dev", help="split of a dataset --data without :SPLIT (default dev)")
     p.add_argument("--max-sentences", type=int, default=10000, help="sub-sample the analysis sentences (seeded)")
     p.add_argument("--max-pairs", type=int, default=200000,
                    help="distinct pairs for pair statistics (all if fewer, else a seeded sample)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tokens", action="store_true", help="skip the token-level degeneration analysis")
-    p.add_argument("--token-corpus", default="wiki", help="registry set or text file for token frequencies")
+    p.add_argument("--token-corpus", default="wiki", help="dataset NAME[:SPLIT] or file for token frequencies")
     p.add_argument("--knn", type=int, default=10, help="k of the token k-NN distance")
     p.add_argument("--knn-sample", type=int, default=500, help="query tokens per frequency bucket for k-NN (seeded)")
     p.add_argument("--whiten", action="store_true", help="add the BERT-whitening baseline (STS with and without)")
-    p.add_argument("--whiten-corpus", default="wiki", help="registry set or text file to fit whitening on")
+    p.add_argument("--whiten-corpus", default="wiki", help="dataset NAME[:SPLIT] or file to fit whitening on")
     p.add_argument("--whiten-max", type=int, default=5000, help="sub-sample the whitening corpus (seeded)")
     p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
     p.add_argument("--whiten-tasks", default="stsb", help="STS tasks scored with and without whitening")
-    p.add_argument("--whiten-split", default="test", choices=("train", "dev", "test"))
+    p.add_argument("--whiten-split", default="test", choices=SPLITS)
     p.add_argument("--trajectory", default=None, metavar="METRICS_JSONL",
                    help="plot alignment/uniformity and dev Spearman over training steps from a metrics.jsonl")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--progress", action="store_true")
+    add_progress_flag(p)
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from simcse_lab.analysis import report as analysis
-
-    from simcse_lab.analysis import plots
+    from simcse_lab.analysis import inputs
     from simcse_lab.errors import UserError
-    from simcse_lab.io import claim_output_dir, write_json, write_text
     from simcse_lab.evaluation.sts import parse_tasks
+    from simcse_lab.io import claim_output_dir, write_json, write_text
 
     if args.model is None and not args.compare and args.trajectory is None:
         raise UserError("nothing to analyse: give --model (and --compare) and/or --trajectory")
@@ -67,34 +67,39 @@ def run(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--output-dir {out_dir} exists and is not a directory")
 
+    # every input is read and checked before any model code is imported or loaded
     checkpoints = []
     if args.model is not None:
-        checkpoints.append(analysis.parse_checkpoint(args.model, args.pooler))
-        checkpoints += [analysis.parse_checkpoint(spec) for spec in args.compare]
+        checkpoints.append(inputs.parse_checkpoint(args.model, args.pooler))
+        checkpoints += [inputs.parse_checkpoint(spec) for spec in args.compare]
     labels = [c.label for c in checkpoints]
     if len(set(labels)) != len(labels):
         raise UserError(f"two checkpoints share the label {labels}; compare distinct models or poolers")
 
     trajectory = None
     if args.trajectory:
-        rows, keys = analysis.read_trajectory(args.trajectory)
-        trajectory = {"path": args.trajectory, **analysis.summarize_trajectory(rows, keys)}
+        rows, keys = inputs.read_trajectory(args.trajectory)
+        trajectory = {"path": args.trajectory, **inputs.summarize_trajectory(rows, keys)}
     claim_output_dir(out_dir, "analysis")  # ours, or refused before any data or model is loaded
 
-    opts = analysis.Options(tokens=not args.no_tokens, knn=args.knn, knn_sample=args.knn_sample,
-                            whiten=args.whiten, whiten_k=args.whiten_k, whiten_split=args.whiten_split,
-                            max_pairs=args.max_pairs, seed=args.seed, precision=args.precision,
-                            batch_size=args.batch_size, progress=args.progress)
-    data = None
+    data = token_corpus = whiten_corpus = None
+    whiten_tasks = ()
     if checkpoints:
-        data = analysis.load_sentence_data(args.data, args.split, limit=args.max_sentences, seed=args.seed)
-        if opts.tokens:
-            opts.token_corpus = analysis.load_corpus(args.token_corpus, "train", unique=False)
-        if opts.whiten:
-            opts.whiten_tasks = tuple(parse_tasks(args.whiten_tasks))
-            opts.whiten_corpus = analysis.load_corpus(args.whiten_corpus, "train", limit=args.whiten_max,
-                                                      seed=args.seed)
+        data = inputs.load_sentence_data(args.data, args.split, limit=args.max_sentences, seed=args.seed)
+        if not args.no_tokens:
+            token_corpus = inputs.load_corpus(args.token_corpus, "train", unique=False)
+        if args.whiten:
+            whiten_tasks = tuple(parse_tasks(args.whiten_tasks))
+            whiten_corpus = inputs.load_corpus(args.whiten_corpus, "train", limit=args.whiten_max, seed=args.seed)
 
+    from simcse_lab.analysis import plots
+    from simcse_lab.analysis import report as analysis
+
+    opts = analysis.Options(tokens=not args.no_tokens, token_corpus=token_corpus, knn=args.knn,
+                            knn_sample=args.knn_sample, whiten=args.whiten, whiten_corpus=whiten_corpus,
+                            whiten_k=args.whiten_k, whiten_tasks=whiten_tasks or ("stsb",),
+                            whiten_split=args.whiten_split, max_pairs=args.max_pairs, seed=args.seed,
+                            precision=args.precision, batch_size=args.batch_size, progress=args.progress)
     results, arrays = [], {}
     for ckpt in checkpoints:
         print(f"analysing {ckpt.label} ...", file=sys.stderr)

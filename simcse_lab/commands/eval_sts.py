@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.modeling.resolve import DEFAULT_MODEL
+from simcse_lab.commands import add_progress_flag
+from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
+from simcse_lab.modeling.resolve import DEFAULT_MODEL
+from simcse_lab.runtime.precision import PRECISIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.modeling.encoder import PRECISIONS
-    from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model directory, hub id, or the offline alias all-MiniLM-L6-v2 (default)")
@@ -26,19 +27,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: model limit)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
     p.add_argument("--subsets", action="store_true", help="also print per-subset Spearman")
-    p.add_argument("--progress", action="store_true", help="show a progress bar while encoding")
+    add_progress_flag(p)
 
 
 def run(args) -> int:
     from simcse_lab.commands import _validate
-    from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.io import write_json
     from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
+    from simcse_lab.io import write_json
+    from simcse_lab.modeling.resolve import resolve_model
 
     _validate.output_file(args.output)
     _validate.at_least(args.batch_size, 1, "--batch-size")
     _validate.at_least(args.max_length, 1, "--max-length")
     tasks = parse_tasks(args.tasks)
+    resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
+    from simcse_lab.modeling.encoder import Encoder
+
     encoder = Encoder(args.model, pooler=args.pooler, precision=args.precision,
                       batch_size=args.batch_size, max_length=args.max_length)
     result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import argparse
 
+from simcse_lab.commands import add_output_dir_flag, add_progress_flag
+from simcse_lab.modeling.pooling import POOLERS
+from simcse_lab.runtime.precision import PRECISIONS
+from simcse_lab.search.index import INDEX_TYPES
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.modeling.encoder import PRECISIONS
-
-    from simcse_lab.search.index import INDEX_TYPES
-    from simcse_lab.modeling.pooling import POOLERS
-
     sub = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
     b = sub.add_parser("build", help="encode a corpus (file or dataset) into an index directory")
     b.add_argument("--model", required=True, help="model dir, alias or hub id")
     b.add_argument("--corpus", required=True, help="a text file (one sentence a line) or a dataset NAME[:SPLIT], e.g. wiki")
-    b.add_argument("--output", required=True, help="index directory to write (temp dir + rename)")
+    add_output_dir_flag(b, "index directory to write (temp dir + rename)")
     b.add_argument("--index", choices=INDEX_TYPES, default="flat",
                    help="flat = exact (up to ~1M vectors); hnsw / ivfpq = approximate, recall@10 vs exact printed")
     b.add_argument("--pooler", choices=POOLERS, default=None)
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--chunk-size", type=int, default=4096, help="sentences encoded and added per step (bounds memory)")
     b.add_argument("--overwrite", action="store_true")
-    b.add_argument("--no-progress", action="store_true")
+    add_progress_flag(b)
 
 
 def run(args) -> int:
@@ -35,12 +35,12 @@ def run(args) -> int:
 
     _validate.process_env()
     _validate.at_least(args.batch_size, 1, "--batch-size")
-    m = build_index(args.model, args.corpus, args.output, kind=args.index, pooler=args.pooler,
+    m = build_index(args.model, args.corpus, args.output_dir, kind=args.index, pooler=args.pooler,
                     precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                    overwrite=args.overwrite, progress=not args.no_progress)
+                    overwrite=args.overwrite, progress=args.progress)
     if m is None:  # a rank > 0 under accelerate launch: its shard is written, rank 0 builds and reports
         return 0
-    print(f"index {args.output}: {m['count']} sentences, {m['index']} {m['params'] or ''}, dim {m['dimension']}, "
+    print(f"index {args.output_dir}: {m['count']} sentences, {m['index']} {m['params'] or ''}, dim {m['dimension']}, "
           f"model {m['model']} [{m['pooler']}, {m['precision']}]")
     print(f"built in {m['build_seconds']:.1f} s ({m['sentences_per_second']} sentences/s); "
           f"corpus {m['corpus']} sha256 {m['corpus_sha256'][:12]}")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from simcse_lab.evaluation.sts import RELEVANT_GOLD, SPLITS
+from simcse_lab.modeling.pooling import POOLERS
+from simcse_lab.runtime.precision import PRECISIONS
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from simcse_lab.modeling.encoder import PRECISIONS
-
-    from simcse_lab.modeling.pooling import POOLERS
-
     p.add_argument("--model", required=True, action="append",
-                   help="model dir, alias, or training output dir (its best/); repeat to compare checkpoints")
+                   help="model dir, alias, or training run dir (its best/ or final/); repeat to compare checkpoints")
     p.add_argument("--pooler", choices=POOLERS, default=None)
     p.add_argument("--tasks", default="stsb,sickr")
-    p.add_argument("--split", default="test", choices=("dev", "test", "train"))
-    p.add_argument("--threshold", type=float, default=4.0, help="gold score for a pair to count as relevant")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--threshold", type=float, default=RELEVANT_GOLD, help="gold score for a pair to count as relevant")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--output", default=None, help="write the results (and the command) as JSON here")
 
@@ -24,18 +24,20 @@ def run(args) -> int:
     import sys
 
     from simcse_lab import io
-    from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.export.formats import resolve_source
     from simcse_lab.evaluation.retrieval import evaluate, format_table
+    from simcse_lab.modeling.resolve import resolve_model
 
     from simcse_lab.commands import _validate
 
     _validate.output_file(args.output)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    for model in args.model:  # a bad --model stops here, before the seconds of the encoder's imports
+        resolve_model(model)
+    from simcse_lab.modeling.encoder import Encoder
+
     results = []
     for model in args.model:
-        path, _ = resolve_source(model)
-        encoder = Encoder(path, pooler=args.pooler, precision=args.precision)
+        encoder = Encoder(model, pooler=args.pooler, precision=args.precision)
         result = evaluate(encoder, tasks, args.split, args.threshold)
         result["model"] = model
         results.append(result)

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from simcse_lab.modeling.pooling import POOLERS
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, help="an index directory from `simcse-lab index build`")
@@ -15,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--model", default=None,
                    help="refuse unless the index was built with this model (default: the index's own model)")
-    p.add_argument("--pooler", default=None)
+    p.add_argument("--pooler", choices=POOLERS, default=None, help="refuse unless the index used this pooler")
     p.add_argument("--output", default=None, help="write the JSON lines here instead of stdout (--queries)")
 
 

@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
              "precision": "auto (bf16 where available), fp32 or bf16", "fixed_repetition":
-             "ESimCSE: draw the word repetition once per sentence (official code) instead of every step"}
+             "ESimCSE: draw the word repetition once per sentence (official code) instead of every step",
+             "progress": "show a progress bar on stderr (default: when stderr is a terminal)",
+             "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)"}
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)
@@ -32,10 +34,13 @@ def run(args) -> int:
     from simcse_lab.commands import _validate
     from simcse_lab.io import claim_output_dir
     from simcse_lab.training.config import FIELDS, load_config
-    from simcse_lab.training.loop import train
+    from simcse_lab.training.examples import check_training_data
 
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
     _validate.process_env()
+    check_training_data(cfg)  # a bad --data stops here, before the seconds of the training imports
     claim_output_dir(cfg.output_dir, "train")  # every rank may: a directory of ours, or refused before any work
+    from simcse_lab.training.loop import train
+
     train(cfg)
     return 0

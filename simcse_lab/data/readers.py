@@ -42,6 +42,11 @@ def _senteval_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def line_number(raw: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset`` in ``raw`` (for errors that know only an offset)."""
+    return raw[:offset].count(b"\n") + 1
+
+
 def _read_text(path: Path) -> str:
     """The file decoded as UTF-8, a leading byte-order mark dropped (as ``utf-8-sig``: editors such as Excel
     write one, and it would otherwise stay, invisible, in the first sentence or header)."""
@@ -55,8 +60,7 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise InputError(path, line, f"not valid UTF-8 ({err.reason})") from None
+        raise InputError(path, line_number(raw, err.start), f"not valid UTF-8 ({err.reason})") from None
 
 
 def _read_lines(path: Path) -> list[str]:

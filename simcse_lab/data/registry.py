@@ -268,8 +268,3 @@ def _unpack(ds: DatasetInfo, archive: Path, staging: Path) -> None:
         else:
             shutil.copyfile(archive, staging / relpath)
 
-
-def local_mirror_default() -> Path | None:
-    """``../shared/data`` beside the project, when present (used by run.sh, CI and the tests)."""
-    candidate = PROJECT_ROOT.parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None

@@ -1,3 +1,3 @@
-"""Evaluation: STS with SimCSE's SentEval protocol and retrieval recall/MRR on STS pairs.
-Imports data, runtime and modeling.
-Tests: tests/test_sts_aggregation.py, tests/test_sts_integration.py, tests/test_retrieval.py."""
+"""Evaluation: STS with SimCSE's SentEval protocol, retrieval recall/MRR on STS pairs, the dev metrics
+of model selection, the vector measures they share (L2, cosine, alignment, uniformity), one table printer.
+Tests: tests/test_sts_aggregation.py, tests/test_sts_integration.py, tests/test_retrieval.py, tests/test_tables.py."""

@@ -1,7 +1,7 @@
 """Retrieval evaluation on labelled sets built from the STS data.
 
 For each task (STS-B, SICK-R) and split: the corpus is every distinct sentence of the split; the
-queries are the first sentences of the pairs with gold score >= ``threshold`` (4 of 5); a query's
+queries are the first sentences of the pairs with gold score >= ``threshold`` (``RELEVANT_GOLD``, 4 of 5); a query's
 relevant items are all its partners in such pairs. Search is exact (cosine, faiss flat) and the query
 itself is excluded from its results. Reported (x100): recall@1/5/10 (the fraction of a query's
 relevant sentences found in its top k, averaged over queries) and MRR@10 (1/rank of the first
@@ -14,13 +14,18 @@ import time
 
 import numpy as np
 
+from simcse_lab.data import sources
 from simcse_lab.errors import UserError
+from simcse_lab.evaluation.sts import RELEVANT_GOLD
+from simcse_lab.evaluation.tables import text_table
+from simcse_lab.evaluation.vectors import l2_normalize
+from simcse_lab.modeling.sentence_encoder import SentenceEncoder
 
 TASKS = ("stsb", "sickr")
 KS = (1, 5, 10)
 
 
-def labelled_set(pairsets, threshold: float = 4.0) -> tuple[list[str], list[int], list[set[int]]]:
+def labelled_set(pairsets, threshold: float = RELEVANT_GOLD) -> tuple[list[str], list[int], list[set[int]]]:
     """(corpus, query ids, relevant id sets) from PairSets."""
     corpus: dict[str, int] = {}
     for ps in pairsets:
@@ -53,20 +58,16 @@ def rank_metrics(ranked: np.ndarray, relevant: list[set[int]], ks=KS) -> dict:
 
 
 def search_excluding_self(vectors: np.ndarray, queries: list[int], k: int) -> np.ndarray:
-    import faiss
+    import faiss  # optional heavy dependency: loaded only when searching
 
-    from simcse_lab.search.index import normalize
-
-    vectors = normalize(vectors)
+    vectors = l2_normalize(vectors, dtype=np.float32)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     _, ids = index.search(vectors[queries], min(k + 1, len(vectors)))
     return np.array([[i for i in row if i != q and i >= 0][:k] for row, q in zip(ids, queries)])
 
 
-def evaluate(encoder, tasks=TASKS, split: str = "test", threshold: float = 4.0) -> dict:
-    from simcse_lab.data import registry
-
+def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", threshold: float = RELEVANT_GOLD) -> dict:
     tasks = list(dict.fromkeys(tasks))
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
@@ -74,7 +75,7 @@ def evaluate(encoder, tasks=TASKS, split: str = "test", threshold: float = 4.0) 
     results = {}
     start = time.perf_counter()
     for task in tasks:
-        ps = registry.load_split(task, split)
+        ps = sources.resolve(task, split).rows
         corpus, queries, relevant = labelled_set([ps], threshold)
         if not queries:
             raise UserError(f"{task} {split}: no pairs with gold >= {threshold}")
@@ -88,15 +89,12 @@ def evaluate(encoder, tasks=TASKS, split: str = "test", threshold: float = 4.0) 
 
 
 def format_table(results: list[dict], names: list[str] | None = None) -> str:
+    """One block per task and one for the average: recall@k and MRR@10 (x100), one row per result."""
     names = names or [f"{r['model']} [{r['pooler']}]" for r in results]
-    width = max(12, max(len(n) for n in names))
     metrics = list(results[0]["avg"])
-    lines = []
+    blocks = []
     for task in list(results[0]["tasks"]) + ["avg"]:
-        head = f"{task:<{width}} " + " ".join(f"{m:>9}" for m in metrics)
-        lines += [head, "-" * len(head)]
-        for name, r in zip(names, results):
-            row = r["avg"] if task == "avg" else r["tasks"][task]
-            lines.append(f"{name:<{width}} " + " ".join(f"{row[m]:9.2f}" for m in metrics))
-        lines.append("")
-    return "\n".join(lines).rstrip()
+        rows = [[name] + [f"{(r['avg'] if task == 'avg' else r['tasks'][task])[m]:.2f}" for m in metrics]
+                for name, r in zip(names, results)]
+        blocks.append(text_table([task] + metrics, rows, width=9, min_first=12))
+    return "\n\n".join(blocks)

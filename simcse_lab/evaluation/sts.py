@@ -8,7 +8,8 @@ gold scores, no regressor. For STS12-16 the task score aggregates its subsets:
 - ``mean``  : the plain mean of per-subset correlations.
 
 STS-B and SICK-R have a single subset per split, so the three coincide. Each distinct sentence of the
-whole suite is encoded once.
+whole suite is encoded once. The gold-score cut-offs used elsewhere (alignment pairs, retrieval
+relevance) are named here, with the data they read.
 """
 
 from __future__ import annotations
@@ -19,8 +20,15 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 from simcse_lab.data import registry
-from simcse_lab.errors import UserError
 from simcse_lab.data.readers import PairSet
+from simcse_lab.errors import UserError
+from simcse_lab.evaluation.tables import text_table
+from simcse_lab.evaluation.vectors import cosine_rows
+from simcse_lab.modeling.sentence_encoder import SentenceEncoder
+
+# STS gold scores run from 0 to 5; two published conventions cut at 4, and both are kept exactly:
+POSITIVE_GOLD = 4.0  # a positive pair for alignment: gold > POSITIVE_GOLD, strictly (SimCSE's analysis)
+RELEVANT_GOLD = 4.0  # a relevant retrieval partner: gold >= RELEVANT_GOLD
 
 TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
 AGGREGATES = ("all", "wmean", "mean")
@@ -41,14 +49,6 @@ def load_task(task: str, split: str) -> dict[str, PairSet]:
     """The scored subsets of one task split, by subset name."""
     data = registry.load_split(task, split)
     return data if isinstance(data, dict) else {data.name: data}
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    na = np.linalg.norm(a, axis=1)
-    nb = np.linalg.norm(b, axis=1)
-    return (a * b).sum(1) / np.maximum(na * nb, 1e-12)
 
 
 def correlations(pred: np.ndarray, gold: np.ndarray) -> dict:
@@ -80,15 +80,16 @@ def aggregate(per_subset: dict[str, tuple[np.ndarray, np.ndarray]], mode: str) -
     return result
 
 
-def encode_pairsets(encoder, pairsets, progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(vectors of sent1, vectors of sent2) for each PairSet, encoding each distinct sentence once."""
+def encode_pairsets(encoder: SentenceEncoder, pairsets, progress: bool = False
+                    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Each distinct sentence encoded once: (its vectors, [(vectors of sent1, vectors of sent2) per PairSet])."""
     sentences = sorted({s for ps in pairsets for s in ps.sent1 + ps.sent2})
     vectors = encoder.encode(sentences, progress=progress)
     row = {s: i for i, s in enumerate(sentences)}
-    return [(vectors[[row[s] for s in ps.sent1]], vectors[[row[s] for s in ps.sent2]]) for ps in pairsets]
+    return vectors, [(vectors[[row[s] for s in ps.sent1]], vectors[[row[s] for s in ps.sent2]]) for ps in pairsets]
 
 
-def evaluate(encoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False) -> dict:
+def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False) -> dict:
     """Score ``encoder`` on ``tasks``; returns the JSON-ready result dict (correlations x100)."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
@@ -99,7 +100,8 @@ def evaluate(encoder, tasks=TASKS, split: str = "test", mode: str = "all", progr
         data[task] = load_task(task, split)
     start = time.perf_counter()
     pairsets = [ps for subsets in data.values() for ps in subsets.values()]
-    encoded = iter(encode_pairsets(encoder, pairsets, progress=progress))
+    vectors, pairs = encode_pairsets(encoder, pairsets, progress=progress)
+    encoded = iter(pairs)
     results = {}
     for task, subsets in data.items():
         per_subset = {}
@@ -115,7 +117,7 @@ def evaluate(encoder, tasks=TASKS, split: str = "test", mode: str = "all", progr
         "scale": "correlation x 100",
         "tasks": results,
         "avg": float(np.mean([r["spearman"] for r in results.values()])),
-        "sentences_encoded": len({s for ps in pairsets for s in ps.sent1 + ps.sent2}),
+        "sentences_encoded": len(vectors),
         "seconds": seconds,
     }
 
@@ -124,10 +126,7 @@ def format_table(results: list[dict], names: list[str] | None = None) -> str:
     """A SimCSE-style table: Spearman x100 per task and the average, one row per result."""
     tasks = list(results[0]["tasks"])
     names = names or [f"{r['model']} [{r['pooler']}, {r['precision']}]" for r in results]
-    width = max(12, max(len(n) for n in names))
-    head = f"{'model':<{width}} " + " ".join(f"{LABELS.get(t, t):>7}" for t in tasks) + f" {'Avg.':>7}"
-    lines = [head, "-" * len(head)]
-    for name, r in zip(names, results):
-        cells = " ".join(f"{r['tasks'][t]['spearman']:7.2f}" for t in tasks)
-        lines.append(f"{name:<{width}} {cells} {r['avg']:7.2f}")
-    return "\n".join(lines)
+    head = ["model"] + [LABELS.get(t, t) for t in tasks] + ["Avg."]
+    rows = [[name] + [f"{r['tasks'][t]['spearman']:.2f}" for t in tasks] + [f"{r['avg']:.2f}"]
+            for name, r in zip(names, results)]
+    return text_table(head, rows, width=7, min_first=12)

@@ -1,10 +1,12 @@
-"""Exporting a checkpoint for use elsewhere: a sentence-transformers directory, a plain Hugging Face
-folder, or ONNX, each verified by re-loading it and comparing embeddings with the source.
+"""Exporting a checkpoint as a sentence-transformers directory, a plain Hugging Face folder or ONNX.
+
+Each export is verified by re-loading it and comparing embeddings with the source.
 
 The source is read once as a sentence-transformers model (an ST directory as it is; a Hugging Face
 checkpoint + ``--pooler`` through :func:`simcse_lab.modeling.st_format.save_sentence_transformer`). A
-training output directory (``D/summary.json`` + ``D/best``) exports ``D/best`` and its model card
-shows the run's summary.
+training run directory (``D/summary.json`` + ``D/best`` or ``D/final``, resolved by
+:mod:`simcse_lab.modeling.resolve`) exports that model, and its model card shows the run's settings
+and STS tables as the trainer wrote them to summary.json.
 
 ONNX: sentence-transformers' ONNX backend exports through ``optimum.onnxruntime`` (package
 ``optimum-onnx``), which does not support transformers 5 (it pins transformers<4.58), so the graph is
@@ -18,13 +20,21 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve_model
+from simcse_lab.evaluation.sts import format_table
+from simcse_lab.evaluation.vectors import l2_normalize
+from simcse_lab.io import check_replaceable, staged_dir
+from simcse_lab.modeling.encoder import Encoder
+from simcse_lab.modeling.loading import load_sentence_transformer, load_tokenizer, quiet
+from simcse_lab.modeling.pooling import OWN_MODULES
+from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
+from simcse_lab.modeling.st_format import layer_weights, save_sentence_transformer
 
 FORMATS = ("sentence-transformers", "hf", "onnx")
 TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
@@ -41,36 +51,21 @@ VERIFY_SENTENCES = [
 ]
 
 
-def resolve_source(spec: str) -> tuple[str, Path | None]:
-    """(model path or hub id, summary.json or None): a training output dir stands for its ``best`` model."""
-    path = Path(spec).expanduser()
-    if path.is_dir() and not (path / "modules.json").exists() and not (path / "config.json").exists():
-        for name in ("best", "final"):
-            if (path / name / "modules.json").is_file():
-                summary = path / "summary.json"
-                return str(path / name), summary if summary.is_file() else None
-        raise UserError(f"{spec}: not a model directory and has no best/ or final/ sentence-transformers model")
-    return resolve_model(spec), None
-
-
 def _source_path(spec: str) -> str | None:
     """The model path ``spec`` stands for, for the overwrite check; an unresolvable spec is reported by load_source."""
     try:
-        return resolve_source(spec)[0]
+        return resolve(spec).path
     except UserError:
         return None
 
 
 def load_source(spec: str, pooler: str | None):
     """(SentenceTransformer, description dict, summary path): the source as one canonical ST model (fp32, CPU)."""
-    from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.modeling.loading import load_sentence_transformer
-    from simcse_lab.modeling.st_format import save_sentence_transformer
-
-    path, summary = resolve_source(spec)
+    source = resolve(spec)
+    path, summary = source.path, source.summary
     if pooler is None and (not Path(path).is_dir() or is_sentence_transformers_dir(path)):
         enc = Encoder(path, precision="fp32", device="cpu")
-        return enc.st_model, {"source": spec, "path": path, "pooler": "modules"}, summary
+        return enc.st_model, {"source": spec, "path": path, "pooler": OWN_MODULES}, summary
     enc = Encoder(path, pooler=pooler, precision="fp32", device="cpu")
     tmp = tempfile.mkdtemp(prefix="simcse-export-src-")
     try:
@@ -111,8 +106,6 @@ def describe_modules(model) -> dict:
     if layer_pool is not None:
         if mode != "mean":
             raise UserError(f"modules {names}: layer pooling without mean pooling has no SimCSE equivalent")
-        from simcse_lab.modeling.st_format import layer_weights
-
         layers = model[0].model.config.num_hidden_layers
         got = (layer_pool.layer_start, [float(w) for w in layer_pool.layer_weights.detach()])
         for name in ("avg_first_last", "avg_top2"):
@@ -130,6 +123,22 @@ def describe_modules(model) -> dict:
 
 
 # -- model card ---------------------------------------------------------------------------------------
+# (card label, where the trainer writes it in summary.json)
+CARD_FIELDS = (("objective", ("config", "objective")), ("base model", ("config", "model")),
+               ("training data", ("config", "data")), ("pooler", ("config", "pooler")),
+               ("mlp only in training", ("config", "mlp_only_train")), ("temperature", ("config", "temperature")),
+               ("learning rate", ("config", "lr")), ("batch size", ("config", "batch_size")),
+               ("max sequence length", ("config", "max_seq_len")), ("steps", ("steps",)),
+               ("processes", ("world_size",)), ("best dev STS-B Spearman", ("best_dev_spearman",)))
+STS_RESULTS = (("before training", "test_before"), ("after training", "test_after"))
+
+
+def _lookup(summary: dict, keys: tuple[str, ...]):
+    for key in keys:
+        summary = summary.get(key) if isinstance(summary, dict) else None
+    return summary
+
+
 def model_card(description: dict, summary_path: Path | None, module_names: list[str]) -> str:
     lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
              "tags: [sentence-transformers, simcse, simcse-lab]", "---", "",
@@ -144,43 +153,20 @@ def model_card(description: dict, summary_path: Path | None, module_names: list[
         except (OSError, ValueError) as err:
             lines.append(f"- summary.json could not be read: {err}")
     if isinstance(summary, dict):
-        for key in ("objective", "loss", "mode", "data", "dataset", "train_data", "pooler", "temperature",
-                    "learning_rate", "batch_size", "epochs", "steps", "max_seq_length", "base_model", "model"):
-            value = summary.get(key)
+        lines += ["", "## Training (from summary.json)", ""]
+        for label, keys in CARD_FIELDS:
+            value = _lookup(summary, keys)
             if isinstance(value, (str, int, float, bool)):
-                lines.append(f"- {key.replace('_', ' ')}: {value}")
-        tables = _sts_tables(summary)
-        if tables:
-            lines += ["", "## STS (Spearman x100, from summary.json)", "", "```", tables, "```"]
+                lines.append(f"- {label}: {value}")
+        results = [(name, summary[key]) for name, key in STS_RESULTS if isinstance(summary.get(key), dict)]
+        if results:
+            table = format_table([r for _, r in results], [name for name, _ in results])
+            lines += ["", "## STS test (Spearman x100, from summary.json)", "", "```", table, "```"]
         lines += ["", "<details><summary>summary.json</summary>", "", "```json",
                   json.dumps(summary, indent=2)[:20000], "```", "", "</details>"]
     lines += ["", "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer",
               "model = SentenceTransformer('PATH')", "vectors = model.encode(['A sentence.'])", "```", ""]
     return "\n".join(lines)
-
-
-def _sts_tables(summary: dict) -> str | None:
-    """A format_table of every STS result dict (with "tasks" and "avg") found one or two levels down."""
-    from simcse_lab.evaluation.sts import format_table
-
-    found: list[tuple[str, dict]] = []
-
-    def visit(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            if isinstance(value.get("tasks"), dict) and "avg" in value:
-                found.append((prefix or "result", value))
-            elif prefix.count(".") < 2:
-                for k, v in value.items():
-                    visit(f"{prefix}.{k}" if prefix else k, v)
-
-    visit("", summary)
-    try:
-        groups: dict[tuple, list[tuple[str, dict]]] = {}
-        for name, result in found:
-            groups.setdefault(tuple(result["tasks"]), []).append((name, result))
-        return "\n\n".join(format_table([r for _, r in g], [n for n, _ in g]) for g in groups.values()) or None
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 # -- the three formats ----------------------------------------------------------------------------------
@@ -221,8 +207,6 @@ def _write_onnx(model, tmp: Path, opset: int = 17) -> dict:
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["sentence_embedding"] = {0: "batch"}
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(_Pipeline(model.eval(), names), tuple(sample[n] for n in names), str(tmp / "model.onnx"),
@@ -237,9 +221,7 @@ def _write_onnx(model, tmp: Path, opset: int = 17) -> dict:
 
 
 def onnx_encode(directory: Path, sentences: list[str]) -> np.ndarray:
-    import onnxruntime as ort
-
-    from simcse_lab.modeling.loading import load_tokenizer
+    import onnxruntime as ort  # optional heavy dependency: loaded only to verify an ONNX export
 
     meta = json.loads((directory / "onnx_config.json").read_text())
     tokenizer = load_tokenizer(str(directory))
@@ -255,25 +237,16 @@ def onnx_encode(directory: Path, sentences: list[str]) -> np.ndarray:
 def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[str]) -> np.ndarray:
     """Embeddings of ``sentences`` from the exported artefact, loaded the way a user would load it."""
     if fmt == "sentence-transformers":
-        from simcse_lab.modeling.loading import load_sentence_transformer
-
         return st_encode(load_sentence_transformer(str(directory), device="cpu"), sentences)
     if fmt == "hf":
-        from simcse_lab.modeling.encoder import Encoder
-
         vectors = Encoder(str(directory), pooler=meta["pooler"], precision="fp32", device="cpu",
                           batch_size=4).encode(sentences)
-        if meta["normalize"]:
-            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-        return vectors
+        return l2_normalize(vectors, dtype=np.float32) if meta["normalize"] else vectors
     return onnx_encode(directory, sentences)
 
 
 def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwrite: bool = False) -> dict:
     """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``)."""
-    from simcse_lab.io import check_replaceable, make_temp_dir, replace_dir_atomically
-    from simcse_lab.modeling.loading import quiet
-
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     output = Path(output)
@@ -281,8 +254,7 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
     model, description, summary = load_source(model_spec, pooler)
     reference = st_encode(model, VERIFY_SENTENCES)
     module_names = [type(m).__name__ for m in model]
-    tmp = make_temp_dir(output)
-    try:
+    with staged_dir(output, kind="export") as tmp:  # replaces ``output`` only once verified; else deleted
         meta = None
         with quiet():
             if fmt == "sentence-transformers":
@@ -298,10 +270,6 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
         if not diff <= TOLERANCE[fmt]:
             raise UserError(f"export verification failed: max abs diff {diff:.3g} > {TOLERANCE[fmt]:g}; "
                             f"nothing written to {output}")
-        replace_dir_atomically(tmp, output, kind="export")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"format": fmt, "output": str(output), "source": model_spec, "source_path": description["path"],
             "pooler": description["pooler"] if meta is None or "pooler" not in meta else meta["pooler"],
             "modules": module_names, "dimension": int(reference.shape[1]), "verified_sentences": len(reference),

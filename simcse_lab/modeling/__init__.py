@@ -1,3 +1,4 @@
-"""Modeling: resolving a model name, SimCSE's poolers, the trainable embedder, the inference encoders
-and the sentence-transformers saved format. Imports data and runtime.
-Tests: tests/test_pooling.py, tests/test_st_format.py, tests/test_registry.py (model resolution)."""
+"""Modeling: resolving a model spec, loading it safely (no code from model folders), SimCSE's poolers, the
+trainable embedder, the SentenceEncoder interface and its encoders, dynamic padding, the sentence-transformers
+saved format. Tests: tests/test_resolve.py, tests/test_security_loading.py, tests/test_pooling.py,
+tests/test_sentence_encoder.py, tests/test_st_format.py."""

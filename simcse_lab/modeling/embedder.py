@@ -1,5 +1,7 @@
-"""The trainable sentence encoder: a Hugging Face backbone, one of SimCSE's poolers and, for ``cls``,
-SimCSE's MLP head (dense + tanh).
+"""The trainable sentence encoder: a Hugging Face backbone, a SimCSE pooler and its MLP head.
+
+The MLP head is SimCSE's dense + tanh over [CLS] (:class:`MLPHead`), used by ``cls``; a backbone's
+own trained pooler layer is the same kind of head (:func:`backbone_mlp`).
 
 With ``mlp_only_train`` (SimCSE's unsupervised default) the MLP is applied in training only: in
 eval mode ``cls`` reads the raw [CLS] vector, and the exported model drops the MLP.
@@ -7,12 +9,15 @@ eval mode ``cls`` reads the raw [CLS] vector, and the exported model drops the M
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simcse_lab.errors import UserError
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, POOLERS, pool
+from simcse_lab.modeling.loading import load_model, load_tokenizer
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
+from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
 
 
 class MLPHead(nn.Module):
@@ -27,6 +32,15 @@ class MLPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.dense(x))
+
+
+def backbone_mlp(backbone: nn.Module) -> nn.Module | None:
+    """The backbone's own pooler layer (BertPooler: dense + tanh) as an MLP head on the [CLS] vector, if
+    it has one. BertPooler indexes [:, 0] itself; ``pool`` hands the head the [CLS] vector instead."""
+    layer = getattr(backbone, "pooler", None)  # Hugging Face's attribute name for that layer
+    if layer is None or not hasattr(layer, "dense") or not hasattr(layer, "activation"):
+        return None
+    return nn.Sequential(layer.dense, layer.activation)
 
 
 class MaskedLMHead(nn.Module):
@@ -45,10 +59,9 @@ class MaskedLMHead(nn.Module):
 class SimCSEEmbedder(nn.Module):
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False):
         super().__init__()
-        if pooler not in POOLERS:
-            raise UserError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
+        check_pooler(pooler)
         if getattr(backbone, "pooler", None) is not None:
-            backbone.pooler = None  # the backbone's own pooler is not SimCSE's MLP and would get no gradient
+            backbone.pooler = None  # the backbone's own pooler layer is not SimCSE's MLP and would get no gradient
         self.backbone = backbone
         self.pooler = pooler
         self.mlp_only_train = mlp_only_train
@@ -88,12 +101,6 @@ class SimCSEEmbedder(nn.Module):
 
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id)."""
-    import os
-
-    from simcse_lab.modeling.encoder import _load_error
-    from simcse_lab.modeling.loading import load_model, load_tokenizer
-    from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve_model, transformer_subdir
-
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
         path = transformer_subdir(path)
@@ -101,5 +108,5 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         tokenizer = load_tokenizer(path)
         backbone = load_model(path)
     except (OSError, ValueError) as err:
-        raise _load_error(model, err) from None
+        raise load_error(model, err) from None
     return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm)

@@ -1,18 +1,36 @@
 """SimCSE's poolers: how a sentence vector is read off an encoder's outputs.
 
-- ``cls``: the [CLS] vector passed through the model's pooler / MLP (dense + tanh), where it has one;
+- ``cls``: the [CLS] vector passed through an MLP head (dense + tanh: SimCSE's MLP, or the backbone's
+  own trained pooler layer);
 - ``cls_before_pooler``: the raw [CLS] vector of the last layer;
 - ``avg``: mean of the last layer over real (non-padding) tokens;
 - ``avg_first_last``: mean over tokens of the average of the first transformer layer and the last;
 - ``avg_top2``: mean over tokens of the average of the last two layers.
+
+In simcse-lab "pooler" always means one of these names. A sentence-transformers directory run through
+its own modules has no SimCSE pooler; results record it as ``OWN_MODULES``. This module needs no torch
+at import time (the tensors come from the caller), so a config can check a pooler name without it.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+from simcse_lab.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
-NEEDS_HIDDEN_STATES = {"avg_first_last", "avg_top2"}
+NEEDS_HIDDEN_STATES = ("avg_first_last", "avg_top2")  # they read layers other than the last
+OWN_MODULES = "modules"  # the "pooler" recorded for a sentence-transformers directory's own modules
+
+
+def check_pooler(pooler: str, where: str = "") -> str:
+    """``pooler`` if it is a SimCSE pooler name, else a one-line UserError (``where`` says whose)."""
+    if pooler not in POOLERS:
+        raise UserError(f"unknown pooler {pooler!r}{where}; choose from {', '.join(POOLERS)}")
+    return pooler
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -30,18 +48,17 @@ def pool(pooler: str, attention_mask: torch.Tensor, last_hidden: torch.Tensor,
     """
     if pooler == "cls":
         if mlp is None:
-            raise ValueError("pooler 'cls' needs the model's pooler/MLP head")
+            raise ValueError("pooler 'cls' needs an MLP head (dense + tanh)")
         return mlp(last_hidden[:, 0])
     if pooler == "cls_before_pooler":
         return last_hidden[:, 0]
     if pooler == "avg":
         return masked_mean(last_hidden, attention_mask)
-    if pooler in NEEDS_HIDDEN_STATES:
-        if hidden_states is None:
-            raise ValueError(f"pooler {pooler!r} needs output_hidden_states=True")
-        if pooler == "avg_first_last":
-            pair = (hidden_states[1], hidden_states[-1])
-        else:
-            pair = (hidden_states[-2], hidden_states[-1])
-        return masked_mean((pair[0] + pair[1]) / 2.0, attention_mask)
-    raise ValueError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
+    check_pooler(pooler)
+    if hidden_states is None:
+        raise ValueError(f"pooler {pooler!r} needs output_hidden_states=True")
+    if pooler == "avg_first_last":
+        pair = (hidden_states[1], hidden_states[-1])
+    else:
+        pair = (hidden_states[-2], hidden_states[-1])
+    return masked_mean((pair[0] + pair[1]) / 2.0, attention_mask)

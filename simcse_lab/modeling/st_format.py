@@ -22,21 +22,32 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
 
-from simcse_lab.io import make_temp_dir, replace_dir_atomically
-from simcse_lab.modeling.pooling import POOLERS
+from simcse_lab.io import make_temp_dir, staged_dir
+from simcse_lab.modeling.embedder import SimCSEEmbedder
+from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler
 
-LAYER_POOLERS = ("avg_first_last", "avg_top2")
 
-
-def _linear_of(mlp: torch.nn.Module) -> torch.nn.Linear:
-    """The nn.Linear of a dense+tanh head: the Linear itself, or a module with ``.dense`` (BertPooler, SimCSE MLP)."""
+def _mlp_linear(mlp: torch.nn.Module) -> torch.nn.Linear:
+    """The nn.Linear of an MLP head: the Linear itself, or a module with ``.dense`` (MLPHead, BertPooler)."""
     if isinstance(mlp, torch.nn.Linear):
         return mlp
     dense = getattr(mlp, "dense", None)
     if isinstance(dense, torch.nn.Linear):
         return dense
     raise TypeError(f"mlp must be an nn.Linear or a module with a .dense nn.Linear, got {type(mlp).__name__}")
+
+
+def _check_head(pooler: str, mlp: torch.nn.Module | None) -> None:
+    """``cls`` and only ``cls`` comes with its MLP head (a wrong call is a programming error: ValueError)."""
+    check_pooler(pooler)
+    if pooler == "cls" and mlp is None:
+        raise ValueError("pooler 'cls' needs the dense+tanh head (mlp); use 'cls_before_pooler' without one")
+    if mlp is not None and pooler != "cls":
+        raise ValueError(f"an mlp head is only exported with pooler 'cls', not {pooler!r}")
 
 
 def layer_weights(pooler: str, num_layers: int) -> tuple[int, list[float]]:
@@ -54,8 +65,6 @@ def has_pooler_weights(model_dir: str) -> bool:
     """Whether the saved HF weights in ``model_dir`` include a pooler (e.g. BertPooler)."""
     names = []
     for path in Path(model_dir).glob("*.safetensors"):
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as f:
             names.extend(f.keys())
     for path in Path(model_dir).glob("pytorch_model*.bin"):
@@ -66,35 +75,27 @@ def has_pooler_weights(model_dir: str) -> bool:
 def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None = None,
                   max_seq_length: int = 512) -> list[torch.nn.Module]:
     """The sentence-transformers module list reproducing ``pooler`` on the HF model in ``transformer_dir``."""
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
-
-    from simcse_lab.modeling.loading import transformer_module
-
-    if pooler not in POOLERS:
-        raise ValueError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
-    if pooler == "cls" and mlp is None:
-        raise ValueError("pooler 'cls' needs the dense+tanh head (mlp); use 'cls_before_pooler' without one")
-    if mlp is not None and pooler != "cls":
-        raise ValueError(f"an mlp head is only exported with pooler 'cls', not {pooler!r}")
-    config_kwargs = {"output_hidden_states": True} if pooler in LAYER_POOLERS else {}
+    _check_head(pooler, mlp)
+    config_kwargs = {"output_hidden_states": True} if pooler in NEEDS_HIDDEN_STATES else {}
     transformer = transformer_module(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
     dim = transformer.get_embedding_dimension()
-    hf_pooler = getattr(transformer.model, "pooler", None)
-    if hf_pooler is not None:
-        if pooler == "cls":  # SimCSE's convention: the kept head also lives in the HF pooler weights
-            hf_pooler.dense.load_state_dict({k: v.detach().float().cpu() for k, v in _linear_of(mlp).state_dict().items()})
+    backbone_layer = getattr(transformer.model, "pooler", None)  # Hugging Face's own pooler layer (BertPooler)
+    if backbone_layer is not None:
+        if pooler == "cls":  # SimCSE's convention: the kept MLP head also lives in the backbone's pooler weights
+            backbone_layer.dense.load_state_dict({k: v.detach().float().cpu()
+                                                  for k, v in _mlp_linear(mlp).state_dict().items()})
         elif not has_pooler_weights(transformer_dir):
             # loading re-created a randomly initialised pooler; never save it as if it were trained
             transformer.model.pooler = None
     modules: list[torch.nn.Module] = [transformer]
-    if pooler in LAYER_POOLERS:
+    if pooler in NEEDS_HIDDEN_STATES:
         num_layers = transformer.model.config.num_hidden_layers
         start, weights = layer_weights(pooler, num_layers)
         modules.append(WeightedLayerPooling(dim, num_hidden_layers=num_layers, layer_start=start,
                                             layer_weights=torch.nn.Parameter(torch.tensor(weights))))
     modules.append(Pooling(dim, pooling_mode="cls" if pooler.startswith("cls") else "mean"))
     if pooler == "cls":
-        linear = _linear_of(mlp)
+        linear = _mlp_linear(mlp)
         dense = Dense(linear.in_features, linear.out_features, bias=linear.bias is not None,
                       activation_function=torch.nn.Tanh())
         dense.linear.load_state_dict({k: v.detach().float().cpu() for k, v in linear.state_dict().items()})
@@ -110,19 +111,12 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     ``SentenceTransformer(output_dir)`` reproduces ``pool(pooler, ...)`` (and the mlp+tanh) on the
     backbone's outputs. ``model_card`` (markdown) is written as README.md when given.
     """
-    from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules
-
-    if pooler not in POOLERS:
-        raise ValueError(f"unknown pooler {pooler!r}; choose from {', '.join(POOLERS)}")
-    if pooler == "cls" and mlp is None:
-        raise ValueError("pooler 'cls' needs the dense+tanh head (mlp); use 'cls_before_pooler' without one")
+    _check_head(pooler, mlp)
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
     limit = getattr(backbone.config, "max_position_embeddings", max_seq_length)
     max_seq_length = min(max_seq_length, limit)
-    tmp = make_temp_dir(output_dir)
-    hf_dir = make_temp_dir(output_dir)
-    try:
+    with staged_dir(output_dir) as tmp:
+        hf_dir = make_temp_dir(output_dir)  # the backbone saved once, for sentence-transformers to read back
         try:
             with quiet():
                 backbone.save_pretrained(hf_dir)
@@ -135,8 +129,12 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
             shutil.rmtree(hf_dir, ignore_errors=True)
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
-        replace_dir_atomically(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output_dir
+
+
+def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
+    """The model being trained as a sentence-transformers directory, with the pooler it exports
+    (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``)."""
+    pooler = embedder.export_pooler
+    return save_sentence_transformer(embedder.backbone, tokenizer, pooler, output_dir,
+                                     mlp=embedder.mlp if pooler == "cls" else None)

@@ -1,3 +1,3 @@
-"""Search: faiss indexes of a corpus (flat, HNSW, IVF-PQ; sharded builds) with a verified manifest,
-and querying them. Imports data, runtime, modeling and evaluation.
-Tests: tests/test_index.py, tests/test_index_sharded.py."""
+"""Search: faiss indexes of a corpus (flat, HNSW, IVF-PQ; sharded builds across processes) with a
+verified manifest, and querying them.
+Tests: tests/test_index.py, tests/test_index_sharded.py, tests/test_index_integrity.py."""

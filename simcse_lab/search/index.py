@@ -46,25 +46,16 @@ def _faiss():
 
 # -- corpus ---------------------------------------------------------------------------------------------
 def load_corpus(spec: str) -> tuple[list[str], dict]:
-    """(sentences, description) for a text file (one sentence a line) or a registry dataset ``NAME[:SPLIT]``."""
-    from simcse_lab.data import readers
-    from simcse_lab.data import registry
+    """(sentences, description) for a text file (one sentence a line) or a text dataset ``NAME[:SPLIT]``
+    (the data spec of :mod:`simcse_lab.data.sources`)."""
+    from simcse_lab.data import registry, sources
 
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return readers.read_text(path), {"corpus": str(path), "corpus_sha256": registry.sha256_file(path)}
-    name, _, split = spec.partition(":")
-    if name not in registry.manifest():
-        raise UserError(f"{spec}: no such file, and not a dataset ({', '.join(registry.manifest())})")
-    info = registry.info(name)
-    split = split or ("train" if "train" in info.splits else next(iter(info.splits)))
-    if info.kind != "text":
-        raise UserError(f"{name}: a {info.kind} dataset; --corpus needs a text dataset or a file")
-    if split not in info.splits:
-        raise UserError(f"{name}: no split {split!r} ({', '.join(info.splits)})")
-    sentences = registry.load_split(name, split)
-    source = registry.locate(name, info.splits[split]["path"])
-    return list(sentences), {"corpus": f"{name}:{split}", "corpus_sha256": registry.sha256_file(source)}
+    source = sources.resolve(spec)
+    if source.kind != "text":
+        raise UserError(f"{spec}: a {source.kind} dataset; --corpus needs a text dataset or a text file")
+    path = source.file()
+    corpus = str(path) if source.name is None else f"{source.name}:{source.split}"
+    return list(source.rows), {"corpus": corpus, "corpus_sha256": registry.sha256_file(path)}
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -1,12 +1,25 @@
-"""Training configuration: defaults < YAML file (``--config``) < command-line flags."""
+"""Training configuration: defaults < YAML file (``--config``) < command-line flags.
+
+Reading and checking a config imports no torch: a bad file is refused in a fraction of a second,
+before any model is loaded."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import yaml
+
+from simcse_lab.data.readers import line_number
 from simcse_lab.errors import InputError, UserError
+from simcse_lab.modeling.pooling import check_pooler
+from simcse_lab.runtime.progress import progress_default
+
+# The objectives a config may name, known without importing torch. The built-in ones are listed here
+# (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
+# appends the name of each plug-in objective it registers.
+OBJECTIVE_NAMES = ["unsup", "sup", "esimcse"]
 
 
 @dataclass
@@ -41,16 +54,12 @@ class TrainConfig:
     eval_batch_size: int = 128
     test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
     resume: bool = False
-    progress: bool = True
+    progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
 
     def __post_init__(self):
-        from simcse_lab.training.objectives import OBJECTIVES
-        from simcse_lab.modeling.pooling import POOLERS
-
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
-        if self.pooler not in POOLERS:
-            raise UserError(f"unknown pooler {self.pooler!r}; choose from {', '.join(POOLERS)}")
+        if self.objective not in OBJECTIVE_NAMES:
+            raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
+        check_pooler(self.pooler)
         for name in ("batch_size", "max_seq_len", "epochs", "log_steps", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -95,20 +104,14 @@ def _coerce(name: str, value, where: str):
         raise UserError(f"{where}: {name} must be a {kind}, got {value!r}") from None
 
 
-def text_line(path, byte_offset: int) -> int:
-    return Path(path).read_bytes()[:byte_offset].count(b"\n") + 1
-
-
 def read_yaml(path) -> dict:
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as err:
         raise UserError(f"{path}: cannot read config ({err.strerror})") from None
     except UnicodeDecodeError as err:
-        raise InputError(path, text_line(path, err.start), f"not valid UTF-8 ({err.reason})") from None
+        raise InputError(path, line_number(path.read_bytes(), err.start), f"not valid UTF-8 ({err.reason})") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

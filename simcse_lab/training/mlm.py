@@ -5,6 +5,8 @@ and a fresh prediction head (dense + GELU + LayerNorm + decoder), as SimCSE's ``
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 IGNORE = -100
@@ -34,6 +36,12 @@ class MaskedLMAuxiliary:
         self.vocab_size = len(tokenizer)
         self.probability = probability
         self.loss = None
+
+    def wrapping(self, model) -> MaskedLMAuxiliary:
+        """The same masking around ``model``, with a fresh ``loss`` (one per training step)."""
+        other = copy.copy(self)
+        other.model, other.loss = model, None
+        return other
 
     def __call__(self, **inputs):
         masked, labels = mask_tokens(inputs["input_ids"], inputs["attention_mask"], self.special_ids,

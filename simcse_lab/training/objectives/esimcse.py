@@ -1,32 +1,37 @@
-"""ESimCSE: the positive is a word-repeated copy of the sentence (both views through dropout), and a
-FIFO queue of momentum-encoder embeddings of earlier batches adds negatives."""
+"""ESimCSE (Wu et al. 2022): word repetition as the positive, a momentum queue as extra negatives.
+
+The positive of a sentence is its word repetition (a length-changing view, :mod:`.repetition`); the
+extra negatives are a FIFO queue of momentum-encoder embeddings of earlier batches (:mod:`.momentum`)."""
 
 from __future__ import annotations
 
 import random
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.runtime.distributed import gather_no_grad, gather_with_grad
+from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_nce, register
 from simcse_lab.training.objectives.momentum import EmbeddingQueue, MomentumEncoder
-from simcse_lab.training.objectives import cosine_matrix, inputs
 from simcse_lab.training.objectives.repetition import repeat_tokens
 
 
-class ESimCSE(nn.Module):
+@register("esimcse")
+class ESimCSE(Objective):
     def __init__(self, tokenizer, embedder: nn.Module, temperature: float = 0.05, dup_rate: float = 0.32,
                  momentum: float = 0.995, queue_size: int = 160, seed: int = 42, fixed_repetition: bool = False):
-        super().__init__()
-        self.pad_id = tokenizer.pad_token_id
-        self.with_types = "token_type_ids" in tokenizer.model_input_names
-        self.temperature = temperature
+        super().__init__(tokenizer, temperature)
         self.dup_rate = dup_rate
         self.seed = seed
         self.fixed_repetition = fixed_repetition
         self.momentum_encoder = MomentumEncoder(embedder, momentum)  # a copy of the pretrained weights
         self.queue = EmbeddingQueue(queue_size, embedder.backbone.config.hidden_size)
+
+    @classmethod
+    def from_config(cls, cfg, tokenizer, embedder) -> ESimCSE:
+        return cls(tokenizer, embedder, cfg.temperature, dup_rate=cfg.dup_rate, momentum=cfg.momentum,
+                   queue_size=int(round(cfg.queue_ratio * cfg.batch_size)), seed=cfg.seed,
+                   fixed_repetition=cfg.fixed_repetition)
 
     def repeat(self, ids: list[int], step: int, index: int) -> list[int]:
         """A fresh draw every step, or (``fixed_repetition``, the official code) one draw per sentence."""
@@ -37,20 +42,21 @@ class ESimCSE(nn.Module):
         """``examples`` are (sentence index, token ids)."""
         originals = [ids for _, ids in examples]
         repeated = [self.repeat(ids, step, index) for index, ids in examples]
-        return {"online": inputs(originals + repeated, self.pad_id, self.with_types),
-                "momentum": inputs(originals, self.pad_id, self.with_types)}
+        return {"online": self.pad(originals + repeated), "momentum": self.pad(originals)}
 
-    def forward(self, model, batch: dict) -> torch.Tensor:
-        z1, z2 = model(**batch["online"]).chunk(2)              # sentence, its repetition
-        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
-        logits = cosine_matrix(z1, z2)                           # (N, N), positives on the diagonal
-        if len(self.queue):
-            queued = self.queue.embeddings.to(z1.device)
-            logits = torch.cat([logits, cosine_matrix(z1, queued)], dim=1)  # (N, N + queue)
-        labels = torch.arange(len(z1), device=logits.device)
-        loss = F.cross_entropy(logits / self.temperature, labels)
+    def embed(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sentences, their repetitions, the queue as it was before this batch); the momentum
+        embeddings of the global batch then join the queue."""
+        z1, z2 = model(**batch["online"]).chunk(2)
+        queued = self.queue.embeddings.to(z1.device)
         self.queue.push(gather_no_grad(self.momentum_encoder(**batch["momentum"])))
-        return loss
+        return z1, z2, queued
+
+    def loss_from_embeddings(self, z1: torch.Tensor, z2: torch.Tensor, queued: torch.Tensor) -> torch.Tensor:
+        logits = cosine_matrix(z1, gather_with_grad(z2))                       # (n, N), targets at rank*n + i
+        if len(queued):
+            logits = torch.cat([logits, cosine_matrix(z1, queued)], dim=1)      # (n, N + queue)
+        return info_nce(logits / self.temperature)
 
     def after_step(self, model: nn.Module) -> None:
         self.momentum_encoder.update(model)

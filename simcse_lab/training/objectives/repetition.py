@@ -1,5 +1,6 @@
-"""ESimCSE's word repetition on subword tokens: duplicate a few random tokens in place, so the
-positive differs in length from its anchor while keeping its meaning.
+"""ESimCSE's word repetition on subword tokens: a few random tokens duplicated in place.
+
+So the positive differs in length from its anchor while keeping its meaning.
 
 The number of duplicated tokens is drawn from U[0, max(2, int(dup_rate * L))] (L = tokens between
 [CLS] and [SEP]); the chosen positions are sampled without replacement; the special tokens at both

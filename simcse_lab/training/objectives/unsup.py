@@ -1,29 +1,24 @@
 """Unsupervised SimCSE: each sentence twice in one forward pass; dropout makes the two views differ.
-InfoNCE over cosine / τ, the other sentences of the (global) batch being the negatives."""
+
+InfoNCE over cosine / τ: each local sentence's first view against the second views of the global
+batch, the other sentences being the negatives."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from simcse_lab.runtime.distributed import gather_with_grad
-from simcse_lab.training.objectives import cosine_matrix, inputs
+from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_nce, register
 
 
-class UnsupSimCSE(nn.Module):
-    def __init__(self, tokenizer, temperature: float = 0.05):
-        super().__init__()
-        self.pad_id = tokenizer.pad_token_id
-        self.with_types = "token_type_ids" in tokenizer.model_input_names
-        self.temperature = temperature
-
+@register("unsup")
+class UnsupSimCSE(Objective):
     def collate(self, examples: list[list[int]], step: int) -> dict:
-        return inputs(examples + examples, self.pad_id, self.with_types)  # rows i and i + N: the same sentence
+        return self.pad(examples + examples)  # rows i and i + N: the same sentence
 
-    def forward(self, model, batch: dict) -> torch.Tensor:
-        z1, z2 = model(**batch).chunk(2)                      # two dropout views, (N, d) each
-        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # global batch
-        logits = cosine_matrix(z1, z2) / self.temperature     # (N, N): positives on the diagonal
-        labels = torch.arange(len(z1), device=logits.device)
-        return F.cross_entropy(logits, labels)
+    def embed(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return model(**batch).chunk(2)  # two dropout views, (n, d) each
+
+    def loss_from_embeddings(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        logits = cosine_matrix(z1, gather_with_grad(z2)) / self.temperature  # (n, N)
+        return info_nce(logits)

@@ -1,0 +1,102 @@
+"""The objective interface, its shared setup and the name -> class registry.
+
+An objective turns pretokenised examples into a loss in three steps, each a method a subclass fills in:
+
+- ``collate(examples, step)``: this process's examples -> model inputs (views are built next to their loss);
+- ``embed(model, batch)``: the model's sentence vectors, as a tuple (only embedding happens here);
+- ``loss_from_embeddings(*embeddings)``: pure tensor math, which also owns the cross-process
+  handling: local anchors are scored against candidates gathered from every rank
+  (:mod:`simcse_lab.runtime.distributed`), so DDP's gradient mean is already exact and the training
+  loop multiplies nothing by the world size.
+
+``forward(model, batch)`` chains the last two (and adds the auxiliary MLM term under ``--do-mlm``).
+Hooks with no-op defaults: ``after_step(model)`` (after each optimizer step), ``extra_state()`` /
+``load_extra_state(state)`` (what a checkpoint must keep beyond the model, e.g. ESimCSE's queue).
+A new objective is a subclass decorated with ``@register("name")``; tests/test_objective_plugin.py
+plugs one in from outside the package and trains it through the unchanged loop.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.runtime.distributed import global_targets
+from simcse_lab.training.config import OBJECTIVE_NAMES
+from simcse_lab.training.mlm import MaskedLMAuxiliary
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register(name: str):
+    """Class decorator: make an :class:`Objective` subclass available as ``--objective name``."""
+    def add(cls: type[Objective]) -> type[Objective]:
+        OBJECTIVES[name] = cls
+        if name not in OBJECTIVE_NAMES:
+            OBJECTIVE_NAMES.append(name)
+        return cls
+    return add
+
+
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) cosine similarities, computed in fp32."""
+    return F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+
+
+def info_nce(logits: torch.Tensor) -> torch.Tensor:
+    """InfoNCE from the logits of this rank's anchors (rows) against the candidates of the global batch
+    (columns, gathered with :func:`gather_with_grad`, further negatives may follow): the positive of
+    anchor i is candidate ``rank * local batch + i``. The mean over this rank's anchors."""
+    return F.cross_entropy(logits, global_targets(len(logits), logits.device))
+
+
+class Objective(nn.Module):
+    """Base class of the training objectives (see the module docstring)."""
+
+    def __init__(self, tokenizer, temperature: float = 0.05):
+        super().__init__()
+        self.pad_id = tokenizer.pad_token_id
+        self.with_types = "token_type_ids" in tokenizer.model_input_names  # only where the tokenizer uses them
+        self.temperature = temperature
+        self.mlm: MaskedLMAuxiliary | None = None
+        self.mlm_weight = 0.0
+
+    @classmethod
+    def from_config(cls, cfg, tokenizer, embedder: nn.Module) -> Objective:
+        """The objective a TrainConfig asks for; override to read more options."""
+        return cls(tokenizer, cfg.temperature)
+
+    def add_mlm(self, tokenizer, weight: float) -> None:
+        """SimCSE's auxiliary MLM loss (``--do-mlm``): a per-rank term, so DDP's mean is exact for it too."""
+        self.mlm, self.mlm_weight = MaskedLMAuxiliary(None, tokenizer), weight
+
+    def pad(self, token_ids: list[list[int]]) -> dict:
+        """Dynamically padded model inputs of single sentences (token_type_ids all 0)."""
+        return pad_batch(token_ids, self.pad_id, [[0] * len(ids) for ids in token_ids] if self.with_types else None)
+
+    def collate(self, examples: list, step: int) -> dict:
+        raise NotImplementedError
+
+    def embed(self, model, batch: dict) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def loss_from_embeddings(self, *embeddings: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, model, batch: dict) -> torch.Tensor:
+        if self.mlm is None:
+            return self.loss_from_embeddings(*self.embed(model, batch))
+        net = self.mlm.wrapping(model)
+        return self.loss_from_embeddings(*self.embed(net, batch)) + self.mlm_weight * net.loss
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after every optimizer step with the (unwrapped) model."""
+
+    def extra_state(self) -> dict:
+        """State a checkpoint must keep besides model, optimizer and schedule (empty: none)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`extra_state` returned."""

@@ -1,0 +1,201 @@
+"""What a training run keeps besides the weights, as named steps of the loop.
+
+Where it stands (step, best dev score), the metrics log, the resumable checkpoint state, the dev model
+selection and the end-of-run summary.
+
+The loop (:mod:`simcse_lab.training.loop`) calls these named steps; the checkpoint files themselves
+are written and read by :mod:`simcse_lab.training.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from simcse_lab.errors import UserError
+from simcse_lab.evaluation.dev import dev_metrics
+from simcse_lab.evaluation.sts import evaluate, format_table
+from simcse_lab.io import write_json, write_text
+from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
+from simcse_lab.modeling.st_format import save_embedder
+from simcse_lab.training.checkpoint import latest_checkpoint, load_checkpoint, set_rng_state
+from simcse_lab.training.config import TrainConfig
+from simcse_lab.training.examples import check_training_data
+
+# settings that define a run: --resume refuses to continue a checkpoint under other values
+RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "max_seq_len",
+               "epochs", "max_steps")
+
+
+@dataclass
+class RunState:
+    """Where the run stands; saved in every checkpoint."""
+
+    step: int = 0
+    best: float = -math.inf       # best dev Spearman so far
+    best_step: int | None = None  # the step of OUTPUT/best
+
+
+def check_can_start(cfg: TrainConfig, out: Path, processes: int) -> None:
+    """Refuse, before any work: data that is missing or does not fit the objective, a batch that does not
+    split over the processes, a run directory that already holds a run (unless resuming it)."""
+    check_training_data(cfg)
+    if cfg.batch_size % processes:
+        raise UserError(f"batch_size {cfg.batch_size} is not divisible by the {processes} processes")
+    if not cfg.resume and latest_checkpoint(out) is not None:
+        raise UserError(f"{out} already holds a training run; pass --resume to continue it, or another --output-dir")
+
+
+def new_summary(cfg: TrainConfig, processes: int, precision: str, device) -> dict:
+    return {"command": shlex.join(sys.argv), "config": cfg.to_dict(), "world_size": processes,
+            "precision": precision, "device": str(device)}
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _record_step(line: str) -> float:
+    """The step of one metrics.jsonl record; a last line cut short by a kill counts as after any step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+class MetricsLog:
+    """OUTPUT/metrics.jsonl, one JSON record per line, written by the main process only."""
+
+    def __init__(self, path: Path, main: bool):
+        self.path, self.main = path, main
+
+    def append(self, record: dict) -> None:
+        if self.main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def keep_until(self, step: int | None) -> None:
+        """Drop the records after ``step`` (the curve continues from a checkpoint); None: drop them all."""
+        if not self.main or not self.path.is_file():
+            return
+        if step is None:
+            self.path.unlink()
+            return
+        kept = [line for line in self.path.read_text().splitlines() if _record_step(line) <= step]
+        write_text(self.path, "".join(line + "\n" for line in kept))
+
+
+def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimizer, scheduler, objective,
+                    summary: dict, log: MetricsLog) -> RunState:
+    """With --resume and a checkpoint: model, optimizer, schedule, objective state, RNG, the pre-training
+    test table and the metrics curve as they were at that checkpoint. Otherwise a fresh start (a
+    metrics.jsonl left by a run killed before its first checkpoint is dropped)."""
+    ckpt = latest_checkpoint(out) if cfg.resume else None
+    if ckpt is None:
+        if cfg.resume and accelerator.is_main_process:
+            print(f"--resume: no checkpoint in {out}; starting from scratch")
+        log.keep_until(None)
+        return RunState()
+    state, rng = load_checkpoint(ckpt, accelerator.process_index)
+    saved = state.get("summary", {}).get("config", {})
+    changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)]
+    if changed:
+        raise UserError(f"{ckpt}: --resume with changed {', '.join(changed)} (saved: "
+                        f"{', '.join(f'{k}={saved[k]!r}' for k in changed)}); use another --output-dir")
+    embedder.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if "objective" in state:
+        objective.load_extra_state(state["objective"])
+    if "test_before" in state["summary"]:
+        summary["test_before"] = state["summary"]["test_before"]
+    set_rng_state(rng)
+    log.keep_until(state["step"])
+    return RunState(state["step"], state["best"], state["best_step"])
+
+
+def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, summary: dict) -> dict:
+    """What a checkpoint holds (the RNG states are added per process by ``save_checkpoint``)."""
+    state = {"model": embedder.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "step": run.step, "best": run.best, "best_step": run.best_step,
+             "summary": {k: v for k, v in summary.items() if k in ("test_before", "config")}}
+    extra = objective.extra_state()
+    if extra:
+        state["objective"] = extra
+    return state
+
+
+def dev_encoder(embedder, tokenizer, precision: str, device, cfg: TrainConfig, name: str | None = None):
+    return EmbedderEncoder(embedder, tokenizer, precision, device, name or cfg.model, cfg.eval_batch_size)
+
+
+def select_best(run: RunState, dev: dict, embedder, tokenizer, out: Path) -> None:
+    """Keep the model as OUTPUT/best when its dev Spearman beats every earlier one."""
+    if dev["dev_spearman"] > run.best:
+        run.best, run.best_step = dev["dev_spearman"], run.step
+        save_embedder(embedder, tokenizer, out / "best")
+
+
+class LossWindow:
+    """The mean loss and speed since the last log record, and the total training time of this run."""
+
+    def __init__(self):
+        self.loss, self.steps, self.seconds, self.train_seconds = 0.0, 0, 0.0, 0.0
+
+    def add(self, loss: float, seconds: float) -> None:
+        self.loss, self.steps, self.seconds = self.loss + loss, self.steps + 1, self.seconds + seconds
+        self.train_seconds += seconds
+
+    def record(self, step: int, lr: float, batch_size: int, device) -> dict:
+        """The log record of the window, which then starts afresh."""
+        record = {"step": step, "loss": self.loss / self.steps, "lr": lr, "steps_per_s": self.steps / self.seconds,
+                  "sentences_per_s": self.steps * batch_size / self.seconds, "peak_memory_mb": peak_memory_mb(device)}
+        self.loss, self.steps, self.seconds = 0.0, 0, 0.0
+        return record
+
+
+def non_finite_loss(value: float, step: int, out: Path) -> UserError:
+    return UserError(f"loss is {value} at step {step}; stopped. Last good checkpoint: "
+                     f"{latest_checkpoint(out) or 'none'} (resume from it with a lower --lr)")
+
+
+def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, window: LossWindow, summary: dict,
+               embedder, tokenizer, precision: str, device, test_tasks: list[str]) -> None:
+    """OUTPUT/final, the STS test table of the selected model (best, else final) beside the one before
+    training, and OUTPUT/summary.json. Main process only."""
+    save_embedder(embedder, tokenizer, out / "final")
+    steps_done, seconds = run.step - start_step, window.train_seconds
+    summary.update({"steps": run.step, "steps_this_run": steps_done, "train_seconds": seconds,
+                    "seconds_per_step": seconds / steps_done if steps_done else None,
+                    "sentences_per_s": steps_done * cfg.batch_size / seconds if steps_done else None,
+                    "peak_memory_mb": peak_memory_mb(device), "best_step": run.best_step,
+                    "best_dev_spearman": run.best if run.best_step is not None else None})
+    chosen = out / ("best" if run.best_step is not None else "final")
+    if test_tasks:
+        summary["test_after"] = evaluate(Encoder(str(chosen), precision=precision), test_tasks, "test")
+        summary["test_after"]["model"] = str(chosen)
+        results = [r for r in (summary.get("test_before"), summary["test_after"]) if r]
+        summary["table"] = format_table(results, [r["model"] for r in results])
+        print(summary["table"])
+    write_json(out / "summary.json", summary)
+    print(f"done: {run.step} steps, {summary['seconds_per_step'] or 0:.3f} s/step; best dev "
+          f"{summary['best_dev_spearman']} at step {run.best_step}; wrote {out}")
+
+
+def evaluate_before(cfg: TrainConfig, embedder, tokenizer, precision: str, device, test_tasks: list[str],
+                    summary: dict, log: MetricsLog) -> None:
+    """The untrained model's STS test table (for before -> after) and the first dev point (step 0)."""
+    if test_tasks:
+        encoder = dev_encoder(embedder, tokenizer, precision, device, cfg, f"{cfg.model} (untrained)")
+        summary["test_before"] = evaluate(encoder, test_tasks, "test")
+    if cfg.eval_steps:
+        log.append({"step": 0, **dev_metrics(dev_encoder(embedder, tokenizer, precision, device, cfg))})
