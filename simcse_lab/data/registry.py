@@ -6,13 +6,14 @@ relative to a mirror root laid out like ``../shared/data``, the sha256 of each f
 and the canonical URL for online users.
 
 A file is looked up, in order, in ``$SIMCSE_LAB_DATA`` (a mirror root) and in the cache
-(``$SIMCSE_LAB_CACHE`` or ``data/cache/``). The first copy found is checked against its sha256 and
+(``$SIMCSE_LAB_CACHE`` or ``~/.cache/simcse-lab``). The first copy found is checked against its sha256 and
 refused, by name, if it does not match: a corrupted mirror is never used and never silently skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+from importlib import resources
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.io import atomic_path, make_temp_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = Path(__file__).resolve().with_name("registry.json")
+MANIFEST: Path | None = None  # None: the registry.json shipped beside this module (package data); tests override it
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,11 @@ class DatasetInfo:
 
 @lru_cache(maxsize=1)
 def manifest() -> dict[str, DatasetInfo]:
-    raw = json.loads(MANIFEST.read_text())
+    if MANIFEST is not None:
+        text = Path(MANIFEST).read_text(encoding="utf-8")
+    else:  # importlib.resources: works from a wheel, a zip or a source tree alike
+        text = resources.files(__package__).joinpath("registry.json").read_text(encoding="utf-8")
+    raw = json.loads(text)
     out = {}
     for name, d in raw["datasets"].items():
         out[name] = DatasetInfo(
@@ -73,7 +78,11 @@ def info(name: str) -> DatasetInfo:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SIMCSE_LAB_CACHE") or PROJECT_ROOT / "data" / "cache")
+    """``$SIMCSE_LAB_CACHE``, else the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``)/simcse-lab:
+    never the source tree or site-packages."""
+    if os.environ.get("SIMCSE_LAB_CACHE"):
+        return Path(os.environ["SIMCSE_LAB_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "simcse-lab"
 
 
 def search_roots() -> list[tuple[str, Path]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -132,9 +133,36 @@ def read_yaml(path) -> dict:
     return out
 
 
+def shipped_configs() -> list[str]:
+    """The configs that ship inside the package (``simcse_lab/training/configs``), as ``configs/NAME.yaml``."""
+    root = resources.files(__package__).joinpath("configs")
+    names = []
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            names += [f"configs/{entry.name}/{e.name}" for e in sorted(entry.iterdir(), key=lambda e: e.name)
+                      if e.name.endswith(".yaml")]
+        elif entry.name.endswith(".yaml"):
+            names.append(f"configs/{entry.name}")
+    return names
+
+
+def resolve_config(spec) -> Path:
+    """A config file: a path that exists, else a shipped config named ``configs/NAME.yaml``, ``NAME.yaml`` or
+    ``NAME`` (so the README's ``--config configs/...`` works from any directory and after ``pip install``)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    name = str(spec).removeprefix("configs/")
+    name = name if name.endswith(".yaml") else f"{name}.yaml"
+    shipped = resources.files(__package__).joinpath("configs", *name.split("/"))
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise UserError(f"{spec}: no such config file, and not a shipped config ({', '.join(shipped_configs())})")
+
+
 def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     """Defaults, then the YAML file, then ``overrides`` (flags given on the command line; None = not given)."""
-    values = read_yaml(path) if path else {}
+    values = read_yaml(resolve_config(path)) if path else {}
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, "command line")

@@ -1,0 +1,119 @@
+"""The one ``--data`` syntax: what a user may name as a data source, parsed and checked before any work.
+
+- ``NAME`` or ``NAME:SPLIT``: a registry dataset (``wiki``, ``nli``, ``wiki1m``, ``nli_for_simcse``,
+  ``stsb:train`` ...), taken from ``$SIMCSE_LAB_DATA`` or the cache and checksum-verified; a dataset that is
+  in neither is downloaded on first use (offline: one line saying how to get it).
+- a local file: ``.txt`` (one sentence a line), ``.csv`` / ``.tsv`` (with a header), ``.jsonl`` (one JSON
+  object a line) or ``.parquet``;
+- a directory written by ``datasets.Dataset.save_to_disk``;
+- ``hub:ID[:CONFIG][@SPLIT]``: a dataset on the Hugging Face hub (``hub:sentence-transformers/all-nli:triplet``),
+  split ``train`` unless named; needs internet.
+
+Which columns hold the sentence / positive / hard negative is chosen by name (``--columns`` or a known
+naming such as ``sent0,sent1,hard_neg`` or ``anchor,positive,negative``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from simcse_lab.data import registry
+from simcse_lab.errors import UserError
+
+FILE_KINDS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+FORMS = "a registry name (NAME[:SPLIT]), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:ID[:CONFIG][@SPLIT]"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str  # registry | txt | csv | tsv | jsonl | parquet | saved | hub
+    text: str  # as the user wrote it
+    path: Path | None = None  # local file or directory (registry: the verified file, when it is one file)
+    name: str | None = None  # registry name or hub id
+    split: str | None = None
+    config: str | None = None
+
+    def describe(self) -> str:
+        return str(self.path) if self.path is not None and self.kind != "registry" else self.text
+
+    def fingerprint(self) -> str:
+        """Content identity: the registry's pinned sha256 where there is one, else the file's sha256."""
+        if self.kind == "registry":
+            info = registry.info(self.name)
+            shas = [info.files[f] or registry.sha256_file(registry.locate(self.name, f)) for f in sorted(info.files)]
+            return hashlib.sha256(f"{self.name}:{self.split}:{','.join(shas)}".encode()).hexdigest()
+        if self.kind in ("saved", "hub"):
+            return self.open_dataset()._fingerprint
+        return hashlib.sha256(f"{self.kind}:{registry.sha256_file(self.path)}".encode()).hexdigest()
+
+    def open_dataset(self):
+        """The ``datasets.Dataset`` of a saved directory or a hub split (memory-mapped Arrow)."""
+        import datasets
+
+        if self.kind == "saved":
+            try:
+                ds = datasets.load_from_disk(str(self.path))
+            except (OSError, ValueError, FileNotFoundError) as err:
+                raise UserError(f"{self.path}: not a readable save_to_disk directory ({err})") from None
+            if isinstance(ds, datasets.DatasetDict):
+                raise UserError(f"{self.path}: a DatasetDict ({', '.join(ds)}); name one split's directory, "
+                                f"e.g. {self.path / next(iter(ds))}")
+            return ds
+        if self.kind == "hub":
+            try:
+                return datasets.load_dataset(self.name, self.config, split=self.split)
+            except Exception as err:  # network, auth, unknown id or split: one line, not a traceback
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise UserError(f"{self.text}: cannot load the hub dataset ({first})") from None
+        raise AssertionError(f"{self.kind} is not a datasets source")
+
+
+def parse_spec(text: str) -> DataSpec:
+    """Parse ``--data``; a local file or directory must exist and have a known format, a registry name must exist."""
+    text = text.strip()
+    if not text:
+        raise UserError(f"--data is empty; give {FORMS}")
+    if text.startswith("hub:"):
+        rest = text[4:]
+        rest, _, split = rest.partition("@")
+        hub_id, _, config = rest.partition(":")
+        if not hub_id:
+            raise UserError(f"{text}: no dataset id after hub:")
+        return DataSpec("hub", text, name=hub_id, config=config or None, split=split or "train")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+            raise UserError(f"{path}: a directory, but not one written by Dataset.save_to_disk")
+        return DataSpec("saved", text, path=path)
+    if path.is_file():
+        kind = FILE_KINDS.get(path.suffix.lower())
+        if kind is None:
+            raise UserError(f"{path}: unknown data file type {path.suffix!r}; use {', '.join(FILE_KINDS)}")
+        return DataSpec(kind, text, path=path)
+    name, _, split = text.partition(":")
+    datasets = registry.manifest()
+    if name in datasets:
+        info = datasets[name]
+        split = split or ("train" if "train" in info.splits else next(iter(info.splits)))
+        if split not in info.splits:
+            raise UserError(f"dataset {name!r} has no split {split!r}; it has {', '.join(info.splits)}")
+        ensure_local(name)
+        return DataSpec("registry", text, name=name, split=split)
+    if "/" in text or Path(text).suffix:
+        raise UserError(f"{text}: no such file or directory")
+    raise UserError(f"{text!r}: not a registry dataset ({', '.join(datasets)}) nor a file; --data takes {FORMS}")
+
+
+def ensure_local(name: str) -> None:
+    """A registry dataset missing from the mirror and the cache is fetched (and verified) on first use."""
+    info = registry.info(name)
+    try:
+        for relpath in info.files:
+            registry.locate(name, relpath)
+        return
+    except UserError as err:
+        if "sha256 mismatch" in str(err):
+            raise
+    registry.fetch_from_url(name)

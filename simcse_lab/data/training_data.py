@@ -1,0 +1,212 @@
+"""Training data at corpus scale: any ``--data`` source becomes a tokenised, memory-mapped Arrow dataset.
+
+A source (see :mod:`simcse_lab.data.spec`) is read row by row by a strict streaming reader (a malformed row
+is a ``file:line`` error, never a dropped row), written to Arrow by ``datasets``, tokenised with a batched
+``map`` over every available core into compact integer columns (``ids0``, ``ids1``, ``ids2``: uint16 when
+the vocabulary fits, else int32) and saved under the cache (``$SIMCSE_LAB_CACHE`` or
+``~/.cache/simcse-lab``) in ``tokenized/KEY``. KEY is a fingerprint of the source's content (its sha256, or
+the ``datasets`` fingerprint of a saved / hub dataset), the tokenizer's full definition, the maximum length
+and the columns, so the same corpus + tokenizer + max length is tokenised once; a later run memory-maps the
+result (``load_from_disk``) and the loop reads rows by index. Memory stays bounded by the Arrow writer's
+batches, whatever the corpus size: nothing holds every sentence as a Python object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from simcse_lab.data import registry
+from simcse_lab.data.spec import DataSpec, parse_spec
+from simcse_lab.data.streaming import iter_rows, source_columns
+from simcse_lab.errors import UserError
+
+FORMAT_VERSION = 1  # bump when the tokenised layout changes: old cache entries are then simply not found
+MIN_ROWS_FOR_PROCESSES = 20_000  # below this, worker start-up costs more than the tokenising it saves
+# column names a source may use for (sentence, positive, hard negative), in order of preference
+KNOWN_COLUMNS = (("sent0", "sent1", "hard_neg"), ("anchor", "positive", "negative"),
+                 ("sentence", "positive", "negative"), ("text",), ("sentence",), ("sent1", "sent2"))
+
+
+def choose_columns(available: list[str], needed: int, requested: list[str] | None, where: str) -> list[str]:
+    """The ``needed`` text columns to train on: ``--columns`` if given, else a known naming, else the only one."""
+    if requested:
+        missing = [c for c in requested if c not in available]
+        if missing:
+            raise UserError(f"{where}: no column {', '.join(missing)} (columns: {', '.join(available)})")
+        if len(requested) < needed:
+            raise UserError(f"{where}: --columns names {len(requested)} column(s); this objective needs {needed} "
+                            f"(sentence, positive, hard negative)")
+        return requested[:needed]
+    for names in KNOWN_COLUMNS:
+        if len(names) >= needed and all(n in available for n in names[:needed]):
+            return list(names[:needed])
+    if needed == 1 and len(available) == 1:
+        return available
+    what = "one sentence column" if needed == 1 else f"{needed} columns (sentence, positive, hard negative)"
+    raise UserError(f"{where}: cannot tell which columns hold {what} among {', '.join(available) or 'none'}; "
+                    f"name them with --columns")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of everything that decides token ids: the tokenizer class and its full serialised definition."""
+    h = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        for transient in ("truncation", "padding"):  # set by the last call, not part of the tokenizer
+            definition.pop(transient, None)
+        h.update(json.dumps(definition, sort_keys=True).encode())
+    else:  # a slow tokenizer: its vocabulary and special tokens
+        h.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+        h.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def cache_key(source_fingerprint: str, tokenizer, max_length: int, columns: list[str]) -> str:
+    payload = json.dumps({"source": source_fingerprint, "tokenizer": tokenizer_fingerprint(tokenizer),
+                          "max_length": max_length, "columns": columns, "format": FORMAT_VERSION})
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _tokenize_batch(batch: dict, tokenizer, columns: list[str], max_length: int) -> dict:
+    return {f"ids{i}": tokenizer(batch[c], truncation=True, max_length=max_length, padding=False,
+                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            for i, c in enumerate(columns)}
+
+
+def _processes(rows: int) -> int | None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores if cores > 1 and rows >= MIN_ROWS_FOR_PROCESSES else None
+
+
+def _raw_dataset(spec: DataSpec, columns: list[str], workdir: Path):
+    """The source's text columns as an Arrow dataset (strictly read, streamed to disk)."""
+    import datasets
+
+    if spec.kind in ("saved", "hub"):
+        ds = spec.open_dataset()
+        return ds.select_columns(columns), ds._fingerprint
+    features = datasets.Features({c: datasets.Value("string") for c in columns})
+    try:
+        ds = datasets.Dataset.from_generator(
+            _generate, features=features, cache_dir=str(workdir),
+            # a list in gen_kwargs would be split into shards by datasets: the columns travel as a tuple
+            gen_kwargs={"spec": spec, "columns": tuple(columns), "fingerprint": spec.fingerprint()})
+    except datasets.exceptions.DatasetGenerationError as err:
+        if isinstance(err.__cause__, UserError):  # our strict reader's file:line error, wrapped by datasets
+            raise err.__cause__ from None
+        raise
+    return ds, spec.fingerprint()
+
+
+def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[dict]:
+    # ``fingerprint`` is unused here: it is in gen_kwargs so that datasets' own cache key follows the content
+    yield from iter_rows(spec, columns)
+
+
+def _check_strings(ds, columns: list[str], where: str) -> None:
+    """Saved and hub datasets: every training cell must be a non-empty string (no silent dropping)."""
+    import pyarrow.compute as pc
+
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    for c in columns:
+        col = table.column(c)
+        bad = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0))
+        index = pc.index(bad, True).as_py()
+        if index != -1:
+            raise UserError(f"{where}: row {index}: column {c!r} is empty or missing")
+
+
+def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[str], cache_root: Path,
+                    progress: bool = False):
+    """Tokenise ``spec`` into ``cache_root/KEY`` unless it is already there; return the memory-mapped dataset."""
+    import datasets
+
+    if not progress:
+        datasets.disable_progress_bars()
+    fingerprint = spec.fingerprint() if spec.kind not in ("saved", "hub") else spec.open_dataset()._fingerprint
+    key = cache_key(fingerprint, tokenizer, max_length, columns)
+    final = cache_root / key
+    if (final / "dataset_info.json").is_file():
+        return datasets.load_from_disk(str(final)), key, True
+    cache_root.mkdir(parents=True, exist_ok=True)
+    _clean_stale(cache_root)
+    work = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".tmp-{key}-{os.getpid()}-"))
+    try:
+        raw, _ = _raw_dataset(spec, columns, work)
+        if spec.kind in ("saved", "hub"):
+            _check_strings(raw, columns, spec.describe())
+        wide = len(tokenizer) > 65535
+        features = datasets.Features({f"ids{i}": datasets.Sequence(datasets.Value("int32" if wide else "uint16"))
+                                      for i in range(len(columns))})
+        tokenized = raw.map(_tokenize_batch, batched=True, batch_size=2000, remove_columns=raw.column_names,
+                            features=features, num_proc=_processes(len(raw)),
+                            fn_kwargs={"tokenizer": tokenizer, "columns": columns, "max_length": max_length},
+                            cache_file_name=str(work / "tokenized.arrow"), new_fingerprint=key,
+                            desc="tokenising")
+        tokenized.save_to_disk(str(work / "dataset"))
+        del raw, tokenized
+        os.replace(work / "dataset", final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return datasets.load_from_disk(str(final)), key, False
+
+
+def _clean_stale(cache_root: Path) -> None:
+    """Remove work directories left by builds that were killed (only our ``.tmp-KEY-PID-`` names, and only
+    when that process is gone)."""
+    for path in cache_root.glob(".tmp-*-*-*"):
+        try:
+            pid = int(path.name.split("-")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+class TrainingExamples(Sequence):
+    """The rows of a tokenised dataset in the shape an objective's ``collate`` takes.
+
+    ``examples[i]`` is a token-id list (one column), an ``(i, ids)`` pair (``with_index``, for ESimCSE's
+    per-sentence repetition draws) or a tuple of id lists (several columns, e.g. sup's triplets);
+    :meth:`take` fetches a whole batch with one Arrow read."""
+
+    def __init__(self, dataset, with_index: bool = False):
+        self.dataset = dataset
+        self.columns = [c for c in dataset.column_names if c.startswith("ids")]
+        self.with_index = with_index
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _shape(self, index: int, cells: list[list[int]]):
+        if len(cells) > 1:
+            return tuple(cells)
+        return (index, cells[0]) if self.with_index else cells[0]
+
+    def __getitem__(self, index: int):
+        row = self.dataset[int(index)]
+        return self._shape(int(index), [row[c] for c in self.columns])
+
+    def take(self, indices: list[int]) -> list:
+        batch = self.dataset[list(map(int, indices))]
+        return [self._shape(int(i), [batch[c][j] for c in self.columns]) for j, i in enumerate(indices)]
+
+
+def load_training_examples(data: str, tokenizer, max_length: int, needed_columns: int, with_index: bool = False,
+                           columns: list[str] | None = None, progress: bool = False,
+                           cache_root: Path | None = None) -> TrainingExamples:
+    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result)."""
+    spec = parse_spec(data)
+    available = source_columns(spec)
+    chosen = choose_columns(available, needed_columns, columns, spec.describe())
+    root = cache_root or registry.cache_dir() / "tokenized"
+    dataset, _, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress)
+    return TrainingExamples(dataset, with_index=with_index)

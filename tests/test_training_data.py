@@ -1,0 +1,194 @@
+"""The ``--data`` loader at scale: every source kind, strict rows, the tokenised cache, hub ids mocked at datasets."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+
+from simcse_lab.data import training_data
+from simcse_lab.data.spec import parse_spec
+from simcse_lab.data.training_data import choose_columns, load_training_examples
+from simcse_lab.errors import InputError, UserError
+
+SENTENCES = ["A man is playing a guitar.", "Two dogs run on the beach.", "A woman slices an onion.",
+             "Stocks fell sharply on Tuesday.", "Is this the way to the station?"]
+TRIPLETS = [("A man sings.", "A person sings.", "A woman sleeps."),
+            ("Dogs run.", "Animals move.", "Cats sit still."),
+            ("It rains, a lot.", "The weather is wet.", "It is sunny.")]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from simcse_lab.modeling.resolve import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMCSE_LAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "tokenized"
+
+
+def ids(tokenizer, text, max_length=32):
+    return tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+
+
+def test_txt_tokenised_once_then_memory_mapped(tmp_path, tokenizer, cache):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(SENTENCES) + "\n")
+    spec = parse_spec(str(path))
+    first, key, hit = training_data.build_tokenized(spec, tokenizer, 32, ["text"], cache)
+    assert not hit and [list(r) for r in first["ids0"]] == [ids(tokenizer, s) for s in SENTENCES]
+    again, key2, hit2 = training_data.build_tokenized(spec, tokenizer, 32, ["text"], cache)
+    assert hit2 and key2 == key
+    assert again.cache_files and all(f["filename"].startswith(str(cache)) for f in again.cache_files)  # memory-mapped
+    # another max length or changed content is another entry, never a stale hit
+    assert training_data.build_tokenized(spec, tokenizer, 8, ["text"], cache)[1] != key
+    path.write_text("\n".join(reversed(SENTENCES)) + "\n")
+    changed, key3, hit3 = training_data.build_tokenized(parse_spec(str(path)), tokenizer, 32, ["text"], cache)
+    assert not hit3 and key3 != key and list(changed[0]["ids0"]) == ids(tokenizer, SENTENCES[-1])
+    assert not list(cache.glob(".tmp-*"))  # work directories are removed
+
+
+def test_compact_integer_columns(tmp_path, tokenizer, cache):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(SENTENCES) + "\n")
+    ds, _, _ = training_data.build_tokenized(parse_spec(str(path)), tokenizer, 32, ["text"], cache)
+    assert str(ds.features["ids0"].feature.dtype) == "uint16"  # 30,522 ids fit in 16 bits
+
+
+def test_example_shapes_per_objective(tmp_path, tokenizer, cache):
+    path = tmp_path / "nli.csv"
+    path.write_text("sent0,sent1,hard_neg\n" + "".join(f'"{a}","{b}","{c}"\n' for a, b, c in TRIPLETS))
+    triplets = load_training_examples(str(path), tokenizer, 32, 3)
+    assert len(triplets) == 3 and triplets[1] == tuple(ids(tokenizer, s) for s in TRIPLETS[1])
+    assert triplets.take([2, 0]) == [triplets[2], triplets[0]]
+    anchors = load_training_examples(str(path), tokenizer, 32, 1, with_index=True)
+    assert anchors[2] == (2, ids(tokenizer, TRIPLETS[2][0]))
+    with pytest.raises(UserError, match="needs 3"):
+        load_training_examples(str(path), tokenizer, 32, 3, columns=["sent0"])
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet", "tsv", "saved"])
+def test_each_local_kind_with_named_columns(tmp_path, tokenizer, cache, kind):
+    import datasets
+
+    rows = [{"anchor": a, "positive": b, "negative": c, "label": 1} for a, b, c in TRIPLETS]
+    if kind == "jsonl":
+        path = tmp_path / "d.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif kind == "tsv":
+        path = tmp_path / "d.tsv"
+        path.write_text("label\tanchor\tpositive\tnegative\n" + "".join(f"1\t{a}\t{b}\t{c}\n" for a, b, c in TRIPLETS))
+    elif kind == "parquet":
+        path = tmp_path / "d.parquet"
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+    else:
+        path = tmp_path / "saved"
+        datasets.Dataset.from_list(rows).save_to_disk(str(path))
+    examples = load_training_examples(str(path), tokenizer, 32, 3)  # anchor,positive,negative found by name
+    assert examples[0] == tuple(ids(tokenizer, s) for s in TRIPLETS[0])
+    positives = load_training_examples(str(path), tokenizer, 32, 1, columns=["positive"])
+    assert positives[1] == ids(tokenizer, TRIPLETS[1][1])
+
+
+def test_registry_names(mirror_env, tokenizer, cache):
+    wiki = load_training_examples("wiki", tokenizer, 32, 1)
+    assert len(wiki) == 11914
+    nli = load_training_examples("nli", tokenizer, 32, 3)
+    assert len(nli) == 6503 and len(nli[0]) == 3
+    stsb = load_training_examples("stsb:train", tokenizer, 32, 1, columns=["sent2"])
+    assert len(stsb) == 5749
+
+
+def test_hub_dataset_through_datasets_boundary(tokenizer, cache):
+    import datasets
+
+    fake = datasets.Dataset.from_list([{"anchor": a, "positive": b, "negative": c} for a, b, c in TRIPLETS])
+    with mock.patch("datasets.load_dataset", return_value=fake) as load:
+        examples = load_training_examples("hub:sentence-transformers/all-nli:triplet@train", tokenizer, 32, 3)
+    load.assert_called_with("sentence-transformers/all-nli", "triplet", split="train")
+    assert examples[2] == tuple(ids(tokenizer, s) for s in TRIPLETS[2])
+    with mock.patch("datasets.load_dataset", side_effect=ConnectionError("no network\nmore")):
+        with pytest.raises(UserError, match="cannot load the hub dataset .no network.$"):
+            load_training_examples("hub:someone/missing", tokenizer, 32, 1)
+
+
+@pytest.mark.parametrize("name,content,line,problem", [
+    ("blank.txt", "one\n\nthree\n", 2, "blank line"),
+    ("bad.txt", b"fine\nbad \xff\n", 2, "not valid UTF-8"),
+    ("short.csv", "sent0,sent1,hard_neg\na,b,c\nd,e\n", 3, "expected 3 fields"),
+    ("empty.csv", "sent0,sent1,hard_neg\na,b,c\nd, ,f\n", 3, "empty 'sent1'"),
+    ("multi.csv", 'sent0,sent1,hard_neg\n"a\nb",c,d\ne,f\n', 4, "expected 3 fields"),
+    ("notjson.jsonl", '{"text": "a"}\n{"text": \n', 2, "not JSON"),
+    ("missing.jsonl", '{"text": "a"}\n{"other": "b"}\n', 2, "'text' must be a non-empty string"),
+])
+def test_malformed_row_is_one_line_error(tmp_path, tokenizer, cache, name, content, line, problem):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    needed = 3 if name.endswith(".csv") else 1
+    with pytest.raises(InputError) as err:
+        load_training_examples(str(path), tokenizer, 32, needed)
+    assert err.value.line == line and problem in err.value.problem and "\n" not in str(err.value)
+
+
+def test_parquet_null_cell_names_the_row(tmp_path, tokenizer, cache):
+    import datasets
+
+    path = tmp_path / "d.parquet"
+    datasets.Dataset.from_list([{"text": "fine"}, {"text": None}]).to_parquet(str(path))
+    with pytest.raises(InputError, match=r"row 1: 'text' must be a non-empty string"):
+        load_training_examples(str(path), tokenizer, 32, 1)
+
+
+def test_lines_split_on_newline_only_and_bom_dropped(tmp_path, tokenizer, cache):
+    path = tmp_path / "odd.txt"
+    path.write_bytes("\ufeffone\u2028inside\r\ntwo\x0cthree\nfour\x85five\n".encode())
+    examples = load_training_examples(str(path), tokenizer, 64, 1)
+    assert len(examples) == 3
+    assert examples[0] == ids(tokenizer, "one\u2028inside", 64)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("", "--data is empty"),
+    ("nosuchset", "not a registry dataset"),
+    ("some/missing.txt", "no such file"),
+    ("wiki:dev", "has no split 'dev'"),
+    ("hub:", "no dataset id"),
+])
+def test_bad_specs(spec, message, cache, mirror_env):
+    with pytest.raises(UserError, match=message):
+        parse_spec(spec)
+
+
+def test_unknown_file_type_and_plain_directory(tmp_path):
+    (tmp_path / "x.xlsx").write_text("a")
+    with pytest.raises(UserError, match="unknown data file type"):
+        parse_spec(str(tmp_path / "x.xlsx"))
+    with pytest.raises(UserError, match="not one written by Dataset.save_to_disk"):
+        parse_spec(str(tmp_path))
+
+
+def test_download_only_set_offline_is_one_line(tmp_path, monkeypatch, cache):
+    import urllib.error
+
+    monkeypatch.setenv("SIMCSE_LAB_DATA", str(tmp_path / "empty-mirror"))
+    with mock.patch("urllib.request.urlopen", side_effect=urllib.error.URLError("Name or service not known")):
+        with pytest.raises(UserError) as err:
+            parse_spec("wiki1m")
+    message = str(err.value)
+    assert "\n" not in message and "SIMCSE_LAB_DATA" in message and "data fetch" in message
+
+
+def test_column_choice():
+    assert choose_columns(["label", "anchor", "positive", "negative"], 3, None, "f") == ["anchor", "positive", "negative"]
+    assert choose_columns(["only"], 1, None, "f") == ["only"]
+    with pytest.raises(UserError, match="name them with --columns"):
+        choose_columns(["a", "b"], 1, None, "f")
+    with pytest.raises(UserError, match="no column nope"):
+        choose_columns(["a", "b"], 1, ["nope"], "f")
