@@ -103,7 +103,7 @@ def test_resume_after_kill_reproduces_uninterrupted_losses(tmp_path, tiny_bert):
 
 @pytest.mark.parametrize("name", ["unsup", "sup", "esimcse"])
 def test_shipped_configs_load(name):
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    cfg = load_config(f"configs/{name}.yaml")
     assert cfg.objective == name
 
 

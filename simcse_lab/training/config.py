@@ -152,7 +152,8 @@ def resolve_config(spec) -> Path:
     path = Path(spec).expanduser()
     if path.is_file():
         return path
-    name = str(spec).removeprefix("configs/")
+    parts = Path(str(spec)).parts
+    name = "/".join(parts[len(parts) - parts[::-1].index("configs"):]) if "configs" in parts else str(spec)
     name = name if name.endswith(".yaml") else f"{name}.yaml"
     shipped = resources.files(__package__).joinpath("configs", *name.split("/"))
     if shipped.is_file():
