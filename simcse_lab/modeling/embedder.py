@@ -5,6 +5,11 @@ own trained pooler layer is the same kind of head (:func:`backbone_mlp`).
 
 With ``mlp_only_train`` (SimCSE's unsupervised default) the MLP is applied in training only: in
 eval mode ``cls`` reads the raw [CLS] vector, and the exported model drops the MLP.
+
+With ``length_chunks`` > 1 a training-mode forward runs the batch as that many length-sorted chunks,
+each padded only to its own longest row (:mod:`simcse_lab.modeling.length_chunks`): the same vectors
+(and MLM loss) without the compute on padding. Eval mode (encoding, the momentum encoder unless it
+asks) runs the batch as given, so evaluation numbers do not depend on the setting.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_model, load_tokenizer
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
@@ -57,9 +63,11 @@ class MaskedLMHead(nn.Module):
 
 
 class SimCSEEmbedder(nn.Module):
-    def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False):
+    def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False,
+                 length_chunks: int = 1):
         super().__init__()
         check_pooler(pooler)
+        self.length_chunks = length_chunks
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None  # the backbone's own pooler layer is not SimCSE's MLP and would get no gradient
         self.backbone = backbone
@@ -83,23 +91,38 @@ class SimCSEEmbedder(nn.Module):
         return "cls_before_pooler" if self.pooler == "cls" and self.mlp_only_train else self.pooler
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler: str | None = None,
-                mlm_input_ids=None, mlm_labels=None):
+                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
-        as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``)."""
+        as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
+        ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1)."""
         pooler = pooler or self.active_pooler
+        if chunks is None:
+            chunks = self.length_chunks if self.training else 1
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
-        vectors = pool(pooler, attention_mask, out.last_hidden_state, out.hidden_states, self.mlp)
+        vectors = chunked_forward(lambda part: self._vectors(part, pooler), inputs, chunks)
         if mlm_input_ids is None:
             return vectors
-        masked = self.backbone(**{**inputs, "input_ids": mlm_input_ids}).last_hidden_state
-        logits = self.lm_head(masked)
-        return vectors, F.cross_entropy(logits.flatten(0, 1).float(), mlm_labels.flatten(), ignore_index=-100)
+        # the mean over every predicted token of the batch: per-row sums (chunked like the vectors) / count
+        per_row = chunked_forward(self._mlm_row_losses, {**inputs, "input_ids": mlm_input_ids,
+                                                          "mlm_labels": mlm_labels}, chunks)
+        return vectors, per_row.sum() / (mlm_labels != -100).sum()
+
+    def _vectors(self, inputs: dict, pooler: str) -> torch.Tensor:
+        out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
+        return pool(pooler, inputs["attention_mask"], out.last_hidden_state, out.hidden_states, self.mlp)
+
+    def _mlm_row_losses(self, inputs: dict) -> torch.Tensor:
+        """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted)."""
+        labels = inputs["mlm_labels"]
+        logits = self.lm_head(self.backbone(**{k: v for k, v in inputs.items() if k != "mlm_labels"}).last_hidden_state)
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                                 reduction="none")
+        return losses.view(labels.shape).sum(1)
 
 
-def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False):
+def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id)."""
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
@@ -109,4 +132,4 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         backbone = load_model(path)
     except (OSError, ValueError) as err:
         raise load_error(model, err) from None
-    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm)
+    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks)

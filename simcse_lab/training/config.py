@@ -21,6 +21,7 @@ from simcse_lab.runtime.progress import progress_default
 # (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
 OBJECTIVE_NAMES = ["unsup", "sup", "esimcse"]
+ADAMW_KERNELS = ("fused", "foreach", "for-loop")
 
 
 @dataclass
@@ -56,14 +57,19 @@ class TrainConfig:
     test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
     resume: bool = False
     progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
+    # the speed of a step, not its result (eval/step_changes.md: the measured effect of each)
+    length_chunks: int = 4        # run a step's rows as N length-sorted chunks, each padded to its own longest
+    adamw: str = "fused"          # AdamW kernel: fused (one pass), foreach, or for-loop (torch's CPU default)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         check_pooler(self.pooler)
-        for name in ("batch_size", "max_seq_len", "epochs", "log_steps", "eval_batch_size"):
+        for name in ("batch_size", "max_seq_len", "epochs", "log_steps", "eval_batch_size", "length_chunks"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.adamw not in ADAMW_KERNELS:
+            raise UserError(f"unknown adamw {self.adamw!r}; choose from {', '.join(ADAMW_KERNELS)}")
         if not self.temperature > 0:  # also refuses nan
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0 <= self.momentum < 1:

@@ -2,7 +2,9 @@
 
 The loop owns the Accelerator; nothing is patched. Per step: take this process's slice of the global
 batch (pretokenised, dynamically padded), compute the objective under bf16 autocast where the
-hardware has it (fp32 master weights), backpropagate, clip, step optimizer and linear schedule. Every
+hardware has it (fp32 master weights), backpropagate, clip, step optimizer and linear schedule; the
+encoder runs the rows as length-sorted chunks (``length_chunks``) and AdamW is one fused kernel (``adamw``),
+both the same function as the plain step (eval/step_changes.md has what each saves). Every
 ``eval_steps``: STS-B dev Spearman (+ alignment and uniformity), keeping the best model as
 ``OUTPUT/best``; every ``save_steps``: the resumable training state, written atomically. The named
 steps around the loop (resume, checkpoint state, dev selection, summary) are in
@@ -35,6 +37,10 @@ from simcse_lab.training.run_state import (LossWindow, MetricsLog, check_can_sta
                                            evaluate_before, finish_run, new_summary, non_finite_loss,
                                            resume_or_start, select_best)
 from simcse_lab.training.sampler import global_batch, local_slice
+from simcse_lab.training.throughput import StepWork
+
+# torch.optim.AdamW's kernels: the same update, computed per tensor, per group of tensors, or in one pass
+ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
 
 
 def to_device(batch: dict, device) -> dict:
@@ -54,7 +60,7 @@ def train(cfg: TrainConfig) -> dict:
 
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), pretokenised data
     set_seed(cfg.seed)
-    tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm)
+    tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks)
     if cfg.do_mlm and tokenizer.mask_token_id is None:
         raise UserError(f"{cfg.model}: --do-mlm needs a tokenizer with a mask token")
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
@@ -62,7 +68,8 @@ def train(cfg: TrainConfig) -> dict:
     if len(examples) < cfg.batch_size:
         raise UserError(f"{cfg.data}: {len(examples)} examples, fewer than one batch of {cfg.batch_size}")
     total = cfg.max_steps or (len(examples) // cfg.batch_size) * cfg.epochs
-    optimizer = torch.optim.AdamW(embedder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(embedder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  **ADAMW_KERNELS[cfg.adamw])
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
     model, optimizer = accelerator.prepare(embedder, optimizer)
     objective.to(device)
@@ -82,6 +89,7 @@ def train(cfg: TrainConfig) -> dict:
     model.train()
     bar = tqdm(total=total, initial=run.step, disable=not (main and cfg.progress), desc=cfg.objective, unit="step")
     window, start_step, save_every = LossWindow(), run.step, cfg.save_steps or cfg.eval_steps or 125
+    work = StepWork(objective, embedder.backbone.config, cfg.length_chunks)  # tokens and FLOPs, for the log
     while run.step < total:
         t0 = time.perf_counter()
         # this process's slice of the global batch, collated by the objective, on the device
@@ -103,7 +111,7 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         objective.after_step(embedder)  # e.g. ESimCSE's momentum encoder follows the model
         run.step += 1
-        window.add(loss_value, time.perf_counter() - t0)
+        window.add(loss_value, time.perf_counter() - t0, *work(batch))
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
         # a log record every log_steps: the mean loss and speed since the last one

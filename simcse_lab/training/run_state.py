@@ -149,17 +149,23 @@ class LossWindow:
     """The mean loss and speed since the last log record, and the total training time of this run."""
 
     def __init__(self):
-        self.loss, self.steps, self.seconds, self.train_seconds = 0.0, 0, 0.0, 0.0
+        self.loss, self.steps, self.seconds, self.tokens, self.flops = 0.0, 0, 0.0, 0, 0.0
+        self.train_seconds, self.train_tokens, self.train_flops = 0.0, 0, 0.0
 
-    def add(self, loss: float, seconds: float) -> None:
+    def add(self, loss: float, seconds: float, tokens: int = 0, flops: float = 0.0) -> None:
+        """One step: its loss, seconds, real tokens and matmul FLOPs (:class:`~simcse_lab.training.throughput.StepWork`)."""
         self.loss, self.steps, self.seconds = self.loss + loss, self.steps + 1, self.seconds + seconds
-        self.train_seconds += seconds
+        self.tokens, self.flops = self.tokens + tokens, self.flops + flops
+        self.train_seconds, self.train_tokens, self.train_flops = (self.train_seconds + seconds,
+                                                                   self.train_tokens + tokens, self.train_flops + flops)
 
     def record(self, step: int, lr: float, batch_size: int, device) -> dict:
         """The log record of the window, which then starts afresh."""
         record = {"step": step, "loss": self.loss / self.steps, "lr": lr, "steps_per_s": self.steps / self.seconds,
-                  "sentences_per_s": self.steps * batch_size / self.seconds, "peak_memory_mb": peak_memory_mb(device)}
-        self.loss, self.steps, self.seconds = 0.0, 0, 0.0
+                  "sentences_per_s": self.steps * batch_size / self.seconds,
+                  "tokens_per_s": self.tokens / self.seconds, "achieved_tflops": self.flops / self.seconds / 1e12,
+                  "peak_memory_mb": peak_memory_mb(device)}
+        self.loss, self.steps, self.seconds, self.tokens, self.flops = 0.0, 0, 0.0, 0, 0.0
         return record
 
 
@@ -177,6 +183,8 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
     summary.update({"steps": run.step, "steps_this_run": steps_done, "train_seconds": seconds,
                     "seconds_per_step": seconds / steps_done if steps_done else None,
                     "sentences_per_s": steps_done * cfg.batch_size / seconds if steps_done else None,
+                    "tokens_per_s": window.train_tokens / seconds if steps_done else None,
+                    "achieved_tflops": window.train_flops / seconds / 1e12 if steps_done else None,
                     "peak_memory_mb": peak_memory_mb(device), "best_step": run.best_step,
                     "best_dev_spearman": run.best if run.best_step is not None else None})
     chosen = out / ("best" if run.best_step is not None else "final")

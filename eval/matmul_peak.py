@@ -1,0 +1,56 @@
+"""The hardware's own limit: the best matmul rate this machine reaches on the model's shapes, fp32 and bf16.
+
+Shapes are those of one training step of a BERT layer on ``tokens`` positions: the feed-forward up
+projection ``(tokens x h) @ (h x f)`` and its backward layouts (input gradient ``(tokens x f) @ (f x h)``,
+weight gradient ``(h x tokens) @ (tokens x f)``), and the square projections ``(tokens x h) @ (h x h)``.
+Each is timed for about ``seconds`` after a warm-up and the best of several repeats is kept; the peak is the
+best shape's rate. Measured in the same process, with the same threads, as whatever it is compared with.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def shapes(tokens: int, hidden: int, ffn: int) -> dict[str, tuple[int, int, int]]:
+    """name -> (m, k, n) of ``(m x k) @ (k x n)``."""
+    return {"ffn_up": (tokens, hidden, ffn), "ffn_down_grad_input": (tokens, ffn, hidden),
+            "ffn_grad_weight": (hidden, tokens, ffn), "qkvo": (tokens, hidden, hidden)}
+
+
+def time_matmul(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0.5, repeats: int = 5) -> float:
+    """Best achieved TFLOP/s of ``(m x k) @ (k x n)`` in ``dtype``."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(dtype)
+    b = torch.randn(k, n, generator=gen).to(dtype)
+    out = torch.empty(m, n, dtype=dtype)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    t0 = time.perf_counter()
+    torch.mm(a, b, out=out)
+    once = max(time.perf_counter() - t0, 1e-6)
+    iters = max(1, int(seconds / repeats / once))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            torch.mm(a, b, out=out)
+        best = min(best, (time.perf_counter() - t0) / iters)
+    return 2.0 * m * k * n / best / 1e12
+
+
+def measure_peaks(tokens: int, hidden: int, ffn: int, seconds: float = 0.5) -> dict:
+    """{"fp32": {...}, "bf16": {...}} with each shape's TFLOP/s and the peak (best shape)."""
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        rates = {label: time_matmul(*mkn, dtype, seconds) for label, mkn in shapes(tokens, hidden, ffn).items()}
+        out[name] = {"shapes": rates, "peak_tflops": max(rates.values())}
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(measure_peaks(4096, 384, 1536), indent=1))
