@@ -1,41 +1,72 @@
 """Benchmark: our unsupervised SimCSE loop vs sentence-transformers' trainer with
 MultipleNegativesRankingLoss (scale 20 = τ 0.05, CLS pooling) on the same data, batch, lr and steps.
 
-Records, for each, the 7-task STS test average (cls_before_pooler / CLS pooling) and seconds per
-training step, next to the untrained model. Writes eval/train_bench.json and eval/train_bench.md.
+Speed (the acceptance number): in one process, ``--rounds`` rounds of a block of ``--block-steps`` steps
+of sentence-transformers' trainer, then a block of our loop (``simcse_lab.training.loop.train``, the
+product path with its defaults), each from the same pretrained weights on the same wiki batches size, both
+at their best precision (bf16 autocast where the CPU has it); the matmul peak is measured in every round.
+Seconds per step are taken inside each loop (ours: the loop's own per-step timer, ``log_steps`` 1; theirs:
+the time between consecutive ``on_step_end`` callbacks, so their data loading counts as ours does); the
+first ``--warmup-steps`` of every block are dropped. The speed-up is the median over rounds of
+(their median step / our median step) of the same round.
 
-    python eval/bench_train.py [--steps 186] [--st-precision bf16|fp32]
+Quality: one full run of each (``--steps``, 186 = one epoch), then the 7-task STS test average of each
+(cls_before_pooler / CLS pooling) next to the untrained model. Writes eval/train_bench.json and .md.
+
+    python eval/bench_train.py [--steps 186] [--rounds 3] [--block-steps 12] [--st-precision bf16|fp32]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def ours_config(args, out: Path, steps: int, quality: bool):
+    from simcse_lab.training.config import TrainConfig
+
+    # configs/unsup.yaml's settings (all-MiniLM-L6-v2, wiki, cls + MLP only in training, τ 0.05, 32 tokens)
+    return TrainConfig(objective="unsup", model=args.model, data="wiki", output_dir=str(out), pooler="cls",
+                       mlp_only_train=True, temperature=0.05, max_seq_len=32, batch_size=args.batch_size, lr=3e-5,
+                       max_steps=steps, seed=args.seed, precision=args.precision,
+                       eval_steps=args.eval_steps if quality else 0, save_steps=steps, test_tasks="none",
+                       log_steps=10 if quality else 1, progress=False)
 
 
 def run_ours(args, out: Path) -> dict:
-    from simcse_lab.training.config import TrainConfig
     from simcse_lab.training.loop import train
 
-    cfg = TrainConfig(objective="unsup", model=args.model, data="wiki", output_dir=str(out), pooler="cls",
-                      mlp_only_train=True, temperature=0.05, max_seq_len=32, batch_size=args.batch_size, lr=3e-5,
-                      max_steps=args.steps, seed=args.seed, precision=args.precision, eval_steps=args.eval_steps,
-                      save_steps=args.steps, test_tasks="none", progress=False)
+    cfg = ours_config(args, out, args.steps, quality=True)
     start = time.perf_counter()
     summary = train(cfg)
     # final (not best) for the comparison: the same number of steps as the sentence-transformers run
     return {"model_dir": str(out / "final"), "best_dir": str(out / "best"), "best_step": summary["best_step"],
             "best_dev_spearman": summary["best_dev_spearman"], "seconds_per_step": summary["seconds_per_step"],
-            "wall_seconds": time.perf_counter() - start, "precision": summary["precision"]}
+            "tokens_per_s": summary["tokens_per_s"], "achieved_tflops": summary["achieved_tflops"],
+            "wall_seconds": time.perf_counter() - start, "precision": summary["precision"],
+            "speed_settings": {"length_chunks": cfg.length_chunks, "pack_width": cfg.pack_width, "adamw": cfg.adamw}}
 
 
-def run_st(args, out: Path) -> dict:
+def ours_block(args, out: Path, steps: int) -> list[float]:
+    """Seconds of each step of a fresh ``steps``-step run of our loop (its own per-step timer)."""
+    from simcse_lab.training.loop import train
+
+    train(ours_config(args, out, steps, quality=False))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [1.0 / r["steps_per_s"] for r in records if "steps_per_s" in r]
+
+
+def st_trainer(args, out: Path, steps: int, callbacks=()):
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -51,17 +82,69 @@ def run_st(args, out: Path) -> dict:
     data = Dataset.from_dict({"anchor": sentences, "positive": sentences})
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"), per_device_train_batch_size=args.batch_size, learning_rate=3e-5,
-        max_steps=args.steps, lr_scheduler_type="linear", warmup_steps=0, bf16=args.st_precision == "bf16",
+        max_steps=steps, lr_scheduler_type="linear", warmup_steps=0, bf16=args.st_precision == "bf16",
         use_cpu=True, seed=args.seed, save_strategy="no", eval_strategy="no", logging_steps=10,
         dataloader_drop_last=True, report_to="none", disable_tqdm=True)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=data,
-                                         loss=MultipleNegativesRankingLoss(model, scale=20.0))
+                                         loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=list(callbacks))
+    return model, trainer
+
+
+def run_st(args, out: Path) -> dict:
+    model, trainer = st_trainer(args, out, args.steps)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     model.save(str(out / "st-final"))
     return {"model_dir": str(out / "st-final"), "seconds_per_step": seconds / args.steps, "wall_seconds": seconds,
-            "precision": args.st_precision}
+            "precision": args.st_precision, "optimizer": trainer.args.optim}
+
+
+def st_block(args, out: Path, steps: int) -> tuple[list[float], str]:
+    """Seconds of each step of a fresh ``steps``-step trainer run: the time between consecutive on_step_end
+    callbacks (the first from on_train_begin), so data loading is inside a step as it is in ours."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.marks = []
+
+        def on_train_begin(self, *a, **k):
+            self.marks.append(time.perf_counter())
+
+        def on_step_end(self, *a, **k):
+            self.marks.append(time.perf_counter())
+
+    clock = StepClock()
+    _, trainer = st_trainer(args, out, steps, callbacks=[clock])
+    trainer.train()
+    return [b - a for a, b in zip(clock.marks, clock.marks[1:])], str(trainer.args.optim)
+
+
+def speed(args, work: Path) -> dict:
+    import torch
+    from matmul_peak import measure_peaks
+
+    per_round = []
+    for r in range(args.rounds):
+        peak = measure_peaks(4096, 384, 1536, seconds=0.5)
+        theirs, optim = st_block(args, work / f"st-speed-{r}", args.block_steps + args.warmup_steps)
+        ours = ours_block(args, work / f"ours-speed-{r}", args.block_steps + args.warmup_steps)
+        theirs, ours = theirs[args.warmup_steps:], ours[args.warmup_steps:]
+        per_round.append({"peak_bf16_tflops": peak["bf16"]["peak_tflops"], "peak_fp32_tflops": peak["fp32"]["peak_tflops"],
+                          "st_seconds": theirs, "ours_seconds": ours, "st_median": statistics.median(theirs),
+                          "ours_median": statistics.median(ours),
+                          "speedup": statistics.median(theirs) / statistics.median(ours), "st_optimizer": optim,
+                          "load_average_1min": os.getloadavg()[0]})
+        print(f"speed round {r + 1}/{args.rounds}: ST {per_round[-1]['st_median']:.3f} s/step, ours "
+              f"{per_round[-1]['ours_median']:.3f} s/step, {per_round[-1]['speedup']:.2f}x; bf16 peak "
+              f"{peak['bf16']['peak_tflops']:.3f} TFLOP/s", flush=True)
+    return {"rounds": per_round, "speedup": statistics.median(p["speedup"] for p in per_round),
+            "st_seconds_per_step": statistics.median(p["st_median"] for p in per_round),
+            "ours_seconds_per_step": statistics.median(p["ours_median"] for p in per_round),
+            "peak_bf16_tflops": statistics.median(p["peak_bf16_tflops"] for p in per_round),
+            "peak_fp32_tflops": statistics.median(p["peak_fp32_tflops"] for p in per_round),
+            "block_steps": args.block_steps, "warmup_steps": args.warmup_steps, "torch_threads": torch.get_num_threads()}
 
 
 def main() -> int:
@@ -74,42 +157,75 @@ def main() -> int:
     p.add_argument("--st-precision", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--eval-steps", type=int, default=125,
                    help="ours: STS-B dev every N steps, keeping RUN/best (excluded from its seconds per step)")
+    p.add_argument("--rounds", type=int, default=3, help="speed: rounds of one ST block and one block of ours")
+    p.add_argument("--block-steps", type=int, default=12, help="speed: timed steps per block")
+    p.add_argument("--warmup-steps", type=int, default=2, help="speed: untimed first steps of every block")
+    p.add_argument("--skip-quality", action="store_true", help="speed only: no full runs, no STS")
     p.add_argument("--ours-dir", default=str(ROOT / "runs" / "unsup-wiki"), help="our run directory (kept)")
     p.add_argument("--out", default=str(ROOT / "eval"))
     args = p.parse_args()
 
-    from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.io import write_json, write_text
     from simcse_lab.evaluation.sts import TASKS, evaluate, format_table
+    from simcse_lab.io import write_json, write_text
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.runtime.precision import cpu_has_bf16
 
     command = "python eval/bench_train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="bench-train-", dir=ROOT / "runs" if (ROOT / "runs").is_dir() else None))
     results = {"command": command, "steps": args.steps, "batch_size": args.batch_size, "lr": 3e-5,
-               "data": "wiki train (11,914 sentences)", "work_dir": str(work)}
-    results["ours"] = run_ours(args, Path(args.ours_dir))
-    results["sentence_transformers"] = run_st(args, work)
-    evals = {"untrained": evaluate(Encoder(args.model, pooler="cls_before_pooler"), TASKS, "test"),
-             "ours": evaluate(Encoder(results["ours"]["model_dir"]), TASKS, "test"),
-             "sentence_transformers": evaluate(Encoder(results["sentence_transformers"]["model_dir"]), TASKS, "test")}
-    for name, r in evals.items():
-        results.setdefault(name, {})["sts"] = r
-        results[name]["sts_avg"] = r["avg"]
-    results["speedup"] = results["sentence_transformers"]["seconds_per_step"] / results["ours"]["seconds_per_step"]
-    table = format_table(list(evals.values()), [
-        "untrained (cls_before_pooler)",
-        f"ours unsup ({results['ours']['precision']}, {results['ours']['seconds_per_step']:.2f} s/step)",
-        f"ST MNRL ({args.st_precision}, {results['sentence_transformers']['seconds_per_step']:.2f} s/step)"])
-    results["table"] = table
+               "data": "wiki train (11,914 sentences)", "work_dir": str(work),
+               "machine": {"cores": os.cpu_count(), "native_bf16": cpu_has_bf16(),
+                           "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(),
+                           "load_average_1min_start": os.getloadavg()[0]}}
+    results["speed"] = speed(args, work)
+    table = None
+    if not args.skip_quality:
+        results["ours"] = run_ours(args, Path(args.ours_dir))
+        results["sentence_transformers"] = run_st(args, work)
+        evals = {"untrained": evaluate(Encoder(args.model, pooler="cls_before_pooler"), TASKS, "test"),
+                 "ours": evaluate(Encoder(results["ours"]["model_dir"]), TASKS, "test"),
+                 "sentence_transformers": evaluate(Encoder(results["sentence_transformers"]["model_dir"]), TASKS, "test")}
+        for name, r in evals.items():
+            results.setdefault(name, {})["sts"] = r
+            results[name]["sts_avg"] = r["avg"]
+        table = format_table(list(evals.values()), [
+            "untrained (cls_before_pooler)",
+            f"ours unsup ({results['ours']['precision']}, {results['ours']['seconds_per_step']:.2f} s/step)",
+            f"ST MNRL ({args.st_precision}, {results['sentence_transformers']['seconds_per_step']:.2f} s/step)"])
+        results["table"] = table
+    results["machine"]["load_average_1min_end"] = os.getloadavg()[0]
+    results["speedup"] = results["speed"]["speedup"]
     write_json(Path(args.out) / "train_bench.json", results)
-    write_text(Path(args.out) / "train_bench.md",
-               f"# Unsup SimCSE vs sentence-transformers MNRL ({args.steps} steps, batch {args.batch_size}, lr 3e-5)\n\n"
-               f"Command: `{command}`\n\n```\n{table}\n```\n\nSpeed-up (ST s/step / ours s/step): "
-               f"{results['speedup']:.2f}x. Ours: seconds per optimizer step inside the loop (dev evaluations excluded); "
-               f"ST: trainer.train() wall time / steps (it evaluates nothing). Both on this shared 2-core CPU, "
-               f"one after the other; other users' load is not controlled.\n")
-    print(table)
-    print(f"speed-up {results['speedup']:.2f}x")
+    write_text(Path(args.out) / "train_bench.md", markdown(results, args))
+    print(markdown(results, args))
     return 0
+
+
+def markdown(r: dict, args) -> str:
+    s = r["speed"]
+    rounds = "; ".join(f"{p['st_median']:.2f} / {p['ours_median']:.2f} s = {p['speedup']:.2f}× (bf16 peak "
+                       f"{p['peak_bf16_tflops']:.3f})" for p in s["rounds"])
+    lines = [f"# Unsup SimCSE vs sentence-transformers MNRL (batch {r['batch_size']}, lr 3e-5, wiki)", "",
+             f"Command: `{r['command']}`", "",
+             f"## Speed: **{s['speedup']:.2f}×** (ST s/step / ours s/step, median of {len(s['rounds'])} rounds)", "",
+             f"Each round: {s['block_steps']} timed steps (after {s['warmup_steps']} untimed) of sentence-transformers' "
+             f"trainer (MNRL, {args.st_precision}, its default optimizer {s['rounds'][0]['st_optimizer']}), then the same "
+             f"of our loop (its defaults, {args.precision} precision), from the same pretrained weights; the matmul "
+             f"peak measured in the round. ST {s['st_seconds_per_step']:.3f} s/step, ours {s['ours_seconds_per_step']:.3f} "
+             f"s/step (medians); bf16 peak {s['peak_bf16_tflops']:.3f} TFLOP/s, fp32 {s['peak_fp32_tflops']:.3f}. "
+             f"Per round (ST / ours): {rounds}.", "",
+             f"Machine: {r['machine']['cores']} cores (AMX: {r['machine']['amx']}), {s['torch_threads']} torch threads, "
+             f"**shared** with other users' jobs (load average {r['machine']['load_average_1min_start']:.1f} at the start, "
+             f"{r['machine']['load_average_1min_end']:.1f} at the end); the two trainers alternate, so load drifts "
+             f"reach both."]
+    if r.get("table"):
+        o = r["ours"]
+        lines += ["", f"## Quality: one run of {r['steps']} steps each", "", "```", r["table"], "```", "",
+                  f"Ours: the product loop with {o['speed_settings']}; {o['tokens_per_s']:.0f} tokens/s, "
+                  f"{o['achieved_tflops']:.3f} TFLOP/s over real tokens (its summary.json), dev evaluations excluded "
+                  f"from its seconds per step. ST: trainer.train() wall time / steps. These two full runs ran one after "
+                  f"the other, not interleaved: their s/step in the table are not the speed comparison above."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

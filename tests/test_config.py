@@ -26,6 +26,8 @@ def write(tmp_path, text, name="c.yaml"):
     ("objective: nope\n", "unknown objective 'nope'"),
     ("pooler: first\n", "unknown pooler 'first'"),
     ("no_such_option: 1\n", "unknown option 'no_such_option'"),
+    ("length_chunks: 0\n", "length_chunks must be >= 1"),
+    ("adamw: sparse\n", "unknown adamw 'sparse'"),
 ])
 def test_bad_values_are_refused(tmp_path, text, message):
     with pytest.raises(UserError, match=message):

@@ -41,10 +41,10 @@ def run(args) -> int:
     _validate.at_least(args.max_length, 1, "--max-length")
     tasks = parse_tasks(args.tasks)
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
-    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.encoder import load_encoder
 
-    encoder = Encoder(args.model, pooler=args.pooler, precision=args.precision,
-                      batch_size=args.batch_size, max_length=args.max_length)
+    encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
+                           batch_size=args.batch_size, max_length=args.max_length)
     result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)
     print(format_table([result]))
     if args.subsets:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from simcse_lab.commands import add_output_dir_flag
-from simcse_lab.export.formats import FORMATS
+from simcse_lab.export.formats import FORMATS, QUANTIZE
 from simcse_lab.modeling.pooling import POOLERS
 
 
@@ -16,15 +16,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output_dir_flag(p, "directory to write (written to a temp dir, then renamed)")
     p.add_argument("--pooler", choices=POOLERS, default=None,
                    help="SimCSE pooler for a plain HF checkpoint (default: an ST dir's own modules; HF: cls)")
+    p.add_argument("--quantize", choices=QUANTIZE, default=None,
+                   help="onnx only: int8 dynamic quantization (onnxruntime), verified against the fp32 source")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
 
 
 def run(args) -> int:
     from simcse_lab.export.formats import export
 
-    report = export(args.model, args.format, args.output_dir, pooler=args.pooler, overwrite=args.overwrite)
+    report = export(args.model, args.format, args.output_dir, pooler=args.pooler, overwrite=args.overwrite,
+                    quantize=args.quantize)
     print(f"exported {report['source']} ({report['source_path']}) as {report['format']} -> {report['output']}")
     print(f"modules: {' -> '.join(report['modules'])}; pooler: {report['pooler']}; dimension {report['dimension']}")
+    if "quantization" in report:
+        print(f"fp32 graph verified: max abs diff {report['fp32_max_abs_diff']:.3g} "
+              f"(tolerance {report['fp32_tolerance']:g})")
+        print(f"{report['quantization']} graph against the fp32 source: max abs diff {report['max_abs_diff']:.3g} "
+              f"(tolerance {report['tolerance']:g}), min cosine {report['min_cosine']:.5f} over "
+              f"{report['verified_sentences']} sentences")
+        return 0
     print(f"verified on reload: max abs diff {report['max_abs_diff']:.3g} over {report['verified_sentences']} "
           f"sentences (tolerance {report['tolerance']:g})")
     return 0

@@ -33,11 +33,11 @@ def run(args) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for model in args.model:  # a bad --model stops here, before the seconds of the encoder's imports
         resolve_model(model)
-    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.encoder import load_encoder
 
     results = []
     for model in args.model:
-        encoder = Encoder(model, pooler=args.pooler, precision=args.precision)
+        encoder = load_encoder(model, pooler=args.pooler, precision=args.precision)
         result = evaluate(encoder, tasks, args.split, args.threshold)
         result["model"] = model
         results.append(result)

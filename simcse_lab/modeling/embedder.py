@@ -22,6 +22,7 @@ from torch import nn
 
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_model, load_tokenizer
+from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
 
@@ -64,10 +65,10 @@ class MaskedLMHead(nn.Module):
 
 class SimCSEEmbedder(nn.Module):
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False,
-                 length_chunks: int = 1):
+                 length_chunks: int = 1, pack_width: int = 0):
         super().__init__()
         check_pooler(pooler)
-        self.length_chunks = length_chunks
+        self.length_chunks, self.pack_width = length_chunks, pack_width
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None  # the backbone's own pooler layer is not SimCSE's MLP and would get no gradient
         self.backbone = backbone
@@ -91,17 +92,23 @@ class SimCSEEmbedder(nn.Module):
         return "cls_before_pooler" if self.pooler == "cls" and self.mlp_only_train else self.pooler
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler: str | None = None,
-                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None):
+                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
         as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
-        ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1)."""
+        ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1);
+        ``pack``: pack the sentences into rows of ``pack_width`` (default: in training mode when it is set)."""
         pooler = pooler or self.active_pooler
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
+        if pack is None:
+            pack = bool(self.pack_width) and self.training
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        vectors = chunked_forward(lambda part: self._vectors(part, pooler), inputs, chunks)
+        if pack and is_prefix_mask(attention_mask):
+            vectors = packed_forward(self.backbone, inputs, pooler, self._pool, self.pack_width or input_ids.shape[1])
+        else:
+            vectors = chunked_forward(lambda part: self._vectors(part, pooler), inputs, chunks)
         if mlm_input_ids is None:
             return vectors
         # the mean over every predicted token of the batch: per-row sums (chunked like the vectors) / count
@@ -111,7 +118,10 @@ class SimCSEEmbedder(nn.Module):
 
     def _vectors(self, inputs: dict, pooler: str) -> torch.Tensor:
         out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
-        return pool(pooler, inputs["attention_mask"], out.last_hidden_state, out.hidden_states, self.mlp)
+        return self._pool(pooler, inputs["attention_mask"], out.last_hidden_state, out.hidden_states)
+
+    def _pool(self, pooler: str, attention_mask, last_hidden, hidden_states) -> torch.Tensor:
+        return pool(pooler, attention_mask, last_hidden, hidden_states, self.mlp)
 
     def _mlm_row_losses(self, inputs: dict) -> torch.Tensor:
         """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted)."""
@@ -122,7 +132,8 @@ class SimCSEEmbedder(nn.Module):
         return losses.view(labels.shape).sum(1)
 
 
-def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1):
+def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
+                  pack_width: int = 0):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id)."""
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
@@ -132,4 +143,4 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         backbone = load_model(path)
     except (OSError, ValueError) as err:
         raise load_error(model, err) from None
-    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks)
+    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width)

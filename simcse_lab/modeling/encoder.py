@@ -6,7 +6,9 @@ SimCSE's poolers; an :class:`EmbedderEncoder` does the same for the model being 
 path, encoding is done the fast way (:func:`encode_texts`): sentences are tokenised once, sorted by
 token length and batched with dynamic padding, under ``torch.inference_mode`` and, with
 ``precision="auto"`` on hardware that supports it, bf16 autocast. Both implement
-:class:`~simcse_lab.modeling.sentence_encoder.SentenceEncoder`.
+:class:`~simcse_lab.modeling.sentence_encoder.SentenceEncoder`. :func:`load_encoder` is what commands
+call: an :class:`Encoder`, or for an exported ONNX directory an
+:class:`~simcse_lab.modeling.onnx_encoder.OnnxEncoder` (onnxruntime, fp32 or int8).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.modeling.batching import pad_batch
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
 from simcse_lab.modeling.loading import load_model, load_sentence_transformer, load_tokenizer
+from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, OWN_MODULES, check_pooler, pool
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
@@ -100,6 +103,21 @@ class Encoder:
         return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
                             max_length=self.max_length, precision=self.precision, device=self.device,
                             progress=progress)
+
+
+def load_encoder(model: str, pooler: str | None = None, precision: str = "auto", batch_size: int = 128,
+                 max_length: int | None = None, device: str | None = None):
+    """The encoder for a ``--model`` spec: an :class:`OnnxEncoder` for an exported ONNX directory (its pooling
+    is part of the graph, so no ``pooler``; CPU), else an :class:`Encoder`."""
+    path = resolve_model(model)
+    if not is_onnx_dir(path):
+        return Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, max_length=max_length,
+                       device=device)
+    if pooler is not None:
+        raise UserError(f"{model}: an ONNX export has its pooling built into the graph; drop --pooler {pooler}")
+    if device not in (None, "cpu"):
+        raise UserError(f"{model}: an ONNX export runs on the CPU (onnxruntime), not on {device}")
+    return OnnxEncoder(path, name=model, precision=precision, batch_size=batch_size, max_length=max_length)
 
 
 def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,

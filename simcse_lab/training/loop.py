@@ -3,8 +3,8 @@
 The loop owns the Accelerator; nothing is patched. Per step: take this process's slice of the global
 batch (pretokenised, dynamically padded), compute the objective under bf16 autocast where the
 hardware has it (fp32 master weights), backpropagate, clip, step optimizer and linear schedule; the
-encoder runs the rows as length-sorted chunks (``length_chunks``) and AdamW is one fused kernel (``adamw``),
-both the same function as the plain step (eval/step_changes.md has what each saves). Every
+encoder runs the rows packed (``pack_width``) or as length-sorted chunks (``length_chunks``) and AdamW is one
+fused kernel (``adamw``), each the same function as the plain step (eval/step_changes.md: what each saves). Every
 ``eval_steps``: STS-B dev Spearman (+ alignment and uniformity), keeping the best model as
 ``OUTPUT/best``; every ``save_steps``: the resumable training state, written atomically. The named
 steps around the loop (resume, checkpoint state, dev selection, summary) are in
@@ -60,7 +60,8 @@ def train(cfg: TrainConfig) -> dict:
 
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), pretokenised data
     set_seed(cfg.seed)
-    tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks)
+    tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
+                                        cfg.pack_width)
     if cfg.do_mlm and tokenizer.mask_token_id is None:
         raise UserError(f"{cfg.model}: --do-mlm needs a tokenizer with a mask token")
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
@@ -89,7 +90,7 @@ def train(cfg: TrainConfig) -> dict:
     model.train()
     bar = tqdm(total=total, initial=run.step, disable=not (main and cfg.progress), desc=cfg.objective, unit="step")
     window, start_step, save_every = LossWindow(), run.step, cfg.save_steps or cfg.eval_steps or 125
-    work = StepWork(objective, embedder.backbone.config, cfg.length_chunks)  # tokens and FLOPs, for the log
+    work = StepWork(objective, embedder.backbone.config, cfg.length_chunks, cfg.pack_width)  # for the log
     while run.step < total:
         t0 = time.perf_counter()
         # this process's slice of the global batch, collated by the objective, on the device

@@ -14,7 +14,8 @@ padded and an unpadded step. :meth:`StepWork.padded_flops` counts the rectangles
 
 from __future__ import annotations
 
-from simcse_lab.runtime.flops import TRAIN_TO_FORWARD, forward_flops, model_shape
+from simcse_lab.modeling.packing import pack_rows
+from simcse_lab.runtime.flops import TRAIN_TO_FORWARD, forward_flops, layer_flops, model_shape
 
 
 def _inputs(batch: dict, name: str = "") -> list[tuple[str, dict]]:
@@ -26,10 +27,10 @@ def _inputs(batch: dict, name: str = "") -> list[tuple[str, dict]]:
 
 class StepWork:
     """``work(batch)`` -> (real tokens through the encoder, matmul FLOPs) of one step on that batch;
-    ``chunks``: the length-sorted chunks the encoder runs a batch as (``length_chunks``)."""
+    ``chunks`` / ``pack_width``: how the encoder runs a batch (``length_chunks``, ``pack_width``)."""
 
-    def __init__(self, objective, model_config, chunks: int = 1):
-        self.shape, self.chunks = model_shape(model_config), chunks
+    def __init__(self, objective, model_config, chunks: int = 1, pack_width: int = 0):
+        self.shape, self.chunks, self.pack_width = model_shape(model_config), chunks, pack_width
         self.forward_only = set(getattr(objective, "forward_only_inputs", ()))
         self.copies = 2 if getattr(objective, "mlm", None) is not None else 1  # --do-mlm: + the masked copy
 
@@ -39,8 +40,17 @@ class StepWork:
             lengths = inputs["attention_mask"].sum(1).tolist()
             copies, passes = (1, 1.0) if name in self.forward_only else (self.copies, TRAIN_TO_FORWARD)
             tokens += copies * sum(lengths)
-            flops += copies * passes * forward_flops(lengths, *self.shape, padded=padded, chunks=self.chunks)
+            flops += copies * passes * self._forward_flops(lengths, padded)
         return tokens, flops
+
+    def _forward_flops(self, lengths: list[int], padded: bool) -> float:
+        if not (padded and self.pack_width):
+            return forward_flops(lengths, *self.shape, padded=padded, chunks=self.chunks)
+        # packed: rows of the longest packed row's width, attention over the whole row
+        rows = pack_rows(lengths, max(self.pack_width, max(lengths)))
+        width = max(sum(lengths[i] for i in row) for row in rows)
+        hidden, ffn, layers = self.shape
+        return layers * len(rows) * layer_flops(width, hidden, ffn)
 
     def __call__(self, batch: dict) -> tuple[int, float]:
         return self._count(batch, padded=False)

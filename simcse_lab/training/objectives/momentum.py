@@ -30,8 +30,9 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, **inputs) -> torch.Tensor:
         # no dropout, but the training pooler (with the MLP), so queued vectors live where the online ones do;
-        # length-sorted chunks as in the online pass (eval mode alone would run the padded batch)
-        return self.model(**inputs, pooler=self.model.pooler, chunks=getattr(self.model, "length_chunks", 1))
+        # packed or in length-sorted chunks as the online pass is (eval mode alone would run the padded batch)
+        return self.model(**inputs, pooler=self.model.pooler, chunks=getattr(self.model, "length_chunks", 1),
+                          pack=bool(getattr(self.model, "pack_width", 0)))
 
 
 class EmbeddingQueue:

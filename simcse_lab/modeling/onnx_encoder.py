@@ -1,0 +1,101 @@
+"""An exported ONNX directory as a sentence encoder: CPU serving through onnxruntime, fp32 or int8.
+
+``simcse-lab export --format onnx [--quantize int8]`` writes ``model.onnx`` (the whole pipeline: encoder,
+pooling, dense head and normalisation where the source has them; inputs ``input_ids``,
+``attention_mask`` [+ ``token_type_ids``], output ``sentence_embedding``), the tokenizer, and
+``onnx_config.json`` (inputs, output, dimension, max_seq_length, quantization). Such a directory is
+accepted as ``--model`` wherever sentences are encoded (``eval``, ``retrieval-eval``, ``index build``,
+``search`` through the index's manifest): :func:`simcse_lab.modeling.encoder.load_encoder` returns an
+:class:`OnnxEncoder` for it.
+
+Encoding follows the same path as every other encoder (:func:`simcse_lab.modeling.encoder.encode_texts`:
+tokenised once, length-sorted batches, dynamic padding), with onnxruntime running each batch. The graph
+computes at its own precision (fp32, or int8 weights with dynamically quantised activations), so
+``--precision`` is ``auto`` or that precision. The graph is loaded by
+:func:`simcse_lab.modeling.loading.load_onnx_session` (bytes only, no custom operators) and the tokenizer
+by :func:`~simcse_lab.modeling.loading.load_tokenizer` (no code from the folder).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simcse_lab.errors import InputError, UserError
+from simcse_lab.modeling.loading import load_onnx_session, load_tokenizer
+from simcse_lab.modeling.pooling import OWN_MODULES
+
+CONFIG = "onnx_config.json"
+GRAPH = "model.onnx"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+QUANTIZATIONS = (None, "int8")
+
+
+def is_onnx_dir(path) -> bool:
+    return (Path(path) / CONFIG).is_file() and (Path(path) / GRAPH).is_file()
+
+
+def read_onnx_config(directory) -> dict:
+    """``onnx_config.json`` of an export, checked field by field (one line naming the file otherwise)."""
+    path = Path(directory) / CONFIG
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(path, None, f"not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise InputError(path, None, "not an ONNX export config (a JSON object expected)")
+    inputs = meta.get("inputs")
+    if not (isinstance(inputs, list) and {"input_ids", "attention_mask"} <= set(inputs) <= set(INPUTS)
+            and len(set(inputs)) == len(inputs)):
+        raise InputError(path, None, f"inputs must name input_ids, attention_mask [and token_type_ids], got {inputs!r}")
+    for key in ("dimension", "max_seq_length"):
+        if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), int) or meta[key] < 1:
+            raise InputError(path, None, f"{key} must be a positive integer, got {meta.get(key)!r}")
+    if not isinstance(meta.get("output"), str):
+        raise InputError(path, None, f"output must be the graph's output name, got {meta.get('output')!r}")
+    if meta.get("quantization") not in QUANTIZATIONS:
+        raise InputError(path, None, f"quantization must be null or 'int8', got {meta.get('quantization')!r}")
+    return meta
+
+
+class OnnxEncoder:
+    """A :class:`~simcse_lab.modeling.sentence_encoder.SentenceEncoder` over an exported ONNX directory."""
+
+    def __init__(self, path, name: str | None = None, precision: str = "auto", batch_size: int = 128,
+                 max_length: int | None = None, threads: int | None = None):
+        self.path = str(path)
+        self.model_name = name or self.path
+        meta = read_onnx_config(path)
+        self.precision = meta.get("quantization") or "fp32"
+        if precision not in ("auto", self.precision):
+            raise UserError(f"{self.model_name}: an ONNX export computes at its own precision ({self.precision}); "
+                            f"use --precision auto")
+        self.inputs, self.output = meta["inputs"], meta["output"]
+        self.dim = meta["dimension"]
+        self.max_length = min(max_length or meta["max_seq_length"], meta["max_seq_length"])
+        self.batch_size = batch_size
+        # the torch thread count: onnxruntime then uses the cores the rest of the process is told to
+        self.session = load_onnx_session(Path(path) / GRAPH, threads or torch.get_num_threads())
+        names = {i.name for i in self.session.get_inputs()}
+        if names != set(self.inputs) or self.output not in {o.name for o in self.session.get_outputs()}:
+            raise InputError(Path(path) / GRAPH, None, f"graph inputs {sorted(names)} / outputs do not match {CONFIG}")
+        self.tokenizer = load_tokenizer(self.path)
+
+    def describe(self) -> dict:
+        return {"model": self.model_name, "path": self.path, "backend": "onnx", "pooler": OWN_MODULES,
+                "precision": self.precision, "device": "cpu"}
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        ids = batch["input_ids"]
+        feed = {name: batch.get(name, torch.zeros_like(ids)).numpy().astype(np.int64) for name in self.inputs}
+        return torch.from_numpy(self.session.run([self.output], feed)[0])
+
+    def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
+        from simcse_lab.modeling.encoder import encode_texts  # the one encoding path (it imports this module)
+
+        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
+                            max_length=self.max_length, precision="fp32", device=torch.device("cpu"),
+                            progress=progress)

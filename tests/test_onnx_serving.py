@@ -1,0 +1,112 @@
+"""CPU serving through ONNX: an exported directory is a --model for eval, index build and search; the int8
+export is verified against its fp32 source; bad ONNX input is one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SEARCH_WORDS, random_sentences, write_lines
+
+from simcse_lab.cli import main
+from simcse_lab.errors import UserError
+
+SENTENCES = ["a man plays a guitar", "two dogs run on the beach", "hi", "the cat sat on the red table",
+             "a woman eats food slowly in the park while a dog runs after a blue ball"]
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_bert, tmp_path_factory):
+    """The tiny BERT with mean pooling, exported as ONNX fp32 and int8 (each verified by export itself)."""
+    from simcse_lab.export.formats import export
+
+    root = tmp_path_factory.mktemp("onnx")
+    reports = {name: export(str(tiny_bert), "onnx", root / name, pooler="avg", quantize=quantize)
+               for name, quantize in (("fp32", None), ("int8", "int8"))}
+    return root, reports
+
+
+def test_onnx_encoder_round_trip(tiny_bert, exports):
+    from simcse_lab.modeling.encoder import Encoder, load_encoder
+    from simcse_lab.modeling.onnx_encoder import OnnxEncoder
+    from simcse_lab.modeling.sentence_encoder import SentenceEncoder
+
+    root, reports = exports
+    encoder = load_encoder(str(root / "fp32"))
+    assert isinstance(encoder, OnnxEncoder) and isinstance(encoder, SentenceEncoder)
+    assert encoder.describe()["backend"] == "onnx" and encoder.describe()["precision"] == "fp32" and encoder.dim == 32
+    source = Encoder(str(tiny_bert), pooler="avg", precision="fp32").encode(SENTENCES)
+    got = encoder.encode(SENTENCES)
+    assert got.dtype == np.float32 and got.shape == (len(SENTENCES), 32)
+    np.testing.assert_allclose(got, source, atol=1e-4, rtol=0)
+    assert reports["fp32"]["max_abs_diff"] <= 1e-4
+
+
+def test_int8_export_is_verified_against_the_fp32_source(tiny_bert, exports):
+    from simcse_lab.export.formats import INT8_TOLERANCE, min_cosine
+    from simcse_lab.modeling.encoder import Encoder, load_encoder
+
+    root, reports = exports
+    report = reports["int8"]
+    assert report["quantization"] == "int8" and report["fp32_max_abs_diff"] <= 1e-4
+    assert report["min_cosine"] >= INT8_TOLERANCE["min_cosine"]
+    assert report["max_abs_diff"] <= INT8_TOLERANCE["max_abs_diff"]
+    assert json.loads((root / "int8" / "onnx_config.json").read_text())["quantization"] == "int8"
+    assert sorted(p.name for p in root.joinpath("int8").glob("*.onnx")) == ["model.onnx"]  # only the int8 graph
+    # smaller than the fp32 graph, and not the same vectors (it really is quantized), yet close to them
+    assert (root / "int8" / "model.onnx").stat().st_size < (root / "fp32" / "model.onnx").stat().st_size
+    encoder = load_encoder(str(root / "int8"))
+    assert encoder.describe()["precision"] == "int8"
+    got = encoder.encode(SENTENCES)
+    source = Encoder(str(tiny_bert), pooler="avg", precision="fp32").encode(SENTENCES)
+    assert np.abs(got - source).max() > 1e-6
+    assert min_cosine(got, source) >= INT8_TOLERANCE["min_cosine"]
+    with pytest.raises(UserError, match="computes at its own precision \\(int8\\)"):
+        load_encoder(str(root / "int8"), precision="fp32")
+
+
+def test_index_build_and_search_through_an_onnx_export(exports, tmp_path, capsys):
+    root, _ = exports
+    corpus = write_lines(tmp_path / "corpus.txt", sorted(set(random_sentences(60, seed=2, words=SEARCH_WORDS))))
+    with pytest.raises(SystemExit) as exc:
+        main(["index", "build", "--model", str(root / "int8"), "--corpus", str(corpus), "--output-dir",
+              str(tmp_path / "idx"), "--no-progress"])
+    assert exc.value.code == 0
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["backend"] == "onnx" and manifest["precision"] == "int8" and manifest["pooler"] == "modules"
+    capsys.readouterr()
+    first = corpus.read_text().splitlines()[0]
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--index", str(tmp_path / "idx"), "--query", first, "-k", "3"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"query: {first}" and first in out[1]  # a corpus sentence finds itself first
+
+
+def test_onnx_input_errors_are_one_line(exports, tmp_path, capsys):
+    root, _ = exports
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--model", str(root / "fp32"), "--pooler", "cls"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "pooling built into the graph" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--model", str(root / "fp32"), "--format", "hf", "--quantize", "int8", "--output-dir",
+              str(tmp_path / "hf")])
+    assert exc.value.code == 2 and "applies to --format onnx only" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in (root / "fp32").iterdir():
+        if path.is_file() and path.name != "model.onnx":
+            (broken / path.name).write_bytes(path.read_bytes())
+    (broken / "model.onnx").write_bytes(b"not a graph")
+    from simcse_lab.modeling.encoder import load_encoder
+
+    with pytest.raises(UserError, match="model.onnx: not a loadable ONNX graph"):
+        load_encoder(str(broken))
+    (broken / "onnx_config.json").write_text(json.dumps({"inputs": ["input_ids"], "output": "x", "dimension": 3,
+                                                         "max_seq_length": 8}))
+    with pytest.raises(UserError, match="onnx_config.json: inputs must name"):
+        load_encoder(str(broken))

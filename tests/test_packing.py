@@ -1,0 +1,45 @@
+"""Packed sentences (block-diagonal attention, restarted positions) give the padded batch's vectors and
+gradients with dropout off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_tiny_bert, random_sentences
+
+from simcse_lab.modeling.packing import is_prefix_mask, pack_rows
+
+
+@pytest.fixture(scope="module")
+def still_bert(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("still-bert-packing"), seed=5, dropout=0.0)
+
+
+def test_first_fit_by_decreasing_length():
+    assert pack_rows([5, 3, 8, 2, 6], width=8) == [[2], [4, 3], [0, 1]]
+    assert pack_rows([10, 1], width=8) == [[0], [1]]  # longer than the width: a row of its own
+    assert sorted(i for row in pack_rows([3] * 7, width=8) for i in row) == list(range(7))
+    assert is_prefix_mask(torch.tensor([[1, 1, 0], [1, 1, 1]]))
+    assert not is_prefix_mask(torch.tensor([[1, 0, 1]]))
+
+
+@pytest.mark.parametrize("pooler", ["cls", "avg", "avg_top2"])
+def test_packed_forward_equals_the_padded_batch_with_dropout_off(still_bert, pooler):
+    from simcse_lab.modeling.batching import pad_batch
+    from simcse_lab.modeling.embedder import load_embedder
+
+    tokenizer, embedder = load_embedder(str(still_bert), pooler, mlp_only_train=False, pack_width=24)
+    embedder.train()
+    ids = tokenizer(random_sentences(11, seed=7, lengths=(1, 16)), truncation=True, max_length=20)["input_ids"]
+    batch = pad_batch(ids, tokenizer.pad_token_id, [[0] * len(i) for i in ids])
+    whole = embedder(**batch, pack=False, chunks=1)
+    whole.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in embedder.named_parameters() if p.grad is not None}
+    embedder.zero_grad()
+    packed = embedder(**batch)  # training mode with pack_width set: packed
+    torch.testing.assert_close(packed, whole, atol=1e-5, rtol=1e-5)
+    packed.square().sum().backward()
+    for name, p in embedder.named_parameters():
+        if name in grads:
+            torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)
