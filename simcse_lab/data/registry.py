@@ -12,7 +12,6 @@ refused, by name, if it does not match: a corrupted mirror is never used and nev
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 import json
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from simcse_lab.data import readers
 from simcse_lab.errors import UserError
-from simcse_lab.io import atomic_path, make_temp_dir
+from simcse_lab.io import atomic_path, make_temp_dir, sha256_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST: Path | None = None  # None: the registry.json shipped beside this module (package data); tests override it
@@ -92,14 +91,6 @@ def search_roots() -> list[tuple[str, Path]]:
         roots.append(("mirror", Path(mirror)))
     roots.append(("cache", cache_dir()))
     return roots
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=None)

@@ -99,17 +99,23 @@ def _csv_rows(path: Path, delimiter: str, columns: list[str]) -> Iterator[dict]:
         raise InputError(path, None, "no rows after the header")
 
 
+def json_object(path: Path, lineno: int, line: str) -> dict:
+    """One line of a JSON-lines file as a dict, or a ``file:line`` error."""
+    if not line.strip():
+        raise InputError(path, lineno, "blank line (one JSON object a line expected)")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(path, lineno, f"not JSON ({err.msg})") from None
+    if not isinstance(obj, dict):
+        raise InputError(path, lineno, "a JSON object expected")
+    return obj
+
+
 def _jsonl_rows(path: Path, columns: list[str]) -> Iterator[dict]:
     count = 0
     for lineno, line in iter_lines(path):
-        if not line.strip():
-            raise InputError(path, lineno, "blank line (one JSON object a line expected)")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(path, lineno, f"not JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise InputError(path, lineno, "a JSON object expected")
+        obj = json_object(path, lineno, line)
         row = {}
         for c in columns:
             value = obj.get(c)
@@ -124,12 +130,7 @@ def _jsonl_rows(path: Path, columns: list[str]) -> Iterator[dict]:
 
 def _jsonl_columns(path: Path) -> list[str]:
     for lineno, line in iter_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(path, lineno, f"not JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise InputError(path, lineno, "a JSON object expected")
+        obj = json_object(path, lineno, line)
         return [k for k, v in obj.items() if isinstance(v, str)]
     raise InputError(path, None, "no rows")
 
