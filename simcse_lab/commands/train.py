@@ -49,19 +49,19 @@ def run(args) -> int:
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
     _validate.process_env()
     # cheapest first, and everything before a model loads or a row is tokenised: the data (a registry set
-    # missing here is fetched now, by the main process only; offline that is one line), the launcher's
-    # precision against --precision, the trackers, the model (a hub id offline: one line in a second), the
-    # columns the objective reads (needs the objective registry: the first torch import)
+    # missing here is fetched now, by the main process only; offline that is one line), the model (a hub id
+    # offline: one line in a second), then, with the first torch import, the launcher's precision against
+    # --precision, the trackers and the columns the objective reads
     parse_spec(cfg.data, default_split="train", fetch=os.environ.get("RANK", "0") == "0")
+    from simcse_lab.modeling.resolve import check_loadable
+
+    check_loadable(cfg.model)
     from simcse_lab.runtime.precision import training_precision
+    from simcse_lab.training.examples import check_training_data
     from simcse_lab.training.tracking import parse_report_to
 
     training_precision(cfg.precision)
     parse_report_to(cfg.report_to)
-    from simcse_lab.modeling.resolve import check_loadable
-    from simcse_lab.training.examples import check_training_data
-
-    check_loadable(cfg.model)
     check_training_data(cfg, fetch=False)
     claim_output_dir(cfg.output_dir, "train")  # every rank may: a directory of ours, or refused before any work
     from simcse_lab.training.loop import train
