@@ -58,21 +58,22 @@ def _subsample(items: list, limit: int | None, seed: int) -> list:
 
 
 def load_corpus(spec: str, split: str = "train", limit: int | None = None, seed: int = 0,
-                unique: bool = True) -> list[str]:
+                unique: bool = True, columns: list[str] | None = None) -> list[str]:
     """Sentences of a data spec (:mod:`simcse_lab.data.sources`; pairs and triples are flattened);
     ``unique=False`` keeps repeated sentences (token frequencies must count every occurrence)."""
-    sentences = sources.sentences(sources.resolve(spec, split).rows)
+    sentences = sources.sentences(sources.resolve(spec, split, columns).rows)
     return _subsample(list(dict.fromkeys(sentences)) if unique else sentences, limit, seed)
 
 
 def load_sentence_data(spec: str = "stsb", split: str = "dev", limit: int | None = None,
-                       seed: int = 0) -> SentenceData:
+                       seed: int = 0, columns: list[str] | None = None) -> SentenceData:
     """Analysis sentences and their positive pairs: STS pairs with gold > POSITIVE_GOLD, NLI (premise,
-    entailment); a text file or text set gives sentences only (no alignment)."""
-    source = sources.resolve(spec, split)
+    entailment) and any (sentence, positive) columns; a text file or text set gives sentences only (no
+    alignment). ``columns`` (``--columns``) names the sentence / positive columns of a file or dataset."""
+    source = sources.resolve(spec, split, columns)
     data = source.rows
     raw_pairs: list[tuple[str, str]] = []
-    if source.kind == "nli_csv":
+    if source.kind in ("nli_csv", "pairs"):
         raw_pairs = [(t[0], t[1]) for t in data]
     elif source.kind != "text":
         sets = data.values() if isinstance(data, dict) else [data]

@@ -25,18 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="further checkpoints, side by side; an arrow is drawn from --model to each")
     p.add_argument("--output-dir", required=True, help="where report.json, report.md and the PNGs go")
     p.add_argument("--data", default="stsb",
-                   help="analysis sentences: a dataset NAME[:SPLIT] (pairs with gold > 4 give alignment) or a file")
+                   help="analysis sentences, in the --data syntax: a dataset NAME[:SPLIT] (pairs with gold > 4 give "
+                        "alignment), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or "
+                        "hub:ID[:CONFIG][@SPLIT] (sentence, positive columns give alignment)")
+    p.add_argument("--columns", default=None, metavar="A[,B]",
+                   help="the sentence (and positive) columns of --data (default: a known naming or the only column)")
     p.add_argument("--split", default="dev", help="split of a dataset --data without :SPLIT (default dev)")
     p.add_argument("--max-sentences", type=int, default=10000, help="sub-sample the analysis sentences (seeded)")
     p.add_argument("--max-pairs", type=int, default=200000,
                    help="distinct pairs for pair statistics (all if fewer, else a seeded sample)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tokens", action="store_true", help="skip the token-level degeneration analysis")
-    p.add_argument("--token-corpus", default="wiki", help="dataset NAME[:SPLIT] or file for token frequencies")
+    p.add_argument("--token-corpus", default="wiki", help="data spec (as --data) for token frequencies")
     p.add_argument("--knn", type=int, default=10, help="k of the token k-NN distance")
     p.add_argument("--knn-sample", type=int, default=500, help="query tokens per frequency bucket for k-NN (seeded)")
     p.add_argument("--whiten", action="store_true", help="add the BERT-whitening baseline (STS with and without)")
-    p.add_argument("--whiten-corpus", default="wiki", help="dataset NAME[:SPLIT] or file to fit whitening on")
+    p.add_argument("--whiten-corpus", default="wiki", help="data spec (as --data) to fit whitening on")
     p.add_argument("--whiten-max", type=int, default=5000, help="sub-sample the whitening corpus (seeded)")
     p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
     p.add_argument("--whiten-tasks", default="stsb", help="STS tasks scored with and without whitening")
@@ -52,6 +56,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from simcse_lab.analysis import inputs
+    from simcse_lab.data.columns import parse_columns
     from simcse_lab.errors import UserError
     from simcse_lab.evaluation.sts import parse_tasks
     from simcse_lab.io import claim_output_dir, write_json, write_text
@@ -63,6 +68,7 @@ def run(args) -> int:
     for name in ("max_sentences", "max_pairs", "knn", "knn_sample", "whiten_max", "batch_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    columns = parse_columns(args.columns)
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--output-dir {out_dir} exists and is not a directory")
@@ -85,7 +91,8 @@ def run(args) -> int:
     data = token_corpus = whiten_corpus = None
     whiten_tasks = ()
     if checkpoints:
-        data = inputs.load_sentence_data(args.data, args.split, limit=args.max_sentences, seed=args.seed)
+        data = inputs.load_sentence_data(args.data, args.split, limit=args.max_sentences, seed=args.seed,
+                                         columns=columns)
         if not args.no_tokens:
             token_corpus = inputs.load_corpus(args.token_corpus, "train", unique=False)
         if args.whiten:

@@ -204,6 +204,8 @@ def _download(url: str, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.part")
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
+            # said once the server answered: offline, the error below is the only line
+            print(f"downloading {url}", file=sys.stderr)
             shutil.copyfileobj(resp, f, 1 << 20)
         os.replace(tmp, dst)
     except (OSError, http.client.HTTPException, ValueError) as err:  # HTTPException: e.g. IncompleteRead
@@ -223,7 +225,6 @@ def fetch_from_url(name: str) -> list[Path]:
     downloads = cache_dir() / "downloads"
     archive = downloads / ds.url.rsplit("/", 1)[-1]
     if not archive.is_file():
-        print(f"downloading {ds.url}", file=sys.stderr)
         _download(ds.url, archive)
     staging = make_temp_dir(downloads / name)
     try:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from simcse_lab.data.columns import parse_columns
 from simcse_lab.data.readers import line_number
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.modeling.pooling import check_pooler
+from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
 
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
@@ -27,7 +29,8 @@ OBJECTIVE_NAMES = ["unsup", "sup", "esimcse"]
 class TrainConfig:
     objective: str = "unsup"
     model: str = "all-MiniLM-L6-v2"
-    data: str = "wiki"
+    data: str = "wiki"            # the one --data syntax (simcse_lab.data.spec)
+    columns: str = ""             # "a,b,c": the sentence / positive / hard-negative columns ("": a known naming)
     output_dir: str = "runs/unsup"
     pooler: str = "cls"
     mlp_only_train: bool = True
@@ -48,10 +51,11 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int = 0            # > 0: stop after this many steps (overrides epochs)
     seed: int = 42
-    precision: str = "auto"       # auto = bf16 autocast where the hardware has it
+    precision: str = "auto"       # accelerate's mixed precision: auto = bf16 where native, else fp16 on CUDA, else fp32
     eval_steps: int = 125         # 0: no dev evaluation during training
     save_steps: int = 0           # training-state checkpoints; 0: at every eval step (or 125)
     log_steps: int = 10
+    report_to: str = "none"       # accelerate trackers, comma-separated: tensorboard, wandb, ... (metrics.jsonl always)
     eval_batch_size: int = 128
     test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
     resume: bool = False
@@ -61,6 +65,9 @@ class TrainConfig:
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         check_pooler(self.pooler)
+        if self.precision not in TRAINING_PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}; choose from {', '.join(TRAINING_PRECISIONS)}")
+        parse_columns(self.columns)
         for name in ("batch_size", "max_seq_len", "epochs", "log_steps", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -78,6 +85,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def column_names(self) -> list[str] | None:
+        """``columns`` as a list, None when not given."""
+        return parse_columns(self.columns)
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}

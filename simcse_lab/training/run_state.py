@@ -45,8 +45,9 @@ class RunState:
 
 def check_can_start(cfg: TrainConfig, out: Path, processes: int) -> None:
     """Refuse, before any work: data that is missing or does not fit the objective, a batch that does not
-    split over the processes, a run directory that already holds a run (unless resuming it)."""
-    check_training_data(cfg)
+    split over the processes, a run directory that already holds a run (unless resuming it). Only the main
+    process fetches a registry dataset that is not here yet (in the loop, before the others read it)."""
+    check_training_data(cfg, fetch=False)
     if cfg.batch_size % processes:
         raise UserError(f"batch_size {cfg.batch_size} is not divisible by the {processes} processes")
     if not cfg.resume and latest_checkpoint(out) is not None:
@@ -116,6 +117,8 @@ def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimize
     scheduler.load_state_dict(state["scheduler"])
     if "objective" in state:
         objective.load_extra_state(state["objective"])
+    if "scaler" in state and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
     if "test_before" in state["summary"]:
         summary["test_before"] = state["summary"]["test_before"]
     set_rng_state(rng)
@@ -123,14 +126,18 @@ def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimize
     return RunState(state["step"], state["best"], state["best_step"])
 
 
-def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, summary: dict) -> dict:
-    """What a checkpoint holds (the RNG states are added per process by ``save_checkpoint``)."""
+def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, summary: dict,
+                     scaler=None) -> dict:
+    """What a checkpoint holds (the RNG states are added per process by ``save_checkpoint``); under fp16 also
+    accelerate's gradient scaler, so a resumed run continues with the loss scale it had."""
     state = {"model": embedder.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "step": run.step, "best": run.best, "best_step": run.best_step,
              "summary": {k: v for k, v in summary.items() if k in ("test_before", "config")}}
     extra = objective.extra_state()
     if extra:
         state["objective"] = extra
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     return state
 
 

@@ -10,6 +10,9 @@ An objective turns pretokenised examples into a loss in three steps, each a meth
   loop multiplies nothing by the world size.
 
 ``forward(model, batch)`` chains the last two (and adds the auxiliary MLM term under ``--do-mlm``).
+What an objective reads is declared on the class: ``data_columns`` text columns per example (1: a sentence;
+sup: 3, sentence / positive / hard negative) and ``with_index`` (``collate`` gets ``(index, ids)`` pairs, as
+ESimCSE's per-sentence repetition draws need); the loader picks and checks the columns from them.
 Hooks with no-op defaults: ``after_step(model)`` (after each optimizer step), ``extra_state()`` /
 ``load_extra_state(state)`` (what a checkpoint must keep beyond the model, e.g. ESimCSE's queue).
 A new objective is a subclass decorated with ``@register("name")``; tests/test_objective_plugin.py
@@ -54,6 +57,9 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
 
 class Objective(nn.Module):
     """Base class of the training objectives (see the module docstring)."""
+
+    data_columns: int = 1     # text columns per example: sentence[, positive[, hard negative]]
+    with_index: bool = False  # collate receives (example index, ids) pairs
 
     def __init__(self, tokenizer, temperature: float = 0.05):
         super().__init__()
