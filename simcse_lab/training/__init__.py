@@ -1,4 +1,5 @@
-"""Training: the loop on accelerate and what it keeps (run state, resumable checkpoints), its config,
-sampler and pretokenised examples, the auxiliary MLM loss, and the objectives (training/objectives/).
+"""Training: the loop on accelerate and what it keeps (run state, resumable checkpoints, all of them with
+keep_checkpoints 0), its config, sampler and pretokenised examples, the auxiliary MLM loss, and the objectives
+(training/objectives/, with the cosine regulariser any of them can add).
 Tests: tests/test_train_loop.py, tests/test_config.py, tests/test_distributed.py, tests/test_objective_plugin.py,
-tests/test_objectives.py, tests/test_checkpoint_safety.py, tests/test_cos_reg.py."""
+tests/test_objectives.py, tests/test_checkpoint_safety.py, tests/test_cos_reg.py, tests/test_trajectory.py."""
