@@ -127,7 +127,8 @@ def test_token_dynamics_flow_and_the_comparison_table(tiny_bert, fake_registry, 
     # the token dynamics read the transformer, whatever the pooler: the same weights give the same numbers
     assert cls_raw["token_dynamics"]["layers"] == avg["token_dynamics"]["layers"]
     assert set(avg["token_dynamics"]["last_layer_mapped"]) == {"whitened", "flowed"}
-    assert "last_layer_mapped" not in cls["token_dynamics"] and "cls" in cls["token_dynamics"]["last_layer_mapped_skipped"]
+    assert "last_layer_mapped" not in cls["token_dynamics"]
+    assert "pooler cls:" in cls["token_dynamics"]["last_layer_mapped_skipped"]
 
     rows = report["comparison"]
     assert [(r["label"].split(" ")[-1], r["variant"]) for r in rows] == [

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     post_hoc.add_argument("--whiten", default=None, metavar="CORPUS",
                           help="fit BERT-whitening on this corpus (dataset NAME[:SPLIT] or file) and score through it")
     post_hoc.add_argument("--flow", default=None, metavar="CORPUS",
-                          help="fit BERT-flow on this corpus (dataset NAME[:SPLIT] or file) and score in its latent space")
+                          help="fit BERT-flow on this corpus (dataset NAME[:SPLIT] or file) and score in its "
+                               "latent space")
     p.add_argument("--fit-max", type=int, default=5000, help="sub-sample the --whiten/--flow corpus (seeded)")
     p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
     add_flow_settings(p)
