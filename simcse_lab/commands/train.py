@@ -28,7 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "honoured", "fixed_repetition":
              "ESimCSE: draw the word repetition once per sentence (official code) instead of every step",
              "progress": "show a progress bar on stderr (default: when stderr is a terminal)",
-             "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)"}
+             "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)",
+             "cos_reg": "weight of the cosine regulariser (mean pairwise cosine of the batch's anchor embeddings) "
+                        "added to the loss; 0: off (default)",
+             "keep_checkpoints": "keep the newest N training-state checkpoints (default 2); 0: keep all, for "
+                                 "analyze --trajectory RUN_DIR"}
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)

@@ -61,16 +61,22 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def latest_checkpoint(output_dir) -> Path | None:
+def list_checkpoints(output_dir) -> list[tuple[int, Path]]:
+    """(step, directory) of every complete checkpoint of a run, in step order."""
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    return max(steps)[1] if steps else None
+        return []
+    return sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
+
+
+def latest_checkpoint(output_dir) -> Path | None:
+    steps = list_checkpoints(output_dir)
+    return steps[-1][1] if steps else None
 
 
 def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int = 2) -> Path:
-    """Collective: every process calls it. ``state`` only matters on the main process."""
+    """Collective: every process calls it. ``state`` only matters on the main process. The newest ``keep``
+    checkpoints stay (``keep=0``: all of them, the run's whole trajectory)."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
@@ -88,7 +94,7 @@ def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int =
         write_json(tmp / CHECKSUMS, {p.name: sha256_file(p) for p in sorted(tmp.glob("*.pt"))})
         replace_dir_atomically(tmp, final)
         older = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
-        for _, path in older[:-keep]:
+        for _, path in (older[:-keep] if keep > 0 else []):
             shutil.rmtree(path, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final

@@ -6,6 +6,7 @@ before any model is loaded."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -42,6 +43,7 @@ class TrainConfig:
     queue_ratio: float = 2.5
     do_mlm: bool = False          # SimCSE's auxiliary MLM loss
     mlm_weight: float = 0.1
+    cos_reg: float = 0.0          # weight of the cosine regulariser on the anchors' embeddings; 0: off
     max_seq_len: int = 32
     batch_size: int = 64
     lr: float = 3e-5
@@ -54,6 +56,7 @@ class TrainConfig:
     precision: str = "auto"       # accelerate's mixed precision: auto = bf16 where native, else fp16 on CUDA, else fp32
     eval_steps: int = 125         # 0: no dev evaluation during training
     save_steps: int = 0           # training-state checkpoints; 0: at every eval step (or 125)
+    keep_checkpoints: int = 2     # the newest N training-state checkpoints are kept; 0: keep all (a trajectory)
     log_steps: int = 10
     report_to: str = "none"       # accelerate trackers, comma-separated: tensorboard, wandb, ... (metrics.jsonl always)
     eval_batch_size: int = 128
@@ -77,8 +80,10 @@ class TrainConfig:
             raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
         if not self.lr > 0:
             raise UserError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.cos_reg < math.inf:  # also refuses nan
+            raise UserError(f"cos_reg must be a finite number >= 0, got {self.cos_reg}")
         for name in ("eval_steps", "save_steps", "max_steps", "warmup_steps", "queue_ratio", "dup_rate",
-                     "weight_decay"):
+                     "weight_decay", "keep_checkpoints"):
             value = getattr(self, name)
             if not value >= 0:  # also refuses nan
                 raise UserError(f"{name} must be >= 0, got {value}")

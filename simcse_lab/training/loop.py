@@ -105,6 +105,9 @@ def train(cfg: TrainConfig) -> dict:
             loss = objective(model, batch)
         # what we log is the global-batch loss: the mean of the ranks' equal shards (one device sync per step)
         loss_value = accelerator.reduce(loss.detach(), "mean").item()
+        parts = objective.loss_parts  # {} unless a term such as --cos-reg is on: then logged beside the loss
+        if parts:
+            parts = dict(zip(parts, accelerator.reduce(torch.stack(list(parts.values())), "mean").tolist()))
         if not math.isfinite(loss_value):
             raise non_finite_loss(loss_value, run.step + 1, out)
         accelerator.backward(loss)
@@ -115,7 +118,7 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         objective.after_step(embedder)  # e.g. ESimCSE's momentum encoder follows the model
         run.step += 1
-        window.add(loss_value, time.perf_counter() - t0)
+        window.add(loss_value, time.perf_counter() - t0, parts)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
         # a log record every log_steps: the mean loss and speed since the last one
@@ -135,7 +138,7 @@ def train(cfg: TrainConfig) -> dict:
         # the resumable training state (every process writes its RNG state)
         if run.step % save_every == 0 or run.step == total:
             state = checkpoint_state(embedder, optimizer, scheduler, objective, run, summary, accelerator.scaler)
-            save_checkpoint(out, run.step, state, accelerator)
+            save_checkpoint(out, run.step, state, accelerator, keep=cfg.keep_checkpoints)
     bar.close()
 
     # OUTPUT/final, the test table after training, summary.json

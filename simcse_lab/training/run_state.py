@@ -153,20 +153,26 @@ def select_best(run: RunState, dev: dict, embedder, tokenizer, out: Path) -> Non
 
 
 class LossWindow:
-    """The mean loss and speed since the last log record, and the total training time of this run."""
+    """The mean loss (and the mean of each loss part an objective reports, e.g. ``contrastive`` and
+    ``cos_reg``) and speed since the last log record, and the total training time of this run."""
 
     def __init__(self):
         self.loss, self.steps, self.seconds, self.train_seconds = 0.0, 0, 0.0, 0.0
+        self.parts: dict[str, float] = {}
 
-    def add(self, loss: float, seconds: float) -> None:
+    def add(self, loss: float, seconds: float, parts: dict[str, float] | None = None) -> None:
         self.loss, self.steps, self.seconds = self.loss + loss, self.steps + 1, self.seconds + seconds
         self.train_seconds += seconds
+        for name, value in (parts or {}).items():
+            self.parts[name] = self.parts.get(name, 0.0) + value
 
     def record(self, step: int, lr: float, batch_size: int, device) -> dict:
         """The log record of the window, which then starts afresh."""
-        record = {"step": step, "loss": self.loss / self.steps, "lr": lr, "steps_per_s": self.steps / self.seconds,
+        record = {"step": step, "loss": self.loss / self.steps,
+                  **{name: total / self.steps for name, total in self.parts.items()},
+                  "lr": lr, "steps_per_s": self.steps / self.seconds,
                   "sentences_per_s": self.steps * batch_size / self.seconds, "peak_memory_mb": peak_memory_mb(device)}
-        self.loss, self.steps, self.seconds = 0.0, 0, 0.0
+        self.loss, self.steps, self.seconds, self.parts = 0.0, 0, 0.0, {}
         return record
 
 
