@@ -24,8 +24,12 @@ def fake_registry(monkeypatch, tmp_path):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
-    real = registry.load_split
+    from simcse_lab.data import spec
+
+    real, real_ensure = registry.load_split, spec.ensure_local
     monkeypatch.setattr(registry, "load_split", lambda name, split: fake_stsb() if name == "stsb" else real(name, split))
+    # the fake stsb needs no files: nothing to fetch on first use (the real check would download it)
+    monkeypatch.setattr(spec, "ensure_local", lambda name: None if name == "stsb" else real_ensure(name))
     return corpus
 
 
