@@ -47,15 +47,44 @@ def to_device(batch: dict, device) -> dict:
     return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train; return the run's summary (also OUTPUT/summary.json, written by the main process)."""
-    # one Accelerator owns devices, processes, mixed precision and trackers (on CPU when there is no GPU);
-    # bad settings stop here
-    out = Path(cfg.output_dir)
+def make_accelerator(cfg: TrainConfig, out: Path) -> tuple[Accelerator, str, list[str]]:
+    """(accelerator, training precision, trackers): devices (CPU when there is no GPU), processes, mixed precision
+    and experiment trackers, all from accelerate."""
     precision, trackers = training_precision(cfg.precision), parse_report_to(cfg.report_to)
     accelerator = Accelerator(cpu=training_device_type() == "cpu", mixed_precision=ACCELERATE_NAMES[precision],
                               log_with=trackers or None,
                               project_config=ProjectConfiguration(str(out), logging_dir=str(out / LOG_DIR)))
+    return accelerator, precision, trackers
+
+
+def announce(cfg: TrainConfig, out: Path, accelerator, trackers: list[str], precision: str, examples: int,
+             total: int) -> None:
+    """OUTPUT/train_config.json, the trackers' run, and one line saying what is about to happen."""
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "train_config.json", cfg.to_dict())
+    if trackers:
+        accelerator.init_trackers(PROJECT, config=cfg.to_dict())
+    if accelerator.is_main_process:
+        processes = accelerator.num_processes
+        print(f"training {cfg.objective} on {cfg.data}: {examples} examples, {total} steps of {cfg.batch_size} "
+              f"(world size {processes}, {cfg.batch_size // processes} per process), {precision} on "
+              f"{accelerator.device}")
+
+
+def global_loss(accelerator, loss: torch.Tensor, parts: dict) -> tuple[float, dict]:
+    """The global-batch loss and its named parts: the mean of the ranks' equal shards."""
+    value = accelerator.reduce(loss.detach(), "mean").item()
+    if parts:
+        parts = dict(zip(parts, accelerator.reduce(torch.stack(list(parts.values())), "mean").tolist()))
+    return value, parts
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train; return the run's summary (also OUTPUT/summary.json, written by the main process)."""
+    # one Accelerator owns devices, processes, mixed precision and trackers; bad settings stop here
+    out = Path(cfg.output_dir)
+    accelerator, precision, trackers = make_accelerator(cfg, out)
     device, processes, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
     check_can_start(cfg, out, processes)
     test_tasks = [] if cfg.test_tasks.strip().lower() in ("", "none") else parse_tasks(cfg.test_tasks)
@@ -79,16 +108,9 @@ def train(cfg: TrainConfig) -> dict:
     # a fresh start, or weights, optimizer, schedule, RNG and objective state from the last checkpoint
     summary, log = new_summary(cfg, processes, precision, device), MetricsLog(out / "metrics.jsonl", main)
     run = resume_or_start(cfg, out, accelerator, embedder, optimizer, scheduler, objective, summary, log)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "train_config.json", cfg.to_dict())
-    if trackers:
-        accelerator.init_trackers(PROJECT, config=cfg.to_dict())
-    if main:
-        print(f"training {cfg.objective} on {cfg.data}: {len(examples)} examples, {total} steps of {cfg.batch_size} "
-              f"(world size {processes}, {cfg.batch_size // processes} per process), {precision} on {device}")
-        if run.step == 0:  # the untrained model: the test table "before" and the first dev point
-            evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log)
+    announce(cfg, out, accelerator, trackers, precision, len(examples), total)
+    if main and run.step == 0:  # the untrained model: the test table "before" and the first dev point
+        evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log)
     accelerator.wait_for_everyone()
 
     model.train()
@@ -103,11 +125,8 @@ def train(cfg: TrainConfig) -> dict:
         # the objective scores local anchors against gathered negatives: DDP's gradient mean is exact as is
         with accelerator.autocast():
             loss = objective(model, batch)
-        # what we log is the global-batch loss: the mean of the ranks' equal shards (one device sync per step)
-        loss_value = accelerator.reduce(loss.detach(), "mean").item()
-        parts = objective.loss_parts  # {} unless a term such as --cos-reg is on: then logged beside the loss
-        if parts:
-            parts = dict(zip(parts, accelerator.reduce(torch.stack(list(parts.values())), "mean").tolist()))
+        # what we log is the global-batch loss (and its parts, e.g. --cos-reg's): one device sync per step
+        loss_value, parts = global_loss(accelerator, loss, objective.loss_parts)
         if not math.isfinite(loss_value):
             raise non_finite_loss(loss_value, run.step + 1, out)
         accelerator.backward(loss)
