@@ -16,25 +16,21 @@ optimizer, other ops, and Python/framework time (step wall time minus every op's
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_peak import measure_peaks  # noqa: E402
+from matmul_peak import busy_note, machine, measure_peaks  # noqa: E402
 from step_timing import StepRunner, median, paired_ratio  # noqa: E402
 
 from simcse_lab.evaluation.sts import TASKS, evaluate, load_task  # noqa: E402
 from simcse_lab.io import write_json, write_text  # noqa: E402
 from simcse_lab.modeling.encoder import Encoder  # noqa: E402
 from simcse_lab.runtime.flops import forward_flops, model_shape  # noqa: E402
-from simcse_lab.runtime.precision import cpu_has_bf16  # noqa: E402
 from simcse_lab.training.config import TrainConfig  # noqa: E402
 
 PLAIN = {"length_chunks": 1, "pack_width": 0, "adamw": "for-loop"}
@@ -60,12 +56,6 @@ GROUPS = (
 ORDER = ["matmul", "attention (softmax, masks, fused SDPA)", "dropout RNG", "LayerNorm/GELU", "dtype casts (autocast)",
          "word-embedding gradient (dense)", "optimizer (clip, AdamW, zero_grad)", "other ops", "Python/framework"]
 
-
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_bf16(),
-            "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(), "torch": torch.__version__,
-            "load_average_1min": os.getloadavg()[0]}
 
 
 # -- the STS encode ---------------------------------------------------------------------------------------
@@ -196,7 +186,6 @@ def main() -> int:
         profiles[name] = profile_steps(runners[name], args.profile_steps)
         print(f"profiled {name}", flush=True)
     report = {"command": command, "machine_start": start_machine, "machine_end": machine(),
-              "shared_machine_note": "2 cores shared with other users' jobs; everything measured in turn, medians",
               "model": args.model, "batch_size": args.batch_size, "rounds": args.rounds,
               "peaks": {"fp32": [p["fp32"]["peak_tflops"] for p in peaks], "bf16": [p["bf16"]["peak_tflops"] for p in peaks],
                         "shapes_last_round": peaks[-1]},
@@ -214,8 +203,7 @@ def markdown(r: dict) -> str:
     lines = [f"# Roofline: achieved matmul rate vs the machine's peak ({r['model']})", "",
              f"Command: `{r['command']}`", "",
              f"Machine: {m0['cores']} cores ({m0['cpu']}, AMX: {m0['amx']}, native bf16: {m0['native_bf16']}), torch "
-             f"{m0['torch']}, {m0['torch_threads']} threads. **Shared** with other users' jobs: load average "
-             f"{m0['load_average_1min']:.1f} at the start, {m1['load_average_1min']:.1f} at the end. Everything below "
+             f"{m0['torch']}, {m0['torch_threads']} threads; {busy_note(m0, m1)}. Everything below "
              f"was measured in turn within each of {r['rounds']} rounds (peak, encode, one step of each), medians; "
              f"each share divides a round's rate by the same round's peak.", "",
              f"Peak matmul, model shapes (4096×384·384×1536 and its backward layouts, 4096×384·384×384): "

@@ -15,8 +15,6 @@ exact search), and the drop of each against torch fp32.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -24,24 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_peak import measure_peaks  # noqa: E402
+from matmul_peak import busy_note, machine, measure_peaks  # noqa: E402
 
 from simcse_lab.data import registry  # noqa: E402
 from simcse_lab.evaluation import retrieval, sts  # noqa: E402
 from simcse_lab.export.formats import export  # noqa: E402
 from simcse_lab.io import write_json, write_text  # noqa: E402
 from simcse_lab.modeling.encoder import load_encoder  # noqa: E402
-from simcse_lab.runtime.precision import cpu_has_bf16  # noqa: E402
 
-
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_bf16(),
-            "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(), "torch": torch.__version__,
-            "load_average_1min": os.getloadavg()[0]}
 
 
 def main() -> int:
@@ -97,7 +87,6 @@ def main() -> int:
         row["stsb_drop"] = reference["stsb_spearman"] - row["stsb_spearman"]
         row["mrr10_drop"] = reference["mrr10"] - row["mrr10"]
     report = {"command": command, "machine_start": start_machine, "machine_end": machine(),
-              "shared_machine_note": "2 cores shared with other users' jobs; backends in turn within each round",
               "onnxruntime": onnxruntime.__version__, "model": args.model, "sentences": len(corpus),
               "rounds": args.rounds, "peaks": {"fp32": [p["fp32"]["peak_tflops"] for p in peaks],
                                                "bf16": [p["bf16"]["peak_tflops"] for p in peaks]},
@@ -123,8 +112,7 @@ def markdown(r: dict) -> str:
     return "\n".join([
         f"# CPU serving backends ({r['model']})", "", f"Command: `{r['command']}`", "",
         f"Machine: {m0['cores']} cores ({m0['cpu']}, AMX: {m0['amx']}), torch {m0['torch']} ({m0['torch_threads']} threads), "
-        f"onnxruntime {r['onnxruntime']} (same threads). **Shared** with other users' jobs: load average "
-        f"{m0['load_average_1min']:.1f} at the start, {m1['load_average_1min']:.1f} at the end; the backends took turns "
+        f"onnxruntime {r['onnxruntime']} (same threads); {busy_note(m0, m1)}; the backends took turns "
         f"within each of {r['rounds']} rounds encoding the same {r['sentences']} wiki sentences, medians. Matmul peak "
         f"in the same run: bf16 {statistics.median(r['peaks']['bf16']):.3f} TFLOP/s, fp32 "
         f"{statistics.median(r['peaks']['fp32']):.3f} TFLOP/s (medians of the rounds).", "",

@@ -17,22 +17,18 @@ dropout off, from the same weights and batches; their losses must agree to float
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_peak import measure_peaks  # noqa: E402
+from matmul_peak import busy_note, machine, measure_peaks  # noqa: E402
 from step_timing import StepRunner, interleaved, median, paired_ratio  # noqa: E402
 
 from simcse_lab.io import write_json, write_text  # noqa: E402
-from simcse_lab.runtime.precision import cpu_has_bf16  # noqa: E402
 from simcse_lab.training.config import TrainConfig  # noqa: E402
 
 PLAIN = {"length_chunks": 1, "pack_width": 0, "adamw": "for-loop"}
@@ -52,11 +48,6 @@ VARIANTS = {
 }
 
 
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_bf16(),
-            "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(), "torch": torch.__version__,
-            "load_average_1min": os.getloadavg()[0]}
 
 
 def speed_config(cfg: TrainConfig) -> dict:
@@ -71,6 +62,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset (plain always runs)")
     ap.add_argument("--curve-steps", type=int, default=50, help="0: skip the loss-curve check")
+    ap.add_argument("--curve-precisions", default="fp32,bf16", help="precisions of the loss-curve check")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
     args = ap.parse_args()
 
@@ -100,24 +92,25 @@ def main() -> int:
                       "padded_flops_per_step": median(steps, "flops_padded"), "real_flops_per_step": median(steps, "flops_real"),
                       "seconds_all": [s["seconds"] for s in steps]}
 
-    curve = None
-    if args.curve_steps:
-        still = {"plain": StepRunner(TrainConfig(**base, **PLAIN), dropout=False),
-                 "optimised": StepRunner(TrainConfig(**base), dropout=False)}
+    curves = []
+    for precision in (args.curve_precisions.split(",") if args.curve_steps else []):
+        # the same weights and batches, dropout off: the optimised step must compute the same function
+        still = {"plain": StepRunner(TrainConfig(**base, **PLAIN, precision=precision), dropout=False),
+                 "optimised": StepRunner(TrainConfig(**base, precision=precision), dropout=False)}
         losses = {name: [] for name in still}
         for _ in range(args.curve_steps):
             for name, runner in still.items():
                 losses[name].append(runner.run()["loss"])
         diffs = [abs(a - b) for a, b in zip(losses["plain"], losses["optimised"])]
-        curve = {"steps": args.curve_steps, "dropout": "off", "precision": still["plain"].precision,
-                 "optimised": speed_config(defaults), "max_abs_loss_diff": max(diffs),
-                 "max_rel_loss_diff": max(d / abs(a) for d, a in zip(diffs, losses["plain"])), "losses": losses}
+        curves.append({"steps": args.curve_steps, "dropout": "off", "precision": still["plain"].precision,
+                       "optimised": speed_config(defaults), "max_abs_loss_diff": max(diffs),
+                       "max_rel_loss_diff": max(d / abs(a) for d, a in zip(diffs, losses["plain"])),
+                       "losses": losses})
 
     report = {"command": command, "machine_start": start_machine, "machine_end": machine(),
-              "shared_machine_note": "2 cores shared with other users' jobs; runners interleaved step by step",
               "model": args.model, "data": args.data, "batch_size": args.batch_size, "rounds": args.rounds,
               "precision": runners["plain"].precision, "timed_seconds": timed_seconds, "peaks": peaks,
-              "variants": rows, "loss_curve": curve}
+              "variants": rows, "loss_curves": curves}
     write_json(Path(args.out) / "step_changes.json", report)
     write_text(Path(args.out) / "step_changes.md", markdown(report))
     print(markdown(report))
@@ -129,9 +122,7 @@ def markdown(r: dict) -> str:
     lines = [f"# Training-step changes, each measured alone ({r['model']}, unsup, batch {r['batch_size']}, {r['precision']})",
              "", f"Command: `{r['command']}`", "",
              f"Machine: {r['machine_start']['cores']} cores ({r['machine_start']['cpu']}, AMX: {r['machine_start']['amx']}), "
-             f"torch {r['machine_start']['torch']}, {r['machine_start']['torch_threads']} threads. **Shared**: load average "
-             f"{r['machine_start']['load_average_1min']:.1f} at the start, {r['machine_end']['load_average_1min']:.1f} at the "
-             f"end (other users' jobs), so absolute seconds are slow and noisy; the runners step in turn, one step "
+             f"torch {r['machine_start']['torch']}, {r['machine_start']['torch_threads']} threads; {busy_note(r['machine_start'], r['machine_end'])}; the runners step in turn, one step "
              f"each per round, {r['rounds']} rounds, and a speed-up is the median over rounds of plain / variant in "
              f"the same round.", "",
              f"Matmul peak of the model's shapes, same run: bf16 {peak['before']['bf16']['peak_tflops']:.3f} → "
@@ -146,8 +137,7 @@ def markdown(r: dict) -> str:
                      f"{v['median_forward']:.2f} | {v['median_backward']:.2f} | {v['median_optimizer']:.2f} | "
                      f"{v['tflops_real']:.3f} | {100 * v['share_of_bf16_peak_real']:.1f}% | "
                      f"{'yes' if v['speedup_vs_plain'] > 1 else 'no'} |")
-    c = r.get("loss_curve")
-    if c:
+    for c in r.get("loss_curves", []):
         lines += ["", f"Loss curve, {c['steps']} steps, dropout off, {c['precision']}: plain vs optimised "
                   f"({c['optimised']}) from the same weights and batches: max abs loss diff {c['max_abs_loss_diff']:.2e} "
                   f"(max relative {c['max_rel_loss_diff']:.2e}); first losses {c['losses']['plain'][0]:.5f} / "

@@ -54,3 +54,25 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps(measure_peaks(4096, 384, 1536), indent=1))
+
+
+def machine() -> dict:
+    """What the rates of a benchmark depend on: the CPU, its bf16 support, the threads and how busy it was."""
+    import os
+    import platform
+    from pathlib import Path
+
+    from simcse_lab.runtime.precision import cpu_has_bf16
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_bf16(),
+            "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(), "torch": torch.__version__,
+            "load_average_1min": os.getloadavg()[0]}
+
+
+def busy_note(start: dict, end: dict) -> str:
+    """The load average of a run, with a caution when other work shared the machine (1-minute load > 1.5)."""
+    text = f"load average {start['load_average_1min']:.1f} at the start, {end['load_average_1min']:.1f} at the end"
+    if max(start["load_average_1min"], end["load_average_1min"]) > 1.5:
+        text += " (**shared** with other jobs while this ran: absolute seconds are slow and noisy)"
+    return text

@@ -19,7 +19,8 @@ COMMANDS = {
     "index": ("index", "build a faiss index of a corpus (flat, hnsw, ivfpq) for semantic search"),
     "search": ("search", "search an index with a query or a file of queries"),
     "retrieval-eval": ("retrieval_eval", "recall@k / MRR@10 retrieval evaluation on STS-B and SICK-R (gold >= 4)"),
-    "analyze": ("analyze", "embedding geometry report: alignment/uniformity, isotropy, layers, token degeneration"),
+    "analyze": ("analyze", "embedding geometry report: alignment/uniformity, isotropy, layers, token degeneration "
+                           "and dynamics, whitening / flow, training trajectory"),
 }
 
 

@@ -162,6 +162,15 @@ def _settle_tree(root: Path) -> None:
     os.chmod(root, dmode)
 
 
+def sha256_file(path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks (memory does not grow with the file)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # -- atomic files ------------------------------------------------------------------------------------
 @contextmanager
 def atomic_path(path, suffix: str = ""):

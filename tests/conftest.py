@@ -108,6 +108,8 @@ def mirror_env(shared_data, monkeypatch):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _offline():
+def _offline(tmp_path_factory):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # the tokenised training data (and fetched sets) of the tests never land in the user's cache
+    os.environ.setdefault("SIMCSE_LAB_CACHE", str(tmp_path_factory.mktemp("simcse-lab-cache")))

@@ -24,8 +24,12 @@ def fake_registry(monkeypatch, tmp_path):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
-    real = registry.load_split
+    from simcse_lab.data import spec
+
+    real, real_ensure = registry.load_split, spec.ensure_local
     monkeypatch.setattr(registry, "load_split", lambda name, split: fake_stsb() if name == "stsb" else real(name, split))
+    # the fake stsb needs no files: nothing to fetch on first use (the real check would download it)
+    monkeypatch.setattr(spec, "ensure_local", lambda name: None if name == "stsb" else real_ensure(name))
     return corpus
 
 
@@ -99,3 +103,71 @@ def test_minilm_untrained_cls_is_less_isotropic_than_mean_pooling(mirror_env, tm
     cls, avg = (c["sentence"] for c in json.loads((out / "report.json").read_text())["checkpoints"])
     assert cls["isoscore"] < avg["isoscore"]
     assert cls["mean_cosine"] > avg["mean_cosine"]
+
+
+def test_token_dynamics_flow_and_the_comparison_table(tiny_bert, fake_registry, tmp_path, capsys):
+    """Token dynamics (on by default), --flow beside --whiten, and the comparison table, on a tiny BERT read
+    three ways: cls_before_pooler and avg (sentence vectors in the last layer's token space) and cls (not)."""
+    from conftest import random_sentences, write_lines
+
+    corpus = write_lines(tmp_path / "fit.txt", random_sentences(120, seed=3))  # > 32 dims for the flow
+    out = tmp_path / "report"
+    code = run_cli(["analyze", "--model", f"{tiny_bert}@cls_before_pooler", "--compare", f"{tiny_bert}@avg",
+                    f"{tiny_bert}@cls", "--output-dir", str(out), "--no-tokens", "--whiten", "--whiten-corpus",
+                    str(corpus), "--flow", "--flow-corpus", str(corpus), "--flow-epochs", "2",
+                    "--token-dynamics-min-contexts", "2", "--precision", "fp32"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    cls_raw, avg, cls = report["checkpoints"]
+    for c in report["checkpoints"]:
+        dyn = c["token_dynamics"]
+        assert len(dyn["layers"]) == 3 and dyn["sentences"] == 30
+        assert all(isinstance(row[k], float) for row in dyn["layers"] for k in
+                   ("intra_similarity", "self_similarity_function", "self_similarity_content", "mean_vector_norm"))
+        assert c["flow"]["settings"]["levels"] == 3 and c["flow"]["fitted_on"] == 120
+        # one memo, one plain score: the flow and whitening sections agree on the unmapped STS
+        assert c["flow"]["avg"]["plain"] == c["whitening"]["avg"]["plain"]
+        assert c["flow"]["avg"]["flowed"] != c["flow"]["avg"]["plain"]
+    # the token dynamics read the transformer, whatever the pooler: the same weights give the same numbers
+    assert cls_raw["token_dynamics"]["layers"] == avg["token_dynamics"]["layers"]
+    assert set(avg["token_dynamics"]["last_layer_mapped"]) == {"whitened", "flowed"}
+    assert "last_layer_mapped" not in cls["token_dynamics"]
+    assert "pooler cls:" in cls["token_dynamics"]["last_layer_mapped_skipped"]
+
+    rows = report["comparison"]
+    assert [(r["label"].split(" ")[-1], r["variant"]) for r in rows] == [
+        (p, v) for p in ("[cls_before_pooler]", "[avg]", "[cls]") for v in ("raw", "+ whitening", "+ flow")]
+    raw, white, flowed = rows[3:6]  # avg
+    assert raw["isoscore"] == avg["sentence"]["isoscore"] and raw["sts_avg"] == avg["whitening"]["avg"]["plain"]
+    assert white["isoscore"] == avg["whitening"]["sentence_after_whitening"]["isoscore"]
+    assert flowed["sts_avg"] == avg["flow"]["avg"]["flowed"]
+    assert raw["intra_similarity"] == avg["token_dynamics"]["layers"][-1]["intra_similarity"]
+    assert white["intra_similarity"] == avg["token_dynamics"]["last_layer_mapped"]["whitened"]["intra_similarity"]
+    assert white["intra_similarity"] != raw["intra_similarity"]
+    assert rows[7]["intra_similarity"] is None and rows[6]["intra_similarity"] is not None  # cls: maps not applied
+
+    for fig in ("token_dynamics", "self_similarity"):
+        assert (out / f"{fig}.png").stat().st_size > 1000
+    md = (out / "report.md").read_text()
+    for text in ("## Comparison: raw, + whitening, + flow", "## Token-level dynamics", "## BERT-flow baseline",
+                 "Function tokens are the 179 words of NLTK's English stop-word list", "aren't, as, at, be"):
+        assert text in md, text
+    assert "+ flow" in capsys.readouterr().out
+
+
+def test_no_token_dynamics_and_bad_flow_settings(tiny_bert, fake_registry, tmp_path, capsys):
+    out = tmp_path / "plain"
+    assert run_cli(["analyze", "--model", f"{tiny_bert}@avg", "--no-tokens", "--no-token-dynamics",
+                    "--output-dir", str(out), "--precision", "fp32"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "token_dynamics" not in report["checkpoints"][0] and not (out / "token_dynamics.png").exists()
+    assert report["comparison"][0]["intra_similarity"] is None
+    capsys.readouterr()
+    for flags, message in ((["--flow", "--flow-levels", "0"], "flow levels must be >= 1"),
+                           (["--flow", "--flow-lr", "-1"], "learning rate must be a positive number"),
+                           (["--token-dynamics-min-contexts", "1"], "--token-dynamics-min-contexts must be at least 2"),
+                           (["--flow-max", "0"], "--flow-max must be at least 1")):
+        assert run_cli(["analyze", "--model", "x", "--output-dir", str(tmp_path / "never"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "never").exists()  # refused before anything was written

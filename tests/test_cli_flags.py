@@ -41,3 +41,10 @@ def test_search_pooler_is_checked(capsys):
     with pytest.raises(SystemExit) as exc:
         parse(["search", "--index", "i", "--query", "q", "--pooler", "mean"])
     assert exc.value.code == 2 and "invalid choice: 'mean'" in capsys.readouterr().err
+
+
+def test_analyze_sts_tasks_and_the_old_whiten_spelling():
+    argv = ["analyze", "--output-dir", "d"]
+    assert parse(argv + ["--sts-tasks", "stsb,sickr", "--sts-split", "dev"]).sts_tasks == "stsb,sickr"
+    old = parse(argv + ["--whiten-tasks", "sickr", "--whiten-split", "dev"])
+    assert (old.sts_tasks, old.sts_split) == ("sickr", "dev")

@@ -74,3 +74,75 @@ def test_weighted_loss_term():
     for bad in (-0.1, math.nan, math.inf, True, "1"):
         with pytest.raises(UserError):
             CosineRegularizer(bad)
+
+
+# -- through the training loop (tiny random BERT) ---------------------------------------------------------
+def _records(run):
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("objective", ["unsup", "esimcse"])
+def test_the_loop_logs_the_term_and_adds_it_to_the_loss(tmp_path, tiny_bert, objective):
+    from conftest import random_sentences, write_lines
+
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(64))
+    base = dict(model=str(tiny_bert), data=str(data), objective=objective, pooler="avg", batch_size=8,
+                max_seq_len=16, lr=1e-3, max_steps=4, eval_steps=0, test_tasks="none", precision="fp32",
+                log_steps=1, progress=False, queue_ratio=1.0)
+    train(TrainConfig(**base, output_dir=str(tmp_path / "plain")))
+    train(TrainConfig(**base, cos_reg=0.5, output_dir=str(tmp_path / "reg")))
+    plain, reg = _records(tmp_path / "plain"), _records(tmp_path / "reg")
+    assert all("cos_reg" not in r and "contrastive" not in r for r in plain)
+    for r in reg:
+        assert -1.0 <= r["cos_reg"] <= 1.0
+        assert r["loss"] == pytest.approx(r["contrastive"] + 0.5 * r["cos_reg"], rel=1e-6, abs=1e-7)
+    # step 1 sees the same weights and batch: the contrastive part is the loss without the option, exactly
+    assert reg[0]["contrastive"] == plain[0]["loss"]
+    assert reg[0]["cos_reg"] > 0.05  # a random BERT's mean pooling is anisotropic: the term is not idle
+    # from step 2 on, the regulariser's gradient has changed the weights
+    assert reg[-1]["contrastive"] != plain[-1]["loss"]
+
+
+def test_weight_zero_is_bit_identical_to_no_option(tmp_path, tiny_bert):
+    from conftest import random_sentences, write_lines
+
+    from simcse_lab import cli
+
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(48))
+    args = ["train", "--model", str(tiny_bert), "--data", str(data), "--objective", "unsup", "--pooler", "cls",
+            "--max-steps", "3", "--batch-size", "8", "--max-seq-len", "16", "--lr", "1e-3", "--eval-steps", "0",
+            "--test-tasks", "none", "--precision", "fp32", "--log-steps", "1", "--no-progress"]
+    for name, extra in (("none", []), ("zero", ["--cos-reg", "0"])):
+        with pytest.raises(SystemExit) as done:
+            cli.main(args + extra + ["--output-dir", str(tmp_path / name)])
+        assert done.value.code == 0
+    none, zero = _records(tmp_path / "none"), _records(tmp_path / "zero")
+    assert [r["loss"] for r in zero] == [r["loss"] for r in none]  # bit-identical, every step
+    assert len({r["loss"] for r in none}) == 3 and all("cos_reg" not in r for r in zero)
+
+
+def test_a_strong_regulariser_lowers_the_mean_cosine(tmp_path, tiny_bert):
+    from conftest import random_sentences, write_lines
+
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(96))
+    train(TrainConfig(model=str(tiny_bert), data=str(data), objective="unsup", pooler="avg", batch_size=16,
+                      max_seq_len=16, lr=1e-3, max_steps=6, eval_steps=0, test_tasks="none", precision="fp32",
+                      log_steps=1, progress=False, cos_reg=5.0, output_dir=str(tmp_path / "run")))
+    penalties = [r["cos_reg"] for r in _records(tmp_path / "run")]
+    assert penalties[-1] < penalties[0] - 0.1, penalties
+
+
+def test_bad_weights_are_refused_by_the_config():
+    from simcse_lab.training.config import TrainConfig
+
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(UserError, match="cos_reg"):
+            TrainConfig(cos_reg=bad)

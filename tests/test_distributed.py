@@ -18,11 +18,11 @@ import torch
 from conftest import free_port, make_tiny_bert, random_sentences, write_lines
 
 
-def launch(n: int, model, data, out, objective: str) -> None:
+def launch(n: int, model, data, out, objective: str, extra: tuple[str, ...] = ()) -> None:
     train = ["-m", "simcse_lab", "train", "--model", str(model), "--data", str(data), "--objective", objective,
              "--pooler", "avg", "--max-steps", "3", "--batch-size", "8", "--max-seq-len", "16", "--lr", "1e-3",
              "--eval-steps", "0", "--test-tasks", "none", "--precision", "fp32", "--log-steps", "1",
-             "--hard-negative-weight", "0.5", "--no-progress", "--output-dir", str(out)]
+             "--hard-negative-weight", "0.5", "--no-progress", "--output-dir", str(out), *extra]
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     if n == 1:
         cmd = [sys.executable, *train]
@@ -36,6 +36,21 @@ def launch(n: int, model, data, out, objective: str) -> None:
 
 @pytest.mark.parametrize("objective", ["unsup", "sup", "esimcse"])
 def test_two_processes_match_one(tmp_path, objective):
+    check_two_match_one(tmp_path, objective)
+
+
+def test_two_processes_match_one_with_the_cosine_regulariser(tmp_path):
+    """--cos-reg: every rank adds the penalty of the GATHERED anchors (the global batch's), so the logged
+    parts and the gradient equal one process's; a penalty over each rank's local anchors would not."""
+    check_two_match_one(tmp_path, "unsup", ("--cos-reg", "0.5"))
+    parts = {n: [json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+             for n in ("one", "two")}
+    for key in ("cos_reg", "contrastive"):
+        np.testing.assert_allclose([r[key] for r in parts["two"]], [r[key] for r in parts["one"]], rtol=1e-5)
+    assert parts["one"][0]["cos_reg"] > 0.05  # the term is really there
+
+
+def check_two_match_one(tmp_path, objective: str, extra: tuple[str, ...] = ()) -> None:
     model = make_tiny_bert(tmp_path / "bert", dropout=0.0)
     if objective == "sup":  # (anchor, entailment, contradiction) triplets; the hard-negative weight is on
         sentences = random_sentences(96, lengths=(3, 9))
@@ -43,8 +58,8 @@ def test_two_processes_match_one(tmp_path, objective):
                            ["sent0,sent1,hard_neg"] + [",".join(sentences[i:i + 3]) for i in range(0, 96, 3)])
     else:
         data = write_lines(tmp_path / "corpus.txt", random_sentences(64))
-    launch(1, model, data, tmp_path / "one", objective)
-    launch(2, model, data, tmp_path / "two", objective)
+    launch(1, model, data, tmp_path / "one", objective, extra)
+    launch(2, model, data, tmp_path / "two", objective, extra)
     summaries = {n: json.loads((tmp_path / n / "summary.json").read_text()) for n in ("one", "two")}
     assert summaries["one"]["world_size"] == 1 and summaries["two"]["world_size"] == 2
 

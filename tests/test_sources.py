@@ -1,6 +1,10 @@
-"""The one data spec (data.sources): a file path or NAME[:SPLIT], the same for every command."""
+"""The one data spec (data.sources): a file path, NAME[:SPLIT], a saved or hub dataset, the same for every command."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from unittest import mock
 
 import pytest
 
@@ -46,3 +50,59 @@ def test_sentences_flatten_every_kind():
     assert sources.sentences([("a", "b", "c"), ("d", "e", "f")]) == list("abcdef")
     subsets = {"x": PairSet("x", ["a"], ["b"], [1.0]), "y": PairSet("y", ["c"], ["d"], [2.0])}
     assert sources.sentences(subsets) == list("abcd")
+
+
+def test_every_kind_of_the_data_spec_reads_for_the_other_commands(tmp_path):
+    """analyze / index / retrieval read jsonl, parquet, tsv and saved datasets through the same spec."""
+    import datasets
+
+    from simcse_lab.analysis.inputs import load_corpus, load_sentence_data
+    from simcse_lab.search.index import load_corpus as index_corpus
+
+    rows = [{"sentence1": f"first {i}", "sentence2": f"second {i}", "score": i} for i in range(4)]
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = sources.resolve(str(jsonl))  # sentence1,sentence2 by name: (sentence, positive) pairs
+    assert pairs.kind == "pairs" and pairs.rows[2] == ("first 2", "second 2")
+    data = load_sentence_data(str(jsonl))
+    assert data.sentences[:2] == ["first 0", "second 0"] and len(data.pairs) == 4
+    parquet = tmp_path / "c.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(parquet))
+    assert load_corpus(str(parquet), columns=["sentence2"]) == [f"second {i}" for i in range(4)]
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_list([{"text": f"line {i}", "n": i} for i in range(3)]).save_to_disk(str(saved))
+    sentences, info = index_corpus(str(saved))
+    assert sentences == ["line 0", "line 1", "line 2"] and info["corpus"] == f"{saved} [text]"
+    assert info["corpus_sha256"] == hashlib.sha256(b"line 0\nline 1\nline 2\n").hexdigest()
+    tsv = tmp_path / "c.tsv"
+    tsv.write_text("id\ttext\n1\tone\n2\ttwo\n")
+    assert index_corpus(str(tsv))[0] == ["one", "two"]
+    with pytest.raises(UserError, match="--corpus needs one sentence a row"):
+        index_corpus(str(jsonl))
+
+
+def test_strictness_is_kept_for_every_kind(tmp_path):
+    import datasets
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": ""}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:2: 'text' must be a non-empty string"):
+        sources.resolve(str(bad)).rows
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_list([{"text": "fine"}, {"text": None}]).save_to_disk(str(saved))
+    with pytest.raises(UserError, match="row 1: column 'text' is empty or missing"):
+        sources.resolve(str(saved)).rows
+    numbers = tmp_path / "numbers"
+    datasets.Dataset.from_list([{"n": 1}, {"n": 2}]).save_to_disk(str(numbers))
+    with pytest.raises(UserError, match="column 'n' holds int64, not text"):
+        sources.resolve(str(numbers)).rows
+
+
+def test_hub_specs_through_the_datasets_boundary():
+    import datasets
+
+    fake = datasets.Dataset.from_list([{"anchor": "a", "positive": "b", "negative": "c"}])
+    with mock.patch("datasets.load_dataset", return_value=fake) as load:
+        source = sources.resolve("hub:someone/nli:triplet@dev")
+        assert source.kind == "nli_csv" and source.rows == [("a", "b", "c")]
+    load.assert_called_with("someone/nli", "triplet", split="dev")

@@ -222,3 +222,24 @@ def test_token_dynamics_refuses_bad_input(tiny_encoder):
         token_dynamics(tiny_encoder, [])
     with pytest.raises(UserError):
         token_dynamics(tiny_encoder, SENTENCES, max_occurrences=1)
+
+
+def test_last_layer_maps_measure_the_mapped_token_vectors(tiny_encoder):
+    """A map applied to every last-layer token vector: the identity reproduces the last layer's row; a scaled
+    rotation keeps every cosine and doubles the norms; a projection changes the cosines (it really is applied)."""
+    hidden = tiny_encoder.hf_model.config.hidden_size
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((hidden, hidden)))
+    maps = {"identity": lambda x: x, "rotated": lambda x: 2.0 * x @ q, "projected": lambda x: x[:, :3]}
+    report = token_dynamics(tiny_encoder, SENTENCES, min_contexts=2, batch_size=4, last_layer_maps=maps)
+    last, mapped = report["layers"][-1], report["last_layer_mapped"]
+    assert set(mapped) == set(maps) and all(row["layer"] == len(report["layers"]) - 1 for row in mapped.values())
+    keys = ("intra_similarity", "intra_pairwise_similarity", "cross_sentence_similarity",
+            "self_similarity_function", "self_similarity_content")
+    for key in keys + ("mean_norm", "mean_vector_norm"):
+        assert mapped["identity"][key] == pytest.approx(last[key], rel=1e-6), key
+    for key in keys:
+        assert mapped["rotated"][key] == pytest.approx(last[key], abs=1e-6), key
+    assert mapped["rotated"]["mean_norm"] == pytest.approx(2 * last["mean_norm"], rel=1e-6)
+    assert abs(mapped["projected"]["intra_similarity"] - last["intra_similarity"]) > 1e-3
+    with pytest.raises(ValueError, match="last-layer map"):
+        token_dynamics(tiny_encoder, SENTENCES, min_contexts=2, last_layer_maps={"bad": lambda x: x[:1]})

@@ -279,6 +279,13 @@ def _check_settings(levels: int, depth: int, hidden: int, coupling: str, lr: flo
         raise UserError(f"flow epochs must be a positive number, got {epochs}")
 
 
+def check_settings(levels: int = LEVELS, depth: int = DEPTH, hidden: int = HIDDEN, coupling: str = "affine",
+                   lr: float = LR, batch_size: int = BATCH_SIZE, epochs: float = EPOCHS,
+                   max_steps: int = MAX_STEPS) -> None:
+    """Refuse bad flow settings with one line, before any corpus is encoded (``fit_flow`` checks them too)."""
+    _check_settings(levels, depth, hidden, coupling, lr, batch_size, epochs, max_steps)
+
+
 def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int = HIDDEN,
              coupling: str = "affine", lr: float = LR, batch_size: int = BATCH_SIZE, epochs: float = EPOCHS,
              max_steps: int = MAX_STEPS, seed: int = 0) -> Flow:

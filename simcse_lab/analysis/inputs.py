@@ -1,5 +1,5 @@
 """What an analysis report reads: checkpoint specs, the analysis sentences and their positive pairs,
-corpora, and a training run's metrics.jsonl.
+corpora, a training run's metrics.jsonl and its train_config.json.
 
 Light to import (no model code), so ``simcse-lab analyze`` checks all of its inputs before it loads
 anything; the measuring is in :mod:`simcse_lab.analysis.report`.
@@ -58,21 +58,22 @@ def _subsample(items: list, limit: int | None, seed: int) -> list:
 
 
 def load_corpus(spec: str, split: str = "train", limit: int | None = None, seed: int = 0,
-                unique: bool = True) -> list[str]:
+                unique: bool = True, columns: list[str] | None = None) -> list[str]:
     """Sentences of a data spec (:mod:`simcse_lab.data.sources`; pairs and triples are flattened);
     ``unique=False`` keeps repeated sentences (token frequencies must count every occurrence)."""
-    sentences = sources.sentences(sources.resolve(spec, split).rows)
+    sentences = sources.sentences(sources.resolve(spec, split, columns).rows)
     return _subsample(list(dict.fromkeys(sentences)) if unique else sentences, limit, seed)
 
 
 def load_sentence_data(spec: str = "stsb", split: str = "dev", limit: int | None = None,
-                       seed: int = 0) -> SentenceData:
+                       seed: int = 0, columns: list[str] | None = None) -> SentenceData:
     """Analysis sentences and their positive pairs: STS pairs with gold > POSITIVE_GOLD, NLI (premise,
-    entailment); a text file or text set gives sentences only (no alignment)."""
-    source = sources.resolve(spec, split)
+    entailment) and any (sentence, positive) columns; a text file or text set gives sentences only (no
+    alignment). ``columns`` (``--columns``) names the sentence / positive columns of a file or dataset."""
+    source = sources.resolve(spec, split, columns)
     data = source.rows
     raw_pairs: list[tuple[str, str]] = []
-    if source.kind == "nli_csv":
+    if source.kind in ("nli_csv", "pairs"):
         raw_pairs = [(t[0], t[1]) for t in data]
     elif source.kind != "text":
         sets = data.values() if isinstance(data, dict) else [data]
@@ -136,3 +137,41 @@ def summarize_trajectory(rows: list[dict], keys: dict[str, str]) -> dict:
         best = max(rows, key=lambda r: r[keys["spearman"]])
         out["best"] = {role: best[k] for role, k in keys.items() if k}
     return out
+
+
+# -- a training run directory (analyze --trajectory RUN_DIR) ----------------------------------------------
+@dataclass
+class RunDir:
+    """What ``analyze --trajectory RUN_DIR`` needs from a run besides its checkpoints (which the command
+    lists and reads with the trainer's own functions): the starting model, the pooler every point is read
+    with, and the metrics log if there is one."""
+
+    path: Path
+    model: str  # the starting model named in train_config.json (step 0)
+    pooler: str
+    pooler_note: str
+    metrics: Path | None
+
+
+def read_run_dir(path) -> RunDir:
+    path = Path(path)
+    config_path = path / "train_config.json"
+    if not config_path.is_file():
+        raise InputError(config_path, None, "no such file (--trajectory takes a simcse-lab training run directory "
+                                            "or its metrics.jsonl)")
+    try:
+        cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(config_path, None, f"not valid JSON ({err})") from None
+    if not (isinstance(cfg, dict) and isinstance(cfg.get("model"), str) and isinstance(cfg.get("pooler"), str)):
+        raise InputError(config_path, None, "no 'model' and 'pooler' strings (a simcse-lab train_config.json "
+                                            "expected)")
+    pooler, note = check_pooler(cfg["pooler"]), ""
+    if pooler == "cls":  # the run's sentence vector without its MLP head, as training evaluates an unsup run
+        pooler = "cls_before_pooler"
+        note = (" (trained with cls + MLP in training only: evaluated without the MLP, as the run itself does)"
+                if cfg.get("mlp_only_train") else
+                " (trained with cls + a kept MLP, whose fresh initialisation at step 0 is not saved: every point "
+                "is read without the MLP, for a like-for-like curve)")
+    metrics = path / "metrics.jsonl"
+    return RunDir(path, cfg["model"], pooler, note, metrics if metrics.is_file() else None)

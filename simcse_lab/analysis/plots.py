@@ -120,3 +120,78 @@ def trajectory(records: list[dict], keys: dict[str, str], path) -> str:
         ax.set_xlabel("step")
         ax.set_ylabel(keys["spearman"])
     return _save(fig, path)
+
+
+def token_dynamics(dynamics: dict[str, dict], path) -> str:
+    """Token-level dynamics per layer (0 = embedding layer), one colour per checkpoint: intra-sentence
+    similarity (to the mean solid, over pairs dashed, the cross-sentence baseline dotted), self-similarity
+    (function tokens solid, content dashed), the mean token norm and the norm of the mean token vector."""
+    panels = ((("intra_similarity", "-"), ("intra_pairwise_similarity", "--"), ("cross_sentence_similarity", ":")),
+              (("self_similarity_function", "-"), ("self_similarity_content", "--")),
+              (("mean_norm", "-"),), (("mean_vector_norm", "-"),))
+    titles = ("intra-sentence similarity\n(to mean -, pairs --, cross-sentence :)",
+              "self-similarity\n(function -, content --)", "mean token norm", "norm of the mean token vector")
+    fig, axes = _grid(len(panels), width=3.6, height=3.4)
+    for ax, keys, title in zip(axes, panels, titles):
+        for i, (name, dyn) in enumerate(dynamics.items()):
+            for key, style in keys:
+                values = [np.nan if row[key] is None else row[key] for row in dyn["layers"]]
+                ax.plot(range(len(values)), values, style, color=f"C{i}", marker=".",
+                        label=name if style == "-" else None)
+        ax.set_xlabel("layer")
+        ax.set_title(title, fontsize=8)
+    axes[0].legend(fontsize=6)
+    return _save(fig, path)
+
+
+def self_similarity(dynamics: dict[str, dict], path) -> str:
+    """Function vs content self-similarity per layer, one panel per checkpoint, with the cross-sentence
+    baseline (Ethayarajh 2019's reading: self-similarity above the baseline = context-independent)."""
+    fig, axes = _grid(len(dynamics), width=3.6, height=3.2)
+    for ax, (name, dyn) in zip(axes, dynamics.items()):
+        layers = range(len(dyn["layers"]))
+        for key, label, style in (("self_similarity_function", "function", "-"),
+                                  ("self_similarity_content", "content", "-"),
+                                  ("cross_sentence_similarity", "cross-sentence baseline", ":")):
+            ax.plot(layers, [np.nan if r[key] is None else r[key] for r in dyn["layers"]], style, marker=".",
+                    label=label)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("mean cosine")
+        ax.set_title(name, fontsize=8)
+        ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
+def checkpoint_trajectory(points: list[dict], path) -> str:
+    """Measures of a run's checkpoints against the training step: sentence IsoScore and mean cosine, and the
+    last layer's intra-sentence similarity, self-similarity (function / content) and norms."""
+    steps = [p["step"] for p in points]
+
+    def series(key, where="sentence"):
+        if where == "sentence":
+            return [p["sentence"][key] for p in points]
+        return [np.nan if "token_dynamics" not in p or p["token_dynamics"]["layers"][-1][key] is None
+                else p["token_dynamics"]["layers"][-1][key] for p in points]
+
+    has_tokens = any("token_dynamics" in p for p in points)
+    fig, axes = _grid(4 if has_tokens else 1, width=3.6, height=3.2)
+    axes[0].plot(steps, series("isoscore"), marker=".", label="IsoScore")
+    axes[0].plot(steps, series("mean_cosine"), marker=".", label="mean cosine")
+    axes[0].set_title("sentence vectors", fontsize=8)
+    axes[0].legend(fontsize=6)
+    if has_tokens:
+        for key, label in (("intra_similarity", "intra-sentence (to mean)"),
+                           ("cross_sentence_similarity", "cross-sentence")):
+            axes[1].plot(steps, series(key, "tokens"), marker=".", label=label)
+        axes[1].set_title("last layer: token similarity", fontsize=8)
+        for key, label in (("self_similarity_function", "function"), ("self_similarity_content", "content")):
+            axes[2].plot(steps, series(key, "tokens"), marker=".", label=label)
+        axes[2].set_title("last layer: self-similarity", fontsize=8)
+        for key, label in (("mean_norm", "mean token norm"), ("mean_vector_norm", "norm of the mean token")):
+            axes[3].plot(steps, series(key, "tokens"), marker=".", label=label)
+        axes[3].set_title("last layer: norms", fontsize=8)
+        for ax in axes[1:]:
+            ax.legend(fontsize=6)
+    for ax in axes:
+        ax.set_xlabel("training step")
+    return _save(fig, path)

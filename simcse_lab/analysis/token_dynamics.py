@@ -31,6 +31,13 @@ What is computed, per layer ``l`` (all means are plain means, exact, accumulated
 - ``mean_vector_norm``: ``|| mean_{s,i} f_l(s, i) ||``, the distance of the mean token vector from the
   origin (Xiao et al.: the space is "directed towards the origin" during training).
 
+Post-hoc maps (``last_layer_maps``): a sentence-level fix such as BERT-whitening or BERT-flow maps sentence
+vectors, which for the ``avg`` and ``cls_before_pooler`` poolers live in the space of the last layer's token
+vectors (for ``avg`` the whitened sentence vector is exactly the mean of the whitened token vectors). Applying
+the same map to every last-layer token vector and measuring again says what the fix does to the token-level
+picture; :func:`token_dynamics` returns those numbers under ``"last_layer_mapped"``, one row per map, from the
+same forward pass.
+
 Bounded cost: the sentences are tokenised once; one batch of hidden states is alive at a time; the
 statistics are sums (for self-similarity the per-type sums of unit vectors, ``||sum u||^2 - sum ||u||^2`` over
 ``m (m - 1)`` being the mean pairwise cosine), so memory is ``layers x (2 max_types) x hidden`` floats whatever
@@ -344,10 +351,24 @@ def _whole_words(encoded, lengths: list[int]) -> list[list[bool]] | None:
     return flags
 
 
+def _mapped_states(hidden: torch.Tensor, keep: torch.Tensor, fn) -> torch.Tensor:
+    """``fn`` applied to the kept token vectors of one ``(b, t, hidden)`` batch; zero vectors elsewhere."""
+    picked = hidden.detach().float().cpu()[keep].numpy()
+    mapped = torch.from_numpy(np.asarray(fn(picked), dtype=np.float64))
+    if mapped.ndim != 2 or len(mapped) != len(picked):
+        raise ValueError(f"a last-layer map must return (n, k) for (n, hidden) input, got {tuple(mapped.shape)}")
+    out = torch.zeros(*keep.shape, mapped.shape[1], dtype=torch.float64)
+    out[keep] = mapped
+    return out
+
+
 def token_dynamics(encoder, sentences: list[str], *, max_types: int = MAX_TYPES,
                    max_occurrences: int = MAX_OCCURRENCES, min_contexts: int = MIN_CONTEXTS, seed: int = 0,
-                   batch_size: int = BATCH_SIZE) -> dict:
-    """Every measure of the module docstring, per layer, for ``encoder`` on ``sentences``; JSON-ready."""
+                   batch_size: int = BATCH_SIZE, last_layer_maps: dict | None = None) -> dict:
+    """Every measure of the module docstring, per layer, for ``encoder`` on ``sentences``; JSON-ready.
+
+    ``last_layer_maps`` (name -> function from an ``(n, hidden)`` array to ``(n, k)``): the same measures on
+    the mapped last-layer token vectors, one row per name under ``"last_layer_mapped"``."""
     _check_caps(max_types, max_occurrences, min_contexts)
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
@@ -363,14 +384,21 @@ def token_dynamics(encoder, sentences: list[str], *, max_types: int = MAX_TYPES,
                             whole_word=_whole_words(encoded, [len(r) for r in ids]), max_types=max_types,
                             max_occurrences=max_occurrences, min_contexts=min_contexts, seed=seed)
     acc = TokenDynamicsAccumulator(num_layers, model.config.hidden_size, plan.num_slots)
+    maps = dict(last_layer_maps or {})
+    mapped_accs: dict[str, TokenDynamicsAccumulator] = {}
     for states in iter_token_states(encoder, encoded=encoded, batch_size=batch_size):
         slots = torch.full(states.keep.shape, -1, dtype=torch.long)
         for k, s in enumerate(states.rows):
             for p, slot in plan.positions.get(s, ()):
                 slots[k, p] = slot
         acc.update(states.hidden_states, states.keep, slots)
+        for name, fn in maps.items():
+            mapped = _mapped_states(states.hidden_states[-1], states.keep, fn)
+            if name not in mapped_accs:  # the map's output width is known only now
+                mapped_accs[name] = TokenDynamicsAccumulator(1, mapped.shape[-1], plan.num_slots)
+            mapped_accs[name].update((mapped,), states.keep, slots)
     counts = acc.slot_count.tolist()
-    return {
+    out = {
         "layers": acc.layers(plan.classes),
         "sentences": len(unique),
         "duplicates_dropped": len(sentences) - len(unique),
@@ -385,3 +413,7 @@ def token_dynamics(encoder, sentences: list[str], *, max_types: int = MAX_TYPES,
              "seed": seed, "whole_word_filter": getattr(encoded, "encodings", None) is not None},
         "stop_words": len(STOP_WORDS),
     }
+    if maps:
+        out["last_layer_mapped"] = {name: {**a.layers(plan.classes)[0], "layer": num_layers - 1}
+                                    for name, a in mapped_accs.items()}
+    return out

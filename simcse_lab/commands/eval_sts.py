@@ -1,10 +1,14 @@
-"""``simcse-lab eval``: the STS suite for one checkpoint, as SimCSE's evaluation.py scores it."""
+"""``simcse-lab eval``: the STS suite for one checkpoint, as SimCSE's evaluation.py scores it.
+
+With ``--whiten CORPUS`` or ``--flow CORPUS``, a post-hoc map (BERT-whitening, BERT-flow) is first fitted on the
+checkpoint's embeddings of that corpus, and STS is scored through it; the fit's settings go into the output."""
 
 from __future__ import annotations
 
 import argparse
 
 from simcse_lab.commands import add_progress_flag
+from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
 from simcse_lab.modeling.resolve import DEFAULT_MODEL
@@ -27,6 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: model limit)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
     p.add_argument("--subsets", action="store_true", help="also print per-subset Spearman")
+    post_hoc = p.add_mutually_exclusive_group()
+    post_hoc.add_argument("--whiten", default=None, metavar="CORPUS",
+                          help="fit BERT-whitening on this corpus (dataset NAME[:SPLIT] or file) and score through it")
+    post_hoc.add_argument("--flow", default=None, metavar="CORPUS",
+                          help="fit BERT-flow on this corpus (dataset NAME[:SPLIT] or file) and score in its "
+                               "latent space")
+    p.add_argument("--fit-max", type=int, default=5000, help="sub-sample the --whiten/--flow corpus (seeded)")
+    p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
+    add_flow_settings(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the corpus sub-sample and of the flow")
     add_progress_flag(p)
 
 
@@ -39,14 +53,30 @@ def run(args) -> int:
     _validate.output_file(args.output)
     _validate.at_least(args.batch_size, 1, "--batch-size")
     _validate.at_least(args.max_length, 1, "--max-length")
+    _validate.at_least(args.fit_max, 1, "--fit-max")
+    _validate.at_least(args.whiten_k, 1, "--whiten-k")
     tasks = parse_tasks(args.tasks)
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
+    corpus = None
+    if args.whiten or args.flow:
+        from simcse_lab.analysis import flow as flow_module
+        from simcse_lab.analysis.inputs import load_corpus
+
+        if args.flow:
+            flow_module.check_settings(**flow_settings(args))
+        corpus = load_corpus(args.whiten or args.flow, "train", limit=args.fit_max, seed=args.seed)
     from simcse_lab.modeling.encoder import load_encoder
 
     encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
                            batch_size=args.batch_size, max_length=args.max_length)
+    fitted = None
+    if corpus is not None:
+        encoder, fitted = post_hoc_encoder(encoder, corpus, args)
     result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)
-    print(format_table([result]))
+    if fitted is not None:
+        result["post_hoc"] = fitted
+    name = f"{result['model']} [{result['pooler']}, {result['precision']}]"
+    print(format_table([result], [name + (f" + {fitted['method']}" if fitted else "")]))
     if args.subsets:
         for task, r in result["tasks"].items():
             subs = ", ".join(f"{name} {s['spearman']:.2f}" for name, s in r["subsets"].items())
@@ -59,3 +89,25 @@ def run(args) -> int:
     return 0
 
 
+def post_hoc_encoder(encoder, corpus: list[str], args):
+    """(the encoder wrapped in the fitted map, the fit's settings for the output JSON)."""
+    import time
+
+    vectors = encoder.encode(corpus, progress=args.progress)
+    start = time.perf_counter()
+    if args.whiten:
+        from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
+
+        white = fit_whitening(vectors, k=args.whiten_k)
+        wrapped = WhitenedEncoder(encoder, white)
+        settings = {"method": "whitening", "k": white.k}
+    else:
+        from simcse_lab.analysis.flow import FlowEncoder, fit_flow
+
+        flow = fit_flow(vectors, seed=args.seed, **flow_settings(args))
+        wrapped = FlowEncoder(encoder, flow)
+        settings = {"method": "flow", **flow.describe()}
+    print(f"fitted {settings['method']} on {len(corpus)} sentences of {args.whiten or args.flow} in "
+          f"{time.perf_counter() - start:.1f} s")
+    return wrapped, {**settings, "corpus": args.whiten or args.flow, "fit_max": args.fit_max,
+                     "fitted_on": len(corpus), "seed": args.seed, "fit_seconds": time.perf_counter() - start}

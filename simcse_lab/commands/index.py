@@ -17,7 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
     b = sub.add_parser("build", help="encode a corpus (file or dataset) into an index directory")
     b.add_argument("--model", required=True, help="model dir, alias or hub id")
-    b.add_argument("--corpus", required=True, help="a text file (one sentence a line) or a dataset NAME[:SPLIT], e.g. wiki")
+    b.add_argument("--corpus", required=True,
+                   help="the --data syntax: a dataset NAME[:SPLIT] (e.g. wiki), a .txt/.csv/.tsv/.jsonl/.parquet file, "
+                        "a save_to_disk directory or hub:ID[:CONFIG][@SPLIT]; one sentence a row")
+    b.add_argument("--columns", default=None, metavar="NAME",
+                   help="the sentence column of a multi-column corpus (default: text / sentence, or the only column)")
     add_output_dir_flag(b, "index directory to write (temp dir + rename)")
     b.add_argument("--index", choices=INDEX_TYPES, default="flat",
                    help="flat = exact (up to ~1M vectors); hnsw / ivfpq = approximate, recall@10 vs exact printed")
@@ -31,13 +35,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from simcse_lab.commands import _validate
+    from simcse_lab.data.columns import parse_columns
+    from simcse_lab.errors import UserError
     from simcse_lab.search.index import build_index
 
     _validate.process_env()
     _validate.at_least(args.batch_size, 1, "--batch-size")
+    columns = parse_columns(args.columns)
+    if columns and len(columns) != 1:
+        raise UserError(f"--columns {args.columns}: an index holds one sentence a row; name one column")
     m = build_index(args.model, args.corpus, args.output_dir, kind=args.index, pooler=args.pooler,
                     precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                    overwrite=args.overwrite, progress=args.progress)
+                    overwrite=args.overwrite, progress=args.progress, columns=columns)
     if m is None:  # a rank > 0 under accelerate launch: its shard is written, rank 0 builds and reports
         return 0
     print(f"index {args.output_dir}: {m['count']} sentences, {m['index']} {m['params'] or ''}, dim {m['dimension']}, "

@@ -13,14 +13,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from simcse_lab.training.config import FIELDS
 
     p.add_argument("--config", default=None, help="YAML file of options (flags given here override it)")
-    helps = {"objective": "unsup, sup or esimcse", "data": "wiki, nli, or a file (.txt sentences / .csv triplets)",
+    helps = {"objective": "unsup, sup or esimcse",
+             "data": "a registry NAME[:SPLIT] (wiki, nli, wiki1m, nli_for_simcse ...; fetched and verified on first "
+                     "use), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:ID[:CONFIG][@SPLIT]",
+             "columns": "the sentence[,positive[,hard negative]] columns of --data (default: a known naming "
+                        "such as sent0,sent1,hard_neg or anchor,positive,negative, or the only column)",
+             "report_to": "experiment trackers through accelerate, comma-separated: none, tensorboard, wandb, "
+                          "mlflow, ... or all (metrics.jsonl is always written; TensorBoard under OUTPUT/logs)",
              "model": "model directory, hub id or alias", "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2",
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
-             "precision": "auto (bf16 where available), fp32 or bf16", "fixed_repetition":
+             "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "
+                          "fp32, bf16 or fp16 (CUDA; gradient scaling); accelerate launch --mixed_precision is "
+                          "honoured", "fixed_repetition":
              "ESimCSE: draw the word repetition once per sentence (official code) instead of every step",
              "progress": "show a progress bar on stderr (default: when stderr is a terminal)",
-             "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)"}
+             "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)",
+             "cos_reg": "weight of the cosine regulariser (mean pairwise cosine of the batch's anchor embeddings) "
+                        "added to the loss; 0: off (default)",
+             "keep_checkpoints": "keep the newest N training-state checkpoints (default 2); 0: keep all, for "
+                                 "analyze --trajectory RUN_DIR"}
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)
@@ -31,14 +43,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    import os
+
     from simcse_lab.commands import _validate
+    from simcse_lab.data.spec import parse_spec
     from simcse_lab.io import claim_output_dir
     from simcse_lab.training.config import FIELDS, load_config
-    from simcse_lab.training.examples import check_training_data
 
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
     _validate.process_env()
-    check_training_data(cfg)  # a bad --data stops here, before the seconds of the training imports
+    # cheapest first, and everything before a model loads or a row is tokenised: the data (a registry set
+    # missing here is fetched now, by the main process only; offline that is one line), the model (a hub id
+    # offline: one line in a second), then, with the first torch import, the launcher's precision against
+    # --precision, the trackers and the columns the objective reads
+    parse_spec(cfg.data, default_split="train", fetch=os.environ.get("RANK", "0") == "0")
+    from simcse_lab.modeling.resolve import check_loadable
+
+    check_loadable(cfg.model)
+    from simcse_lab.runtime.precision import training_precision
+    from simcse_lab.training.examples import check_training_data
+    from simcse_lab.training.tracking import parse_report_to
+
+    training_precision(cfg.precision)
+    parse_report_to(cfg.report_to)
+    check_training_data(cfg, fetch=False)
     claim_output_dir(cfg.output_dir, "train")  # every rank may: a directory of ours, or refused before any work
     from simcse_lab.training.loop import train
 

@@ -1,3 +1,5 @@
 """Data: the dataset registry (names, files, checksums, fetching), the strict readers of the field's
-formats, and the one NAME[:SPLIT]-or-path spec through which every command reads data.
-Tests: tests/test_registry.py, tests/test_readers.py, tests/test_sources.py, tests/test_data_fetch.py."""
+formats, the one `--data` spec (registry names, local files, saved and hub datasets) and its column choice,
+the rows every command reads, and training data at corpus scale (tokenised, cached, memory-mapped).
+Tests: tests/test_registry.py, tests/test_readers.py, tests/test_sources.py, tests/test_data_fetch.py,
+tests/test_training_data.py."""

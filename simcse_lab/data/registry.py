@@ -12,7 +12,6 @@ refused, by name, if it does not match: a corrupted mirror is never used and nev
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 import json
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from simcse_lab.data import readers
 from simcse_lab.errors import UserError
-from simcse_lab.io import atomic_path, make_temp_dir
+from simcse_lab.io import atomic_path, make_temp_dir, sha256_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST: Path | None = None  # None: the registry.json shipped beside this module (package data); tests override it
@@ -92,14 +91,6 @@ def search_roots() -> list[tuple[str, Path]]:
         roots.append(("mirror", Path(mirror)))
     roots.append(("cache", cache_dir()))
     return roots
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=None)
@@ -213,6 +204,8 @@ def _download(url: str, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.part")
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
+            # said once the server answered: offline, the error below is the only line
+            print(f"downloading {url}", file=sys.stderr)
             shutil.copyfileobj(resp, f, 1 << 20)
         os.replace(tmp, dst)
     except (OSError, http.client.HTTPException, ValueError) as err:  # HTTPException: e.g. IncompleteRead
@@ -232,7 +225,6 @@ def fetch_from_url(name: str) -> list[Path]:
     downloads = cache_dir() / "downloads"
     archive = downloads / ds.url.rsplit("/", 1)[-1]
     if not archive.is_file():
-        print(f"downloading {ds.url}", file=sys.stderr)
         _download(ds.url, archive)
     staging = make_temp_dir(downloads / name)
     try:

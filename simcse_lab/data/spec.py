@@ -3,24 +3,27 @@
 - ``NAME`` or ``NAME:SPLIT``: a registry dataset (``wiki``, ``nli``, ``wiki1m``, ``nli_for_simcse``,
   ``stsb:train`` ...), taken from ``$SIMCSE_LAB_DATA`` or the cache and checksum-verified; a dataset that is
   in neither is downloaded on first use (offline: one line saying how to get it).
-- a local file: ``.txt`` (one sentence a line), ``.csv`` / ``.tsv`` (with a header), ``.jsonl`` (one JSON
-  object a line) or ``.parquet``;
+- a local file: ``.txt`` (one sentence a line; also a file without a suffix, as before), ``.csv`` /
+  ``.tsv`` (with a header), ``.jsonl`` (one JSON object a line) or ``.parquet``;
 - a directory written by ``datasets.Dataset.save_to_disk``;
 - ``hub:ID[:CONFIG][@SPLIT]``: a dataset on the Hugging Face hub (``hub:sentence-transformers/all-nli:triplet``),
   split ``train`` unless named; needs internet.
 
 Which columns hold the sentence / positive / hard negative is chosen by name (``--columns`` or a known
-naming such as ``sent0,sent1,hard_neg`` or ``anchor,positive,negative``).
+naming such as ``sent0,sent1,hard_neg`` or ``anchor,positive,negative``; :mod:`simcse_lab.data.columns`).
+Anything that looks like a path (a separator, a suffix) but does not exist is ``PATH: no such file``, never
+taken for a dataset name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from simcse_lab.data import registry
-from simcse_lab.errors import UserError
+from simcse_lab.errors import InputError, UserError
 
 FILE_KINDS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 FORMS = "a registry name (NAME[:SPLIT]), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:ID[:CONFIG][@SPLIT]"
@@ -70,8 +73,12 @@ class DataSpec:
         raise AssertionError(f"{self.kind} is not a datasets source")
 
 
-def parse_spec(text: str) -> DataSpec:
-    """Parse ``--data``; a local file or directory must exist and have a known format, a registry name must exist."""
+def parse_spec(text: str, default_split: str | None = None, fetch: bool = True) -> DataSpec:
+    """Parse ``--data``; a local file or directory must exist and have a known format, a registry name must exist.
+
+    ``default_split`` is the split of a registry ``NAME`` given without ``:SPLIT`` (the command's default, e.g.
+    analyze's ``--split``), else ``train`` where the dataset has one, else its first split. ``fetch=False``
+    leaves a registry dataset that is not here yet to be fetched later (by one process of several)."""
     text = text.strip()
     if not text:
         raise UserError(f"--data is empty; give {FORMS}")
@@ -88,7 +95,7 @@ def parse_spec(text: str) -> DataSpec:
             raise UserError(f"{path}: a directory, but not one written by Dataset.save_to_disk")
         return DataSpec("saved", text, path=path)
     if path.is_file():
-        kind = FILE_KINDS.get(path.suffix.lower())
+        kind = FILE_KINDS.get(path.suffix.lower(), "txt" if not path.suffix else None)
         if kind is None:
             raise UserError(f"{path}: unknown data file type {path.suffix!r}; use {', '.join(FILE_KINDS)}")
         return DataSpec(kind, text, path=path)
@@ -96,14 +103,16 @@ def parse_spec(text: str) -> DataSpec:
     datasets = registry.manifest()
     if name in datasets:
         info = datasets[name]
-        split = split or ("train" if "train" in info.splits else next(iter(info.splits)))
+        split = split or default_split or ("train" if "train" in info.splits else next(iter(info.splits)))
         if split not in info.splits:
             raise UserError(f"dataset {name!r} has no split {split!r}; it has {', '.join(info.splits)}")
-        ensure_local(name)
+        if fetch:
+            ensure_local(name)
         return DataSpec("registry", text, name=name, split=split)
-    if "/" in text or Path(text).suffix:
-        raise UserError(f"{text}: no such file or directory")
-    raise UserError(f"{text!r}: not a registry dataset ({', '.join(datasets)}) nor a file; --data takes {FORMS}")
+    if "/" in text or os.sep in text or text.startswith((".", "~")) or Path(text).suffix:
+        raise InputError(text, None, "no such file")
+    raise UserError(f"{text!r} is neither a file nor a registry dataset: no such file, and not a registry dataset "
+                    f"({', '.join(datasets)}); --data takes {FORMS}")
 
 
 def ensure_local(name: str) -> None:

@@ -4,7 +4,9 @@ for a malformed row, nothing ever dropped.
 Lines are split on ``\\n`` only (a trailing ``\\r`` is removed), so U+2028, NEL or a form feed inside a
 sentence stay inside it; a UTF-8 byte-order mark at the start of a file is not part of the first row.
 CSV/TSV rows go through :mod:`csv` with the decoded lines (a quoted field may span lines; the reported
-line is where the row ends). Parquet rows are numbered from 0, as in the file.
+line is where the row ends). Parquet rows are numbered from 0, as in the file. A saved (``save_to_disk``) or
+hub dataset is checked column-wise in Arrow before its first row is used: a missing, empty or non-text cell
+names its row.
 """
 
 from __future__ import annotations
@@ -99,17 +101,23 @@ def _csv_rows(path: Path, delimiter: str, columns: list[str]) -> Iterator[dict]:
         raise InputError(path, None, "no rows after the header")
 
 
+def json_object(path: Path, lineno: int, line: str) -> dict:
+    """One line of a JSON-lines file as a dict, or a ``file:line`` error."""
+    if not line.strip():
+        raise InputError(path, lineno, "blank line (one JSON object a line expected)")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(path, lineno, f"not JSON ({err.msg})") from None
+    if not isinstance(obj, dict):
+        raise InputError(path, lineno, "a JSON object expected")
+    return obj
+
+
 def _jsonl_rows(path: Path, columns: list[str]) -> Iterator[dict]:
     count = 0
     for lineno, line in iter_lines(path):
-        if not line.strip():
-            raise InputError(path, lineno, "blank line (one JSON object a line expected)")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(path, lineno, f"not JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise InputError(path, lineno, "a JSON object expected")
+        obj = json_object(path, lineno, line)
         row = {}
         for c in columns:
             value = obj.get(c)
@@ -124,12 +132,7 @@ def _jsonl_rows(path: Path, columns: list[str]) -> Iterator[dict]:
 
 def _jsonl_columns(path: Path) -> list[str]:
     for lineno, line in iter_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(path, lineno, f"not JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise InputError(path, lineno, "a JSON object expected")
+        obj = json_object(path, lineno, line)
         return [k for k, v in obj.items() if isinstance(v, str)]
     raise InputError(path, None, "no rows")
 
@@ -158,6 +161,32 @@ def _parquet_rows(path: Path, columns: list[str]) -> Iterator[dict]:
         raise InputError(path, None, "no rows")
 
 
+def check_string_columns(ds, columns: list[str], where: str) -> None:
+    """Saved and hub datasets: every cell of ``columns`` must be a non-empty string (no silent dropping)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    for c in columns:
+        col = table.column(c)
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            raise UserError(f"{where}: column {c!r} holds {col.type}, not text")
+        bad = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0))
+        index = pc.index(bad, True).as_py()
+        if index != -1:
+            raise UserError(f"{where}: row {index}: column {c!r} is empty or missing")
+
+
+def _dataset_rows(spec: DataSpec, columns: list[str]) -> Iterator[dict]:
+    ds = spec.open_dataset().select_columns(columns)
+    check_string_columns(ds, columns, spec.describe())
+    if not len(ds):
+        raise UserError(f"{spec.describe()}: no rows")
+    for batch in ds.iter(batch_size=8192):
+        for i in range(len(batch[columns[0]])):
+            yield {c: batch[c][i] for c in columns}
+
+
 def _registry_files(spec: DataSpec) -> tuple[str, Path]:
     info = registry.info(spec.name)
     split = info.splits[spec.split]
@@ -166,8 +195,8 @@ def _registry_files(spec: DataSpec) -> tuple[str, Path]:
 
 def source_columns(spec: DataSpec) -> list[str]:
     """The columns a source offers (read from its header, schema or first row; nothing else is read)."""
-    if spec.kind == "registry":
-        kind, _ = _registry_files(spec)
+    if spec.kind == "registry":  # known from the registry, before (or without) fetching its files
+        kind = registry.info(spec.name).kind
         return {"text": ["text"], "nli_csv": list(readers.NLI_COLUMNS)}.get(kind, ["sent1", "sent2"])
     if spec.kind == "txt":
         return ["text"]
@@ -181,7 +210,7 @@ def source_columns(spec: DataSpec) -> list[str]:
 
 
 def iter_rows(spec: DataSpec, columns: list[str]) -> Iterator[dict]:
-    """The source's rows as {column: text}, only ``columns``, strictly checked (local files and registry sets)."""
+    """The source's rows as {column: text}, only ``columns``, strictly checked (every kind of source)."""
     if spec.kind == "registry":
         kind, path = _registry_files(spec)
         if kind == "text":
@@ -202,4 +231,4 @@ def iter_rows(spec: DataSpec, columns: list[str]) -> Iterator[dict]:
     elif spec.kind == "parquet":
         yield from _parquet_rows(spec.path, columns)
     else:
-        raise UserError(f"{spec.describe()}: rows of a {spec.kind} source are read through datasets")
+        yield from _dataset_rows(spec, columns)

@@ -22,35 +22,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from simcse_lab.data import registry
+from simcse_lab.data.columns import choose_columns
 from simcse_lab.data.spec import DataSpec, parse_spec
-from simcse_lab.data.streaming import iter_rows, source_columns
+from simcse_lab.data.streaming import check_string_columns, iter_rows, source_columns
 from simcse_lab.errors import UserError
 
 FORMAT_VERSION = 1  # bump when the tokenised layout changes: old cache entries are then simply not found
 MIN_ROWS_FOR_PROCESSES = 20_000  # below this, worker start-up costs more than the tokenising it saves
-# column names a source may use for (sentence, positive, hard negative), in order of preference
-KNOWN_COLUMNS = (("sent0", "sent1", "hard_neg"), ("anchor", "positive", "negative"),
-                 ("sentence", "positive", "negative"), ("text",), ("sentence",), ("sent1", "sent2"))
-
-
-def choose_columns(available: list[str], needed: int, requested: list[str] | None, where: str) -> list[str]:
-    """The ``needed`` text columns to train on: ``--columns`` if given, else a known naming, else the only one."""
-    if requested:
-        missing = [c for c in requested if c not in available]
-        if missing:
-            raise UserError(f"{where}: no column {', '.join(missing)} (columns: {', '.join(available)})")
-        if len(requested) < needed:
-            raise UserError(f"{where}: --columns names {len(requested)} column(s); this objective needs {needed} "
-                            f"(sentence, positive, hard negative)")
-        return requested[:needed]
-    for names in KNOWN_COLUMNS:
-        if len(names) >= needed and all(n in available for n in names[:needed]):
-            return list(names[:needed])
-    if needed == 1 and len(available) == 1:
-        return available
-    what = "one sentence column" if needed == 1 else f"{needed} columns (sentence, positive, hard negative)"
-    raise UserError(f"{where}: cannot tell which columns hold {what} among {', '.join(available) or 'none'}; "
-                    f"name them with --columns")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -110,19 +88,6 @@ def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[
     yield from iter_rows(spec, columns)
 
 
-def _check_strings(ds, columns: list[str], where: str) -> None:
-    """Saved and hub datasets: every training cell must be a non-empty string (no silent dropping)."""
-    import pyarrow.compute as pc
-
-    table = ds.data.table if hasattr(ds.data, "table") else ds.data
-    for c in columns:
-        col = table.column(c)
-        bad = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0))
-        index = pc.index(bad, True).as_py()
-        if index != -1:
-            raise UserError(f"{where}: row {index}: column {c!r} is empty or missing")
-
-
 def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[str], cache_root: Path,
                     progress: bool = False):
     """Tokenise ``spec`` into ``cache_root/KEY`` unless it is already there; return the memory-mapped dataset."""
@@ -141,7 +106,7 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     try:
         raw, _ = _raw_dataset(spec, columns, work)
         if spec.kind in ("saved", "hub"):
-            _check_strings(raw, columns, spec.describe())
+            check_string_columns(raw, columns, spec.describe())
         wide = len(tokenizer) > 65535
         features = datasets.Features({f"ids{i}": datasets.Sequence(datasets.Value("int32" if wide else "uint16"))
                                       for i in range(len(columns))})
@@ -152,7 +117,11 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
                             desc="tokenising")
         tokenized.save_to_disk(str(work / "dataset"))
         del raw, tokenized
-        os.replace(work / "dataset", final)
+        try:
+            os.replace(work / "dataset", final)
+        except OSError:  # another process (a rank on another node, a second run) finished the same key first
+            if not (final / "dataset_info.json").is_file():
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return datasets.load_from_disk(str(final)), key, False

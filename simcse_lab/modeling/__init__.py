@@ -1,5 +1,6 @@
 """Modeling: resolving a model spec, loading it safely (no code from model folders), SimCSE's poolers, the
-trainable embedder (run as length-sorted chunks in training), the SentenceEncoder interface and its encoders
-(torch, and onnxruntime for ONNX exports), dynamic padding, the sentence-transformers saved format.
-Tests: tests/test_resolve.py, tests/test_security_loading.py, tests/test_pooling.py, tests/test_sentence_encoder.py,
-tests/test_st_format.py, tests/test_length_chunks.py, tests/test_onnx_serving.py."""
+trainable embedder (run as length-sorted chunks or packed rows in training), the SentenceEncoder interface and its
+encoders (torch, onnxruntime for ONNX exports, and one rebuilt from an embedder state dict handed to it), dynamic
+padding, the sentence-transformers saved format. Tests: tests/test_resolve.py, tests/test_security_loading.py,
+tests/test_pooling.py, tests/test_sentence_encoder.py, tests/test_st_format.py, tests/test_trajectory.py,
+tests/test_length_chunks.py, tests/test_packing.py, tests/test_onnx_serving.py."""

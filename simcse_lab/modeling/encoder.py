@@ -56,6 +56,41 @@ class Encoder:
             self.pooler = check_pooler(pooler or "cls")
             self._load_hf(transformer_subdir(self.path) if local_st else self.path, max_length)
 
+    @classmethod
+    def from_embedder_state(cls, model: str, state_dict: dict, pooler: str, name: str, **kwargs) -> Encoder:
+        """An Encoder with ``model``'s architecture and tokenizer holding the weights of a
+        :class:`~simcse_lab.modeling.embedder.SimCSEEmbedder` state dict (e.g. a training checkpoint's
+        ``state["model"]``, read by whoever owns the checkpoint format): ``backbone.*`` become the transformer's
+        weights, SimCSE's ``mlp.*`` its pooler head (used by ``cls``); ``lm_head.*`` (``--do-mlm``) is not part
+        of an encoder. ``name`` is what results record as the model. Refuses a state that does not fit."""
+        check_pooler(pooler)
+        encoder = cls(model, pooler=pooler if pooler != "cls" else "cls_before_pooler", **kwargs)
+        backbone = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
+        head = {k[len("mlp."):]: v for k, v in state_dict.items() if k.startswith("mlp.")}
+        stray = [k for k in state_dict if not k.startswith(("backbone.", "mlp.", "lm_head."))]
+        if stray or not backbone:
+            raise UserError(f"{name}: not a SimCSE embedder state (keys such as {(stray or list(state_dict))[:3]})")
+        # SimCSEEmbedder drops the backbone's own pooler layer: keep the loaded one unless the state has an MLP
+        has_own_pooler = getattr(encoder.hf_model, "pooler", None) is not None
+        if head and has_own_pooler:
+            backbone.update({f"pooler.{k}": v for k, v in head.items()})
+        missing, unexpected = encoder.hf_model.load_state_dict(backbone, strict=False)
+        missing = [k for k in missing if not (k.startswith("pooler.") and not head)]
+        if missing or unexpected:
+            raise UserError(f"{name}: the weights do not fit {model} (missing {missing[:3]}, unexpected "
+                            f"{unexpected[:3]})")
+        if pooler == "cls":
+            if not head:
+                raise UserError(f"{name}: pooler 'cls' needs the run's trained MLP, which this state lacks; "
+                                f"use cls_before_pooler")
+            if not has_own_pooler:
+                raise UserError(f"{name}: {model} has no pooler layer to hold the run's MLP; use cls_before_pooler")
+            encoder.pooler = "cls"
+            encoder.mlp = backbone_mlp(encoder.hf_model)
+        encoder.model_name = name
+        encoder.hf_model.eval()
+        return encoder
+
     # -- loading ---------------------------------------------------------------------------------
     def _load_st(self, max_length: int | None) -> None:
         try:

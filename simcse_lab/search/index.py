@@ -45,17 +45,22 @@ def _faiss():
 
 
 # -- corpus ---------------------------------------------------------------------------------------------
-def load_corpus(spec: str) -> tuple[list[str], dict]:
-    """(sentences, description) for a text file (one sentence a line) or a text dataset ``NAME[:SPLIT]``
-    (the data spec of :mod:`simcse_lab.data.sources`)."""
-    from simcse_lab.data import registry, sources
+def load_corpus(spec: str, columns: list[str] | None = None) -> tuple[list[str], dict]:
+    """(sentences, description) for any data spec of :mod:`simcse_lab.data.sources` that gives one sentence a
+    row: a text file or text dataset ``NAME[:SPLIT]``, or one column (``--columns NAME`` or the source's only
+    / known-named column) of a csv, tsv, jsonl or parquet file, a saved or a hub dataset."""
+    from simcse_lab.data import sources
 
-    source = sources.resolve(spec)
+    source = sources.resolve(spec, columns=columns)
     if source.kind != "text":
-        raise UserError(f"{spec}: a {source.kind} dataset; --corpus needs a text dataset or a text file")
-    path = source.file()
-    corpus = str(path) if source.name is None else f"{source.name}:{source.split}"
-    return list(source.rows), {"corpus": corpus, "corpus_sha256": registry.sha256_file(path)}
+        what = f"{', '.join(source.columns)} columns" if source.columns else f"a {source.kind} dataset"
+        raise UserError(f"{spec}: {what}; --corpus needs one sentence a row (a text dataset or file, or name one "
+                        f"column with --columns)")
+    if source.name is not None:
+        corpus = f"{source.name}:{source.split}"
+    else:
+        corpus = source.data.describe() + (f" [{source.columns[0]}]" if source.data.kind != "txt" else "")
+    return list(source.rows), {"corpus": corpus, "corpus_sha256": source.sha256()}
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -201,8 +206,9 @@ def _encode_shard(encoder, sentences: list[str], path: Path, chunk_size: int, ba
 
 def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str | None = None,
                 precision: str = "auto", batch_size: int = 128, chunk_size: int = 4096,
-                overwrite: bool = False, progress: bool = True, encoder=None) -> dict:
+                overwrite: bool = False, progress: bool = True, encoder=None, columns: list[str] | None = None) -> dict:
     """Encode ``corpus`` with ``model`` and write an index directory at ``output``; returns the manifest.
+    ``columns`` names the sentence column of a multi-column corpus (``--columns``).
 
     Under ``accelerate launch`` with several processes (WORLD_SIZE > 1) every rank must call this: rank r
     encodes its contiguous shard into ``shards/r.npy`` of the staging dir, and rank 0 builds the index from
@@ -212,13 +218,13 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
     state = _distributed_state()
     if state is None:
         return _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
-                      progress, encoder)
+                      progress, encoder, columns)
     return _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_size, chunk_size,
-                          overwrite, progress, encoder)
+                          overwrite, progress, encoder, columns)
 
 
 def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder,
-             device=None):
+             device=None, columns=None):
     from simcse_lab.modeling.encoder import load_encoder
     from simcse_lab.modeling.resolve import resolve_model
 
@@ -234,15 +240,16 @@ def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_s
     except UserError:
         model_path = None  # reported when the encoder loads it, below
     check_replaceable(output, "index", overwrite, sources=[corpus, model, model_path])
-    sentences, corpus_info = load_corpus(corpus)
+    sentences, corpus_info = load_corpus(corpus, columns)
     encoder = encoder or load_encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, device=device)
     index, params = new_index(kind, encoder.dim, len(sentences))  # refuses a too-small corpus before any encoding
     return output, sentences, corpus_info, encoder, index, params
 
 
-def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, progress, encoder):
+def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, progress, encoder,
+           columns=None):
     output, sentences, corpus_info, encoder, index, params = _prepare(
-        model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder)
+        model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder, columns=columns)
     tmp = make_temp_dir(output)
     timer = {"encode": 0.0}
 
@@ -265,12 +272,12 @@ def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_siz
 
 
 def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
-                   progress, encoder) -> dict | None:
+                   progress, encoder, columns=None) -> dict | None:
     rank, world, main = state.process_index, state.num_processes, state.is_main_process
     prepared = error = None
     try:
         prepared = _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
-                            encoder, device=str(state.device))
+                            encoder, device=str(state.device), columns=columns)
     except BaseException as err:  # noqa: BLE001 - reported to every rank, then re-raised
         error = err
     _agree(rank, error)

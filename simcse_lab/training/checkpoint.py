@@ -18,7 +18,6 @@ that is intact, to resume from instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import UserError
-from simcse_lab.io import replace_dir_atomically, write_json
+from simcse_lab.io import replace_dir_atomically, sha256_file, write_json
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 TMP_STEP_DIR = re.compile(r"^\.tmp-step-\d+$")
@@ -62,24 +61,22 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def latest_checkpoint(output_dir) -> Path | None:
+def list_checkpoints(output_dir) -> list[tuple[int, Path]]:
+    """(step, directory) of every complete checkpoint of a run, in step order."""
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    return max(steps)[1] if steps else None
+        return []
+    return sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def latest_checkpoint(output_dir) -> Path | None:
+    steps = list_checkpoints(output_dir)
+    return steps[-1][1] if steps else None
 
 
 def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int = 2) -> Path:
-    """Collective: every process calls it. ``state`` only matters on the main process."""
+    """Collective: every process calls it. ``state`` only matters on the main process. The newest ``keep``
+    checkpoints stay (``keep=0``: all of them, the run's whole trajectory)."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
@@ -94,10 +91,10 @@ def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int =
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         torch.save(state, tmp / "state.pt")
-        write_json(tmp / CHECKSUMS, {p.name: _sha256(p) for p in sorted(tmp.glob("*.pt"))})
+        write_json(tmp / CHECKSUMS, {p.name: sha256_file(p) for p in sorted(tmp.glob("*.pt"))})
         replace_dir_atomically(tmp, final)
         older = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
-        for _, path in older[:-keep]:
+        for _, path in (older[:-keep] if keep > 0 else []):
             shutil.rmtree(path, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
@@ -119,7 +116,7 @@ def _load(path: Path, checksums: dict | None, legacy_numpy: bool = False):
     if checksums is not None:
         if path.name not in checksums:
             raise _Damaged(f"{path}: not listed in {CHECKSUMS}")
-        if _sha256(path) != checksums[path.name]:
+        if sha256_file(path) != checksums[path.name]:
             raise _Damaged(f"{path}: sha256 differs from {CHECKSUMS} (damaged file)")
     try:
         if legacy_numpy:

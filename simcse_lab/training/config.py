@@ -6,15 +6,18 @@ before any model is loaded."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from simcse_lab.data.columns import parse_columns
 from simcse_lab.data.readers import line_number
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.modeling.pooling import check_pooler
+from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
 
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
@@ -28,7 +31,8 @@ ADAMW_KERNELS = ("fused", "foreach", "for-loop")
 class TrainConfig:
     objective: str = "unsup"
     model: str = "all-MiniLM-L6-v2"
-    data: str = "wiki"
+    data: str = "wiki"            # the one --data syntax (simcse_lab.data.spec)
+    columns: str = ""             # "a,b,c": the sentence / positive / hard-negative columns ("": a known naming)
     output_dir: str = "runs/unsup"
     pooler: str = "cls"
     mlp_only_train: bool = True
@@ -40,6 +44,7 @@ class TrainConfig:
     queue_ratio: float = 2.5
     do_mlm: bool = False          # SimCSE's auxiliary MLM loss
     mlm_weight: float = 0.1
+    cos_reg: float = 0.0          # weight of the cosine regulariser on the anchors' embeddings; 0: off
     max_seq_len: int = 32
     batch_size: int = 64
     lr: float = 3e-5
@@ -49,10 +54,12 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int = 0            # > 0: stop after this many steps (overrides epochs)
     seed: int = 42
-    precision: str = "auto"       # auto = bf16 autocast where the hardware has it
+    precision: str = "auto"       # accelerate's mixed precision: auto = bf16 where native, else fp16 on CUDA, else fp32
     eval_steps: int = 125         # 0: no dev evaluation during training
     save_steps: int = 0           # training-state checkpoints; 0: at every eval step (or 125)
+    keep_checkpoints: int = 2     # the newest N training-state checkpoints are kept; 0: keep all (a trajectory)
     log_steps: int = 10
+    report_to: str = "none"       # accelerate trackers, comma-separated: tensorboard, wandb, ... (metrics.jsonl always)
     eval_batch_size: int = 128
     test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
     resume: bool = False
@@ -66,6 +73,9 @@ class TrainConfig:
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         check_pooler(self.pooler)
+        if self.precision not in TRAINING_PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}; choose from {', '.join(TRAINING_PRECISIONS)}")
+        parse_columns(self.columns)
         for name in ("batch_size", "max_seq_len", "epochs", "log_steps", "eval_batch_size", "length_chunks"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -77,14 +87,21 @@ class TrainConfig:
             raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
         if not self.lr > 0:
             raise UserError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.cos_reg < math.inf:  # also refuses nan
+            raise UserError(f"cos_reg must be a finite number >= 0, got {self.cos_reg}")
         for name in ("eval_steps", "save_steps", "max_steps", "warmup_steps", "queue_ratio", "dup_rate",
-                     "weight_decay", "pack_width"):
+                     "weight_decay", "keep_checkpoints", "pack_width"):
             value = getattr(self, name)
             if not value >= 0:  # also refuses nan
                 raise UserError(f"{name} must be >= 0, got {value}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def column_names(self) -> list[str] | None:
+        """``columns`` as a list, None when not given."""
+        return parse_columns(self.columns)
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}

@@ -1,40 +1,46 @@
-"""The training examples: ``--data`` read and pretokenised once, off the hot path.
+"""The training examples: ``--data`` in the one spec syntax, checked before any model loads, then tokenised
+at corpus scale by :mod:`simcse_lab.data.training_data` (Arrow, fingerprint-cached, memory-mapped).
 
-``--data`` is a data spec (:mod:`simcse_lab.data.sources`). The items are what the objective's
-``collate`` expects: token id lists for sentence data, (anchor, positive, negative) id triplets for
-``sup``, (sentence index, ids) for ``esimcse``."""
+The objective declares what it reads (``data_columns``, ``with_index`` on its class); the columns are
+``--columns`` or a known naming. The items are what the objective's ``collate`` expects: token id lists
+for sentence data, (anchor, positive, negative) id triplets for ``sup``, (sentence index, ids) for
+``esimcse``; the loop fetches a step's rows with ``examples.take(indices)``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from simcse_lab.data import sources
+from simcse_lab.data import training_data
+from simcse_lab.data.columns import choose_columns
+from simcse_lab.data.spec import DataSpec, parse_spec
+from simcse_lab.data.streaming import source_columns
 from simcse_lab.errors import UserError
 from simcse_lab.training.config import TrainConfig
 
-
-def check_training_data(cfg: TrainConfig) -> sources.Source:
-    """``cfg.data`` resolved and fit for ``cfg.objective``, checked without reading it (before any model loads)."""
-    source = sources.resolve(cfg.data, "train")
-    if source.kind not in ("text", "nli_csv"):
-        raise UserError(f"{cfg.data}: a {source.kind} dataset; --data takes sentences (wiki, a .txt file) "
-                        f"or triplets (nli, a .csv file)")
-    if cfg.objective == "sup" and source.kind != "nli_csv":
-        raise UserError(f"{cfg.data}: objective sup needs (sent0, sent1, hard_neg) triplets, e.g. --data nli")
-    return source
+SHAPES = {1: "sentences", 2: "(sentence, positive) pairs", 3: "(sent0, sent1, hard_neg) triplets"}
 
 
-def load_training_examples(cfg: TrainConfig, tokenizer) -> Sequence:
-    """The examples of ``cfg.data`` for ``cfg.objective``: a sequence indexable by int."""
-    source = check_training_data(cfg)
-    rows = source.rows
-    if source.kind == "nli_csv" and cfg.objective != "sup":
-        rows = [r[0] for r in rows]  # the anchors as plain sentences
+def objective_class(name: str):
+    from simcse_lab.training.objectives import OBJECTIVES
 
-    def ids(texts):
-        return tokenizer(list(texts), truncation=True, max_length=cfg.max_seq_len, padding=False)["input_ids"]
+    return OBJECTIVES[name]
 
-    if cfg.objective == "sup":
-        return list(zip(*(ids(column) for column in zip(*rows))))
-    tokens = ids(rows)
-    return list(enumerate(tokens)) if cfg.objective == "esimcse" else tokens
+
+def check_training_data(cfg: TrainConfig, fetch: bool = True) -> tuple[DataSpec, list[str]]:
+    """``cfg.data`` parsed (a registry dataset fetched and verified on first use unless ``fetch`` is False) and
+    the columns ``cfg.objective`` will read, checked without reading the rows (before any model loads)."""
+    spec = parse_spec(cfg.data, default_split="train", fetch=fetch)
+    needed = objective_class(cfg.objective).data_columns
+    available = source_columns(spec)
+    if cfg.column_names is None and len(available) < needed:
+        raise UserError(f"{spec.describe()}: objective {cfg.objective} needs {SHAPES.get(needed, f'{needed} columns')}"
+                        f" (e.g. --data nli), this source has {', '.join(available)}; or name them with --columns")
+    return spec, choose_columns(available, needed, cfg.column_names, spec.describe())
+
+
+def load_training_examples(cfg: TrainConfig, tokenizer) -> training_data.TrainingExamples:
+    """The examples of ``cfg.data`` for ``cfg.objective``: tokenised once per (corpus, tokenizer, max length,
+    columns), memory-mapped, indexable by int and by a batch of ints (``take``)."""
+    objective = objective_class(cfg.objective)
+    _, columns = check_training_data(cfg)
+    return training_data.load_training_examples(cfg.data, tokenizer, cfg.max_seq_len, objective.data_columns,
+                                                with_index=objective.with_index, columns=columns,
+                                                progress=cfg.progress)

@@ -1,10 +1,14 @@
 """The training loop, nanoGPT style: setup, then one ``while`` loop that reads top to bottom.
 
-The loop owns the Accelerator; nothing is patched. Per step: take this process's slice of the global
-batch (pretokenised, dynamically padded), compute the objective under bf16 autocast where the
-hardware has it (fp32 master weights), backpropagate, clip, step optimizer and linear schedule; the
-encoder runs the rows packed (``pack_width``) or as length-sorted chunks (``length_chunks``) and AdamW is one
-fused kernel (``adamw``), each the same function as the plain step (eval/step_changes.md: what each saves). Every
+The loop owns the Accelerator; nothing is patched. Its precision is accelerate's mixed precision
+(``--precision``, or what ``accelerate launch`` / an accelerate config asked for: fp32, bf16, or fp16 with
+gradient scaling; fp32 master weights), its trackers accelerate's (``--report-to``). The training data is a
+tokenised, memory-mapped Arrow dataset, built once per corpus + tokenizer + max length, by the main process
+first so that the ranks of ``accelerate launch`` do not race. Per step: read this process's slice of the
+global batch (``examples.take``), collate it (dynamic padding), compute the objective under accelerate's
+autocast, backpropagate, clip, step optimizer and linear schedule. The encoder may run the rows as
+length-sorted chunks (``length_chunks``) or packed (``pack_width``) and AdamW may be a foreach or fused kernel
+(``adamw``), each the same function as the plain step (eval/step_changes.md: what each saves). Every
 ``eval_steps``: STS-B dev Spearman (+ alignment and uniformity), keeping the best model as
 ``OUTPUT/best``; every ``save_steps``: the resumable training state, written atomically. The named
 steps around the loop (resume, checkpoint state, dev selection, summary) are in
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -28,10 +32,11 @@ from simcse_lab.evaluation.dev import dev_metrics
 from simcse_lab.evaluation.sts import parse_tasks
 from simcse_lab.io import write_json
 from simcse_lab.modeling.embedder import load_embedder
-from simcse_lab.runtime.precision import autocast_context, resolve_precision
+from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
 from simcse_lab.training.checkpoint import save_checkpoint
 from simcse_lab.training.config import TrainConfig
 from simcse_lab.training.examples import load_training_examples
+from simcse_lab.training.tracking import LOG_DIR, PROJECT, parse_report_to, tracked_values
 from simcse_lab.training.objectives import build_objective
 from simcse_lab.training.run_state import (LossWindow, MetricsLog, check_can_start, checkpoint_state, dev_encoder,
                                            evaluate_before, finish_run, new_summary, non_finite_loss,
@@ -48,24 +53,57 @@ def to_device(batch: dict, device) -> dict:
     return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
+def make_accelerator(cfg: TrainConfig, out: Path) -> tuple[Accelerator, str, list[str]]:
+    """(accelerator, training precision, trackers): devices (CPU when there is no GPU), processes, mixed precision
+    and experiment trackers, all from accelerate."""
+    precision, trackers = training_precision(cfg.precision), parse_report_to(cfg.report_to)
+    accelerator = Accelerator(cpu=training_device_type() == "cpu", mixed_precision=ACCELERATE_NAMES[precision],
+                              log_with=trackers or None,
+                              project_config=ProjectConfiguration(str(out), logging_dir=str(out / LOG_DIR)))
+    return accelerator, precision, trackers
+
+
+def announce(cfg: TrainConfig, out: Path, accelerator, trackers: list[str], precision: str, examples: int,
+             total: int) -> None:
+    """OUTPUT/train_config.json, the trackers' run, and one line saying what is about to happen."""
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "train_config.json", cfg.to_dict())
+    if trackers:
+        accelerator.init_trackers(PROJECT, config=cfg.to_dict())
+    if accelerator.is_main_process:
+        processes = accelerator.num_processes
+        print(f"training {cfg.objective} on {cfg.data}: {examples} examples, {total} steps of {cfg.batch_size} "
+              f"(world size {processes}, {cfg.batch_size // processes} per process), {precision} on "
+              f"{accelerator.device}")
+
+
+def global_loss(accelerator, loss: torch.Tensor, parts: dict) -> tuple[float, dict]:
+    """The global-batch loss and its named parts: the mean of the ranks' equal shards."""
+    value = accelerator.reduce(loss.detach(), "mean").item()
+    if parts:
+        parts = dict(zip(parts, accelerator.reduce(torch.stack(list(parts.values())), "mean").tolist()))
+    return value, parts
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train; return the run's summary (also OUTPUT/summary.json, written by the main process)."""
-    # one Accelerator owns devices and processes (on CPU when there is no GPU); bad settings stop here
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    device, processes, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
+    # one Accelerator owns devices, processes, mixed precision and trackers; bad settings stop here
     out = Path(cfg.output_dir)
+    accelerator, precision, trackers = make_accelerator(cfg, out)
+    device, processes, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
     check_can_start(cfg, out, processes)
-    precision = resolve_precision(cfg.precision, device)
     test_tasks = [] if cfg.test_tasks.strip().lower() in ("", "none") else parse_tasks(cfg.test_tasks)
 
-    # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), pretokenised data
+    # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
                                         cfg.pack_width)
     if cfg.do_mlm and tokenizer.mask_token_id is None:
         raise UserError(f"{cfg.model}: --do-mlm needs a tokenizer with a mask token")
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
-    examples = load_training_examples(cfg, tokenizer)
+    with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
+        examples = load_training_examples(cfg, tokenizer)
     if len(examples) < cfg.batch_size:
         raise UserError(f"{cfg.data}: {len(examples)} examples, fewer than one batch of {cfg.batch_size}")
     total = cfg.max_steps or (len(examples) // cfg.batch_size) * cfg.epochs
@@ -78,13 +116,9 @@ def train(cfg: TrainConfig) -> dict:
     # a fresh start, or weights, optimizer, schedule, RNG and objective state from the last checkpoint
     summary, log = new_summary(cfg, processes, precision, device), MetricsLog(out / "metrics.jsonl", main)
     run = resume_or_start(cfg, out, accelerator, embedder, optimizer, scheduler, objective, summary, log)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "train_config.json", cfg.to_dict())
-        print(f"training {cfg.objective} on {cfg.data}: {len(examples)} examples, {total} steps of {cfg.batch_size} "
-              f"(world size {processes}, {cfg.batch_size // processes} per process), {precision} on {device}")
-        if run.step == 0:  # the untrained model: the test table "before" and the first dev point
-            evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log)
+    announce(cfg, out, accelerator, trackers, precision, len(examples), total)
+    if main and run.step == 0:  # the untrained model: the test table "before" and the first dev point
+        evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log)
     accelerator.wait_for_everyone()
 
     model.train()
@@ -96,12 +130,12 @@ def train(cfg: TrainConfig) -> dict:
         # this process's slice of the global batch, collated by the objective, on the device
         mine = local_slice(global_batch(len(examples), cfg.batch_size, run.step, cfg.seed),
                            accelerator.process_index, processes)
-        batch = to_device(objective.collate([examples[i] for i in mine], run.step), device)
+        batch = to_device(objective.collate(examples.take(mine), run.step), device)
         # the objective scores local anchors against gathered negatives: DDP's gradient mean is exact as is
-        with autocast_context(precision, device):
+        with accelerator.autocast():
             loss = objective(model, batch)
-        # what we log is the global-batch loss: the mean of the ranks' equal shards (one device sync per step)
-        loss_value = accelerator.reduce(loss.detach(), "mean").item()
+        # what we log is the global-batch loss (and its parts, e.g. --cos-reg's): one device sync per step
+        loss_value, parts = global_loss(accelerator, loss, objective.loss_parts)
         if not math.isfinite(loss_value):
             raise non_finite_loss(loss_value, run.step + 1, out)
         accelerator.backward(loss)
@@ -112,7 +146,7 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         objective.after_step(embedder)  # e.g. ESimCSE's momentum encoder follows the model
         run.step += 1
-        window.add(loss_value, time.perf_counter() - t0, *work(batch))
+        window.add(loss_value, time.perf_counter() - t0, parts, *work(batch))
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
         # a log record every log_steps: the mean loss and speed since the last one
@@ -128,10 +162,11 @@ def train(cfg: TrainConfig) -> dict:
             accelerator.wait_for_everyone()
         if record is not None:
             log.append(record)
+            accelerator.log(tracked_values(record), step=run.step)
         # the resumable training state (every process writes its RNG state)
         if run.step % save_every == 0 or run.step == total:
-            state = checkpoint_state(embedder, optimizer, scheduler, objective, run, summary)
-            save_checkpoint(out, run.step, state, accelerator)
+            state = checkpoint_state(embedder, optimizer, scheduler, objective, run, summary, accelerator.scaler)
+            save_checkpoint(out, run.step, state, accelerator, keep=cfg.keep_checkpoints)
     bar.close()
 
     # OUTPUT/final, the test table after training, summary.json

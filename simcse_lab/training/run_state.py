@@ -45,8 +45,9 @@ class RunState:
 
 def check_can_start(cfg: TrainConfig, out: Path, processes: int) -> None:
     """Refuse, before any work: data that is missing or does not fit the objective, a batch that does not
-    split over the processes, a run directory that already holds a run (unless resuming it)."""
-    check_training_data(cfg)
+    split over the processes, a run directory that already holds a run (unless resuming it). Only the main
+    process fetches a registry dataset that is not here yet (in the loop, before the others read it)."""
+    check_training_data(cfg, fetch=False)
     if cfg.batch_size % processes:
         raise UserError(f"batch_size {cfg.batch_size} is not divisible by the {processes} processes")
     if not cfg.resume and latest_checkpoint(out) is not None:
@@ -116,6 +117,8 @@ def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimize
     scheduler.load_state_dict(state["scheduler"])
     if "objective" in state:
         objective.load_extra_state(state["objective"])
+    if "scaler" in state and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
     if "test_before" in state["summary"]:
         summary["test_before"] = state["summary"]["test_before"]
     set_rng_state(rng)
@@ -123,14 +126,18 @@ def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimize
     return RunState(state["step"], state["best"], state["best_step"])
 
 
-def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, summary: dict) -> dict:
-    """What a checkpoint holds (the RNG states are added per process by ``save_checkpoint``)."""
+def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, summary: dict,
+                     scaler=None) -> dict:
+    """What a checkpoint holds (the RNG states are added per process by ``save_checkpoint``); under fp16 also
+    accelerate's gradient scaler, so a resumed run continues with the loss scale it had."""
     state = {"model": embedder.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "step": run.step, "best": run.best, "best_step": run.best_step,
              "summary": {k: v for k, v in summary.items() if k in ("test_before", "config")}}
     extra = objective.extra_state()
     if extra:
         state["objective"] = extra
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     return state
 
 
@@ -146,26 +153,34 @@ def select_best(run: RunState, dev: dict, embedder, tokenizer, out: Path) -> Non
 
 
 class LossWindow:
-    """The mean loss and speed since the last log record, and the total training time of this run."""
+    """The mean loss (and the mean of each loss part an objective reports, e.g. ``contrastive`` and
+    ``cos_reg``) and speed since the last log record, and the total training time of this run."""
 
     def __init__(self):
         self.loss, self.steps, self.seconds, self.tokens, self.flops = 0.0, 0, 0.0, 0, 0.0
         self.train_seconds, self.train_tokens, self.train_flops = 0.0, 0, 0.0
+        self.parts: dict[str, float] = {}
 
-    def add(self, loss: float, seconds: float, tokens: int = 0, flops: float = 0.0) -> None:
-        """One step: its loss, seconds, real tokens and matmul FLOPs (:class:`~simcse_lab.training.throughput.StepWork`)."""
+    def add(self, loss: float, seconds: float, parts: dict[str, float] | None = None, tokens: int = 0,
+            flops: float = 0.0) -> None:
+        """One step: its loss and named loss parts, seconds, real tokens and matmul FLOPs
+        (:class:`~simcse_lab.training.throughput.StepWork`)."""
         self.loss, self.steps, self.seconds = self.loss + loss, self.steps + 1, self.seconds + seconds
         self.tokens, self.flops = self.tokens + tokens, self.flops + flops
         self.train_seconds, self.train_tokens, self.train_flops = (self.train_seconds + seconds,
                                                                    self.train_tokens + tokens, self.train_flops + flops)
+        for name, value in (parts or {}).items():
+            self.parts[name] = self.parts.get(name, 0.0) + value
 
     def record(self, step: int, lr: float, batch_size: int, device) -> dict:
         """The log record of the window, which then starts afresh."""
-        record = {"step": step, "loss": self.loss / self.steps, "lr": lr, "steps_per_s": self.steps / self.seconds,
+        record = {"step": step, "loss": self.loss / self.steps,
+                  **{name: total / self.steps for name, total in self.parts.items()},
+                  "lr": lr, "steps_per_s": self.steps / self.seconds,
                   "sentences_per_s": self.steps * batch_size / self.seconds,
                   "tokens_per_s": self.tokens / self.seconds, "achieved_tflops": self.flops / self.seconds / 1e12,
                   "peak_memory_mb": peak_memory_mb(device)}
-        self.loss, self.steps, self.seconds, self.tokens, self.flops = 0.0, 0, 0.0, 0, 0.0
+        self.loss, self.steps, self.seconds, self.tokens, self.flops, self.parts = 0.0, 0, 0.0, 0, 0.0, {}
         return record
 
 

@@ -1,6 +1,8 @@
 """Objectives, one module each on one base class with a name -> class registry (base.py): unsup, sup,
-esimcse, and ESimCSE's word repetition and momentum queue. Importing the package registers them.
-Tests: tests/test_objectives.py, tests/test_objective_plugin.py, tests/test_momentum.py, tests/test_repetition.py."""
+esimcse, ESimCSE's word repetition and momentum queue, and the cosine regulariser any of them can add
+(``--cos-reg``). Importing the package registers them.
+Tests: tests/test_objectives.py, tests/test_objective_plugin.py, tests/test_momentum.py, tests/test_repetition.py,
+tests/test_cos_reg.py."""
 
 from __future__ import annotations
 
@@ -13,4 +15,6 @@ def build_objective(name: str, cfg, tokenizer, embedder) -> Objective:
     objective = OBJECTIVES[name].from_config(cfg, tokenizer, embedder)
     if cfg.do_mlm:
         objective.add_mlm(tokenizer, cfg.mlm_weight)
+    if cfg.cos_reg > 0:
+        objective.add_cos_reg(cfg.cos_reg)
     return objective

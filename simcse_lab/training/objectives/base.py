@@ -10,6 +10,19 @@ An objective turns pretokenised examples into a loss in three steps, each a meth
   loop multiplies nothing by the world size.
 
 ``forward(model, batch)`` chains the last two (and adds the auxiliary MLM term under ``--do-mlm``).
+What an objective reads is declared on the class: ``data_columns`` text columns per example (1: a sentence;
+sup: 3, sentence / positive / hard negative) and ``with_index`` (``collate`` gets ``(index, ids)`` pairs, as
+ESimCSE's per-sentence repetition draws need); the loader picks and checks the columns from them.
+
+``--cos-reg WEIGHT`` (:meth:`Objective.add_cos_reg`, any objective) adds ``WEIGHT * R(z)``, the cosine
+regulariser of :mod:`.cos_reg`, where ``z`` are the *anchors' embeddings of the global batch*: the first
+tensor ``embed`` returns (unsup: the first dropout view; sup: the anchor sentences, not their entailments or
+contradictions; esimcse: the original sentences, not their repetitions nor the momentum queue), gathered from
+every rank with the same gradient-carrying gather as the contrastive candidates. Every rank then adds the same
+global-batch penalty, so DDP's gradient mean is exactly its gradient (as for the contrastive loss; checked by
+tests/test_distributed.py). The parts are kept in ``loss_parts`` (``contrastive``, ``cos_reg`` = the unweighted
+R, ``mlm`` under ``--do-mlm``) for the metrics log; without the option nothing changes, not even a bit.
+
 Hooks with no-op defaults: ``after_step(model)`` (after each optimizer step), ``extra_state()`` /
 ``load_extra_state(state)`` (what a checkpoint must keep beyond the model, e.g. ESimCSE's queue).
 A new objective is a subclass decorated with ``@register("name")``; tests/test_objective_plugin.py
@@ -23,9 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.modeling.batching import pad_batch
-from simcse_lab.runtime.distributed import global_targets
+from simcse_lab.runtime.distributed import gather_with_grad, global_targets
 from simcse_lab.training.config import OBJECTIVE_NAMES
 from simcse_lab.training.mlm import MaskedLMAuxiliary
+from simcse_lab.training.objectives.cos_reg import CosineRegularizer
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 
@@ -55,6 +69,9 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
 class Objective(nn.Module):
     """Base class of the training objectives (see the module docstring)."""
 
+    data_columns: int = 1     # text columns per example: sentence[, positive[, hard negative]]
+    with_index: bool = False  # collate receives (example index, ids) pairs
+
     def __init__(self, tokenizer, temperature: float = 0.05):
         super().__init__()
         self.pad_id = tokenizer.pad_token_id
@@ -62,6 +79,8 @@ class Objective(nn.Module):
         self.temperature = temperature
         self.mlm: MaskedLMAuxiliary | None = None
         self.mlm_weight = 0.0
+        self.cos_reg: CosineRegularizer | None = None
+        self.loss_parts: dict[str, torch.Tensor] = {}  # detached parts of the last loss (with --cos-reg)
 
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder: nn.Module) -> Objective:
@@ -71,6 +90,10 @@ class Objective(nn.Module):
     def add_mlm(self, tokenizer, weight: float) -> None:
         """SimCSE's auxiliary MLM loss (``--do-mlm``): a per-rank term, so DDP's mean is exact for it too."""
         self.mlm, self.mlm_weight = MaskedLMAuxiliary(None, tokenizer), weight
+
+    def add_cos_reg(self, weight: float) -> None:
+        """The cosine regulariser on the global batch's anchor embeddings (``--cos-reg``; see the module docstring)."""
+        self.cos_reg = CosineRegularizer(weight)
 
     def pad(self, token_ids: list[list[int]]) -> dict:
         """Dynamically padded model inputs of single sentences (token_type_ids all 0)."""
@@ -86,10 +109,24 @@ class Objective(nn.Module):
         raise NotImplementedError
 
     def forward(self, model, batch: dict) -> torch.Tensor:
+        if self.cos_reg is not None:
+            return self._forward_with_cos_reg(model, batch)
         if self.mlm is None:
             return self.loss_from_embeddings(*self.embed(model, batch))
         net = self.mlm.wrapping(model)
         return self.loss_from_embeddings(*self.embed(net, batch)) + self.mlm_weight * net.loss
+
+    def _forward_with_cos_reg(self, model, batch: dict) -> torch.Tensor:
+        net = model if self.mlm is None else self.mlm.wrapping(model)
+        embeddings = self.embed(net, batch)
+        contrastive = self.loss_from_embeddings(*embeddings)
+        penalty = self.cos_reg.penalty(gather_with_grad(embeddings[0]))  # the same R on every rank
+        loss = contrastive + self.cos_reg.weight * penalty
+        self.loss_parts = {"contrastive": contrastive.detach(), "cos_reg": penalty.detach()}
+        if self.mlm is not None:
+            loss = loss + self.mlm_weight * net.loss
+            self.loss_parts["mlm"] = net.loss.detach()
+        return loss
 
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimizer step with the (unwrapped) model."""

@@ -13,8 +13,9 @@ point the same way, 0 for mutually orthogonal rows, and -1/(N - 1) at its minimu
 et al.'s double sum also counts the N pairs (i, i), each cosine 1: ``R_cos = ((N - 1) R + 1) / N``, the same
 minimiser and gradient up to the factor (N - 1)/N.
 
-A training objective adds ``weight * R(z)`` to its contrastive loss (:class:`CosineRegularizer`); which
-embeddings ``z`` are (one view or both, the local or the gathered global batch) is the objective's choice.
+A training objective adds ``weight * R(z)`` to its contrastive loss (:class:`CosineRegularizer`,
+``train --cos-reg WEIGHT``): the objectives' base class does it for every objective, over the anchors'
+embeddings of the global batch (:mod:`simcse_lab.training.objectives.base` says which rows exactly).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from simcse_lab.training.objectives.repetition import repeat_tokens
 @register("esimcse")
 class ESimCSE(Objective):
     forward_only_inputs = ("momentum",)  # encoded without gradient (training/throughput.py counts one pass)
+    with_index = True  # a sentence's repetition draw is keyed by its index
 
     def __init__(self, tokenizer, embedder: nn.Module, temperature: float = 0.05, dup_rate: float = 0.32,
                  momentum: float = 0.995, queue_size: int = 160, seed: int = 42, fixed_repetition: bool = False):

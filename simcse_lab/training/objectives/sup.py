@@ -15,6 +15,8 @@ from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_n
 
 @register("sup")
 class SupSimCSE(Objective):
+    data_columns = 3  # (anchor, entailment, contradiction)
+
     def __init__(self, tokenizer, temperature: float = 0.05, hard_negative_weight: float = 0.0):
         super().__init__(tokenizer, temperature)
         self.hard_negative_weight = hard_negative_weight
