@@ -42,6 +42,8 @@ VARIANTS = {
     "packed128": ("sentences packed into rows of 128 positions", {"pack_width": 128}, {}),
     "adamw_foreach": ("AdamW foreach (grouped tensors)", {"adamw": "foreach"}, {}),
     "adamw_fused": ("AdamW fused (one kernel)", {"adamw": "fused"}, {}),
+    "compiled": ("torch.compile of the backbone (dynamic=False; nearly every padded batch is 128 x 32)", {},
+                 {"compile_backbone": True}),
     "autocast_no_cache": ("autocast without its weight-cast cache", {}, {"autocast_cache": False}),
     "threads1": ("1 intra-op thread instead of the process's", {}, {"threads": 1}),
     "dropout_off": ("dropout off: the cost of dropout's RNG (not a valid change)", {}, {"dropout": False}),

@@ -202,7 +202,11 @@ def main() -> int:
 
 
 def markdown(r: dict, args) -> str:
+    from matmul_peak import busy_note
+
     s = r["speed"]
+    load = [{"cores": r["machine"]["cores"], "load_average_1min": r["machine"][f"load_average_1min_{when}"]}
+            for when in ("start", "end")]
     rounds = "; ".join(f"{p['st_median']:.2f} / {p['ours_median']:.2f} s = {p['speedup']:.2f}× (bf16 peak "
                        f"{p['peak_bf16_tflops']:.3f})" for p in s["rounds"])
     lines = [f"# Unsup SimCSE vs sentence-transformers MNRL (batch {r['batch_size']}, lr 3e-5, wiki)", "",
@@ -214,10 +218,8 @@ def markdown(r: dict, args) -> str:
              f"peak measured in the round. ST {s['st_seconds_per_step']:.3f} s/step, ours {s['ours_seconds_per_step']:.3f} "
              f"s/step (medians); bf16 peak {s['peak_bf16_tflops']:.3f} TFLOP/s, fp32 {s['peak_fp32_tflops']:.3f}. "
              f"Per round (ST / ours): {rounds}.", "",
-             f"Machine: {r['machine']['cores']} cores (AMX: {r['machine']['amx']}), {s['torch_threads']} torch threads, "
-             f"**shared** with other users' jobs (load average {r['machine']['load_average_1min_start']:.1f} at the start, "
-             f"{r['machine']['load_average_1min_end']:.1f} at the end); the two trainers alternate, so load drifts "
-             f"reach both."]
+             f"Machine: {r['machine']['cores']} cores (AMX: {r['machine']['amx']}), {s['torch_threads']} torch threads; "
+             f"{busy_note(*load)}; the two trainers alternate, so load drifts reach both."]
     if r.get("table"):
         o = r["ours"]
         lines += ["", f"## Quality: one run of {r['steps']} steps each", "", "```", r["table"], "```", "",

@@ -22,7 +22,10 @@ def launch(n: int, model, data, out, objective: str, extra: tuple[str, ...] = ()
     train = ["-m", "simcse_lab", "train", "--model", str(model), "--data", str(data), "--objective", objective,
              "--pooler", "avg", "--max-steps", "3", "--batch-size", "8", "--max-seq-len", "16", "--lr", "1e-3",
              "--eval-steps", "0", "--test-tasks", "none", "--precision", "fp32", "--log-steps", "1",
-             "--hard-negative-weight", "0.5", "--no-progress", "--output-dir", str(out), *extra]
+             "--hard-negative-weight", "0.5", "--no-progress", "--output-dir", str(out),
+             # one chunk: 8 rows in one process and 4 + 4 in two would otherwise be cut into different shapes,
+             # whose rounding differs (chunked = unchunked is tests/test_length_chunks.py's job)
+             "--length-chunks", "1", *extra]
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     if n == 1:
         cmd = [sys.executable, *train]

@@ -43,3 +43,24 @@ def test_packed_forward_equals_the_padded_batch_with_dropout_off(still_bert, poo
     for name, p in embedder.named_parameters():
         if name in grads:
             torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_packing_refuses_a_backbone_with_other_position_ids(tmp_path):
+    """RoBERTa counts positions from padding_idx + 1: packed position ids from 0 would silently be wrong."""
+    import torch
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    from simcse_lab.errors import UserError
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.modeling.resolve import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=130)
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(UserError, match="pack_width needs a BERT-type backbone"):
+        load_embedder(str(tmp_path), "cls", mlp_only_train=False, pack_width=64)
+    _, embedder = load_embedder(str(tmp_path), "cls", mlp_only_train=False, length_chunks=2)  # chunks are fine
+    assert embedder.length_chunks == 2

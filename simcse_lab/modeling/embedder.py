@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simcse_lab.errors import UserError
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_model, load_tokenizer
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
@@ -61,6 +62,9 @@ class MaskedLMHead(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.norm(F.gelu(self.dense(hidden_states))))
+
+
+PACKABLE_MODEL_TYPES = ("bert",)  # position ids from 0, 4-D attention masks accepted
 
 
 class SimCSEEmbedder(nn.Module):
@@ -143,4 +147,8 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         backbone = load_model(path)
     except (OSError, ValueError) as err:
         raise load_error(model, err) from None
+    if pack_width and getattr(backbone.config, "model_type", None) not in PACKABLE_MODEL_TYPES:
+        # packing passes position ids from 0 and a 4-D mask: right for BERT, wrong for e.g. RoBERTa's offset positions
+        raise UserError(f"{model}: pack_width needs a BERT-type backbone ({', '.join(PACKABLE_MODEL_TYPES)}), "
+                        f"this one is {getattr(backbone.config, 'model_type', 'unknown')!r}; use length_chunks instead")
     return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width)

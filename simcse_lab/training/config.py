@@ -65,8 +65,8 @@ class TrainConfig:
     resume: bool = False
     progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
     # the speed of a step, not its result (eval/step_changes.md: the measured effect of each)
-    length_chunks: int = 4        # run a step's rows as N length-sorted chunks, each padded to its own longest
-    pack_width: int = 0           # > 0: pack a step's sentences into rows of N positions instead (no padding)
+    length_chunks: int = 2        # run a step's rows as N length-sorted chunks, each padded to its own longest
+    pack_width: int = 0           # > 0: pack a step's sentences into rows of N positions instead (BERT-type only)
     adamw: str = "fused"          # AdamW kernel: fused (one pass), foreach, or for-loop (torch's CPU default)
 
     def __post_init__(self):
