@@ -12,6 +12,8 @@ Semantics: ``--curve-steps`` steps of the plain and of the optimised step (Train
 dropout off, from the same weights and batches; their losses must agree to float tolerance.
 
     python eval/bench_step_changes.py --rounds 12 --curve-steps 50      # writes eval/step_changes.{json,md}
+    python eval/bench_step_changes.py --objective sup --variants chunks2,chunks4,chunks8 --curve-steps 0
+                                                                        # writes eval/step_changes_sup.{json,md}
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def speed_config(cfg: TrainConfig) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
-    ap.add_argument("--data", default="wiki")
+    ap.add_argument("--objective", choices=("unsup", "sup", "esimcse"), default="unsup")
+    ap.add_argument("--data", default=None, help="default: wiki (nli for sup)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset (plain always runs)")
@@ -69,7 +72,8 @@ def main() -> int:
     args = ap.parse_args()
 
     command = "python eval/bench_step_changes.py " + shlex.join(sys.argv[1:])
-    base = dict(objective="unsup", model=args.model, data=args.data, batch_size=args.batch_size, max_seq_len=32,
+    args.data = args.data or ("nli" if args.objective == "sup" else "wiki")
+    base = dict(objective=args.objective, model=args.model, data=args.data, batch_size=args.batch_size, max_seq_len=32,
                 lr=3e-5, eval_steps=0, test_tasks="none", progress=False, seed=42)
     start_machine = machine()
     peaks = {"before": measure_peaks(4096, 384, 1536, seconds=0.5)}
@@ -110,18 +114,19 @@ def main() -> int:
                        "losses": losses})
 
     report = {"command": command, "machine_start": start_machine, "machine_end": machine(),
-              "model": args.model, "data": args.data, "batch_size": args.batch_size, "rounds": args.rounds,
+              "model": args.model, "objective": args.objective, "data": args.data, "batch_size": args.batch_size, "rounds": args.rounds,
               "precision": runners["plain"].precision, "timed_seconds": timed_seconds, "peaks": peaks,
               "variants": rows, "loss_curves": curves}
-    write_json(Path(args.out) / "step_changes.json", report)
-    write_text(Path(args.out) / "step_changes.md", markdown(report))
+    stem = "step_changes" if args.objective == "unsup" else f"step_changes_{args.objective}"
+    write_json(Path(args.out) / f"{stem}.json", report)
+    write_text(Path(args.out) / f"{stem}.md", markdown(report))
     print(markdown(report))
     return 0
 
 
 def markdown(r: dict) -> str:
     peak = r["peaks"]
-    lines = [f"# Training-step changes, each measured alone ({r['model']}, unsup, batch {r['batch_size']}, {r['precision']})",
+    lines = [f"# Training-step changes, each measured alone ({r['model']}, {r.get('objective', 'unsup')}, batch {r['batch_size']}, {r['precision']})",
              "", f"Command: `{r['command']}`", "",
              f"Machine: {r['machine_start']['cores']} cores ({r['machine_start']['cpu']}, AMX: {r['machine_start']['amx']}), "
              f"torch {r['machine_start']['torch']}, {r['machine_start']['torch_threads']} threads; {busy_note(r['machine_start'], r['machine_end'])}; the runners step in turn, one step "

@@ -49,8 +49,8 @@ def train(name: str, extra: list[str], log: list[dict], reuse: bool) -> Path:
     out = RUNS / name
     if reuse and (ROOT / out / "summary.json").is_file():
         summary = json.loads((ROOT / out / "summary.json").read_text())
-        log.append({"command": summary["command"].replace(f"{sys.executable} -m simcse_lab", "simcse-lab"),
-                    "seconds": None, "reused": str(out)})
+        recorded = shlex.split(summary["command"])  # argv[0] is however the run was started
+        log.append({"command": shlex.join(CLI + recorded[1:]), "seconds": None, "reused": str(out)})
         print(f"\nreusing {out} ({summary['command']})")
         return out
     run(TRAIN + extra + ["--output-dir", str(out)], log)
