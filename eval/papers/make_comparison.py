@@ -98,7 +98,7 @@ def write_comparison(log: list[dict], sweep: dict, chosen: str, unsup_dev: float
                                          "unsup_best_dev_spearman": unsup_dev, "sts_tasks": TASKS.split(","),
                                          "comparison": rows, "trajectory": trajectory["checkpoints"]})
     lines = ["# The seed papers' instruments on all-MiniLM-L6-v2: the comparison table", "",
-             "Made by `python eval/papers/make_comparison.py` (this shared 2-core CPU), which ran, in order:", ""]
+             "Made by `python eval/papers/make_comparison.py` (on a 2-core CPU), which ran, in order:", ""]
     lines += [f"    {entry['command']}" for entry in log]
     lines += ["", f"Cosine-regulariser weight: {chosen}, the better STS-B dev Spearman of the sweep "
               + ", ".join(f"W={w}: {s['best_dev_spearman']:.2f}" for w, s in sweep.items())
