@@ -110,3 +110,86 @@ def test_onnx_input_errors_are_one_line(exports, tmp_path, capsys):
                                                          "max_seq_length": 8}))
     with pytest.raises(UserError, match="onnx_config.json: inputs must name"):
         load_encoder(str(broken))
+
+
+def _copy_export(source, target):
+    target.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def test_a_graph_with_external_data_is_refused_before_anything_reads_it(exports, tmp_path, monkeypatch):
+    """onnxruntime reads external data relative to the working directory, even for a graph given as bytes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from simcse_lab.modeling.encoder import load_encoder
+
+    root, _ = exports
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "weights.bin").write_bytes(bytes(16))
+    tensor = TensorProto(name="W", data_type=TensorProto.UINT8, dims=[16], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", "weights.bin"), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Add", ["x", "W"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, [16])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [16])], initializer=[tensor])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    hostile = _copy_export(root / "fp32", tmp_path / "hostile")
+    (hostile / "model.onnx").write_bytes(model.SerializeToString())
+    monkeypatch.chdir(outside)  # where onnxruntime would find weights.bin
+    with pytest.raises(UserError, match="tensor 'W' is kept in an external data file"):
+        load_encoder(str(hostile))
+    # the same tensor inside a subgraph (an If branch) is found too
+    branch = helper.make_graph([helper.make_node("Identity", ["W"], ["z"])], "b", [],
+                               [helper.make_tensor_value_info("z", TensorProto.UINT8, [16])], initializer=[tensor])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)
+    outer = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [16])])
+    model = helper.make_model(outer, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (hostile / "model.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(UserError, match="kept in an external data file"):
+        load_encoder(str(hostile))
+    assert onnx  # imported for the graph builders above
+
+
+def test_onnx_config_that_contradicts_its_graph_is_one_line(exports, tmp_path):
+    from simcse_lab.modeling.encoder import load_encoder
+
+    root, _ = exports
+    bad = _copy_export(root / "fp32", tmp_path / "bad")
+    meta = json.loads((bad / "onnx_config.json").read_text())
+    (bad / "onnx_config.json").write_text(json.dumps({**meta, "inputs": [["input_ids"]]}))
+    with pytest.raises(UserError, match="onnx_config.json: inputs must name"):
+        load_encoder(str(bad))
+    (bad / "onnx_config.json").write_text(json.dumps({**meta, "dimension": meta["dimension"] + 1}))
+    with pytest.raises(UserError, match="model.onnx: output 'sentence_embedding' has"):
+        load_encoder(str(bad)).encode(SENTENCES)
+    (bad / "onnx_config.json").write_text(json.dumps(meta))
+    (bad / "tokenizer.json").write_text("{not json")
+    with pytest.raises(UserError, match="cannot load model"):
+        load_encoder(str(bad))
+
+
+def test_onnx_needs_its_extra_and_says_so(tiny_bert, tmp_path, monkeypatch):
+    import builtins
+
+    from simcse_lab.export.formats import export
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime" or name.startswith("onnxruntime."):
+            raise ImportError("No module named 'onnxruntime'", name="onnxruntime")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(UserError, match=r"pip install 'simcse-lab\[onnx\]' \(onnxruntime is not installed\)"):
+        export(str(tiny_bert), "onnx", tmp_path / "out", pooler="avg")
+    assert not (tmp_path / "out").exists()

@@ -39,7 +39,7 @@ from simcse_lab.evaluation.sts import format_table
 from simcse_lab.evaluation.vectors import l2_normalize
 from simcse_lab.io import check_replaceable, staged_dir
 from simcse_lab.modeling.encoder import Encoder
-from simcse_lab.modeling.loading import load_sentence_transformer, quiet
+from simcse_lab.modeling.loading import load_sentence_transformer, quiet, require_onnx
 from simcse_lab.modeling.onnx_encoder import CONFIG as ONNX_CONFIG, GRAPH as ONNX_GRAPH, OnnxEncoder
 from simcse_lab.modeling.pooling import OWN_MODULES
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
@@ -280,6 +280,8 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
         raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if quantize is not None and (fmt != "onnx" or quantize not in QUANTIZE):
         raise UserError(f"--quantize {quantize} applies to --format onnx only, and must be one of {', '.join(QUANTIZE)}")
+    if fmt == "onnx":
+        require_onnx()  # before anything is loaded or written
     output = Path(output)
     check_replaceable(output, "export", overwrite, sources=[model_spec, _source_path(model_spec)])
     model, description, summary = load_source(model_spec, pooler)

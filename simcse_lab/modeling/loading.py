@@ -8,9 +8,10 @@ Why one place: a model folder is data, possibly someone else's, and must never r
   ``auto_map`` in its ``config.json`` / ``tokenizer_config.json`` / processor configs (also in the
   Transformer module's folder of a sentence-transformers directory), or a ``modules.json`` naming a
   class outside ``sentence_transformers``. A ``modules.json`` that is not valid JSON is named;
-- an ONNX graph (an export of ``simcse-lab export --format onnx``) is handed to onnxruntime as bytes,
-  so it cannot pull in files beside it (external data), and with no custom-op library registered, so
-  it can only use onnxruntime's own operators (:func:`load_onnx_session`);
+- an ONNX graph (an export of ``simcse-lab export --format onnx``) that keeps any tensor in an external
+  data file is refused (onnxruntime would read that file relative to the working directory, even for a
+  graph handed over as bytes); the graph goes to onnxruntime with no custom-op library registered, so it
+  can only use onnxruntime's own operators (:func:`load_onnx_session`);
 - transformers' "Loading weights" / "Writing model shards" progress bars and its LOAD REPORT table
   (whose MISSING rows are, for simcse-lab, the pooler it drops on purpose) are silenced for the
   duration of each call: the verbosity goes to ERROR, so real errors are still logged, and loading
@@ -132,16 +133,57 @@ def transformer_module(path: str, **kwargs):
         return Transformer(path, **kwargs, **safe)
 
 
+def require_onnx():
+    """(onnx, onnxruntime), the optional ``onnx`` extra; missing, it is one line saying how to install it."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as err:
+        raise UserError(f"ONNX models need the onnx extra: pip install 'simcse-lab[onnx]' ({err.name} is not "
+                        f"installed)") from None
+    return onnx, onnxruntime
+
+
+def _graph_tensors(graph):
+    """Every tensor a graph holds: initializers, sparse initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes):
+    for node in nodes:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _graph_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _graph_tensors(subgraph)
+
+
 def load_onnx_session(path, threads: int | None = None):
     """An onnxruntime CPU session over the ONNX graph file ``path`` (see the module docstring); a file
-    onnxruntime cannot load is one line naming it."""
-    import onnxruntime as ort  # optional heavy dependency: only for ONNX exports
-
+    onnxruntime cannot load, or a graph that keeps any tensor in an external file (onnxruntime would read it
+    relative to the working directory), is one line naming it."""
+    onnx, ort = require_onnx()
     path = Path(path)
     try:
         graph = path.read_bytes()
     except OSError as err:
         raise InputError(path, None, f"cannot read the ONNX graph ({err.strerror})") from None
+    try:
+        model = onnx.load_model_from_string(graph)
+    except Exception as err:  # protobuf's DecodeError and friends
+        raise InputError(path, None, f"not a loadable ONNX graph ({err.__class__.__name__})") from None
+    tensors = [*_graph_tensors(model.graph), *(t for f in model.functions for t in _node_tensors(f.node))]
+    external = [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise InputError(path, None, f"tensor {external[0]!r} is kept in an external data file; simcse-lab loads "
+                                     f"only self-contained graphs (as `simcse-lab export --format onnx` writes)")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

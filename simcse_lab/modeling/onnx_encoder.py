@@ -27,6 +27,7 @@ import torch
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.modeling.loading import load_onnx_session, load_tokenizer
 from simcse_lab.modeling.pooling import OWN_MODULES
+from simcse_lab.modeling.resolve import load_error
 
 CONFIG = "onnx_config.json"
 GRAPH = "model.onnx"
@@ -48,7 +49,8 @@ def read_onnx_config(directory) -> dict:
     if not isinstance(meta, dict):
         raise InputError(path, None, "not an ONNX export config (a JSON object expected)")
     inputs = meta.get("inputs")
-    if not (isinstance(inputs, list) and {"input_ids", "attention_mask"} <= set(inputs) <= set(INPUTS)
+    if not (isinstance(inputs, list) and all(isinstance(name, str) for name in inputs)
+            and {"input_ids", "attention_mask"} <= set(inputs) <= set(INPUTS)
             and len(set(inputs)) == len(inputs)):
         raise InputError(path, None, f"inputs must name input_ids, attention_mask [and token_type_ids], got {inputs!r}")
     for key in ("dimension", "max_seq_length"):
@@ -79,10 +81,18 @@ class OnnxEncoder:
         self.batch_size = batch_size
         # the torch thread count: onnxruntime then uses the cores the rest of the process is told to
         self.session = load_onnx_session(Path(path) / GRAPH, threads or torch.get_num_threads())
+        graph = Path(path) / GRAPH
         names = {i.name for i in self.session.get_inputs()}
-        if names != set(self.inputs) or self.output not in {o.name for o in self.session.get_outputs()}:
-            raise InputError(Path(path) / GRAPH, None, f"graph inputs {sorted(names)} / outputs do not match {CONFIG}")
-        self.tokenizer = load_tokenizer(self.path)
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if names != set(self.inputs) or self.output not in outputs:
+            raise InputError(graph, None, f"graph inputs {sorted(names)} / outputs do not match {CONFIG}")
+        width = outputs[self.output].shape[-1] if outputs[self.output].shape else None
+        if isinstance(width, int) and width != self.dim:  # a symbolic width is checked on the first batch
+            raise InputError(graph, None, f"output {self.output!r} has {width} dimensions, {CONFIG} says {self.dim}")
+        try:
+            self.tokenizer = load_tokenizer(self.path)
+        except (OSError, ValueError) as err:
+            raise load_error(self.model_name, err) from None
 
     def describe(self) -> dict:
         return {"model": self.model_name, "path": self.path, "backend": "onnx", "pooler": OWN_MODULES,
@@ -91,7 +101,16 @@ class OnnxEncoder:
     def _forward(self, batch: dict) -> torch.Tensor:
         ids = batch["input_ids"]
         feed = {name: batch.get(name, torch.zeros_like(ids)).numpy().astype(np.int64) for name in self.inputs}
-        return torch.from_numpy(self.session.run([self.output], feed)[0])
+        try:
+            out = self.session.run([self.output], feed)[0]
+        except Exception as err:  # onnxruntime's own exception types: one line naming the graph, not a traceback
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else err.__class__.__name__
+            raise InputError(Path(self.path) / GRAPH, None, f"onnxruntime failed on a batch of {tuple(ids.shape)} "
+                                                            f"token ids ({first})") from None
+        if out.ndim != 2 or out.shape[1] != self.dim:
+            raise InputError(Path(self.path) / GRAPH, None, f"output {self.output!r} has shape {out.shape}, "
+                                                            f"expected (batch, {self.dim}) as {CONFIG} says")
+        return torch.from_numpy(out)
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         from simcse_lab.modeling.encoder import encode_texts  # the one encoding path (it imports this module)
