@@ -55,6 +55,27 @@ def test_txt_tokenised_once_then_memory_mapped(tmp_path, tokenizer, cache):
     assert not list(cache.glob(".tmp-*"))  # work directories are removed
 
 
+def test_cache_file_has_few_large_record_batches(tmp_path, tokenizer, cache, monkeypatch):
+    """Opening the memory-mapped cache reads every record batch's header (and the pages around it): the map
+    writes 1,000-row pieces, the cache file holds RECORD_BATCH_ROWS-row batches, so few headers."""
+    import pyarrow as pa
+
+    path = tmp_path / "corpus.txt"
+    rows = [f"{SENTENCES[i % len(SENTENCES)]} {i}" for i in range(2500)]
+    path.write_text("\n".join(rows) + "\n")
+    ds, key, _ = training_data.build_tokenized(parse_spec(str(path)), tokenizer, 32, ["text"], cache)
+
+    def batches(entry):
+        with pa.memory_map(str(cache / entry / training_data.DATA_FILE)) as source:
+            return [b.num_rows for b in pa.ipc.open_stream(source)]
+
+    assert batches(key) == [2500]  # the map's three 1,000-row pieces combined into one batch
+    assert [list(r) for r in ds.select([0, 1999, 2499])["ids0"]] == [ids(tokenizer, rows[i]) for i in (0, 1999, 2499)]
+    monkeypatch.setattr(training_data, "RECORD_BATCH_ROWS", 1000 // 3)
+    _, key2, _ = training_data.build_tokenized(parse_spec(str(path)), tokenizer, 16, ["text"], cache)
+    assert batches(key2) == [333] * 7 + [2500 - 7 * 333]
+
+
 def test_compact_integer_columns(tmp_path, tokenizer, cache):
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(SENTENCES) + "\n")

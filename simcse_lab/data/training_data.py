@@ -7,7 +7,7 @@ the vocabulary fits, else int32) and saved under the cache (``$SIMCSE_LAB_CACHE`
 ``~/.cache/simcse-lab``) in ``tokenized/KEY``. KEY is a fingerprint of the source's content (its sha256, or
 the ``datasets`` fingerprint of a saved / hub dataset), the tokenizer's full definition, the maximum length
 and the columns, so the same corpus + tokenizer + max length is tokenised once; a later run memory-maps the
-result (``load_from_disk``) and the loop reads rows by index. Memory stays bounded by the Arrow writer's
+result (one Arrow file of large record batches, ``Dataset.from_file``) and the loop reads rows by index. Memory stays bounded by the Arrow writer's
 batches, whatever the corpus size: nothing holds every sentence as a Python object.
 """
 
@@ -27,7 +27,12 @@ from simcse_lab.data.spec import DataSpec, parse_spec
 from simcse_lab.data.streaming import check_string_columns, iter_rows, source_columns
 from simcse_lab.errors import UserError
 
-FORMAT_VERSION = 1  # bump when the tokenised layout changes: old cache entries are then simply not found
+FORMAT_VERSION = 2  # bump when the tokenised layout changes: old cache entries are then simply not found
+DATA_FILE = "tokens.arrow"  # the tokenised rows: one Arrow stream file in the entry's directory
+# Rows per Arrow record batch of DATA_FILE. Opening the memory-mapped file reads every batch's header, and the
+# kernel maps the pages around each one: with datasets' 1,000-row batches (save_to_disk) that made most of a
+# 10M-row file resident. 100,000 rows of token ids are a few MB, read whole only when a batch is touched.
+RECORD_BATCH_ROWS = 100_000
 MIN_ROWS_FOR_PROCESSES = 20_000  # below this, worker start-up costs more than the tokenising it saves
 
 
@@ -98,8 +103,8 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     fingerprint = spec.fingerprint() if spec.kind not in ("saved", "hub") else spec.open_dataset()._fingerprint
     key = cache_key(fingerprint, tokenizer, max_length, columns)
     final = cache_root / key
-    if (final / "dataset_info.json").is_file():
-        return datasets.load_from_disk(str(final)), key, True
+    if (final / DATA_FILE).is_file():
+        return datasets.Dataset.from_file(str(final / DATA_FILE)), key, True
     cache_root.mkdir(parents=True, exist_ok=True)
     _clean_stale(cache_root)
     work = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".tmp-{key}-{os.getpid()}-"))
@@ -115,16 +120,27 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
                             fn_kwargs={"tokenizer": tokenizer, "columns": columns, "max_length": max_length},
                             cache_file_name=str(work / "tokenized.arrow"), new_fingerprint=key,
                             desc="tokenising")
-        tokenized.save_to_disk(str(work / "dataset"))
+        _write_large_batches(tokenized, work / "dataset" / DATA_FILE)
         del raw, tokenized
         try:
             os.replace(work / "dataset", final)
         except OSError:  # another process (a rank on another node, a second run) finished the same key first
-            if not (final / "dataset_info.json").is_file():
+            if not (final / DATA_FILE).is_file():
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return datasets.load_from_disk(str(final)), key, False
+    return datasets.Dataset.from_file(str(final / DATA_FILE)), key, False
+
+
+def _write_large_batches(dataset, path: Path) -> None:
+    """``dataset`` as one Arrow stream file of RECORD_BATCH_ROWS-row record batches (streamed: one batch in memory)."""
+    from datasets.arrow_writer import ArrowWriter
+
+    path.parent.mkdir(parents=True)
+    with ArrowWriter(path=str(path), features=dataset.features, writer_batch_size=RECORD_BATCH_ROWS) as writer:
+        for table in dataset.with_format("arrow").iter(batch_size=RECORD_BATCH_ROWS):
+            writer.write_table(table.combine_chunks())  # one record batch, not the map's 1,000-row pieces
+        writer.finalize()
 
 
 def _clean_stale(cache_root: Path) -> None:
