@@ -37,7 +37,14 @@ def test_packed_forward_equals_the_padded_batch_with_dropout_off(still_bert, poo
     whole.square().sum().backward()
     grads = {n: p.grad.clone() for n, p in embedder.named_parameters() if p.grad is not None}
     embedder.zero_grad()
+    seen = []
+    hook = embedder.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((kwargs["input_ids"].shape, kwargs["attention_mask"].dim())),
+        with_kwargs=True)
     packed = embedder(**batch)  # training mode with pack_width set: packed
+    hook.remove()
+    # one backbone call over fewer rows than sentences, with a block-diagonal (4-D) mask: really packed
+    assert len(seen) == 1 and seen[0][1] == 4 and seen[0][0][0] < len(ids)
     torch.testing.assert_close(packed, whole, atol=1e-5, rtol=1e-5)
     packed.square().sum().backward()
     for name, p in embedder.named_parameters():
