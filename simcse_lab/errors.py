@@ -18,3 +18,10 @@ class InputError(UserError):
         self.problem = problem
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+
+def first_line(err: BaseException, limit: int | None = 300) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), else its class name: what a
+    one-line error quotes of a library's multi-line exception."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else err.__class__.__name__

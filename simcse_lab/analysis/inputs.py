@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from simcse_lab.data import sources
+from simcse_lab.data.streaming import json_object
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.evaluation.sts import POSITIVE_GOLD
 from simcse_lab.modeling.pooling import check_pooler
@@ -99,15 +100,8 @@ def read_trajectory(path) -> tuple[list[dict], dict[str, str]]:
         raise InputError(path, None, "no such file")
     records = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(path, lineno, f"not JSON ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise InputError(path, lineno, "a JSON object per line expected")
-        records.append((lineno, rec))
+        if line.strip():  # a blank line in metrics.jsonl is skipped, not an error
+            records.append((lineno, json_object(path, lineno, line)))
     keys = {}
     for role, key in _TRAJECTORY_KEYS.items():
         found = key if any(key in r for _, r in records) else None

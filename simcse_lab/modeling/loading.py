@@ -24,7 +24,7 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-from simcse_lab.errors import InputError, UserError
+from simcse_lab.errors import InputError, UserError, first_line
 
 NO_REMOTE_CODE = {"trust_remote_code": False}
 # files in which transformers looks for auto_map (custom configuration / model / tokenizer / processor classes)
@@ -190,5 +190,4 @@ def load_onnx_session(path, threads: int | None = None):
     try:
         return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...): one line, not a traceback
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else err.__class__.__name__
-        raise InputError(path, None, f"not a loadable ONNX graph ({first})") from None
+        raise InputError(path, None, f"not a loadable ONNX graph ({first_line(err)})") from None

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simcse_lab.errors import InputError, UserError
+from simcse_lab.errors import InputError, UserError, first_line
 from simcse_lab.modeling.loading import load_onnx_session, load_tokenizer
 from simcse_lab.modeling.pooling import OWN_MODULES
 from simcse_lab.modeling.resolve import load_error
@@ -104,9 +104,8 @@ class OnnxEncoder:
         try:
             out = self.session.run([self.output], feed)[0]
         except Exception as err:  # onnxruntime's own exception types: one line naming the graph, not a traceback
-            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else err.__class__.__name__
             raise InputError(Path(self.path) / GRAPH, None, f"onnxruntime failed on a batch of {tuple(ids.shape)} "
-                                                            f"token ids ({first})") from None
+                                                            f"token ids ({first_line(err)})") from None
         if out.ndim != 2 or out.shape[1] != self.dim:
             raise InputError(Path(self.path) / GRAPH, None, f"output {self.output!r} has shape {out.shape}, "
                                                             f"expected (batch, {self.dim}) as {CONFIG} says")

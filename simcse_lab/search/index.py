@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simcse_lab.errors import InputError, UserError
+from simcse_lab.errors import InputError, UserError, first_line
 from simcse_lab.io import check_replaceable, make_temp_dir
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
@@ -427,8 +427,7 @@ def _read_index(directory: Path, m: dict):
     try:
         index = _faiss().read_index(str(path))
     except (RuntimeError, MemoryError) as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else err.__class__.__name__
-        raise InputError(path, None, f"not a readable faiss index ({first})") from None
+        raise InputError(path, None, f"not a readable faiss index ({first_line(err)})") from None
     faiss = _faiss()
     want = m.get("index_class") or INDEX_CLASSES.get(m["index"])
     found = type(index).__name__

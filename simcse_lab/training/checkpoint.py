@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simcse_lab.errors import UserError
+from simcse_lab.errors import UserError, first_line
 from simcse_lab.io import replace_dir_atomically, sha256_file, write_json
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -128,8 +128,7 @@ def _load(path: Path, checksums: dict | None, legacy_numpy: bool = False):
         if "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text:
             raise _Damaged(f"{path}: holds objects other than tensors, numbers and strings; refusing to load "
                            f"it (unpickling them could run code)") from None
-        first = text.strip().splitlines()[0][:200] if text.strip() else err.__class__.__name__
-        raise _Damaged(f"{path}: unreadable ({first})") from None
+        raise _Damaged(f"{path}: unreadable ({first_line(err, 200)})") from None
 
 
 def _checked_state(path: Path, state) -> dict:
