@@ -70,10 +70,15 @@ def machine() -> dict:
             "load_average_1min": os.getloadavg()[0]}
 
 
+def is_busy(load_1min: float, cores: int) -> bool:
+    """Whether other work shared the machine: a benchmark keeps one thread per core busy (a load of about the
+    core count), so only a load above that, by more than half a core, is someone else's."""
+    return load_1min > cores + 0.5
+
+
 def busy_note(start: dict, end: dict) -> str:
-    """The load average of a run, with a caution when other work shared the machine: a 1-minute load above the
-    cores + 0.5 (the benchmark itself keeps one thread per core busy, a load of about the core count)."""
+    """The load average of a run, with a caution when other work shared the machine (:func:`is_busy`)."""
     text = f"load average {start['load_average_1min']:.1f} at the start, {end['load_average_1min']:.1f} at the end"
-    if max(start["load_average_1min"], end["load_average_1min"]) > start["cores"] + 0.5:
+    if is_busy(max(start["load_average_1min"], end["load_average_1min"]), start["cores"]):
         text += " (**shared** with other jobs while this ran: absolute seconds are slow and noisy)"
     return text
