@@ -21,7 +21,10 @@ Cases: unsup SimCSE on 1,000,000 lines, sup SimCSE on 1,000,000 NLI triplets and
 the default precision (``--precision auto``: bf16 on a CPU with native bf16, and then ``bf16=True`` for
 sentence-transformers too); the "floor" runs train the same way on the first 5,000 rows, so the memory that
 the model and its training take whatever the corpus is visible beside the 1M runs; then unsup on 10,000,000
-lines (cold, under ``--timeout-10m``, and warm), ``--short-steps`` steps. ``--baseline-src DIR`` adds the old
+lines (cold, under ``--timeout-10m``, and warm), ``--short-steps`` steps. Sup again with ``--mini-batch-size 64``
+(bounded activation memory: the step's 192 rows encoded 64 at a time and recomputed in the backward pass; cold,
+warm and on the floor corpus) and sentence-transformers' CachedMultipleNegativesRankingLoss with
+``mini_batch_size=64`` (warm). ``--baseline-src DIR`` adds the old
 in-memory loader (a source tree from before this change) on the 1M corpus, ``--short-steps`` steps.
 
     python eval/scale_corpus.py sentences 1000000 /tmp/scale-bench/wiki-1m.txt    # the corpora, once
@@ -153,13 +156,14 @@ def ours(args, name: str, data: Path, objective: str, cache: Path, src: Path = R
             "command": shlex.join(cmd[1:]), **result}
 
 
-def sentence_transformers(args, name: str, data: Path, kind: str, cache: Path) -> dict:
+def sentence_transformers(args, name: str, data: Path, kind: str, cache: Path, mini_batch_size: int = 0) -> dict:
     out = args.workdir / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     marker, began = out / "first_step.txt", out / "ready.txt"
     cmd = [sys.executable, str(Path(__file__).resolve()), "st-worker", "--data", str(data), "--kind", kind,
-           "--steps", str(args.steps), "--out", str(out), "--precision", args.st_precision]
+           "--steps", str(args.steps), "--out", str(out), "--precision", args.st_precision,
+           "--mini-batch-size", str(mini_batch_size)]
 
     def first_step():
         return float(marker.read_text()) if marker.is_file() and marker.read_text() else None
@@ -176,11 +180,13 @@ def sentence_transformers(args, name: str, data: Path, kind: str, cache: Path) -
 
 
 def st_worker(args) -> None:
-    """SentenceTransformerTrainer + MultipleNegativesRankingLoss, as its documentation loads a text / csv file."""
+    """SentenceTransformerTrainer + MultipleNegativesRankingLoss (with ``--mini-batch-size`` N > 0 its cached
+    variant, CachedMultipleNegativesRankingLoss), as its documentation loads a text / csv file."""
     import datasets
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
+                                                                   MultipleNegativesRankingLoss)
     from transformers import TrainerCallback
 
     from simcse_lab.modeling.resolve import resolve_model
@@ -207,8 +213,10 @@ def st_worker(args) -> None:
         use_cpu=True, bf16=args.precision == "bf16", seed=42, save_strategy="no", eval_strategy="no", logging_steps=1,
         dataloader_drop_last=True,
         report_to="none", disable_tqdm=True)
+    loss = (CachedMultipleNegativesRankingLoss(model, mini_batch_size=args.mini_batch_size) if args.mini_batch_size
+            else MultipleNegativesRankingLoss(model))
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=data,
-                                         loss=MultipleNegativesRankingLoss(model), callbacks=[FirstStep()])
+                                         loss=loss, callbacks=[FirstStep()])
     t0 = time.perf_counter()
     result = trainer.train()
     (out / "done.json").write_text(json.dumps({"steps": result.global_step, "precision": args.precision,
@@ -238,6 +246,14 @@ def gates(runs: dict, steps: int) -> dict:
     if "sup-1m-warm-chunks4" in runs:
         out["sup-1m with --length-chunks 4 (warm): 20 steps, peak RSS <= 2 GB"] = bool(
             get("sup-1m-warm-chunks4", "returncode") == 0 and get("sup-1m-warm-chunks4", "peak_gb") <= 2.0)
+    names = ("sup-1m-cold-mb64", "sup-1m-warm-mb64")
+    if all(n in runs for n in names):
+        out[f"sup-1m with --mini-batch-size 64 (cold and warm): {steps} steps, peak RSS <= 2 GB"] = bool(
+            all(get(n, "returncode") == 0 and get(n, "steps") == steps for n in names)
+            and max(get(n, "peak_gb") for n in names) <= 2.0)
+        warm = get("sup-1m-warm-mb64", "first_step_s")
+        out["sup-1m with --mini-batch-size 64: warm start <= 15 s to the first step"] = bool(warm is not None
+                                                                                           and warm <= 15)
     first, peak = get("unsup-10m-cold", "first_step_s"), get("unsup-10m-cold", "peak_gb")
     out["unsup-10m: starts training, peak RSS <= 4 GB"] = bool(first is not None and peak is not None and peak <= 4.0)
     return out
@@ -285,6 +301,7 @@ def main() -> None:
         for flag in ("--data", "--kind", "--out", "--precision"):
             p.add_argument(flag, required=True)
         p.add_argument("--steps", type=int, required=True)
+        p.add_argument("--mini-batch-size", type=int, default=0)
         st_worker(p.parse_args())
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -325,6 +342,9 @@ def main() -> None:
     plan = [(f"{o}-floor-5k", lambda o=o: ours(args, f"{o}-floor-5k", floors[o], o, _fresh(args.workdir / "cache-floor"),
                                                  timeout=args.timeout, steps=args.short_steps))
             for o in ("unsup", "sup")]
+    plan.append(("sup-floor-5k-mb64", lambda: ours(args, "sup-floor-5k-mb64", floors["sup"], "sup",
+                                                   _fresh(args.workdir / "cache-floor"), timeout=args.timeout,
+                                                   steps=args.short_steps, extra=("--mini-batch-size", "64"))))
     for case, data, objective, kind in (("unsup-1m", corpora["wiki-1m.txt"], "unsup", "sentences"),
                                         ("sup-1m", corpora["nli-1m.csv"], "sup", "triplets")):
         plan += [(f"{case}-cold", lambda d=data, o=objective, c=case: ours(args, f"{c}-cold", d, o, _fresh(ours_cache),
@@ -339,6 +359,16 @@ def main() -> None:
     plan.append(("sup-1m-warm-chunks4", lambda: ours(args, "sup-1m-warm-chunks4", corpora["nli-1m.csv"], "sup",
                                                      ours_cache, timeout=args.timeout,
                                                      extra=("--length-chunks", "4"))))
+    # bounded activation memory: the step's rows 64 at a time, recomputed in the backward pass (and the peer's
+    # cached-gradient loss, warm)
+    plan += [("sup-1m-cold-mb64", lambda: ours(args, "sup-1m-cold-mb64", corpora["nli-1m.csv"], "sup",
+                                               _fresh(ours_cache), timeout=args.timeout,
+                                               extra=("--mini-batch-size", "64"))),
+             ("sup-1m-warm-mb64", lambda: ours(args, "sup-1m-warm-mb64", corpora["nli-1m.csv"], "sup", ours_cache,
+                                               timeout=args.timeout, extra=("--mini-batch-size", "64"))),
+             ("st-sup-1m-warm-cached64", lambda: sentence_transformers(args, "st-sup-1m-warm-cached64",
+                                                                       corpora["nli-1m.csv"], "triplets", st_cache,
+                                                                       mini_batch_size=64))]
     if args.baseline_src:
         plan.append(("old-loader-unsup-1m", lambda: ours(args, "old-loader-unsup-1m", corpora["wiki-1m.txt"], "unsup",
                                                          args.workdir / "cache-old", src=args.baseline_src,
@@ -394,6 +424,21 @@ def notes(report: dict) -> list[str]:
             out.append(f"{case}: peak {max(peaks)} GB, of which {floors[objective]} GB is what training the model "
                        f"takes on a 5,000-row corpus (the floor run: libraries, weights, AdamW state, the step's "
                        f"activations); the 1M corpus adds {max(peaks) - floors[objective]:.2f} GB.")
+    cached = [runs.get(f"sup-1m-{w}-mb64") for w in ("cold", "warm")]
+    plain, st_cached = runs.get("sup-1m-warm"), runs.get("st-sup-1m-warm-cached64")
+    if all(cached) and plain and cached[1].get("seconds_per_step") and plain.get("seconds_per_step"):
+        peak = max(r["peak_gb"] for r in cached)
+        floor = runs.get("sup-floor-5k-mb64", {}).get("peak_gb")
+        out.append(f"sup-1m with `--mini-batch-size 64` (the step's 192 rows encoded 64 at a time and recomputed in "
+                   f"the backward pass): peak {peak} GB cold and warm"
+                   + (f" ({floor} GB on the 5,000-row floor corpus)" if floor else "")
+                   + f" against {plain['peak_gb']} GB for the same warm run with every activation kept, at "
+                   f"{cached[1]['seconds_per_step']} s/step against {plain['seconds_per_step']} "
+                   f"({cached[1]['seconds_per_step'] / plain['seconds_per_step']:.2f}x the time: one more forward "
+                   f"pass, and 3 chunks instead of 2)."
+                   + (f" sentence-transformers' CachedMultipleNegativesRankingLoss (mini_batch_size 64) on the same "
+                      f"warm corpus: {st_cached['peak_gb']} GB, {st_cached.get('seconds_per_step')} s/step."
+                      if st_cached else ""))
     chunks4 = runs.get("sup-1m-warm-chunks4")
     if chunks4:
         out.append(f"sup-1m-warm-chunks4 (the same run with `--length-chunks 4`, less padding per chunk): "

@@ -79,3 +79,23 @@ def check_two_match_one(tmp_path, objective: str, extra: tuple[str, ...] = ()) -
     for key, value in states["one"].items():
         torch.testing.assert_close(states["two"][key], value, rtol=1e-4, atol=atol)
     assert len(set(np.round(losses("one"), 6))) > 1  # training really moved the weights between steps
+
+
+def test_two_processes_with_mini_batches_match_the_chunks_kept_in_memory(tmp_path):
+    """DDP's gradient hooks fire in the recomputed backward pass as in the plain one: two processes with
+    --mini-batch-size 4 (each rank's 8 unsup rows -> 2 chunks, recomputed; dropout ON, so each rank must replay
+    its own masks) end with the losses and weights of --length-chunks 2 with every activation kept."""
+    model = make_tiny_bert(tmp_path / "bert", dropout=0.1)
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(64))
+    launch(2, model, data, tmp_path / "kept", "unsup", ("--length-chunks", "2"))
+    launch(2, model, data, tmp_path / "cached", "unsup", ("--mini-batch-size", "4"))
+
+    def losses(name):
+        return [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert len(losses("kept")) == 3
+    np.testing.assert_allclose(losses("cached"), losses("kept"), rtol=1e-6)
+    states = {n: torch.load(tmp_path / n / "checkpoints" / "step-0000003" / "state.pt", weights_only=True)["model"]
+              for n in ("kept", "cached")}
+    for key, value in states["kept"].items():
+        torch.testing.assert_close(states["cached"][key], value, rtol=1e-5, atol=1e-6)

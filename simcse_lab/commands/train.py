@@ -32,7 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "cos_reg": "weight of the cosine regulariser (mean pairwise cosine of the batch's anchor embeddings) "
                         "added to the loss; 0: off (default)",
              "keep_checkpoints": "keep the newest N training-state checkpoints (default 2); 0: keep all, for "
-                                 "analyze --trajectory RUN_DIR"}
+                                 "analyze --trajectory RUN_DIR",
+             "mini_batch_size": "encode at most N sentences at a time and recompute them in the backward pass "
+                                "(gradient cache): activation memory of N sentences whatever --batch-size, for one "
+                                "more forward pass per step; the same loss and gradients (0: off, default)"}
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)

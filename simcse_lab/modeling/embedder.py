@@ -10,6 +10,10 @@ With ``length_chunks`` > 1 a training-mode forward runs the batch as that many l
 each padded only to its own longest row (:mod:`simcse_lab.modeling.length_chunks`): the same vectors
 (and MLM loss) without the compute on padding. Eval mode (encoding, the momentum encoder unless it
 asks) runs the batch as given, so evaluation numbers do not depend on the setting.
+
+With ``mini_batch_size`` M > 0 a training-mode forward with gradients runs the rows as chunks of at most M
+rows whose activations are recomputed in the backward pass (:mod:`simcse_lab.modeling.mini_batches`):
+activation memory of M rows, not of the batch, for one more forward pass.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import nn
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_model, load_tokenizer
+from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
@@ -69,10 +74,12 @@ PACKABLE_MODEL_TYPES = ("bert",)  # position ids from 0, 4-D attention masks acc
 
 class SimCSEEmbedder(nn.Module):
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False,
-                 length_chunks: int = 1, pack_width: int = 0):
+                 length_chunks: int = 1, pack_width: int = 0, mini_batch_size: int = 0):
         super().__init__()
         check_pooler(pooler)
-        self.length_chunks, self.pack_width = length_chunks, pack_width
+        if pack_width and mini_batch_size:
+            raise ValueError("pack_width and mini_batch_size cannot be combined")
+        self.length_chunks, self.pack_width, self.mini_batch_size = length_chunks, pack_width, mini_batch_size
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None  # the backbone's own pooler layer is not SimCSE's MLP and would get no gradient
         self.backbone = backbone
@@ -100,10 +107,18 @@ class SimCSEEmbedder(nn.Module):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
         as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
         ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1);
-        ``pack``: pack the sentences into rows of ``pack_width`` (default: in training mode when it is set)."""
+        ``pack``: pack the sentences into rows of ``pack_width`` (default: in training mode when it is set).
+        With ``mini_batch_size``, in training mode with gradients on, at least as many chunks as hold that many
+        rows each, recomputed in the backward pass."""
         pooler = pooler or self.active_pooler
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
+        rows = input_ids.shape[0]
+        cached = (bool(self.mini_batch_size) and self.training and torch.is_grad_enabled()
+                  and rows > self.mini_batch_size)
+        if cached:
+            chunks = max(chunks, mini_batch_chunks(rows, self.mini_batch_size))
+        run = recomputed if cached else (lambda forward: forward)
         if pack is None:
             pack = bool(self.pack_width) and self.training
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -112,11 +127,11 @@ class SimCSEEmbedder(nn.Module):
         if pack and is_prefix_mask(attention_mask):
             vectors = packed_forward(self.backbone, inputs, pooler, self._pool, self.pack_width or input_ids.shape[1])
         else:
-            vectors = chunked_forward(lambda part: self._vectors(part, pooler), inputs, chunks)
+            vectors = chunked_forward(run(lambda part: self._vectors(part, pooler)), inputs, chunks)
         if mlm_input_ids is None:
             return vectors
         # the mean over every predicted token of the batch: per-row sums (chunked like the vectors) / count
-        per_row = chunked_forward(self._mlm_row_losses, {**inputs, "input_ids": mlm_input_ids,
+        per_row = chunked_forward(run(self._mlm_row_losses), {**inputs, "input_ids": mlm_input_ids,
                                                           "mlm_labels": mlm_labels}, chunks)
         return vectors, per_row.sum() / (mlm_labels != -100).sum()
 
@@ -137,7 +152,7 @@ class SimCSEEmbedder(nn.Module):
 
 
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0):
+                  pack_width: int = 0, mini_batch_size: int = 0):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id)."""
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
@@ -151,4 +166,5 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         # packing passes position ids from 0 and a 4-D mask: right for BERT, wrong for e.g. RoBERTa's offset positions
         raise UserError(f"{model}: pack_width needs a BERT-type backbone ({', '.join(PACKABLE_MODEL_TYPES)}), "
                         f"this one is {getattr(backbone.config, 'model_type', 'unknown')!r}; use length_chunks instead")
-    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width)
+    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width,
+                                      mini_batch_size)

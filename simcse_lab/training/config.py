@@ -68,6 +68,8 @@ class TrainConfig:
     length_chunks: int = 2        # run a step's rows as N length-sorted chunks, each padded to its own longest
     pack_width: int = 0           # > 0: pack a step's sentences into rows of N positions instead (BERT-type only)
     adamw: str = "fused"          # AdamW kernel: fused (one pass), foreach, or for-loop (torch's CPU default)
+    # the memory of a step, not its result
+    mini_batch_size: int = 0      # > 0: encode at most N rows at a time, recomputed in backward (GradCache); 0: off
 
     def __post_init__(self):
         if self.objective not in OBJECTIVE_NAMES:
@@ -90,10 +92,13 @@ class TrainConfig:
         if not 0 <= self.cos_reg < math.inf:  # also refuses nan
             raise UserError(f"cos_reg must be a finite number >= 0, got {self.cos_reg}")
         for name in ("eval_steps", "save_steps", "max_steps", "warmup_steps", "queue_ratio", "dup_rate",
-                     "weight_decay", "keep_checkpoints", "pack_width"):
+                     "weight_decay", "keep_checkpoints", "pack_width", "mini_batch_size"):
             value = getattr(self, name)
             if not value >= 0:  # also refuses nan
                 raise UserError(f"{name} must be >= 0, got {value}")
+        if self.pack_width and self.mini_batch_size:
+            raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
+                            "as one pass; use length_chunks with mini_batch_size")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

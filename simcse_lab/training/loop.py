@@ -8,7 +8,9 @@ first so that the ranks of ``accelerate launch`` do not race. Per step: read thi
 global batch (``examples.take``), collate it (dynamic padding), compute the objective under accelerate's
 autocast, backpropagate, clip, step optimizer and linear schedule. The encoder may run the rows as
 length-sorted chunks (``length_chunks``) or packed (``pack_width``) and AdamW may be a foreach or fused kernel
-(``adamw``), each the same function as the plain step (eval/step_changes.md: what each saves). Every
+(``adamw``), each the same function as the plain step (eval/step_changes.md: what each saves); with
+``mini_batch_size`` it runs at most that many rows at a time and recomputes them in the backward pass
+(bounded activation memory, eval/scale.md). Every
 ``eval_steps``: STS-B dev Spearman (+ alignment and uniformity), keeping the best model as
 ``OUTPUT/best``; every ``save_steps``: the resumable training state, written atomically. The named
 steps around the loop (resume, checkpoint state, dev selection, summary) are in
@@ -98,7 +100,7 @@ def train(cfg: TrainConfig) -> dict:
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
-                                        cfg.pack_width)
+                                        cfg.pack_width, cfg.mini_batch_size)
     if cfg.do_mlm and tokenizer.mask_token_id is None:
         raise UserError(f"{cfg.model}: --do-mlm needs a tokenizer with a mask token")
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
