@@ -371,7 +371,7 @@ def main() -> None:
                                                                        mini_batch_size=64))]
     if args.baseline_src:
         plan.append(("old-loader-unsup-1m", lambda: ours(args, "old-loader-unsup-1m", corpora["wiki-1m.txt"], "unsup",
-                                                         args.workdir / "cache-old", src=args.baseline_src,
+                                                         _fresh(args.workdir / "cache-old"), src=args.baseline_src,
                                                          timeout=args.timeout, steps=args.short_steps)))
     plan += [("unsup-10m-cold", lambda: ours(args, "unsup-10m-cold", corpora["wiki-10m.txt"], "unsup",
                                              _fresh(args.workdir / "cache-10m"), timeout=args.timeout_10m,

@@ -9,7 +9,9 @@ the objective's ``forward_only_inputs``, e.g. ESimCSE's momentum encoder) costs 
 FLOPs are counted over the real tokens (each sentence at its own length), not the padded positions the
 kernels may also run: the achieved TFLOP/s is then the useful work per second, comparable between a
 padded and an unpadded step. :meth:`StepWork.padded_flops` counts the rectangles the kernels do run
-(each row at its chunk's longest; eval/bench_roofline.py reports both).
+(each row at its chunk's longest; eval/bench_roofline.py reports both). Under ``--mini-batch-size`` the
+forward pass run again in the backward pass is not counted either (model FLOPs, the usual convention): the
+achieved TFLOP/s stays the useful work per second, so it drops by what the recomputation costs.
 """
 
 from __future__ import annotations
