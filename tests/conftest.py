@@ -48,6 +48,25 @@ def random_sentences(n: int, seed: int = 0, words=WORDS, lengths: tuple[int, int
     return [" ".join(rng.choice(words, size=rng.integers(*lengths))) for _ in range(n)]
 
 
+def padded_batch(tokenizer, sentences: list[str], max_length: int = 24) -> dict:
+    """Model inputs of ``sentences``: tokenised, right-padded, token type ids all 0."""
+    from simcse_lab.modeling.batching import pad_batch
+
+    ids = tokenizer(sentences, truncation=True, max_length=max_length)["input_ids"]
+    return pad_batch(ids, tokenizer.pad_token_id, [[0] * len(i) for i in ids])
+
+
+def masked_copy(tokenizer, batch: dict, probability: float = 0.3, seed: int = 0):
+    """(masked input ids, MLM labels) of ``batch``, SimCSE's auxiliary-MLM masking under a fixed seed."""
+    import torch
+
+    from simcse_lab.training.mlm import mask_tokens
+
+    torch.manual_seed(seed)
+    return mask_tokens(batch["input_ids"], batch["attention_mask"], tokenizer.all_special_ids,
+                       tokenizer.mask_token_id, len(tokenizer), probability=probability)
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines))
     return path

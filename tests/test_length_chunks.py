@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import make_tiny_bert, random_sentences, write_lines
+from conftest import make_tiny_bert, masked_copy, padded_batch, random_sentences, write_lines
 
 from simcse_lab.modeling.length_chunks import chunk_plan, chunked_forward, row_extents
 from simcse_lab.runtime.flops import forward_flops, layer_flops, padded_widths
@@ -18,13 +18,6 @@ from simcse_lab.runtime.flops import forward_flops, layer_flops, padded_widths
 def still_bert(tmp_path_factory):
     """A tiny BERT with dropout off: training-mode passes are deterministic."""
     return make_tiny_bert(tmp_path_factory.mktemp("still-bert"), seed=3, dropout=0.0)
-
-
-def batch_of(tokenizer, sentences):
-    from simcse_lab.modeling.batching import pad_batch
-
-    ids = tokenizer(sentences, truncation=True, max_length=24)["input_ids"]
-    return pad_batch(ids, tokenizer.pad_token_id, [[0] * len(i) for i in ids])
 
 
 def test_plan_sorts_rows_by_length_and_cuts_each_chunk_to_its_longest():
@@ -57,7 +50,7 @@ def test_chunked_forward_equals_the_padded_batch_with_dropout_off(still_bert, po
 
     tokenizer, embedder = load_embedder(str(still_bert), pooler, mlp_only_train=False)
     embedder.train()
-    batch = batch_of(tokenizer, random_sentences(13, seed=1, lengths=(1, 20)))
+    batch = padded_batch(tokenizer, random_sentences(13, seed=1, lengths=(1, 20)))
     whole = embedder(**batch, chunks=1)
     whole.square().sum().backward()
     grads = {n: p.grad.clone() for n, p in embedder.named_parameters() if p.grad is not None}
@@ -74,14 +67,11 @@ def test_chunked_forward_equals_the_padded_batch_with_dropout_off(still_bert, po
 
 def test_chunked_mlm_loss_is_the_mean_over_the_whole_batch(still_bert):
     from simcse_lab.modeling.embedder import load_embedder
-    from simcse_lab.training.mlm import mask_tokens
 
     tokenizer, embedder = load_embedder(str(still_bert), "cls", mlp_only_train=True, do_mlm=True)
     embedder.train()
-    batch = batch_of(tokenizer, random_sentences(10, seed=2, lengths=(2, 20)))
-    torch.manual_seed(0)
-    masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], tokenizer.all_special_ids,
-                                 tokenizer.mask_token_id, len(tokenizer), probability=0.3)
+    batch = padded_batch(tokenizer, random_sentences(10, seed=2, lengths=(2, 20)))
+    masked, labels = masked_copy(tokenizer, batch)
     assert (labels != -100).sum() > 0
     whole_vectors, whole_loss = embedder(**batch, mlm_input_ids=masked, mlm_labels=labels, chunks=1)
     logits = embedder.lm_head(embedder.backbone(**{**batch, "input_ids": masked}).last_hidden_state)

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from conftest import make_tiny_bert, random_sentences, write_lines
+from conftest import make_tiny_bert, masked_copy, padded_batch, random_sentences, write_lines
 
 from simcse_lab.modeling.mini_batches import mini_batch_chunks
 
@@ -18,13 +18,6 @@ from simcse_lab.modeling.mini_batches import mini_batch_chunks
 def noisy_bert(tmp_path_factory):
     """A tiny BERT with dropout on: equal results need the same dropout masks in the second run."""
     return make_tiny_bert(tmp_path_factory.mktemp("noisy-bert"), seed=5, dropout=0.2)
-
-
-def batch_of(tokenizer, sentences):
-    from simcse_lab.modeling.batching import pad_batch
-
-    ids = tokenizer(sentences, truncation=True, max_length=24)["input_ids"]
-    return pad_batch(ids, tokenizer.pad_token_id, [[0] * len(i) for i in ids])
 
 
 def count_backbone_calls(embedder) -> list:
@@ -46,7 +39,7 @@ def test_same_vectors_and_gradients_as_the_chunks_kept_in_memory(noisy_bert, poo
 
     tokenizer, embedder = load_embedder(str(noisy_bert), pooler, mlp_only_train=False)
     embedder.train()
-    batch = batch_of(tokenizer, random_sentences(13, seed=1, lengths=(1, 20)))
+    batch = padded_batch(tokenizer, random_sentences(13, seed=1, lengths=(1, 20)))
     weights = torch.randn(13, 32, generator=torch.Generator().manual_seed(0))
     calls = count_backbone_calls(embedder)
 
@@ -81,7 +74,7 @@ def test_the_backbone_runs_again_in_the_backward_pass(noisy_bert):
     tokenizer, embedder = load_embedder(str(noisy_bert), "cls", mlp_only_train=True, mini_batch_size=3)
     embedder.train()
     calls = count_backbone_calls(embedder)
-    batch = batch_of(tokenizer, random_sentences(9, seed=2))
+    batch = padded_batch(tokenizer, random_sentences(9, seed=2))
     vectors = embedder(**batch)
     assert len(calls) == 3
     vectors.sum().backward()
@@ -101,7 +94,7 @@ def test_only_the_inputs_are_kept_for_the_backward_pass(noisy_bert):
 
     tokenizer, embedder = load_embedder(str(noisy_bert), "cls", mlp_only_train=False)
     embedder.train()
-    batch = batch_of(tokenizer, random_sentences(32, seed=3, lengths=(10, 20)))
+    batch = padded_batch(tokenizer, random_sentences(32, seed=3, lengths=(10, 20)))
 
     def saved_bytes(**kwargs) -> int:
         total = [0]
@@ -122,14 +115,11 @@ def test_only_the_inputs_are_kept_for_the_backward_pass(noisy_bert):
 
 def test_mlm_loss_equals_the_chunks_kept_in_memory(noisy_bert):
     from simcse_lab.modeling.embedder import load_embedder
-    from simcse_lab.training.mlm import mask_tokens
 
     tokenizer, embedder = load_embedder(str(noisy_bert), "cls", mlp_only_train=True, do_mlm=True)
     embedder.train()
-    batch = batch_of(tokenizer, random_sentences(10, seed=4, lengths=(2, 20)))
-    torch.manual_seed(0)
-    masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], tokenizer.all_special_ids,
-                                 tokenizer.mask_token_id, len(tokenizer), probability=0.3)
+    batch = padded_batch(tokenizer, random_sentences(10, seed=4, lengths=(2, 20)))
+    masked, labels = masked_copy(tokenizer, batch)
     results = []
     for mini_batch_size, chunks in ((0, 3), (4, None)):
         embedder.mini_batch_size = mini_batch_size
