@@ -53,7 +53,7 @@ class StepRunner:
         self.precision = resolve_precision(cfg.precision, self.device)
         set_seed(cfg.seed)
         self.tokenizer, self.embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm,
-                                                      cfg.length_chunks, cfg.pack_width)
+                                                      cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size)
         if not dropout:
             for module in self.embedder.modules():
                 if isinstance(module, torch.nn.Dropout):
