@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simcse_lab.data import registry
+from simcse_lab.data.content_hash import file_sha256
 from simcse_lab.errors import InputError, UserError
 
 FILE_KINDS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -42,14 +43,15 @@ class DataSpec:
         return str(self.path) if self.path is not None and self.kind != "registry" else self.text
 
     def fingerprint(self) -> str:
-        """Content identity: the registry's pinned sha256 where there is one, else the file's sha256."""
+        """Content identity: the registry's pinned sha256 where there is one, else the file's sha256 (read once
+        per file state: :mod:`simcse_lab.data.content_hash`)."""
         if self.kind == "registry":
             info = registry.info(self.name)
-            shas = [info.files[f] or registry.sha256_file(registry.locate(self.name, f)) for f in sorted(info.files)]
+            shas = [info.files[f] or file_sha256(registry.locate(self.name, f)) for f in sorted(info.files)]
             return hashlib.sha256(f"{self.name}:{self.split}:{','.join(shas)}".encode()).hexdigest()
         if self.kind in ("saved", "hub"):
             return self.open_dataset()._fingerprint
-        return hashlib.sha256(f"{self.kind}:{registry.sha256_file(self.path)}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.kind}:{file_sha256(self.path)}".encode()).hexdigest()
 
     def open_dataset(self):
         """The ``datasets.Dataset`` of a saved directory or a hub split (memory-mapped Arrow)."""
