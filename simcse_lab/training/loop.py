@@ -10,7 +10,7 @@ autocast, backpropagate, clip, step optimizer and linear schedule. The encoder m
 length-sorted chunks (``length_chunks``) or packed (``pack_width``) and AdamW may be a foreach or fused kernel
 (``adamw``), each the same function as the plain step (eval/step_changes.md: what each saves); with
 ``mini_batch_size`` it runs at most that many rows at a time and recomputes them in the backward pass
-(bounded activation memory, eval/scale.md). Every
+(bounded activation memory: eval/mini_batches.md). Every
 ``eval_steps``: STS-B dev Spearman (+ alignment and uniformity), keeping the best model as
 ``OUTPUT/best``; every ``save_steps``: the resumable training state, written atomically. The named
 steps around the loop (resume, checkpoint state, dev selection, summary) are in
