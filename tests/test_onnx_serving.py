@@ -52,7 +52,7 @@ def test_int8_export_is_verified_against_the_fp32_source(tiny_bert, exports):
     report = reports["int8"]
     assert report["quantization"] == "int8" and report["fp32_max_abs_diff"] <= 1e-4
     assert report["min_cosine"] >= INT8_TOLERANCE["min_cosine"]
-    assert report["max_abs_diff"] <= INT8_TOLERANCE["max_abs_diff"]
+    assert report["max_relative_error"] <= INT8_TOLERANCE["max_relative_error"] and report["max_abs_diff"] > 0
     assert json.loads((root / "int8" / "onnx_config.json").read_text())["quantization"] == "int8"
     assert sorted(p.name for p in root.joinpath("int8").glob("*.onnx")) == ["model.onnx"]  # only the int8 graph
     # smaller than the fp32 graph, and not the same vectors (it really is quantized), yet close to them
@@ -193,3 +193,45 @@ def test_onnx_needs_its_extra_and_says_so(tiny_bert, tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"pip install 'simcse-lab\[onnx\]' \(onnxruntime is not installed\)"):
         export(str(tiny_bert), "onnx", tmp_path / "out", pooler="avg")
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_verification_does_not_depend_on_the_vectors_scale(tmp_path, monkeypatch):
+    """An unnormalised model with large coordinates (its last LayerNorm scaled by 50, so every vector and every
+    quantisation error is 50 times larger) passes as the same model at scale 1 does: the bound is on each
+    vector's error relative to its length, and the same number comes out at both scales. A broken int8 graph
+    (vectors from another model) is still refused, with nothing written."""
+    import torch
+    from transformers import BertModel
+
+    from conftest import make_tiny_bert
+    from simcse_lab.export import formats
+    from simcse_lab.export.formats import export
+
+    small = make_tiny_bert(tmp_path / "small", seed=1)
+    model = BertModel.from_pretrained(small)
+    with torch.no_grad():
+        model.encoder.layer[-1].output.LayerNorm.weight.mul_(50)
+        model.encoder.layer[-1].output.LayerNorm.bias.mul_(50)
+    large = tmp_path / "large"
+    model.save_pretrained(large)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (small / name).is_file():
+            (large / name).write_bytes((small / name).read_bytes())
+    reports = {name: export(str(path), "onnx", tmp_path / f"out-{name}", pooler="cls_before_pooler",
+                            quantize="int8") for name, path in (("small", small), ("large", large))}
+    assert reports["large"]["max_abs_diff"] > 20 * reports["small"]["max_abs_diff"]
+    np.testing.assert_allclose(reports["large"]["max_relative_error"], reports["small"]["max_relative_error"],
+                               rtol=0.05)
+    np.testing.assert_allclose(reports["large"]["min_cosine"], reports["small"]["min_cosine"], atol=1e-3)
+
+    def wrong_graph(tmp, meta):  # an int8 graph of a different model: must not pass as this one's
+        meta = real_quantize(tmp, meta)
+        other = formats.load_source(str(make_tiny_bert(tmp_path / "other", seed=9)), "cls_before_pooler")[0]
+        formats._write_onnx(other, tmp)
+        return meta
+
+    real_quantize = formats._quantize_int8
+    monkeypatch.setattr(formats, "_quantize_int8", wrong_graph)
+    with pytest.raises(UserError, match="int8 export verification failed: max relative error"):
+        export(str(small), "onnx", tmp_path / "refused", pooler="cls_before_pooler", quantize="int8")
+    assert not (tmp_path / "refused").exists()

@@ -31,9 +31,11 @@ def run(args) -> int:
     if "quantization" in report:
         print(f"fp32 graph verified: max abs diff {report['fp32_max_abs_diff']:.3g} "
               f"(tolerance {report['fp32_tolerance']:g})")
-        print(f"{report['quantization']} graph against the fp32 source: max abs diff {report['max_abs_diff']:.3g} "
-              f"(tolerance {report['tolerance']:g}), min cosine {report['min_cosine']:.5f} over "
-              f"{report['verified_sentences']} sentences")
+        bounds = report["int8_tolerance"]
+        print(f"{report['quantization']} graph against the fp32 source, over {report['verified_sentences']} sentences: "
+              f"min cosine {report['min_cosine']:.5f} (tolerance {bounds['min_cosine']:g}), max error relative to "
+              f"the vector's length {report['max_relative_error']:.3g} (tolerance {bounds['max_relative_error']:g}), "
+              f"max abs diff {report['max_abs_diff']:.3g}")
         return 0
     print(f"verified on reload: max abs diff {report['max_abs_diff']:.3g} over {report['verified_sentences']} "
           f"sentences (tolerance {report['tolerance']:g})")

@@ -19,8 +19,9 @@ Such a directory is itself a ``--model`` for ``eval``, ``index build`` and ``sea
 ``--quantize int8`` (ONNX only) then applies onnxruntime's dynamic quantization: int8 weights (one scale per
 output channel) for the matmuls and the embedding tables, activations quantised per batch at run time. The fp32 graph is verified
 first (1e-4), then the int8 graph against the same fp32 source with a tolerance that fits 8-bit weights
-(``INT8_TOLERANCE``, on the cosine between each int8 vector and its fp32 one, and on the max abs diff);
-both diffs are reported. Only the int8 graph is kept.
+(``INT8_TOLERANCE``, on the cosine between each int8 vector and its fp32 one, and on each vector's error
+relative to its own length, so that the bound means the same for a normalised model and for an unnormalised
+[CLS] whose coordinates reach 5); the max abs diff is reported too. Only the int8 graph is kept.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ from simcse_lab.modeling.st_format import layer_weights, save_sentence_transform
 FORMATS = ("sentence-transformers", "hf", "onnx")
 TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
 QUANTIZE = ("int8",)
-# int8 weights move each vector a little in every coordinate (all-MiniLM-L6-v2: the export prints min cosine and
-# max abs diff on the verification sentences; eval/serving.md records them). These bounds catch a broken graph; what int8 costs in STS and
-# retrieval is measured, not bounded here: eval/serving.md
-INT8_TOLERANCE = {"min_cosine": 0.95, "max_abs_diff": 0.1}
+# int8 weights move each vector a little in every coordinate: on the verification sentences all-MiniLM-L6-v2
+# (normalised) gives min cosine 0.980 and relative error 0.20, a 60-step unsup run's unnormalised [CLS] 0.994 and
+# 0.11 (its max abs diff, 0.20, is no guide: its coordinates reach 5.4). These bounds catch a broken graph; what
+# int8 costs in STS and retrieval is measured, not bounded here: eval/serving.md
+INT8_TOLERANCE = {"min_cosine": 0.95, "max_relative_error": 0.3}
 # varied lengths, casing, punctuation and an out-of-vocabulary-ish word: the verification sample
 VERIFY_SENTENCES = [
     "A man is playing a guitar.",
@@ -257,6 +259,13 @@ def onnx_encode(directory: Path, sentences: list[str]) -> np.ndarray:
     return OnnxEncoder(directory, batch_size=4).encode(sentences)
 
 
+def max_relative_error(got: np.ndarray, reference: np.ndarray) -> float:
+    """The largest ``|got_i - reference_i| / |reference_i|`` over the rows (Euclidean lengths, float64)."""
+    got, reference = got.astype(np.float64), reference.astype(np.float64)
+    lengths = np.maximum(np.linalg.norm(reference, axis=1), np.finfo(np.float64).tiny)
+    return float(np.max(np.linalg.norm(got - reference, axis=1) / lengths))
+
+
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(np.sum(l2_normalize(a, dtype=np.float64) * l2_normalize(b, dtype=np.float64), axis=1)))
 
@@ -309,14 +318,18 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
                 meta = _quantize_int8(tmp, meta)
             got = reload_encode(fmt, tmp, meta, VERIFY_SENTENCES)
             quantized = {"quantization": "int8", "fp32_max_abs_diff": diff, "fp32_tolerance": TOLERANCE[fmt],
-                         "min_cosine": min_cosine(got, reference)}
+                         "min_cosine": min_cosine(got, reference),
+                         "max_relative_error": max_relative_error(got, reference), "int8_tolerance": INT8_TOLERANCE}
             diff = float(np.abs(got - reference).max())
-            if not (diff <= INT8_TOLERANCE["max_abs_diff"] and quantized["min_cosine"] >= INT8_TOLERANCE["min_cosine"]):
-                raise UserError(f"int8 export verification failed: max abs diff {diff:.3g} (tolerance "
-                                f"{INT8_TOLERANCE['max_abs_diff']:g}), min cosine to fp32 {quantized['min_cosine']:.4f} "
-                                f"(tolerance {INT8_TOLERANCE['min_cosine']:g}); nothing written to {output}")
+            if not (quantized["max_relative_error"] <= INT8_TOLERANCE["max_relative_error"]
+                    and quantized["min_cosine"] >= INT8_TOLERANCE["min_cosine"]):
+                raise UserError(f"int8 export verification failed: max relative error "
+                                f"{quantized['max_relative_error']:.3g} (tolerance "
+                                f"{INT8_TOLERANCE['max_relative_error']:g}), min cosine to fp32 "
+                                f"{quantized['min_cosine']:.4f} (tolerance {INT8_TOLERANCE['min_cosine']:g}); "
+                                f"nothing written to {output}")
     return {"format": fmt, "output": str(output), "source": model_spec, "source_path": description["path"],
             "pooler": description["pooler"] if meta is None or "pooler" not in meta else meta["pooler"],
             "modules": module_names, "dimension": int(reference.shape[1]), "verified_sentences": len(reference),
-            "max_abs_diff": diff, "tolerance": INT8_TOLERANCE["max_abs_diff"] if quantize else TOLERANCE[fmt],
+            "max_abs_diff": diff, "tolerance": None if quantize else TOLERANCE[fmt],
             **quantized}
