@@ -68,24 +68,24 @@ def _processes(rows: int) -> int | None:
     return cores if cores > 1 and rows >= MIN_ROWS_FOR_PROCESSES else None
 
 
-def _raw_dataset(spec: DataSpec, columns: list[str], workdir: Path):
-    """The source's text columns as an Arrow dataset (strictly read, streamed to disk)."""
+def _raw_dataset(spec: DataSpec, columns: list[str], workdir: Path, fingerprint: str):
+    """The source's text columns as an Arrow dataset (strictly read, streamed to disk); ``fingerprint`` is
+    ``spec.fingerprint()``, computed once by the caller."""
     import datasets
 
     if spec.kind in ("saved", "hub"):
-        ds = spec.open_dataset()
-        return ds.select_columns(columns), ds._fingerprint
+        return spec.open_dataset().select_columns(columns)
     features = datasets.Features({c: datasets.Value("string") for c in columns})
     try:
         ds = datasets.Dataset.from_generator(
             _generate, features=features, cache_dir=str(workdir),
             # a list in gen_kwargs would be split into shards by datasets: the columns travel as a tuple
-            gen_kwargs={"spec": spec, "columns": tuple(columns), "fingerprint": spec.fingerprint()})
+            gen_kwargs={"spec": spec, "columns": tuple(columns), "fingerprint": fingerprint})
     except datasets.exceptions.DatasetGenerationError as err:
         if isinstance(err.__cause__, UserError):  # our strict reader's file:line error, wrapped by datasets
             raise err.__cause__ from None
         raise
-    return ds, spec.fingerprint()
+    return ds
 
 
 def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[dict]:
@@ -100,7 +100,7 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
 
     if not progress:
         datasets.disable_progress_bars()
-    fingerprint = spec.fingerprint() if spec.kind not in ("saved", "hub") else spec.open_dataset()._fingerprint
+    fingerprint = spec.fingerprint()
     key = cache_key(fingerprint, tokenizer, max_length, columns)
     final = cache_root / key
     if (final / DATA_FILE).is_file():
@@ -109,7 +109,7 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     _clean_stale(cache_root)
     work = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".tmp-{key}-{os.getpid()}-"))
     try:
-        raw, _ = _raw_dataset(spec, columns, work)
+        raw = _raw_dataset(spec, columns, work, fingerprint)
         if spec.kind in ("saved", "hub"):
             check_string_columns(raw, columns, spec.describe())
         wide = len(tokenizer) > 65535
