@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import _env, measure  # noqa: E402
-from matmul_peak import is_busy, machine  # noqa: E402
+from matmul_peak import busy_note, machine  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -60,11 +60,8 @@ def render(report: dict) -> str:
              f"{report['steps']} steps per run, a fresh process per run (peak = the larger of peak RSS and the "
              "process tree's peak PSS). Seconds per step: median of the steps after the first.", "",
              "```bash", report["command"], "```", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; 1-minute load average "
-             f"{m['load_average_1min']:.2f} at the start, {report['machine_end']['load_average_1min']:.2f} at the end"
-             + (" (**busy**: times are upper bounds)." if is_busy(max(m["load_average_1min"],
-                                                                     report["machine_end"]["load_average_1min"]),
-                                                                 m["cores"]) else "."), "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; "
+             f"{busy_note(m, report['machine_end'])}.", "",
              f"| batch (sentences per step) | kept: peak (GB) | kept: s/step | mini-batch {mb}: peak (GB) | "
              f"mini-batch {mb}: s/step | memory saved | time ratio |", "|---|---|---|---|---|---|---|"]
     for b in report["batch_sizes"]:
