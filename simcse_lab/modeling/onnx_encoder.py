@@ -68,7 +68,7 @@ class OnnxEncoder:
 
     def __init__(self, path, name: str | None = None, precision: str = "auto", batch_size: int = 128,
                  max_length: int | None = None, threads: int | None = None):
-        self.path = str(path)
+        self.path, self.graph = str(path), Path(path) / GRAPH
         self.model_name = name or self.path
         meta = read_onnx_config(path)
         self.precision = meta.get("quantization") or "fp32"
@@ -80,15 +80,15 @@ class OnnxEncoder:
         self.max_length = min(max_length or meta["max_seq_length"], meta["max_seq_length"])
         self.batch_size = batch_size
         # the torch thread count: onnxruntime then uses the cores the rest of the process is told to
-        self.session = load_onnx_session(Path(path) / GRAPH, threads or torch.get_num_threads())
-        graph = Path(path) / GRAPH
+        self.session = load_onnx_session(self.graph, threads or torch.get_num_threads())
         names = {i.name for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
         if names != set(self.inputs) or self.output not in outputs:
-            raise InputError(graph, None, f"graph inputs {sorted(names)} / outputs do not match {CONFIG}")
+            raise InputError(self.graph, None, f"graph inputs {sorted(names)} / outputs do not match {CONFIG}")
         width = outputs[self.output].shape[-1] if outputs[self.output].shape else None
         if isinstance(width, int) and width != self.dim:  # a symbolic width is checked on the first batch
-            raise InputError(graph, None, f"output {self.output!r} has {width} dimensions, {CONFIG} says {self.dim}")
+            raise InputError(self.graph, None, f"output {self.output!r} has {width} dimensions, {CONFIG} says "
+                                               f"{self.dim}")
         try:
             self.tokenizer = load_tokenizer(self.path)
         except (OSError, ValueError) as err:
@@ -104,11 +104,11 @@ class OnnxEncoder:
         try:
             out = self.session.run([self.output], feed)[0]
         except Exception as err:  # onnxruntime's own exception types: one line naming the graph, not a traceback
-            raise InputError(Path(self.path) / GRAPH, None, f"onnxruntime failed on a batch of {tuple(ids.shape)} "
-                                                            f"token ids ({first_line(err)})") from None
+            raise InputError(self.graph, None, f"onnxruntime failed on a batch of {tuple(ids.shape)} token ids "
+                                               f"({first_line(err)})") from None
         if out.ndim != 2 or out.shape[1] != self.dim:
-            raise InputError(Path(self.path) / GRAPH, None, f"output {self.output!r} has shape {out.shape}, "
-                                                            f"expected (batch, {self.dim}) as {CONFIG} says")
+            raise InputError(self.graph, None, f"output {self.output!r} has shape {out.shape}, expected "
+                                               f"(batch, {self.dim}) as {CONFIG} says")
         return torch.from_numpy(out)
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
