@@ -75,15 +75,16 @@ def st_trainer(args, out: Path, steps: int, callbacks=()):
     from simcse_lab.data import registry
     from simcse_lab.modeling.resolve import resolve_model
 
+    device = getattr(args, "device", "cpu")  # eval/gpu_check.py runs it on a GPU
     transformer = Transformer(resolve_model(args.model), max_seq_length=32)
     model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")],
-                                device="cpu")
+                                device=device)
     sentences = registry.load_split("wiki", "train")
     data = Dataset.from_dict({"anchor": sentences, "positive": sentences})
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"), per_device_train_batch_size=args.batch_size, learning_rate=3e-5,
         max_steps=steps, lr_scheduler_type="linear", warmup_steps=0, bf16=args.st_precision == "bf16",
-        use_cpu=True, seed=args.seed, save_strategy="no", eval_strategy="no", logging_steps=10,
+        use_cpu=device == "cpu", seed=args.seed, save_strategy="no", eval_strategy="no", logging_steps=10,
         dataloader_drop_last=True, report_to="none", disable_tqdm=True)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=data,
                                          loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=list(callbacks))

@@ -5,6 +5,8 @@ projection ``(tokens x h) @ (h x f)`` and its backward layouts (input gradient `
 weight gradient ``(h x tokens) @ (tokens x f)``), and the square projections ``(tokens x h) @ (h x h)``.
 Each is timed for about ``seconds`` after a warm-up and the best of several repeats is kept; the peak is the
 best shape's rate. Measured in the same process, with the same threads, as whatever it is compared with.
+On a GPU (``device``) the operands are made on the device and each timing is bracketed by a device
+synchronisation, so it counts the kernels, not their launch.
 """
 
 from __future__ import annotations
@@ -20,32 +22,42 @@ def shapes(tokens: int, hidden: int, ffn: int) -> dict[str, tuple[int, int, int]
             "ffn_grad_weight": (hidden, tokens, ffn), "qkvo": (tokens, hidden, hidden)}
 
 
-def time_matmul(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0.5, repeats: int = 5) -> float:
-    """Best achieved TFLOP/s of ``(m x k) @ (k x n)`` in ``dtype``."""
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(m, k, generator=gen).to(dtype)
-    b = torch.randn(k, n, generator=gen).to(dtype)
-    out = torch.empty(m, n, dtype=dtype)
+def time_matmul(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0.5, repeats: int = 5,
+                device: str | torch.device = "cpu") -> float:
+    """Best achieved TFLOP/s of ``(m x k) @ (k x n)`` in ``dtype`` on ``device``."""
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    gen = torch.Generator(device).manual_seed(0)
+    a = torch.randn(m, k, generator=gen, device=device).to(dtype)
+    b = torch.randn(k, n, generator=gen, device=device).to(dtype)
+    out = torch.empty(m, n, dtype=dtype, device=device)
     for _ in range(3):
         torch.mm(a, b, out=out)
+    sync()
     t0 = time.perf_counter()
     torch.mm(a, b, out=out)
+    sync()
     once = max(time.perf_counter() - t0, 1e-6)
     iters = max(1, int(seconds / repeats / once))
     best = float("inf")
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         for _ in range(iters):
             torch.mm(a, b, out=out)
+        sync()
         best = min(best, (time.perf_counter() - t0) / iters)
     return 2.0 * m * k * n / best / 1e12
 
 
-def measure_peaks(tokens: int, hidden: int, ffn: int, seconds: float = 0.5) -> dict:
+def measure_peaks(tokens: int, hidden: int, ffn: int, seconds: float = 0.5, device: str | torch.device = "cpu",
+                  dtypes: tuple[str, ...] = ("fp32", "bf16")) -> dict:
     """{"fp32": {...}, "bf16": {...}} with each shape's TFLOP/s and the peak (best shape)."""
     out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        rates = {label: time_matmul(*mkn, dtype, seconds) for label, mkn in shapes(tokens, hidden, ffn).items()}
+    for name in dtypes:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+        rates = {label: time_matmul(*mkn, dtype, seconds, device=device)
+                 for label, mkn in shapes(tokens, hidden, ffn).items()}
         out[name] = {"shapes": rates, "peak_tflops": max(rates.values())}
     return out
 
