@@ -462,7 +462,9 @@ def check_mini_batch_runs(ctx: Context) -> None:
     noise_loss, noise_w = diffs(runs["kept"], runs["kept-again"])
     loss_diff, w_diff = diffs(runs["kept"], runs["cached"])
     losses = runs["kept"].losses()
-    tol_loss, tol_w = max(1e-6, 10 * noise_loss), max(1e-5, 10 * noise_w)  # the test's, or 10x this device's noise
+    # the test's bounds (a GPU's: 1e-5 for the loss, its kernels sum in another order), or 10x this device's noise;
+    # a generator not replayed moves the loss by ~1e-4 or more after one step at this learning rate
+    tol_loss, tol_w = max(1e-5 if ctx.gpu else 1e-6, 10 * noise_loss), max(1e-5, 10 * noise_w)
     trains = max(losses) - min(losses) > 1e-3
     ok = loss_diff <= tol_loss and w_diff <= tol_w and trains
     ctx.report.check(f"--mini-batch-size {mini} == --length-chunks {chunks} (sup, fp32, dropout on) [{ctx.device}]", ok,
@@ -702,6 +704,14 @@ def git_commit() -> str | None:
 
 
 # -- main -------------------------------------------------------------------------------------------------------
+def groups() -> dict:
+    """--only's names -> (the group's name in the report, its function), in the order they run."""
+    return {"matmul": ("matmul peak", check_matmul), "training": ("training precision", check_training),
+            "mini-batches": ("mini-batches", check_mini_batches), "eval": ("evaluation precision", check_eval),
+            "encode-speed": ("encode speed", check_encode_speed),
+            "training-speed": ("training speed", check_train_speed)}
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output", default=None, help=f"the JSON report (default {DEFAULT_OUTPUT.relative_to(ROOT)}; with "
@@ -712,6 +722,8 @@ def parse_args(argv):
                    help="registry datasets scored in the evaluation check")
     p.add_argument("--budget-s", type=float, default=None,
                    help="checks not started within this many seconds FAIL as not run (default 450 on a GPU)")
+    p.add_argument("--only", default=",".join(groups()),
+                   help="run only these groups (comma-separated; the others are SKIP lines): %(default)s")
     p.add_argument("--work-dir", default=None, help="where the runs go (a new temporary directory inside it)")
     p.add_argument("--keep-work", action="store_true", help="keep the runs' directory (default: removed)")
     return p.parse_args(argv)
@@ -735,6 +747,11 @@ def run_checks(args) -> int:
         raise UserError(f"--work-dir {args.work_dir}: not a directory")
     if args.budget_s is not None and not args.budget_s > 0:
         raise UserError(f"--budget-s must be > 0 (got {args.budget_s})")
+    only = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = [g for g in only if g not in groups()]
+    if unknown or not only:
+        raise UserError(f"--only {args.only}: unknown group(s) {', '.join(unknown) or '(none)'}; choose from "
+                        f"{','.join(groups())}")
     if args.dry_run:
         os.environ["ACCELERATE_USE_CPU"] = "1"  # the training loop's Accelerator stays on the CPU too
     from simcse_lab.modeling.resolve import check_loadable, is_sentence_transformers_dir
@@ -773,12 +790,11 @@ def run_checks(args) -> int:
             report.skip(name, why)
     report.say("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     try:
-        report.guarded("matmul peak", check_matmul, ctx)
-        report.guarded("training precision", check_training, ctx)
-        report.guarded("mini-batches", check_mini_batches, ctx)
-        report.guarded("evaluation precision", check_eval, ctx)
-        report.guarded("encode speed", check_encode_speed, ctx)
-        report.guarded("training speed", check_train_speed, ctx)
+        for key, (name, fn) in groups().items():
+            if key in only:
+                report.guarded(name, fn, ctx)
+            else:
+                report.skip(name, "not selected (--only)")
     finally:
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)

@@ -96,6 +96,7 @@ def test_a_failing_check_fails_the_command(toy_sets, tiny_bert, monkeypatch, cap
     (["--budget-s", "0"], "--budget-s must be > 0"),
     (["--output", "/"], "names a directory"),
     (["--model", "/no/such/model"], "no such model directory"),
+    (["--only", "training,speed"], "unknown group(s) speed; choose from matmul,training,"),
 ])
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, argv, message, capsys, monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_CPU", "1")  # what --dry-run sets, put back afterwards
