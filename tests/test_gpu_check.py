@@ -104,3 +104,28 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, argv, message, cap
     err = capsys.readouterr()
     assert code == 2 and message in err.err and err.err.count("\n") == 1 and err.out == ""
     assert not list(tmp_path.iterdir())  # no runs directory was made
+
+
+def test_the_rewritten_scale_is_a_checkpoint_the_resume_accepts(tmp_path):
+    """The fp16 check's rewrite (GPU-only otherwise): state.pt gets the new scale and checksums.json its new
+    sha256, so --resume loads it; a rewrite that left the checksum stale would be refused as damaged."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from simcse_lab.errors import UserError
+    from simcse_lab.training.checkpoint import STATE_KEYS, load_checkpoint, save_checkpoint
+
+    accelerator = SimpleNamespace(is_main_process=True, process_index=0, wait_for_everyone=lambda: None)
+    state = {**{k: {} for k in STATE_KEYS}, "step": 3, "best": 0.0, "best_step": None,
+             "scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
+                        "_growth_tracker": 3}}
+    ckpt = save_checkpoint(tmp_path, 3, state, accelerator)
+    gpu_check.rewrite_scale(tmp_path, 3, gpu_check.INJECTED_SCALE)
+    loaded, _ = load_checkpoint(ckpt, 0)
+    assert loaded["scaler"] == {**state["scaler"], "scale": gpu_check.INJECTED_SCALE}
+    saved = torch.load(ckpt / "state.pt", weights_only=True)
+    saved["scaler"]["scale"] = 1.0  # the same edit without the checksum: refused
+    torch.save(saved, ckpt / "state.pt")
+    with pytest.raises(UserError, match="sha256 differs"):
+        load_checkpoint(ckpt, 0)
