@@ -69,8 +69,12 @@ def ours_block(args, out: Path, steps: int) -> list[float]:
 def st_trainer(args, out: Path, steps: int, callbacks=()):
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    try:
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers' layout before the sentence_transformer subpackage (a GPU image's)
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.models import Pooling, Transformer
 
     from simcse_lab.data import registry
     from simcse_lab.modeling.resolve import resolve_model
