@@ -81,7 +81,8 @@ def st_trainer(args, out: Path, steps: int, callbacks=()):
 
     device = getattr(args, "device", "cpu")  # eval/gpu_check.py runs it on a GPU
     transformer = Transformer(resolve_model(args.model), max_seq_length=32)
-    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "cls")],
+    dim = (getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension)()
+    model = SentenceTransformer(modules=[transformer, Pooling(dim, "cls")],
                                 device=device)
     sentences = registry.load_split("wiki", "train")
     data = Dataset.from_dict({"anchor": sentences, "positive": sentences})
