@@ -215,3 +215,18 @@ def build_families(dest: Path, data: Path, names=tuple(ALL), dropout: float = 0.
         tokenizers[name].save_pretrained(path)
         out[name] = path
     return out
+
+
+def build_sentence_t5(t5_dir: Path, dest: Path, seed: int = 0) -> Path:
+    """A Sentence-T5-style sentence-transformers directory on the tiny T5 encoder: Transformer -> mean Pooling ->
+    bias-free linear Dense (hidden -> hidden, as Sentence-T5's projection) -> Normalize."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+
+    torch.manual_seed(seed)
+    transformer = Transformer(str(t5_dir), max_seq_length=USABLE)
+    modules = [transformer, Pooling(HIDDEN, pooling_mode="mean"),
+               Dense(HIDDEN, HIDDEN, bias=False, activation_function=torch.nn.Identity()), Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(dest))
+    return dest

@@ -421,3 +421,78 @@ def test_packing_equals_the_padded_batch_or_is_refused(still_family_models, fami
     assert seen and seen[0] < batch["input_ids"].shape[0]  # really packed: fewer rows than sentences
     torch.testing.assert_close(packed, whole, atol=1e-5, rtol=1e-5)
 
+
+
+# -- Sentence-T5: a T5 encoder, mean pooling, a bias-free Dense projection, Normalize ---------------------------
+@pytest.fixture(scope="module")
+def sentence_t5(family_models, tmp_path_factory) -> Path:
+    from families import build_sentence_t5
+
+    return build_sentence_t5(family_models["t5"], tmp_path_factory.mktemp("sentence-t5") / "st5")
+
+
+def st_encode(path: Path, sentences: list[str]) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu").encode(sentences, convert_to_numpy=True, batch_size=3)
+
+
+def module_types(path: Path) -> list[str]:
+    return [m["type"].rsplit(".", 1)[-1] for m in json.loads((path / "modules.json").read_text())]
+
+
+def test_sentence_t5_encodes_through_its_own_modules(matrix, sentence_t5, tmp_path):
+    """simcse-lab's encoder and eval on a Sentence-T5 directory use its projection and normalisation: the vectors
+    of plain SentenceTransformer(dir)."""
+    from simcse_lab.modeling.encoder import load_encoder
+
+    sentences = SENTENCES + matrix.long[:2]
+    ours = load_encoder(str(sentence_t5), precision="fp32", batch_size=3).encode(sentences)
+    assert np.abs(ours - st_encode(sentence_t5, sentences)).max() <= 1e-5
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    works(cli("eval", "--model", sentence_t5, "--tasks", "stsb", "--precision", "fp32", "--no-progress"),
+          "sentence-t5 eval")
+
+
+@pytest.mark.parametrize("fmt", ["sentence-transformers", "onnx", "hf"])
+def test_sentence_t5_export_keeps_the_projection(matrix, sentence_t5, fmt, tmp_path):
+    """Exported as Transformer -> Pooling -> Dense -> Normalize (and ONNX with the same vectors); the plain HF
+    format cannot hold a linear projection: it exports the same vectors or is refused in one line."""
+    from simcse_lab.modeling.encoder import load_encoder
+
+    out = tmp_path / "out"
+    result = cli("export", "--model", sentence_t5, "--format", fmt, "--output-dir", out)
+    sentences = SENTENCES + matrix.long[:2]
+    reference = st_encode(sentence_t5, sentences)
+    if fmt == "hf" and result.rc != 0:
+        refused(result, "sentence-t5 export hf", "sentence-transformers")
+        return
+    works(result, f"sentence-t5 export {fmt}")
+    if fmt == "sentence-transformers":
+        assert module_types(out) == ["Transformer", "Pooling", "Dense", "Normalize"]
+        assert np.abs(st_encode(out, sentences) - reference).max() <= 1e-5
+    else:
+        vectors = load_encoder(str(out), batch_size=3).encode(sentences)
+        assert np.abs(vectors - reference).max() <= 1e-4
+
+
+def test_sentence_t5_training_keeps_the_projection_or_refuses(matrix, sentence_t5, tmp_path):
+    """Training from a Sentence-T5 directory keeps its Dense + Normalize in the trained model (mean pooling by
+    default), or is refused in one line; it never silently drops the projection."""
+    out = tmp_path / "run"
+    result = cli("train", "--model", sentence_t5, "--data", matrix.wiki, *TRAIN_COMMON, "--output-dir", out)
+    if result.rc == 2:
+        refused(result, "sentence-t5 train")
+        return
+    works(result, "sentence-t5 train")
+    assert module_types(out / "final")[-2:] == ["Dense", "Normalize"], module_types(out / "final")
+    assert json.loads((out / "final" / "1_Pooling" / "config.json").read_text())["pooling_mode"] == "mean"
+
+
+def test_sentence_t5_index_and_search(matrix, sentence_t5, tmp_path):
+    index = tmp_path / "index"
+    works(cli("index", "build", "--model", sentence_t5, "--corpus", matrix.corpus, "--output-dir", index,
+              "--precision", "fp32", "--no-progress"), "sentence-t5 index build")
+    result = cli("search", "--index", index, "--query", matrix.long[0], "-k", "3")
+    works(result, "sentence-t5 search")
+    assert result.out.splitlines()[1].endswith(matrix.long[0]), result.out
