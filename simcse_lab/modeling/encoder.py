@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.batching import pad_batch
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
-from simcse_lab.modeling.loading import load_model, load_sentence_transformer, load_tokenizer
+from simcse_lab.modeling.families import check_pooler_fits, ensure_pad_token, family_of
+from simcse_lab.modeling.loading import load_config, load_model, load_sentence_transformer, load_tokenizer
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, OWN_MODULES, check_pooler, pool
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
@@ -34,8 +35,10 @@ class Encoder:
     """Encode sentences with a checkpoint.
 
     ``pooler=None`` means: a sentence-transformers directory is run through its own modules (then
-    ``self.pooler`` stays None and results record ``OWN_MODULES``); a plain Hugging Face model uses
-    SimCSE's default ``cls``. Any explicit pooler runs the underlying Hugging Face encoder with that pooler.
+    ``self.pooler`` stays None and results record ``OWN_MODULES``); a plain Hugging Face model uses its
+    backbone family's natural pooler (``cls`` where it has a sentence token, else ``avg``). Any explicit pooler
+    runs the underlying Hugging Face encoder with that pooler; one the family cannot compute (``cls`` on a T5)
+    is refused before the weights load.
     """
 
     def __init__(self, model: str, pooler: str | None = None, precision: str = "auto",
@@ -53,7 +56,7 @@ class Encoder:
             self._load_st(max_length)
         else:
             self.backend = "hf"
-            self.pooler = check_pooler(pooler or "cls")
+            self.pooler = check_pooler(pooler) if pooler is not None else None  # None: the family's natural one
             self._load_hf(transformer_subdir(self.path) if local_st else self.path, max_length)
 
     @classmethod
@@ -98,14 +101,25 @@ class Encoder:
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
         self.st_model.eval()
+        config = getattr(getattr(self.st_model[0], "model", None), "config", None)  # its Transformer module's
+        self.family = family_of(config) if config is not None else None
         self.tokenizer = self.st_model.tokenizer
         self.max_length = max_length or self.st_model.max_seq_length or 512
+        if self.family is not None:
+            ensure_pad_token(self.tokenizer, self.family, self.model_name)
+            self.max_length = min(self.max_length, self.family.max_tokens(config))
         self.dim = self.st_model.get_embedding_dimension()
 
     def _load_hf(self, path: str, max_length: int | None) -> None:
         try:
-            self.tokenizer = load_tokenizer(path)
-            self.hf_model, loading_info = load_model(path, output_loading_info=True)
+            config = load_config(path)
+        except (OSError, ValueError) as err:
+            raise load_error(self.model_name, err) from None
+        self.family = family_of(config)
+        self.pooler = check_pooler_fits(self.family, self.pooler or self.family.natural_pooler, self.model_name)
+        try:
+            self.tokenizer = ensure_pad_token(load_tokenizer(path), self.family, self.model_name)
+            self.hf_model, loading_info = load_model(path, config, output_loading_info=True)
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
         self.hf_model.to(self.device).eval()
@@ -117,7 +131,7 @@ class Encoder:
                     f"{self.model_name}: pooler 'cls' needs trained pooler/MLP weights, which this checkpoint "
                     f"lacks; use --pooler cls_before_pooler"
                 )
-        limit = getattr(self.hf_model.config, "max_position_embeddings", 512)
+        limit = self.family.max_tokens(self.hf_model.config)  # e.g. RoBERTa: 514 rows, 512 usable positions
         self.max_length = min(max_length or limit, limit)
         self.dim = self.hf_model.config.hidden_size
 
@@ -131,7 +145,8 @@ class Encoder:
         if self.backend == "sentence-transformers":
             return self.st_model(batch)["sentence_embedding"]
         out = self.hf_model(**batch, output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
-        return pool(self.pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states, self.mlp)
+        return pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
+                    summary=self.family.summary_token)
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""

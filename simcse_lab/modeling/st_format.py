@@ -25,8 +25,10 @@ import torch
 from safetensors import safe_open
 from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
 
+from simcse_lab.errors import UserError
 from simcse_lab.io import make_temp_dir, staged_dir
 from simcse_lab.modeling.embedder import SimCSEEmbedder
+from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler
 
@@ -79,6 +81,10 @@ def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None
     config_kwargs = {"output_hidden_states": True} if pooler in NEEDS_HIDDEN_STATES else {}
     transformer = transformer_module(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
     dim = transformer.get_embedding_dimension()
+    summary = family_of(transformer.model.config).summary_token
+    if pooler.startswith("cls") and summary != 0:  # sentence-transformers' Pooling("cls") reads position 0
+        raise UserError(f"pooler {pooler!r} reads a sentence token at position 0; this backbone has "
+                        f"{'none' if summary is None else f'one at {summary}'}")
     backbone_layer = getattr(transformer.model, "pooler", None)  # Hugging Face's own pooler layer (BertPooler)
     if backbone_layer is not None:
         if pooler == "cls":  # SimCSE's convention: the kept MLP head also lives in the backbone's pooler weights
@@ -113,8 +119,8 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     """
     _check_head(pooler, mlp)
     output_dir = Path(output_dir)
-    limit = getattr(backbone.config, "max_position_embeddings", max_seq_length)
-    max_seq_length = min(max_seq_length, limit)
+    # the positions the family can use (RoBERTa: 514 rows, 512 usable), so the saved model never runs past them
+    max_seq_length = min(max_seq_length, family_of(backbone.config).max_tokens(backbone.config, max_seq_length))
     with staged_dir(output_dir) as tmp:
         hf_dir = make_temp_dir(output_dir)  # the backbone saved once, for sentence-transformers to read back
         try:
