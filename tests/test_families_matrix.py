@@ -5,7 +5,10 @@ exported sentence-transformers directory reloaded with plain ``SentenceTransform
 simcse-lab's own vectors, each pooler equals an explicit loop over rows, length chunks and packing equal the
 padded batch with dropout off. Every cell works or is a one-line refusal (exit 2) naming what fits; none may
 be silently wrong. One 2-step training run per family and cell is shared by the eval / export / index tests.
-``gpt2-nopad`` (a GPT-2 tokenizer without a pad token, as decoders ship) covers the pad-token fallback."""
+``gpt2-nopad`` (a GPT-2 tokenizer without a pad token, as decoders ship) covers the pad-token fallback, and a
+Sentence-T5 directory (T5 encoder, mean, bias-free Dense, Normalize) the projection's way through eval, export,
+training and search. Needs ../shared/data (the tokenizers are trained on its wiki sentences): integration.
+About 4 minutes on a busy 2-core box (``--durations=15``: the evals of full STS-B are the slowest cells)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import torch
 
 from conftest import write_lines
 from families import ALL, FAMILIES, NLI_FILE, wiki_lines
+
+pytestmark = pytest.mark.integration
 
 NINE = list(FAMILIES)
 EVERY = list(ALL)  # the nine and gpt2-nopad
