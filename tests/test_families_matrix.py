@@ -225,6 +225,15 @@ def test_summary_pooler_on_a_family_without_one_is_refused(matrix, family, poole
     assert not out.exists() or not any(out.iterdir())  # nothing written
 
 
+def test_fp16_training_of_t5_is_a_one_line_refusal(matrix, tmp_path):
+    """T5's activations overflow fp16: training in fp16 is refused in one line pointing to bf16 (on a CPU, fp16
+    is refused for every family, with the same pointer)."""
+    out = tmp_path / "run"
+    refused(cli("train", "--model", matrix.models["t5"], "--data", matrix.wiki, "--precision", "fp16", *TRAIN_COMMON,
+                "--output-dir", out), "t5 train --precision fp16", "bf16")
+    assert not (out / "final").exists()
+
+
 # -- eval, analyze -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", EVERY)
 def test_eval_trained(matrix, family, tmp_path):
@@ -283,6 +292,15 @@ def test_sentence_transformers_reload_equals_simcse_lab(matrix, family):
     assert np.abs(theirs - ours).max() <= 1e-5
     if ALL[family].usable_length:
         assert st.max_seq_length == ALL[family].usable_length
+
+
+@pytest.mark.parametrize("family", EVERY)
+def test_hf_export_equals_simcse_lab(matrix, family):
+    """The plain HF export, encoded with the run's pooler, gives the run's vectors (inputs past the table too)."""
+    run, hf_dir = matrix.run_dir(family), matrix.exported(family, "hf")
+    sentences = SENTENCES + matrix.long[:2]
+    ours = hf_encoder(run / "final", natural_pooler(family)).encode(sentences)
+    assert np.abs(hf_encoder(hf_dir, natural_pooler(family)).encode(sentences) - ours).max() <= 1e-5
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "int8"])
