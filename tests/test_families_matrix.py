@@ -82,6 +82,7 @@ def refused(result: Result, what: str, *needles: str) -> str:
     assert len(errors) == 1, f"{what}: expected one error line, got {result.err!r}"
     for needle in needles:
         assert needle.lower() in errors[0].lower(), f"{what}: {needle!r} not in {errors[0]!r}"
+    print(f"REFUSED {what}: {errors[0]}")  # for a matrix of the run (pytest -rP shows it)
     return errors[0]
 
 
@@ -380,6 +381,7 @@ def test_pooler_equals_a_loop_over_rows(matrix, family, pooler):
         ours = hf_encoder(matrix.models[family], pooler).encode(sentences)
     except UserError as err:
         message = str(err)
+        print(f"REFUSED {family} pooler {pooler}: {message}")
         assert "\n" not in message
         if pooler in SUMMARY_POOLERS and spec.summary_token is None:
             assert "avg" in message and spec.model_type in message.lower(), message
@@ -431,6 +433,7 @@ def test_packing_equals_the_padded_batch_or_is_refused(still_family_models, fami
     try:
         tokenizer, embedder = still_embedder(still_family_models[family], natural_pooler(family), pack_width=48)
     except UserError as err:
+        print(f"REFUSED {family} packing: {err}")
         assert not spec.packable, f"{family}: packing refused: {err}"
         assert "\n" not in str(err) and "length_chunks" in str(err)
         return
