@@ -305,3 +305,50 @@ def test_train_t5_with_a_fresh_projection(tiny, tmp_path):
     model = SentenceTransformer(str(tmp_path / "run" / "final"), device="cpu")
     assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Dense", "Normalize"]
     assert type(model[0].model).__name__ == "T5EncoderModel"
+
+
+ALL_NINE = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2", "modernbert", "t5"]
+
+
+def _by_definition(model, tokenizer, pooler: str, sentence: str, max_length: int) -> np.ndarray:
+    """One sentence, no padding, the pooler written out (the backbone's own pooler layer for cls)."""
+    ids = tokenizer(sentence, truncation=True, max_length=max_length, return_tensors="pt")
+    ids = {k: v for k, v in ids.items() if k in tokenizer.model_input_names}
+    with torch.no_grad():
+        hs = model(**ids, output_hidden_states=True).hidden_states
+        if pooler == "cls":
+            return model.pooler.activation(model.pooler.dense(hs[-1][0, 0])).numpy()
+        if pooler == "cls_before_pooler":
+            return hs[-1][0, 0].numpy()
+        pair = {"avg": (hs[-1], hs[-1]), "avg_first_last": (hs[1], hs[-1]), "avg_top2": (hs[-2], hs[-1])}[pooler]
+        return ((pair[0][0] + pair[1][0]) / 2).mean(0).numpy()
+
+
+@pytest.mark.parametrize("model_type", ALL_NINE)
+def test_every_pooler_of_every_family_by_definition_and_through_its_export(tiny, tmp_path, model_type):
+    """Each pooler the family takes equals the pooler written out over single rows (padding changes nothing), and
+    its sentence-transformers export, reloaded by plain SentenceTransformer, gives the same vectors (<= 1e-5);
+    cls on a family without a trained pooler layer is the one-line refusal."""
+    from sentence_transformers import SentenceTransformer
+
+    from simcse_lab.export.formats import export
+    from simcse_lab.modeling.encoder import Encoder
+
+    path = str(tiny(model_type))
+    family = family_of(Encoder(path, pooler="avg", precision="fp32").hf_model.config)
+    vectors = {}
+    for pooler in family.fitting_poolers:
+        try:
+            enc = Encoder(path, pooler=pooler, precision="fp32", batch_size=4)
+        except UserError as err:
+            assert pooler == "cls" and "needs trained pooler/MLP weights" in str(err)
+            continue
+        vectors[pooler] = enc.encode(SENTENCES)
+        for row, sentence in zip(vectors[pooler], SENTENCES):
+            want = _by_definition(enc.hf_model, enc.tokenizer, pooler, sentence, enc.max_length)
+            np.testing.assert_allclose(row, want, atol=1e-5, err_msg=f"{model_type} {pooler}")
+    # the export of the family's natural pooler (cls with a BERT-style pooler layer; else avg), the long row included
+    pooler = family.natural_pooler if family.natural_pooler in vectors else "avg"
+    export(path, "sentence-transformers", tmp_path / pooler, pooler=pooler)
+    reloaded = SentenceTransformer(str(tmp_path / pooler), device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(reloaded, vectors[pooler], atol=1e-5, err_msg=f"{model_type} {pooler} export")

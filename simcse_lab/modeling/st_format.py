@@ -38,9 +38,12 @@ from simcse_lab.modeling.projection import projection_modules
 
 
 def _mlp_linear(mlp: torch.nn.Module) -> torch.nn.Linear:
-    """The nn.Linear of an MLP head: the Linear itself, or a module with ``.dense`` (MLPHead, BertPooler)."""
+    """The nn.Linear of an MLP head: the Linear itself, a module with ``.dense`` (MLPHead, BertPooler), or the
+    (dense, tanh) Sequential that :func:`~simcse_lab.modeling.embedder.backbone_mlp` makes of a backbone's pooler."""
     if isinstance(mlp, torch.nn.Linear):
         return mlp
+    if isinstance(mlp, torch.nn.Sequential) and len(mlp) and isinstance(mlp[0], torch.nn.Linear):
+        return mlp[0]
     dense = getattr(mlp, "dense", None)
     if isinstance(dense, torch.nn.Linear):
         return dense
