@@ -242,3 +242,113 @@ def test_pool_reads_the_batch_and_the_familys_summary_position():
                                torch.stack([hidden[0, :2].mean(0), hidden[1].mean(0)]))
     with pytest.raises(ValueError, match="needs a sentence token"):
         pool("cls_before_pooler", batch, hidden, summary=None)
+
+
+def _sentence_t5_dir(path, t5_dir, normalize: bool = True):
+    """A sentence-transformers directory laid out as Sentence-T5's: Transformer -> Pooling(mean) -> Dense(no bias,
+    identity) -> Normalize, over the tiny T5."""
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
+
+    from simcse_lab.modeling.loading import sentence_transformer_from_modules, transformer_module
+
+    transformer = transformer_module(str(t5_dir), max_seq_length=64)
+    torch.manual_seed(1)
+    modules = [transformer, Pooling(32, pooling_mode="mean"),
+               Dense(32, 24, bias=False, activation_function=torch.nn.Identity())]
+    model = sentence_transformer_from_modules(modules + ([Normalize()] if normalize else []), device="cpu")
+    model.save(str(path))
+    return path
+
+
+def test_sentence_t5_projection_is_kept_trained_and_exported(tiny, tmp_path):
+    """Sentence-T5: T5 encoder, mean pooling, a bias-free Dense (24 of 32 here) and Normalize. Training from such
+    a directory keeps its projection (vectors equal plain SentenceTransformer's before training); the run's
+    export is again Transformer -> Pooling -> Dense -> Normalize and plain SentenceTransformer reproduces the
+    trained embedder (<= 1e-5)."""
+    from sentence_transformers import SentenceTransformer
+
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.modeling.encoder import EmbedderEncoder
+    from simcse_lab.modeling.st_format import save_embedder
+
+    st_dir = _sentence_t5_dir(tmp_path / "st5", tiny("t5"))
+    tokenizer, embedder = load_embedder(str(st_dir), "avg", mlp_only_train=True)
+    assert embedder.projection is not None and embedder.normalize and embedder.dim == 24
+    sentences = SENTENCES[:2] + SENTENCES[3:]
+    ours = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "st5").encode(sentences)
+    theirs = SentenceTransformer(str(st_dir), device="cpu").encode(sentences)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    with torch.no_grad():  # as if trained: every weight moved
+        for p in embedder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    ours = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "st5").encode(sentences)
+    out = save_embedder(embedder, tokenizer, tmp_path / "export")
+    reloaded = SentenceTransformer(str(out), device="cpu")
+    assert [type(m).__name__ for m in reloaded] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    np.testing.assert_allclose(reloaded.encode(sentences), ours, atol=1e-5)
+
+
+def test_train_t5_with_a_fresh_projection(tiny, tmp_path):
+    """A raw T5 encoder trains (unsup, the family's default pooler avg) with --projection, and its run directory
+    holds a Sentence-T5 layout."""
+    from sentence_transformers import SentenceTransformer
+
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"{s}\n" for s in SENTENCES * 4))
+    summary = train(TrainConfig(model=str(tiny("t5")), data=str(corpus), batch_size=4, max_seq_len=16, lr=1e-3,
+                                max_steps=2, eval_steps=0, test_tasks="none", precision="fp32", progress=False,
+                                projection=True, output_dir=str(tmp_path / "run")))
+    assert summary["config"]["pooler"] == "avg"
+    model = SentenceTransformer(str(tmp_path / "run" / "final"), device="cpu")
+    assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    assert type(model[0].model).__name__ == "T5EncoderModel"
+
+
+ALL_NINE = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2", "modernbert", "t5"]
+
+
+def _by_definition(model, tokenizer, pooler: str, sentence: str, max_length: int) -> np.ndarray:
+    """One sentence, no padding, the pooler written out (the backbone's own pooler layer for cls)."""
+    ids = tokenizer(sentence, truncation=True, max_length=max_length, return_tensors="pt")
+    ids = {k: v for k, v in ids.items() if k in tokenizer.model_input_names}
+    with torch.no_grad():
+        hs = model(**ids, output_hidden_states=True).hidden_states
+        if pooler == "cls":
+            return model.pooler.activation(model.pooler.dense(hs[-1][0, 0])).numpy()
+        if pooler == "cls_before_pooler":
+            return hs[-1][0, 0].numpy()
+        pair = {"avg": (hs[-1], hs[-1]), "avg_first_last": (hs[1], hs[-1]), "avg_top2": (hs[-2], hs[-1])}[pooler]
+        return ((pair[0][0] + pair[1][0]) / 2).mean(0).numpy()
+
+
+@pytest.mark.parametrize("model_type", ALL_NINE)
+def test_every_pooler_of_every_family_by_definition_and_through_its_export(tiny, tmp_path, model_type):
+    """Each pooler the family takes equals the pooler written out over single rows (padding changes nothing), and
+    its sentence-transformers export, reloaded by plain SentenceTransformer, gives the same vectors (<= 1e-5);
+    cls on a family without a trained pooler layer is the one-line refusal."""
+    from sentence_transformers import SentenceTransformer
+
+    from simcse_lab.export.formats import export
+    from simcse_lab.modeling.encoder import Encoder
+
+    path = str(tiny(model_type))
+    family = family_of(Encoder(path, pooler="avg", precision="fp32").hf_model.config)
+    vectors = {}
+    for pooler in family.fitting_poolers:
+        try:
+            enc = Encoder(path, pooler=pooler, precision="fp32", batch_size=4)
+        except UserError as err:
+            assert pooler == "cls" and "needs trained pooler/MLP weights" in str(err)
+            continue
+        vectors[pooler] = enc.encode(SENTENCES)
+        for row, sentence in zip(vectors[pooler], SENTENCES):
+            want = _by_definition(enc.hf_model, enc.tokenizer, pooler, sentence, enc.max_length)
+            np.testing.assert_allclose(row, want, atol=1e-5, err_msg=f"{model_type} {pooler}")
+    # the export of the family's natural pooler (cls with a BERT-style pooler layer; else avg), the long row included
+    pooler = family.natural_pooler if family.natural_pooler in vectors else "avg"
+    export(path, "sentence-transformers", tmp_path / pooler, pooler=pooler)
+    reloaded = SentenceTransformer(str(tmp_path / pooler), device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(reloaded, vectors[pooler], atol=1e-5, err_msg=f"{model_type} {pooler} export")

@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "mlflow, ... or all (metrics.jsonl is always written; TensorBoard under OUTPUT/logs)",
              "model": "model directory, hub id or alias", "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2 (default: the backbone "
                                                        "family's natural one: cls, or avg for T5)",
+             "projection": "Sentence-T5's head: a bias-free dense projection (hidden x hidden) after pooling, then "
+                           "L2 normalisation, trained with the model and exported as Dense -> Normalize (a "
+                           "sentence-transformers --model that has one keeps its own)",
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
              "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "

@@ -31,6 +31,7 @@ from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
+from simcse_lab.modeling.projection import new_projection, project, read_projection
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
 
 
@@ -72,7 +73,8 @@ class MaskedLMHead(nn.Module):
 
 class SimCSEEmbedder(nn.Module):
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False,
-                 length_chunks: int = 1, pack_width: int = 0, mini_batch_size: int = 0):
+                 length_chunks: int = 1, pack_width: int = 0, mini_batch_size: int = 0,
+                 projection: nn.Linear | None = None, normalize: bool = False):
         super().__init__()
         check_pooler(pooler)
         if pack_width and mini_batch_size:
@@ -85,6 +87,10 @@ class SimCSEEmbedder(nn.Module):
         self.pooler = pooler
         self.mlp_only_train = mlp_only_train
         self.mlp = MLPHead(backbone.config.hidden_size) if pooler == "cls" else None
+        # Sentence-T5's head after pooling: a bias-free projection (+ normalisation), in training and in exports
+        self.projection = projection
+        if projection is not None:  # whether it normalises travels with the weights (checkpoints, trajectories)
+            self.register_buffer("projection_normalize", torch.tensor(bool(normalize)))
         self.lm_head = None
         if do_mlm:
             config = backbone.config
@@ -139,8 +145,18 @@ class SimCSEEmbedder(nn.Module):
         out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
         return self._pool(pooler, inputs, out.last_hidden_state, out.hidden_states)
 
+    @property
+    def dim(self) -> int:
+        """The sentence vectors' width: the backbone's hidden size, or the projection's output."""
+        return self.projection.out_features if self.projection is not None else self.backbone.config.hidden_size
+
+    @property
+    def normalize(self) -> bool:
+        return self.projection is not None and bool(self.projection_normalize)
+
     def _pool(self, pooler: str, batch: dict, last_hidden, hidden_states) -> torch.Tensor:
-        return pool(pooler, batch, last_hidden, hidden_states, self.mlp, summary=self.family.summary_token)
+        vectors = pool(pooler, batch, last_hidden, hidden_states, self.mlp, summary=self.family.summary_token)
+        return project(vectors, self.projection, self.normalize)
 
     def _mlm_row_losses(self, inputs: dict) -> torch.Tensor:
         """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted)."""
@@ -184,8 +200,10 @@ def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_wid
 
 
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0, mini_batch_size: int = 0):
-    """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id)."""
+                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False):
+    """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
+    sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
+    ``projection`` adds a fresh one (+ normalisation) where the model has none."""
     path = backbone_path(model)
     try:
         config = load_config(path)
@@ -197,7 +215,13 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         if do_mlm and tokenizer.mask_token_id is None:
             raise UserError(f"{model}: --do-mlm needs a tokenizer with a mask token")
         backbone = load_model(path, config)
+        root = resolve_model(model)
+        # a sentence-transformers directory: its own projection head, if it has one
+        head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None
     except (OSError, ValueError) as err:
         raise load_error(model, err) from None
+    if head is None and projection:
+        head = new_projection(backbone.config.hidden_size), True
+    layer, normalize = head if head is not None else (None, False)
     return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width,
-                                      mini_batch_size)
+                                      mini_batch_size, layer, normalize)

@@ -26,6 +26,7 @@ from simcse_lab.modeling.families import check_pooler_fits, ensure_pad_token, fa
 from simcse_lab.modeling.loading import load_config, load_model, load_sentence_transformer, load_tokenizer
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, OWN_MODULES, check_pooler, pool
+from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
 from simcse_lab.runtime.precision import autocast_context, default_device, resolve_precision
@@ -70,7 +71,7 @@ class Encoder:
         encoder = cls(model, pooler=pooler if pooler != "cls" else "cls_before_pooler", **kwargs)
         backbone = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
         head = {k[len("mlp."):]: v for k, v in state_dict.items() if k.startswith("mlp.")}
-        stray = [k for k in state_dict if not k.startswith(("backbone.", "mlp.", "lm_head."))]
+        stray = [k for k in state_dict if not k.startswith(("backbone.", "mlp.", "lm_head.", "projection"))]
         if stray or not backbone:
             raise UserError(f"{name}: not a SimCSE embedder state (keys such as {(stray or list(state_dict))[:3]})")
         # SimCSEEmbedder drops the backbone's own pooler layer: keep the loaded one unless the state has an MLP
@@ -90,6 +91,12 @@ class Encoder:
                 raise UserError(f"{name}: {model} has no pooler layer to hold the run's MLP; use cls_before_pooler")
             encoder.pooler = "cls"
             encoder.mlp = backbone_mlp(encoder.hf_model)
+        if "projection.weight" in state_dict:  # Sentence-T5's head, as the run trained it
+            weight = state_dict["projection.weight"]
+            encoder.projection = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False).to(encoder.device)
+            encoder.projection.weight.data.copy_(weight)
+            encoder.normalize = bool(state_dict.get("projection_normalize", torch.tensor(False)))
+            encoder.dim = weight.shape[0]
         encoder.model_name = name
         encoder.hf_model.eval()
         return encoder
@@ -124,6 +131,7 @@ class Encoder:
             raise load_error(self.model_name, err) from None
         self.hf_model.to(self.device).eval()
         self.mlp = backbone_mlp(self.hf_model)
+        self.projection, self.normalize = None, False  # a run's projection head (from_embedder_state)
         if self.pooler == "cls":
             missing = [k for k in loading_info.get("missing_keys", []) if "pooler" in k]
             if self.mlp is None or missing:
@@ -145,8 +153,9 @@ class Encoder:
         if self.backend == "sentence-transformers":
             return self.st_model(batch)["sentence_embedding"]
         out = self.hf_model(**batch, output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
-        return pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
-                    summary=self.family.summary_token)
+        vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
+                       summary=self.family.summary_token)
+        return project(vectors, self.projection, self.normalize)
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
@@ -206,7 +215,7 @@ class EmbedderEncoder:
 
     @property
     def dim(self) -> int:
-        return self.embedder.backbone.config.hidden_size
+        return self.embedder.dim
 
     def describe(self) -> dict:
         return {"model": self.name, "pooler": self.embedder.active_pooler, "precision": self.precision,

@@ -31,7 +31,8 @@ def _declared() -> dict[str, Family]:
 
 FAMILIES: dict[str, Family] = _declared()  # model_type -> family
 GENERIC: Family = importlib.import_module(f"{__name__}.generic").FAMILY
-_noted: set[str] = set()
+_noted: set[str] = set()   # model types the generic note was given for
+_padded: set[str] = set()  # models the pad-token note was given for
 
 
 def family_of(config) -> Family:
@@ -68,8 +69,10 @@ def ensure_pad_token(tokenizer, family: Family, model: str):
         token = getattr(tokenizer, name, None)
         if token is not None and getattr(tokenizer, f"{name}_id", None) is not None:
             tokenizer.pad_token = token
-            print(f"note: {model}: the tokenizer has no pad token; padding with its {name.split('_')[0]} token "
-                  f"{token!r} (masked out by the attention mask)", file=sys.stderr)
+            if model not in _padded:
+                _padded.add(model)
+                print(f"note: {model}: the tokenizer has no pad token; padding with its {name.split('_')[0]} token "
+                      f"{token!r} (masked out by the attention mask)", file=sys.stderr)
             return tokenizer
     raise UserError(f"{model}: the tokenizer has no pad token and none of {', '.join(family.pad_fallback)} to pad "
                     f"with; add a pad token to its tokenizer_config.json")

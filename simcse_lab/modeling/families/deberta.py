@@ -1,13 +1,8 @@
-"""DeBERTa-v2/v3: [CLS] at 0; relative attention. v3 (``position_biased_input=False``) has no absolute position
-table, so nothing limits the length (the encoder then truncates at 512, the length it was trained at); with
-``position_biased_input`` the table's rows are the limit. Not packable (its relative positions run over the
-whole row)."""
+"""DeBERTa-v2/v3: [CLS] at 0; relative attention (v3: ``position_biased_input=False``, no absolute table). The
+usable length is ``max_position_embeddings``, the length it was built for (512 for deberta-v3-base) and the one
+sentence-transformers caps its tokenizer at on reload, so an export encodes as the encoder does. Not packable
+(its relative positions run over the whole row)."""
 
-from simcse_lab.modeling.families.base import Family, absolute_positions
+from simcse_lab.modeling.families.base import Family
 
-
-def _usable(config) -> int | None:
-    return absolute_positions(config) if getattr(config, "position_biased_input", True) else None
-
-
-FAMILY = Family("deberta", ("deberta-v2", "deberta"), summary_token=0, usable_positions=_usable)
+FAMILY = Family("deberta", ("deberta-v2", "deberta"), summary_token=0)

@@ -31,7 +31,7 @@ class ESimCSE(Objective):
         # repeated; [UNK] is an ordinary word here
         self.special_ids = frozenset(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
         self.momentum_encoder = MomentumEncoder(embedder, momentum)  # a copy of the pretrained weights
-        self.queue = EmbeddingQueue(queue_size, embedder.backbone.config.hidden_size)
+        self.queue = EmbeddingQueue(queue_size, embedder.dim)
 
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder) -> ESimCSE:
