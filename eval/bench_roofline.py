@@ -30,7 +30,8 @@ from step_timing import StepRunner, median, paired_ratio  # noqa: E402
 from simcse_lab.evaluation.sts import TASKS, evaluate, load_task  # noqa: E402
 from simcse_lab.io import write_json, write_text  # noqa: E402
 from simcse_lab.modeling.encoder import Encoder  # noqa: E402
-from simcse_lab.runtime.flops import forward_flops, model_shape  # noqa: E402
+from simcse_lab.modeling.families import family_of  # noqa: E402
+from simcse_lab.runtime.flops import forward_flops  # noqa: E402
 from simcse_lab.training.config import TrainConfig  # noqa: E402
 
 PLAIN = {"length_chunks": 1, "pack_width": 0, "adamw": "for-loop"}
@@ -68,8 +69,8 @@ def encode_flops(encoder: Encoder, sentences: list[str]) -> tuple[int, float, fl
     """(real tokens, real FLOPs, padded FLOPs) of encoding ``sentences`` as encode_texts batches them."""
     ids = encoder.tokenizer(sentences, truncation=True, max_length=encoder.max_length)["input_ids"]
     lengths = sorted((len(i) for i in ids), reverse=True)
-    shape = model_shape(encoder.st_model[0].auto_model.config if encoder.backend == "sentence-transformers"
-                        else encoder.hf_model.config)
+    config = encoder.st_model[0].auto_model.config if encoder.backend == "sentence-transformers" else encoder.hf_model.config
+    shape = family_of(config).flop_shape(config)
     padded = []
     for start in range(0, len(lengths), encoder.batch_size):
         batch = lengths[start: start + encoder.batch_size]

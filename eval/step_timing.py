@@ -23,6 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from simcse_lab.modeling.embedder import load_embedder
 from simcse_lab.runtime.precision import resolve_precision
+from simcse_lab.training.backbone import resolve_backbone
 from simcse_lab.training.config import TrainConfig
 from simcse_lab.training.examples import load_training_examples
 from simcse_lab.training.loop import ADAMW_KERNELS, to_device
@@ -52,6 +53,7 @@ class StepRunner:
         self.device = torch.device("cpu")
         self.precision = resolve_precision(cfg.precision, self.device)
         set_seed(cfg.seed)
+        resolve_backbone(cfg)  # the default pooler: the backbone family's natural one, as the training loop does
         self.tokenizer, self.embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm,
                                                       cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size)
         if not dropout:

@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: a tiny randomly initialised BERT with the offline model's vocabulary,
-random toy corpora, a free TCP port for multi-process runs, and paths to the shared data (integration
-tests skip, loudly, when ../shared/data is absent). Test modules import the helpers as
+tiny random models of every backbone family with their own tokenizers (tests/families.py), random toy
+corpora, a free TCP port for multi-process runs, and paths to the shared data (integration tests skip,
+loudly, when ../shared/data is absent). Test modules import the helpers as
 ``from conftest import ...``."""
 
 from __future__ import annotations
@@ -117,6 +118,30 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"integration data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def family_tokenizers() -> dict:
+    """name -> the family tokenizer tests/families.py trained (filled in by the fixtures below, shared by them)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory, shared_data, family_tokenizers) -> dict[str, Path]:
+    """name -> directory of a tiny random model of each backbone family (and ``gpt2-nopad``), with its own
+    family's tokenizer trained on the wiki sentences (tests/families.py); built once per session."""
+    from families import build_families
+
+    return build_families(tmp_path_factory.mktemp("families"), shared_data, tokenizers=family_tokenizers)
+
+
+@pytest.fixture(scope="session")
+def still_family_models(tmp_path_factory, shared_data, family_tokenizers) -> dict[str, Path]:
+    """As ``family_models`` with dropout off (training-mode passes are deterministic), the same tokenizers."""
+    from families import build_families
+
+    return build_families(tmp_path_factory.mktemp("still-families"), shared_data, dropout=0.0,
+                          tokenizers=family_tokenizers)
 
 
 @pytest.fixture

@@ -52,22 +52,38 @@ def test_packed_forward_equals_the_padded_batch_with_dropout_off(still_bert, poo
             torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_packing_refuses_a_backbone_with_other_position_ids(tmp_path):
-    """RoBERTa counts positions from padding_idx + 1: packed position ids from 0 would silently be wrong."""
-    import torch
-    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+@pytest.mark.parametrize("model_type", ["roberta", "xlm-roberta", "electra", "mpnet"])
+def test_packing_is_exact_for_the_packable_families(tmp_path, model_type):
+    """RoBERTa/XLM-R/MPNet count positions from padding_idx + 1 (packing writes padding_idx + 1 + arange(n)),
+    ELECTRA from 0: packed vectors equal the padded batch's with dropout off, for cls and the mean poolers."""
+    from tiny_backbones import make_tiny
+
+    from simcse_lab.modeling.batching import pad_batch
+    from simcse_lab.modeling.embedder import load_embedder
+
+    path = make_tiny(tmp_path / model_type, model_type, seed=3)
+    for pooler in ("cls", "avg_top2"):
+        tokenizer, embedder = load_embedder(str(path), pooler, mlp_only_train=False, pack_width=24)
+        embedder.train()
+        ids = tokenizer(random_sentences(9, seed=4, lengths=(1, 16)), truncation=True, max_length=20)["input_ids"]
+        batch = pad_batch(ids, tokenizer.pad_token_id)
+        whole = embedder(**batch, pack=False, chunks=1)
+        packed = embedder(**batch)  # training mode with pack_width set: packed
+        torch.testing.assert_close(packed, whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "deberta-v2", "t5"])
+def test_packing_refuses_a_family_where_it_is_not_exact(tmp_path, model_type):
+    """DistilBERT takes no position ids, DeBERTa's and T5's relative positions run over the whole packed row:
+    refused in one line before the weights load; length chunks are fine."""
+    from tiny_backbones import make_tiny
 
     from simcse_lab.errors import UserError
     from simcse_lab.modeling.embedder import load_embedder
-    from simcse_lab.modeling.resolve import resolve_model
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                           intermediate_size=64, max_position_embeddings=130)
-    torch.manual_seed(0)
-    RobertaModel(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(UserError, match="pack_width needs a BERT-type backbone"):
-        load_embedder(str(tmp_path), "cls", mlp_only_train=False, pack_width=64)
-    _, embedder = load_embedder(str(tmp_path), "cls", mlp_only_train=False, length_chunks=2)  # chunks are fine
+    path = make_tiny(tmp_path / model_type, model_type)
+    pooler = "avg"
+    with pytest.raises(UserError, match="pack_width: packed rows would not equal the padded batch"):
+        load_embedder(str(path), pooler, mlp_only_train=False, pack_width=64)
+    _, embedder = load_embedder(str(path), pooler, mlp_only_train=False, length_chunks=2)  # chunks are fine
     assert embedder.length_chunks == 2

@@ -28,7 +28,7 @@ def hf(tiny_bert):
 @pytest.mark.parametrize("pooler", POOLERS)
 def test_shapes(hf, pooler):
     model, batch, out = hf
-    vec = pool(pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states, backbone_mlp(model))
+    vec = pool(pooler, batch, out.last_hidden_state, out.hidden_states, backbone_mlp(model), summary=0)
     assert vec.shape == (len(SENTS), model.config.hidden_size)
 
 
@@ -38,21 +38,21 @@ def test_definitions(hf):
     hs = out.hidden_states
     n0 = int(mask[0].sum())  # sentence 0 is shorter than the padded width
     assert n0 < mask.shape[1]
-    avg = pool("avg", mask, out.last_hidden_state, hs)
+    avg = pool("avg", batch, out.last_hidden_state, hs, summary=0)
     torch.testing.assert_close(avg[0], hs[-1][0, :n0].mean(0))
-    first_last = pool("avg_first_last", mask, out.last_hidden_state, hs)
+    first_last = pool("avg_first_last", batch, out.last_hidden_state, hs, summary=0)
     torch.testing.assert_close(first_last[0], ((hs[1][0, :n0] + hs[-1][0, :n0]) / 2).mean(0))
-    top2 = pool("avg_top2", mask, out.last_hidden_state, hs)
+    top2 = pool("avg_top2", batch, out.last_hidden_state, hs, summary=0)
     torch.testing.assert_close(top2[0], ((hs[-2][0, :n0] + hs[-1][0, :n0]) / 2).mean(0))
-    torch.testing.assert_close(pool("cls_before_pooler", mask, out.last_hidden_state, hs), out.last_hidden_state[:, 0])
-    torch.testing.assert_close(pool("cls", mask, out.last_hidden_state, hs, backbone_mlp(model)), out.pooler_output)
+    torch.testing.assert_close(pool("cls_before_pooler", batch, out.last_hidden_state, hs, summary=0), out.last_hidden_state[:, 0])
+    torch.testing.assert_close(pool("cls", batch, out.last_hidden_state, hs, backbone_mlp(model), summary=0), out.pooler_output)
 
 
 def test_encoder_matches_unbatched_forward(tiny_bert, hf):
     model, batch, out = hf
     enc = Encoder(str(tiny_bert), pooler="avg", precision="fp32", batch_size=2)
     got = enc.encode(SENTS)
-    want = pool("avg", batch["attention_mask"], out.last_hidden_state).numpy()
+    want = pool("avg", batch, out.last_hidden_state, summary=0).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert enc.encode([]).shape == (0, model.config.hidden_size)
 

@@ -18,7 +18,7 @@ def _reference(model, tokenizer, pooler, mlp=None):
     batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
     with torch.inference_mode():
         out = model(**batch, output_hidden_states=True)
-        return pool(pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states, mlp).numpy()
+        return pool(pooler, batch, out.last_hidden_state, out.hidden_states, mlp, summary=0).numpy()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Per-layer embeddings from one forward pass, for the report's layer profile.
 
 For each sentence: the checkpoint's sentence embedding plus, for the embedding layer (index 0) and
-every transformer layer, the mean-pooled and the [CLS] vector.
+every transformer layer, the mean-pooled and the [CLS] vector (the backbone family's sentence token; a family
+without one, such as T5, has no [CLS] profile: ``cls`` is None).
 
 Works for both :class:`~simcse_lab.modeling.encoder.Encoder` backends and reuses its fast batching loop
 (:func:`~simcse_lab.modeling.encoder.encode_texts`), so a report encodes each sentence once per checkpoint.
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from simcse_lab.modeling.encoder import encode_texts
+from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.pooling import masked_mean, pool
 
 
@@ -22,7 +24,7 @@ from simcse_lab.modeling.pooling import masked_mean, pool
 class LayerEmbeddings:
     sentence: np.ndarray  # (n, dim) the checkpoint's own sentence embedding
     avg: np.ndarray  # (layers + 1, n, hidden) mean over real tokens, per layer
-    cls: np.ndarray  # (layers + 1, n, hidden) [CLS] vector, per layer
+    cls: np.ndarray | None  # (layers + 1, n, hidden) [CLS] vector, per layer; None: the family has no such token
 
     @property
     def num_layers(self) -> int:
@@ -43,6 +45,8 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
     hidden = config.hidden_size
     dim = encoder.dim
     device = encoder.device
+    summary = family_of(config).summary_token
+    per_layer_vectors = 1 if summary is None else 2
 
     if encoder.backend == "sentence-transformers":
         previous = config.output_hidden_states
@@ -51,32 +55,31 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
         def forward(batch):
             batch = {k: v.to(device) for k, v in batch.items()}
             out = encoder.st_model(batch)
-            return _concat(out["sentence_embedding"], out["all_layer_embeddings"], batch["attention_mask"])
+            return _concat(out["sentence_embedding"], out["all_layer_embeddings"], batch["attention_mask"], summary)
     else:
         previous = None
 
         def forward(batch):
             batch = {k: v.to(device) for k, v in batch.items()}
             out = model(**batch, output_hidden_states=True)
-            main = pool(encoder.pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states,
-                        encoder.mlp)
-            return _concat(main, out.hidden_states, batch["attention_mask"])
+            main = pool(encoder.pooler, batch, out.last_hidden_state, out.hidden_states, encoder.mlp, summary=summary)
+            return _concat(main, out.hidden_states, batch["attention_mask"], summary)
 
     try:
-        flat = encode_texts(sentences, encoder.tokenizer, forward, dim + 2 * layers * hidden,
+        flat = encode_texts(sentences, encoder.tokenizer, forward, dim + per_layer_vectors * layers * hidden,
                             batch_size=encoder.batch_size, max_length=encoder.max_length,
                             precision=encoder.precision, device=device, progress=progress)
     finally:
         if previous is not None:
             config.output_hidden_states = previous
     n = len(sentences)
-    per_layer = flat[:, dim:].reshape(n, 2, layers, hidden)
+    per_layer = flat[:, dim:].reshape(n, per_layer_vectors, layers, hidden)
     return LayerEmbeddings(sentence=flat[:, :dim],
                            avg=np.ascontiguousarray(per_layer[:, 0].transpose(1, 0, 2)),
-                           cls=np.ascontiguousarray(per_layer[:, 1].transpose(1, 0, 2)))
+                           cls=np.ascontiguousarray(per_layer[:, 1].transpose(1, 0, 2)) if summary is not None else None)
 
 
-def _concat(main: torch.Tensor, hidden_states, attention_mask: torch.Tensor) -> torch.Tensor:
+def _concat(main: torch.Tensor, hidden_states, attention_mask: torch.Tensor, summary: int | None) -> torch.Tensor:
     avgs = [masked_mean(h, attention_mask) for h in hidden_states]
-    clss = [h[:, 0] for h in hidden_states]
+    clss = [h[:, summary] for h in hidden_states] if summary is not None else []
     return torch.cat([main.float()] + [a.float() for a in avgs] + [c.float() for c in clss], dim=1)

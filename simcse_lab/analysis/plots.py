@@ -93,6 +93,8 @@ def layer_profile(profiles: dict[str, dict], keys: tuple[str, ...], path) -> str
         for i, (name, prof) in enumerate(profiles.items()):
             color = f"C{i}"
             for pooling, style in (("avg", "-"), ("cls", "--")):
+                if not prof or pooling not in prof[0]:  # no [CLS] profile: a family without a sentence token
+                    continue
                 values = [layer[pooling][key] for layer in prof]
                 ax.plot(range(len(values)), values, style, color=color, marker=".",
                         label=f"{name} {pooling}")

@@ -114,7 +114,7 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> t
     summary["layers"] = [
         {pooling: geometry.isotropy_profile(getattr(layered, pooling)[layer], max_pairs=opts.max_pairs,
                                             seed=opts.seed)
-         for pooling in ("avg", "cls")}
+         for pooling in ("avg", "cls") if getattr(layered, pooling) is not None}  # no cls: a family without [CLS]
         for layer in range(layered.num_layers)
     ]
     if opts.tokens:
@@ -323,7 +323,7 @@ def render_markdown(report: dict) -> str:
         out += ["## Per-layer isotropy (layer 0 = embedding layer)", ""]
         for c in cks:
             head = ["layer", "avg IsoScore", "avg mean cos", "avg I(Z)", "cls IsoScore", "cls mean cos", "cls I(Z)"]
-            rows = [[str(i)] + [_fmt(layer[p][k]) for p in ("avg", "cls")
+            rows = [[str(i)] + [_fmt(layer[p][k]) if p in layer else "n/a" for p in ("avg", "cls")
                                 for k in ("isoscore", "mean_cosine", "partition_isotropy")]
                     for i, layer in enumerate(c["layers"])]
             out += [f"### {c['label']}", "", markdown_table(head, rows), ""]

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model directory, hub id, or the offline alias all-MiniLM-L6-v2 (default)")
     p.add_argument("--pooler", choices=POOLERS, default=None,
-                   help="SimCSE pooler; default: a sentence-transformers directory's own modules, else cls")
+                   help="SimCSE pooler; default: a sentence-transformers directory's own modules, else the backbone "
+                        "family's natural one (cls, or avg for a family without [CLS] such as T5)")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all seven)")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--aggregate", choices=AGGREGATES, default="all",

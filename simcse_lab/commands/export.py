@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", required=True, choices=FORMATS)
     add_output_dir_flag(p, "directory to write (written to a temp dir, then renamed)")
     p.add_argument("--pooler", choices=POOLERS, default=None,
-                   help="SimCSE pooler for a plain HF checkpoint (default: an ST dir's own modules; HF: cls)")
+                   help="SimCSE pooler for a plain HF checkpoint (default: an ST dir's own modules; HF: the "
+                        "backbone family's natural one, cls or avg)")
     p.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="onnx only: int8 dynamic quantization (onnxruntime), verified against the fp32 source")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")

@@ -20,7 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "such as sent0,sent1,hard_neg or anchor,positive,negative, or the only column)",
              "report_to": "experiment trackers through accelerate, comma-separated: none, tensorboard, wandb, "
                           "mlflow, ... or all (metrics.jsonl is always written; TensorBoard under OUTPUT/logs)",
-             "model": "model directory, hub id or alias", "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2",
+             "model": "model directory, hub id or alias", "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2 (default: the backbone "
+                                                       "family's natural one: cls, or avg for T5)",
+             "projection": "Sentence-T5's head: a bias-free dense projection (hidden x hidden) after pooling, then "
+                           "L2 normalisation, trained with the model and exported as Dense -> Normalize (a "
+                           "sentence-transformers --model that has one keeps its own)",
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
              "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "
@@ -67,7 +71,10 @@ def run(args) -> int:
     from simcse_lab.training.examples import check_training_data
     from simcse_lab.training.tracking import parse_report_to
 
-    training_precision(cfg.precision)
+    from simcse_lab.training.backbone import family_precision, resolve_backbone
+
+    family = resolve_backbone(cfg)  # the model's config.json: pooler, max length, packing, MLM against its family
+    family_precision(family, training_precision(cfg.precision), cfg.precision)
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
     claim_output_dir(cfg.output_dir, "train")  # every rank may: a directory of ours, or refused before any work

@@ -12,7 +12,8 @@ ONNX: sentence-transformers' ONNX backend exports through ``optimum.onnxruntime`
 ``optimum-onnx``), which does not support transformers 5 (it pins transformers<4.58), so the graph is
 exported with ``torch.onnx`` (the exporter optimum itself drives) and verified with onnxruntime. The
 graph contains the whole pipeline (encoder + pooling + dense head, + normalisation where the source
-has it): inputs ``input_ids``, ``attention_mask`` (+ ``token_type_ids``), output ``sentence_embedding``.
+has it): inputs ``input_ids``, ``attention_mask`` (+ ``token_type_ids`` where the model reads them: the names
+are taken from the exported graph), output ``sentence_embedding``.
 Such a directory is itself a ``--model`` for ``eval``, ``index build`` and ``search``
 (:class:`~simcse_lab.modeling.onnx_encoder.OnnxEncoder`).
 
@@ -229,6 +230,11 @@ def _write_onnx(model, tmp: Path, opset: int = 17) -> dict:
         torch.onnx.export(_Pipeline(model.eval(), names), tuple(sample[n] for n in names), str(tmp / "model.onnx"),
                           input_names=names, output_names=["sentence_embedding"], dynamic_axes=axes,
                           opset_version=opset, dynamo=False)
+    # the graph's own inputs: the exporter drops one the forward ignores (DeBERTa-v3 with type_vocab_size 0 never
+    # reads token_type_ids, though its tokenizer returns them), and the encoder feeds exactly what this names
+    onnx, _ = require_onnx()
+    kept = {i.name for i in onnx.load(str(tmp / "model.onnx"), load_external_data=False).graph.input}
+    names = [n for n in names if n in kept]
     tokenizer.save_pretrained(str(tmp))
     meta = {"inputs": names, "output": "sentence_embedding", "opset": opset,
             "max_seq_length": model.max_seq_length, "dimension": model.get_embedding_dimension(),

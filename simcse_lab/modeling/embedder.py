@@ -25,11 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.errors import UserError
+from simcse_lab.modeling.families import FAMILIES, check_pooler_fits, ensure_pad_token, family_of
 from simcse_lab.modeling.length_chunks import chunked_forward
-from simcse_lab.modeling.loading import load_model, load_tokenizer
+from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
+from simcse_lab.modeling.projection import new_projection, project, read_projection
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
 
 
@@ -69,12 +71,10 @@ class MaskedLMHead(nn.Module):
         return self.decoder(self.norm(F.gelu(self.dense(hidden_states))))
 
 
-PACKABLE_MODEL_TYPES = ("bert",)  # position ids from 0, 4-D attention masks accepted
-
-
 class SimCSEEmbedder(nn.Module):
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False,
-                 length_chunks: int = 1, pack_width: int = 0, mini_batch_size: int = 0):
+                 length_chunks: int = 1, pack_width: int = 0, mini_batch_size: int = 0,
+                 projection: nn.Linear | None = None, normalize: bool = False):
         super().__init__()
         check_pooler(pooler)
         if pack_width and mini_batch_size:
@@ -83,9 +83,14 @@ class SimCSEEmbedder(nn.Module):
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None  # the backbone's own pooler layer is not SimCSE's MLP and would get no gradient
         self.backbone = backbone
+        self.family = family_of(backbone.config)  # where its sentence token is, whether it packs
         self.pooler = pooler
         self.mlp_only_train = mlp_only_train
         self.mlp = MLPHead(backbone.config.hidden_size) if pooler == "cls" else None
+        # Sentence-T5's head after pooling: a bias-free projection (+ normalisation), in training and in exports
+        self.projection = projection
+        if projection is not None:  # whether it normalises travels with the weights (checkpoints, trajectories)
+            self.register_buffer("projection_normalize", torch.tensor(bool(normalize)))
         self.lm_head = None
         if do_mlm:
             config = backbone.config
@@ -125,7 +130,8 @@ class SimCSEEmbedder(nn.Module):
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         if pack and is_prefix_mask(attention_mask):
-            vectors = packed_forward(self.backbone, inputs, pooler, self._pool, self.pack_width or input_ids.shape[1])
+            vectors = packed_forward(self.backbone, inputs, pooler, self._pool, self.pack_width or input_ids.shape[1],
+                                     self.family.packing_position(self.backbone.config))
         else:
             vectors = chunked_forward(run(lambda part: self._vectors(part, pooler)), inputs, chunks)
         if mlm_input_ids is None:
@@ -137,10 +143,20 @@ class SimCSEEmbedder(nn.Module):
 
     def _vectors(self, inputs: dict, pooler: str) -> torch.Tensor:
         out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
-        return self._pool(pooler, inputs["attention_mask"], out.last_hidden_state, out.hidden_states)
+        return self._pool(pooler, inputs, out.last_hidden_state, out.hidden_states)
 
-    def _pool(self, pooler: str, attention_mask, last_hidden, hidden_states) -> torch.Tensor:
-        return pool(pooler, attention_mask, last_hidden, hidden_states, self.mlp)
+    @property
+    def dim(self) -> int:
+        """The sentence vectors' width: the backbone's hidden size, or the projection's output."""
+        return self.projection.out_features if self.projection is not None else self.backbone.config.hidden_size
+
+    @property
+    def normalize(self) -> bool:
+        return self.projection is not None and bool(self.projection_normalize)
+
+    def _pool(self, pooler: str, batch: dict, last_hidden, hidden_states) -> torch.Tensor:
+        vectors = pool(pooler, batch, last_hidden, hidden_states, self.mlp, summary=self.family.summary_token)
+        return project(vectors, self.projection, self.normalize)
 
     def _mlm_row_losses(self, inputs: dict) -> torch.Tensor:
         """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted)."""
@@ -151,20 +167,61 @@ class SimCSEEmbedder(nn.Module):
         return losses.view(labels.shape).sum(1)
 
 
-def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0, mini_batch_size: int = 0):
-    """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id)."""
+def backbone_path(model: str) -> str:
+    """Where the Hugging Face backbone of a model spec lives (an alias, HF dir, sentence-transformers dir's
+    Transformer folder, or hub id)."""
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
         path = transformer_subdir(path)
+    return path
+
+
+def backbone_config(model: str):
+    """The transformers config of a model spec's backbone (config.json only: no weights, no tokenizer)."""
     try:
-        tokenizer = load_tokenizer(path)
-        backbone = load_model(path)
+        return load_config(backbone_path(model))
     except (OSError, ValueError) as err:
         raise load_error(model, err) from None
-    if pack_width and getattr(backbone.config, "model_type", None) not in PACKABLE_MODEL_TYPES:
-        # packing passes position ids from 0 and a 4-D mask: right for BERT, wrong for e.g. RoBERTa's offset positions
-        raise UserError(f"{model}: pack_width needs a BERT-type backbone ({', '.join(PACKABLE_MODEL_TYPES)}), "
-                        f"this one is {getattr(backbone.config, 'model_type', 'unknown')!r}; use length_chunks instead")
+
+
+def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_width: int = 0):
+    """The backbone family of ``config``, once the settings are checked against it (before any weights load): a
+    pooler it cannot compute, ``--do-mlm`` where it has no MLM objective, packing where packed rows would not
+    equal the padded batch are one line each."""
+    family = family_of(config)
+    check_pooler_fits(family, pooler, model)
+    if do_mlm and not family.mlm:
+        raise UserError(f"{model}: --do-mlm: the {family.name} family has no masked-language-model objective")
+    if pack_width and family.packing_position is None:
+        packable = sorted({f.name for f in FAMILIES.values() if f.packing_position is not None})
+        raise UserError(f"{model}: pack_width: packed rows would not equal the padded batch for the {family.name} "
+                        f"family (packable: {', '.join(packable)}); use length_chunks instead")
+    return family
+
+
+def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
+                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False):
+    """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
+    sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
+    ``projection`` adds a fresh one (+ normalisation) where the model has none."""
+    path = backbone_path(model)
+    try:
+        config = load_config(path)
+    except (OSError, ValueError) as err:
+        raise load_error(model, err) from None
+    family = check_family(model, config, pooler, do_mlm, pack_width)
+    try:
+        tokenizer = ensure_pad_token(load_tokenizer(path), family, model)
+        if do_mlm and tokenizer.mask_token_id is None:
+            raise UserError(f"{model}: --do-mlm needs a tokenizer with a mask token")
+        backbone = load_model(path, config)
+        root = resolve_model(model)
+        # a sentence-transformers directory: its own projection head, if it has one
+        head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None
+    except (OSError, ValueError) as err:
+        raise load_error(model, err) from None
+    if head is None and projection:
+        head = new_projection(backbone.config.hidden_size), True
+    layer, normalize = head if head is not None else (None, False)
     return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width,
-                                      mini_batch_size)
+                                      mini_batch_size, layer, normalize)

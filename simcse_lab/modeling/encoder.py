@@ -22,9 +22,11 @@ from tqdm.auto import tqdm
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.batching import pad_batch
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
-from simcse_lab.modeling.loading import load_model, load_sentence_transformer, load_tokenizer
+from simcse_lab.modeling.families import check_pooler_fits, ensure_pad_token, family_of
+from simcse_lab.modeling.loading import load_config, load_model, load_sentence_transformer, load_tokenizer
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, OWN_MODULES, check_pooler, pool
+from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
 from simcse_lab.runtime.precision import autocast_context, default_device, resolve_precision
@@ -34,8 +36,10 @@ class Encoder:
     """Encode sentences with a checkpoint.
 
     ``pooler=None`` means: a sentence-transformers directory is run through its own modules (then
-    ``self.pooler`` stays None and results record ``OWN_MODULES``); a plain Hugging Face model uses
-    SimCSE's default ``cls``. Any explicit pooler runs the underlying Hugging Face encoder with that pooler.
+    ``self.pooler`` stays None and results record ``OWN_MODULES``); a plain Hugging Face model uses its
+    backbone family's natural pooler (``cls`` where it has a sentence token, else ``avg``). Any explicit pooler
+    runs the underlying Hugging Face encoder with that pooler; one the family cannot compute (``cls`` on a T5)
+    is refused before the weights load.
     """
 
     def __init__(self, model: str, pooler: str | None = None, precision: str = "auto",
@@ -53,7 +57,7 @@ class Encoder:
             self._load_st(max_length)
         else:
             self.backend = "hf"
-            self.pooler = check_pooler(pooler or "cls")
+            self.pooler = check_pooler(pooler) if pooler is not None else None  # None: the family's natural one
             self._load_hf(transformer_subdir(self.path) if local_st else self.path, max_length)
 
     @classmethod
@@ -67,7 +71,7 @@ class Encoder:
         encoder = cls(model, pooler=pooler if pooler != "cls" else "cls_before_pooler", **kwargs)
         backbone = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
         head = {k[len("mlp."):]: v for k, v in state_dict.items() if k.startswith("mlp.")}
-        stray = [k for k in state_dict if not k.startswith(("backbone.", "mlp.", "lm_head."))]
+        stray = [k for k in state_dict if not k.startswith(("backbone.", "mlp.", "lm_head.", "projection"))]
         if stray or not backbone:
             raise UserError(f"{name}: not a SimCSE embedder state (keys such as {(stray or list(state_dict))[:3]})")
         # SimCSEEmbedder drops the backbone's own pooler layer: keep the loaded one unless the state has an MLP
@@ -87,6 +91,12 @@ class Encoder:
                 raise UserError(f"{name}: {model} has no pooler layer to hold the run's MLP; use cls_before_pooler")
             encoder.pooler = "cls"
             encoder.mlp = backbone_mlp(encoder.hf_model)
+        if "projection.weight" in state_dict:  # Sentence-T5's head, as the run trained it
+            weight = state_dict["projection.weight"]
+            encoder.projection = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False).to(encoder.device)
+            encoder.projection.weight.data.copy_(weight)
+            encoder.normalize = bool(state_dict.get("projection_normalize", torch.tensor(False)))
+            encoder.dim = weight.shape[0]
         encoder.model_name = name
         encoder.hf_model.eval()
         return encoder
@@ -98,18 +108,30 @@ class Encoder:
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
         self.st_model.eval()
+        config = getattr(getattr(self.st_model[0], "model", None), "config", None)  # its Transformer module's
+        self.family = family_of(config) if config is not None else None
         self.tokenizer = self.st_model.tokenizer
         self.max_length = max_length or self.st_model.max_seq_length or 512
+        if self.family is not None:
+            ensure_pad_token(self.tokenizer, self.family, self.model_name)
+            self.max_length = min(self.max_length, self.family.max_tokens(config))
         self.dim = self.st_model.get_embedding_dimension()
 
     def _load_hf(self, path: str, max_length: int | None) -> None:
         try:
-            self.tokenizer = load_tokenizer(path)
-            self.hf_model, loading_info = load_model(path, output_loading_info=True)
+            config = load_config(path)
+        except (OSError, ValueError) as err:
+            raise load_error(self.model_name, err) from None
+        self.family = family_of(config)
+        self.pooler = check_pooler_fits(self.family, self.pooler or self.family.natural_pooler, self.model_name)
+        try:
+            self.tokenizer = ensure_pad_token(load_tokenizer(path), self.family, self.model_name)
+            self.hf_model, loading_info = load_model(path, config, output_loading_info=True)
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
         self.hf_model.to(self.device).eval()
         self.mlp = backbone_mlp(self.hf_model)
+        self.projection, self.normalize = None, False  # a run's projection head (from_embedder_state)
         if self.pooler == "cls":
             missing = [k for k in loading_info.get("missing_keys", []) if "pooler" in k]
             if self.mlp is None or missing:
@@ -117,7 +139,7 @@ class Encoder:
                     f"{self.model_name}: pooler 'cls' needs trained pooler/MLP weights, which this checkpoint "
                     f"lacks; use --pooler cls_before_pooler"
                 )
-        limit = getattr(self.hf_model.config, "max_position_embeddings", 512)
+        limit = self.family.max_tokens(self.hf_model.config)  # e.g. RoBERTa: 514 rows, 512 usable positions
         self.max_length = min(max_length or limit, limit)
         self.dim = self.hf_model.config.hidden_size
 
@@ -131,7 +153,9 @@ class Encoder:
         if self.backend == "sentence-transformers":
             return self.st_model(batch)["sentence_embedding"]
         out = self.hf_model(**batch, output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
-        return pool(self.pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states, self.mlp)
+        vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
+                       summary=self.family.summary_token)
+        return project(vectors, self.projection, self.normalize)
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
@@ -191,7 +215,7 @@ class EmbedderEncoder:
 
     @property
     def dim(self) -> int:
-        return self.embedder.backbone.config.hidden_size
+        return self.embedder.dim
 
     def describe(self) -> dict:
         return {"model": self.name, "pooler": self.embedder.active_pooler, "precision": self.precision,

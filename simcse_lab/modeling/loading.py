@@ -97,13 +97,28 @@ def load_tokenizer(path: str):
         return AutoTokenizer.from_pretrained(path, **NO_REMOTE_CODE)
 
 
-def load_model(path: str, **kwargs):
-    """``AutoModel.from_pretrained(path, **kwargs)`` (e.g. ``output_loading_info=True``), no remote code."""
-    from transformers import AutoModel
+def load_config(path: str):
+    """``AutoConfig.from_pretrained(path)``, no remote code: the model's family and shape, no weights read."""
+    from transformers import AutoConfig
 
     check_local_model(path)
     with quiet():
-        return AutoModel.from_pretrained(path, **kwargs, **NO_REMOTE_CODE)
+        return AutoConfig.from_pretrained(path, **NO_REMOTE_CODE)
+
+
+def load_model(path: str, config=None, **kwargs):
+    """The encoder at ``path`` (``**kwargs`` e.g. ``output_loading_info=True``), no remote code: the class its
+    backbone family names for the encoder alone (``T5EncoderModel`` for a T5), else ``AutoModel``."""
+    import transformers
+
+    from simcse_lab.modeling.families import family_of
+
+    config = config if config is not None else load_config(path)
+    name = family_of(config).model_class(config)
+    model_class = getattr(transformers, name) if name else transformers.AutoModel
+    check_local_model(path)
+    with quiet():
+        return model_class.from_pretrained(path, config=config, **kwargs, **NO_REMOTE_CODE)
 
 
 def load_sentence_transformer(path: str, device: str | None = None):

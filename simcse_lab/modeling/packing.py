@@ -2,7 +2,8 @@
 
 A padded batch runs every sentence at the longest one's width. Packing puts several sentences into one row
 (first-fit by decreasing length into rows of ``width`` positions), with a block-diagonal attention mask so
-that a token attends only to its own sentence, position ids restarting at 0 for each sentence, and each
+that a token attends only to its own sentence, position ids restarting for each sentence (at 0, or at the
+family's first position: ``padding_idx + 1`` for RoBERTa), and each
 sentence's token type ids. The sentence vectors are then read off each sentence's own span (its first
 position for [CLS], the mean of its span for the mean poolers) and put back in the batch's row order.
 
@@ -48,10 +49,12 @@ def is_prefix_mask(attention_mask: torch.Tensor) -> bool:
     return bool((attention_mask.sum(1) == row_extents(attention_mask)).all())
 
 
-def packed_forward(backbone, inputs: dict, pooler: str, pool_fn, width: int) -> torch.Tensor:
+def packed_forward(backbone, inputs: dict, pooler: str, pool_fn, width: int, first_position: int = 0) -> torch.Tensor:
     """Sentence vectors (rows, dim) of the right-padded batch ``inputs``, computed packed (module docstring).
-    ``pool_fn(pooler, mask, last_hidden, hidden_states)`` pools a padded (sentences, positions) layout; rows are
-    packed up to ``width`` positions (or the longest sentence, if longer)."""
+    ``pool_fn(pooler, batch, last_hidden, hidden_states)`` pools a padded (sentences, positions) layout; rows are
+    packed up to ``width`` positions (or the longest sentence, if longer). Each sentence's position ids are
+    ``first_position + arange(n)``: 0 for BERT, ``padding_idx + 1`` for RoBERTa's offset positions (the
+    family's :attr:`~simcse_lab.modeling.families.base.Family.packing_position`)."""
     mask = inputs["attention_mask"]
     lengths = mask.sum(1).tolist()
     rows = pack_rows(lengths, max(width, max(lengths)))
@@ -71,7 +74,7 @@ def packed_forward(backbone, inputs: dict, pooler: str, pool_fn, width: int) -> 
             ids[r, start:start + n] = inputs["input_ids"][i, :n]
             if "token_type_ids" in inputs:
                 types[r, start:start + n] = inputs["token_type_ids"][i, :n]
-            positions[r, start:start + n] = torch.arange(n, device=device)
+            positions[r, start:start + n] = first_position + torch.arange(n, device=device)
             segment[r, start:start + n] = i
             place[i] = (r, start)
             start += n
@@ -96,4 +99,4 @@ def packed_forward(backbone, inputs: dict, pooler: str, pool_fn, width: int) -> 
         return flat[flat_index.reshape(-1)].view(len(lengths), padded_width, hidden.shape[-1])
 
     hidden_states = tuple(unpack(h) for h in out.hidden_states) if out.hidden_states is not None else None
-    return pool_fn(pooler, mask, unpack(out.last_hidden_state), hidden_states)
+    return pool_fn(pooler, inputs, unpack(out.last_hidden_state), hidden_states)

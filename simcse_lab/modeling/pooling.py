@@ -7,6 +7,9 @@
 - ``avg_first_last``: mean over tokens of the average of the first transformer layer and the last;
 - ``avg_top2``: mean over tokens of the average of the last two layers.
 
+([CLS] is the backbone family's sentence token, at the position its family declares; a family without one,
+such as T5, takes only the mean poolers: :mod:`simcse_lab.modeling.families`.)
+
 In simcse-lab "pooler" always means one of these names. A sentence-transformers directory run through
 its own modules has no SimCSE pooler; results record it as ``OWN_MODULES``. This module needs no torch
 at import time (the tensors come from the caller), so a config can check a pooler name without it.
@@ -38,20 +41,24 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-def pool(pooler: str, attention_mask: torch.Tensor, last_hidden: torch.Tensor,
-         hidden_states: tuple[torch.Tensor, ...] | None = None,
-         mlp: torch.nn.Module | None = None) -> torch.Tensor:
+def pool(pooler: str, batch, last_hidden: torch.Tensor, hidden_states: tuple[torch.Tensor, ...] | None = None,
+         mlp: torch.nn.Module | None = None, *, summary: int | None) -> torch.Tensor:
     """Sentence vectors (batch, dim) from one forward pass.
 
-    ``hidden_states`` is the tuple from ``output_hidden_states=True`` (index 0 = embedding layer,
-    index 1 = first transformer layer); ``mlp`` is the dense+tanh head that ``cls`` applies.
+    ``batch`` holds the model inputs (``attention_mask``, ``input_ids``, ...: a pooler may read any position);
+    ``hidden_states`` is the tuple from ``output_hidden_states=True`` (index 0 = embedding layer, index 1 =
+    first transformer layer); ``mlp`` is the dense+tanh head that ``cls`` applies; ``summary`` is the position
+    of the family's sentence token ([CLS], <s>; :attr:`Family.summary_token`), None where it has none.
     """
-    if pooler == "cls":
+    attention_mask = batch["attention_mask"]
+    if pooler in ("cls", "cls_before_pooler"):
+        if summary is None:
+            raise ValueError(f"pooler {pooler!r} needs a sentence token, which this backbone family does not have")
+        if pooler == "cls_before_pooler":
+            return last_hidden[:, summary]
         if mlp is None:
             raise ValueError("pooler 'cls' needs an MLP head (dense + tanh)")
-        return mlp(last_hidden[:, 0])
-    if pooler == "cls_before_pooler":
-        return last_hidden[:, 0]
+        return mlp(last_hidden[:, summary])
     if pooler == "avg":
         return masked_mean(last_hidden, attention_mask)
     check_pooler(pooler)

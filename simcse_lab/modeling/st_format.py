@@ -11,6 +11,9 @@ as ``simcse_lab.modeling.pooling.pool``; cosine similarity is unaffected):
 - ``avg_top2``                       -> Transformer(output_hidden_states), WeightedLayerPooling(layer_start=L-1,
                                         weights [1, 1]), Pooling("mean")
 
+followed, for a model with Sentence-T5's projection head (:mod:`simcse_lab.modeling.projection`), by
+Dense(no bias, identity) [+ Normalize].
+
 ``all_layer_embeddings`` index 0 is the embedding layer, as ``hidden_states`` in ``pool``.
 The directory is written to a temporary sibling and renamed into place, so a reader never sees a
 half-written model and an existing model at ``output_dir`` is replaced only once the new one is complete.
@@ -25,16 +28,22 @@ import torch
 from safetensors import safe_open
 from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
 
+from simcse_lab.errors import UserError
 from simcse_lab.io import make_temp_dir, staged_dir
 from simcse_lab.modeling.embedder import SimCSEEmbedder
+from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler
+from simcse_lab.modeling.projection import projection_modules
 
 
 def _mlp_linear(mlp: torch.nn.Module) -> torch.nn.Linear:
-    """The nn.Linear of an MLP head: the Linear itself, or a module with ``.dense`` (MLPHead, BertPooler)."""
+    """The nn.Linear of an MLP head: the Linear itself, a module with ``.dense`` (MLPHead, BertPooler), or the
+    (dense, tanh) Sequential that :func:`~simcse_lab.modeling.embedder.backbone_mlp` makes of a backbone's pooler."""
     if isinstance(mlp, torch.nn.Linear):
         return mlp
+    if isinstance(mlp, torch.nn.Sequential) and len(mlp) and isinstance(mlp[0], torch.nn.Linear):
+        return mlp[0]
     dense = getattr(mlp, "dense", None)
     if isinstance(dense, torch.nn.Linear):
         return dense
@@ -73,12 +82,18 @@ def has_pooler_weights(model_dir: str) -> bool:
 
 
 def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None = None,
-                  max_seq_length: int = 512) -> list[torch.nn.Module]:
-    """The sentence-transformers module list reproducing ``pooler`` on the HF model in ``transformer_dir``."""
+                  max_seq_length: int = 512, projection: torch.nn.Linear | None = None,
+                  normalize: bool = False) -> list[torch.nn.Module]:
+    """The sentence-transformers module list reproducing ``pooler`` on the HF model in ``transformer_dir``
+    (then Sentence-T5's ``projection`` as a bias-free Dense [+ Normalize], when given)."""
     _check_head(pooler, mlp)
     config_kwargs = {"output_hidden_states": True} if pooler in NEEDS_HIDDEN_STATES else {}
     transformer = transformer_module(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
     dim = transformer.get_embedding_dimension()
+    summary = family_of(transformer.model.config).summary_token
+    if pooler.startswith("cls") and summary != 0:  # sentence-transformers' Pooling("cls") reads position 0
+        raise UserError(f"pooler {pooler!r} reads a sentence token at position 0; this backbone has "
+                        f"{'none' if summary is None else f'one at {summary}'}")
     backbone_layer = getattr(transformer.model, "pooler", None)  # Hugging Face's own pooler layer (BertPooler)
     if backbone_layer is not None:
         if pooler == "cls":  # SimCSE's convention: the kept MLP head also lives in the backbone's pooler weights
@@ -100,11 +115,14 @@ def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None
                       activation_function=torch.nn.Tanh())
         dense.linear.load_state_dict({k: v.detach().float().cpu() for k, v in linear.state_dict().items()})
         modules.append(dense)
+    if projection is not None:
+        modules += projection_modules(projection, normalize)
     return modules
 
 
 def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,
-                              max_seq_length: int = 512, model_card: str | None = None) -> Path:
+                              max_seq_length: int = 512, model_card: str | None = None,
+                              projection: torch.nn.Linear | None = None, normalize: bool = False) -> Path:
     """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ ``mlp`` for ``cls``)
     as a sentence-transformers directory at ``output_dir``; return its path.
 
@@ -113,15 +131,16 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     """
     _check_head(pooler, mlp)
     output_dir = Path(output_dir)
-    limit = getattr(backbone.config, "max_position_embeddings", max_seq_length)
-    max_seq_length = min(max_seq_length, limit)
+    # the positions the family can use (RoBERTa: 514 rows, 512 usable), so the saved model never runs past them
+    max_seq_length = min(max_seq_length, family_of(backbone.config).max_tokens(backbone.config, max_seq_length))
     with staged_dir(output_dir) as tmp:
         hf_dir = make_temp_dir(output_dir)  # the backbone saved once, for sentence-transformers to read back
         try:
             with quiet():
                 backbone.save_pretrained(hf_dir)
                 tokenizer.save_pretrained(hf_dir)
-            modules = build_modules(str(hf_dir), pooler, mlp=mlp, max_seq_length=max_seq_length)
+            modules = build_modules(str(hf_dir), pooler, mlp=mlp, max_seq_length=max_seq_length,
+                                    projection=projection, normalize=normalize)
             model = sentence_transformer_from_modules(modules, device="cpu")
             with quiet():
                 model.save(str(tmp))
@@ -137,4 +156,5 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``)."""
     pooler = embedder.export_pooler
     return save_sentence_transformer(embedder.backbone, tokenizer, pooler, output_dir,
-                                     mlp=embedder.mlp if pooler == "cls" else None)
+                                     mlp=embedder.mlp if pooler == "cls" else None,
+                                     projection=embedder.projection, normalize=embedder.normalize)

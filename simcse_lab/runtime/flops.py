@@ -1,4 +1,4 @@
-"""Arithmetic of a BERT-style encoder, to put a measured speed next to the hardware's own limit.
+"""Arithmetic of a transformer encoder, to put a measured speed next to the hardware's own limit.
 
 Matmul FLOPs (a multiply-add counts 2) of one transformer layer on one sequence of ``n`` positions, hidden
 size ``h``, feed-forward size ``f``: the Q, K, V and output projections ``8 n h^2``, the feed-forward
@@ -9,6 +9,8 @@ and the optimizer are not matmuls: they are what separates an achieved rate from
 Counted twice per batch: over the real tokens (each sequence at its own length) and over the padded
 rectangles the kernels actually run: every sequence at the batch's longest length, or, when the batch runs
 as ``chunks`` length-sorted chunks (:mod:`simcse_lab.modeling.length_chunks`), at its chunk's longest.
+The shape ``(hidden, ffn, layers)`` comes from the caller: each backbone family reads it from its own config
+names (:meth:`simcse_lab.modeling.families.base.Family.flop_shape`).
 """
 
 from __future__ import annotations
@@ -45,8 +47,3 @@ def forward_flops(lengths: Sequence[int], hidden: int, ffn: int, layers: int, pa
         return 0.0
     widths = padded_widths(lengths, chunks) if padded else lengths
     return layers * sum(layer_flops(n, hidden, ffn) for n in widths)
-
-
-def model_shape(config) -> tuple[int, int, int]:
-    """(hidden, feed-forward, layers) of a Hugging Face BERT-like config."""
-    return config.hidden_size, config.intermediate_size, config.num_hidden_layers

@@ -34,8 +34,9 @@ class TrainConfig:
     data: str = "wiki"            # the one --data syntax (simcse_lab.data.spec)
     columns: str = ""             # "a,b,c": the sentence / positive / hard-negative columns ("": a known naming)
     output_dir: str = "runs/unsup"
-    pooler: str = "cls"
+    pooler: str = ""              # "": the backbone family's natural pooler (cls; avg for T5), set once its config is read
     mlp_only_train: bool = True
+    projection: bool = False      # Sentence-T5's bias-free projection + normalisation after pooling (kept from an ST dir)
     temperature: float = 0.05
     hard_negative_weight: float = 0.0
     dup_rate: float = 0.32
@@ -74,7 +75,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
-        check_pooler(self.pooler)
+        if self.pooler:
+            check_pooler(self.pooler)
         if self.precision not in TRAINING_PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; choose from {', '.join(TRAINING_PRECISIONS)}")
         parse_columns(self.columns)

@@ -35,6 +35,7 @@ from simcse_lab.evaluation.sts import parse_tasks
 from simcse_lab.io import write_json
 from simcse_lab.modeling.embedder import load_embedder
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
+from simcse_lab.training.backbone import family_precision, resolve_backbone
 from simcse_lab.training.checkpoint import save_checkpoint
 from simcse_lab.training.config import TrainConfig
 from simcse_lab.training.examples import load_training_examples
@@ -55,10 +56,12 @@ def to_device(batch: dict, device) -> dict:
     return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
-def make_accelerator(cfg: TrainConfig, out: Path) -> tuple[Accelerator, str, list[str]]:
+def make_accelerator(cfg: TrainConfig, out: Path, family=None) -> tuple[Accelerator, str, list[str]]:
     """(accelerator, training precision, trackers): devices (CPU when there is no GPU), processes, mixed precision
-    and experiment trackers, all from accelerate."""
+    and experiment trackers, all from accelerate; ``family`` (the backbone's) may rule fp16 out."""
     precision, trackers = training_precision(cfg.precision), parse_report_to(cfg.report_to)
+    if family is not None:
+        precision = family_precision(family, precision, cfg.precision)
     accelerator = Accelerator(cpu=training_device_type() == "cpu", mixed_precision=ACCELERATE_NAMES[precision],
                               log_with=trackers or None,
                               project_config=ProjectConfiguration(str(out), logging_dir=str(out / LOG_DIR)))
@@ -90,9 +93,11 @@ def global_loss(accelerator, loss: torch.Tensor, parts: dict) -> tuple[float, di
 
 def train(cfg: TrainConfig) -> dict:
     """Train; return the run's summary (also OUTPUT/summary.json, written by the main process)."""
-    # one Accelerator owns devices, processes, mixed precision and trackers; bad settings stop here
+    # one Accelerator owns devices, processes, mixed precision and trackers; bad settings stop here, and so do
+    # settings the backbone's family cannot take (config.json only); the default pooler becomes the family's
     out = Path(cfg.output_dir)
-    accelerator, precision, trackers = make_accelerator(cfg, out)
+    family = resolve_backbone(cfg)
+    accelerator, precision, trackers = make_accelerator(cfg, out, family)
     device, processes, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
     check_can_start(cfg, out, processes)
     test_tasks = [] if cfg.test_tasks.strip().lower() in ("", "none") else parse_tasks(cfg.test_tasks)
@@ -100,9 +105,7 @@ def train(cfg: TrainConfig) -> dict:
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
-                                        cfg.pack_width, cfg.mini_batch_size)
-    if cfg.do_mlm and tokenizer.mask_token_id is None:
-        raise UserError(f"{cfg.model}: --do-mlm needs a tokenizer with a mask token")
+                                        cfg.pack_width, cfg.mini_batch_size, cfg.projection)
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
         examples = load_training_examples(cfg, tokenizer)

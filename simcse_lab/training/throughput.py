@@ -16,8 +16,9 @@ achieved TFLOP/s stays the useful work per second, so it drops by what the recom
 
 from __future__ import annotations
 
+from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.packing import pack_rows
-from simcse_lab.runtime.flops import TRAIN_TO_FORWARD, forward_flops, layer_flops, model_shape
+from simcse_lab.runtime.flops import TRAIN_TO_FORWARD, forward_flops, layer_flops
 
 
 def _inputs(batch: dict, name: str = "") -> list[tuple[str, dict]]:
@@ -29,10 +30,13 @@ def _inputs(batch: dict, name: str = "") -> list[tuple[str, dict]]:
 
 class StepWork:
     """``work(batch)`` -> (real tokens through the encoder, matmul FLOPs) of one step on that batch;
-    ``chunks`` / ``pack_width``: how the encoder runs a batch (``length_chunks``, ``pack_width``)."""
+    ``chunks`` / ``pack_width``: how the encoder runs a batch (``length_chunks``, ``pack_width``). The model's
+    shape is its backbone family's reading of the config; a config whose shape no rule can read counts 0 FLOPs
+    (the log's achieved TFLOP/s then reads 0; its tokens/s stay right)."""
 
     def __init__(self, objective, model_config, chunks: int = 1, pack_width: int = 0):
-        self.shape, self.chunks, self.pack_width = model_shape(model_config), chunks, pack_width
+        self.shape = family_of(model_config).flop_shape(model_config)
+        self.chunks, self.pack_width = chunks, pack_width
         self.forward_only = set(getattr(objective, "forward_only_inputs", ()))
         self.copies = 2 if getattr(objective, "mlm", None) is not None else 1  # --do-mlm: + the masked copy
 
@@ -46,6 +50,8 @@ class StepWork:
         return tokens, flops
 
     def _forward_flops(self, lengths: list[int], padded: bool) -> float:
+        if self.shape is None:
+            return 0.0
         if not (padded and self.pack_width):
             return forward_flops(lengths, *self.shape, padded=padded, chunks=self.chunks)
         # packed: rows of the longest packed row's width, attention over the whole row

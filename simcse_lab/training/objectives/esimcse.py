@@ -27,8 +27,11 @@ class ESimCSE(Objective):
         self.dup_rate = dup_rate
         self.seed = seed
         self.fixed_repetition = fixed_repetition
+        # the special tokens the tokenizer puts at a sentence's ends ([CLS]/[SEP], <s>/</s>, T5's </s>), never
+        # repeated; [UNK] is an ordinary word here
+        self.special_ids = frozenset(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
         self.momentum_encoder = MomentumEncoder(embedder, momentum)  # a copy of the pretrained weights
-        self.queue = EmbeddingQueue(queue_size, embedder.backbone.config.hidden_size)
+        self.queue = EmbeddingQueue(queue_size, embedder.dim)
 
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder) -> ESimCSE:
@@ -39,7 +42,7 @@ class ESimCSE(Objective):
     def repeat(self, ids: list[int], step: int, index: int) -> list[int]:
         """A fresh draw every step, or (``fixed_repetition``, the official code) one draw per sentence."""
         key = index if self.fixed_repetition else (step, index)
-        return repeat_tokens(ids, self.dup_rate, random.Random(f"{self.seed}-{key}"))
+        return repeat_tokens(ids, self.dup_rate, random.Random(f"{self.seed}-{key}"), special_ids=self.special_ids)
 
     def collate(self, examples: list[tuple[int, list[int]]], step: int) -> dict:
         """``examples`` are (sentence index, token ids)."""

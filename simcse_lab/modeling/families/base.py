@@ -1,0 +1,104 @@
+"""What a backbone family declares (:class:`Family`) and the shared rules its modules build it from.
+
+A family is one record, read where the code used to assume BERT: how the encoder loads, where the sentence
+token is (or that there is none), how padding works when the tokenizer has no pad token, which positions the
+model can use (:meth:`Family.usable_max_length`), whether packed rows give exactly the padded batch's vectors
+(:attr:`Family.packing_position`), whether the family has an MLM objective, and its matmul shape for the FLOP
+count (:meth:`Family.flop_shape`). Nothing here imports torch or transformers: a config is checked before
+anything loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from simcse_lab.modeling.pooling import POOLERS
+
+SUMMARY_POOLERS = ("cls", "cls_before_pooler")  # the poolers that read the sentence token
+DEFAULT_MAX_LENGTH = 512  # a family with no position table (relative positions) and no length of its own
+
+
+def config_value(config, *names, default=None):
+    """The first of ``names`` that ``config`` has and is not None, else ``default``."""
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def absolute_positions(config) -> int | None:
+    """A position table indexed from 0: as many usable positions as it has rows."""
+    return config_value(config, "max_position_embeddings", "n_positions")
+
+
+def offset_positions(padding_idx: Callable[[object], int]) -> Callable[[object], int | None]:
+    """RoBERTa's rule: positions start at ``padding_idx + 1``, so the table has ``padding_idx + 1`` rows fewer
+    usable ones (roberta-base: 514 rows, 512 positions)."""
+    def usable(config) -> int | None:
+        rows = config_value(config, "max_position_embeddings")
+        return None if rows is None else rows - padding_idx(config) - 1
+    return usable
+
+
+def no_position_table(config) -> None:
+    """Relative positions (T5): no table to run past."""
+    return None
+
+
+def shape_from(hidden: tuple[str, ...], ffn: tuple[str, ...], layers: tuple[str, ...], gated: Callable = None):
+    """A ``flop_shape`` reading (hidden, feed-forward, layers) from the family's own config names; a missing
+    feed-forward size is GPT-2's default, 4 * hidden. ``gated(config)``: a GLU feed-forward (three matrices of
+    hidden x ffn instead of two) is counted as 1.5 x ffn."""
+    def shape(config) -> tuple[int, int, int] | None:
+        h, n = config_value(config, *hidden), config_value(config, *layers)
+        if h is None or n is None:
+            return None
+        f = config_value(config, *ffn, default=4 * h)
+        if gated is not None and gated(config):
+            f = f * 3 // 2
+        return int(h), int(f), int(n)
+    return shape
+
+
+BERT_SHAPE = shape_from(("hidden_size",), ("intermediate_size",), ("num_hidden_layers",))
+
+
+@dataclass(frozen=True)
+class Family:
+    """One backbone family (see the module docstring); each ``modeling/families/<name>.py`` declares ``FAMILY``."""
+
+    name: str
+    model_types: tuple[str, ...]              # transformers' config.model_type values it serves
+    summary_token: int | None                 # the sentence token's position ([CLS], <s>); None: there is none
+    usable_positions: Callable[[object], int | None] = absolute_positions  # tokens the model can take, or None
+    packing_position: Callable[[object], int] | None = None  # first position id packing writes; None: not packable
+    flop_shape: Callable[[object], tuple[int, int, int] | None] = BERT_SHAPE  # (hidden, ffn, layers) or None
+    encoder_classes: dict = field(default_factory=dict)  # model_type -> transformers class of the encoder alone
+    pad_fallback: tuple[str, ...] = ("eos_token", "sep_token", "unk_token")  # when the tokenizer has no pad token
+    mlm: bool = True                          # an MLM objective exists for it (--do-mlm; a mask token is needed too)
+    fp16_safe: bool = True                    # False: activations overflow fp16 (T5), training takes bf16/fp32
+    note: str = ""                            # said once when the family is used (the generic fallback)
+
+    @property
+    def natural_pooler(self) -> str:
+        """The default pooler: the sentence token's vector where the family has one, else the mean of the tokens."""
+        return "cls" if self.summary_token is not None else "avg"
+
+    @property
+    def fitting_poolers(self) -> tuple[str, ...]:
+        return tuple(p for p in POOLERS if self.summary_token is not None or p not in SUMMARY_POOLERS)
+
+    def usable_max_length(self, config) -> int | None:
+        """How many tokens a sequence may have (None: no position table limits it)."""
+        return self.usable_positions(config)
+
+    def max_tokens(self, config, default: int = DEFAULT_MAX_LENGTH) -> int:
+        """The longest input to encode: the usable length, or ``default`` where nothing limits it."""
+        usable = self.usable_max_length(config)
+        return default if usable is None else int(usable)
+
+    def model_class(self, config) -> str | None:
+        """The transformers class that loads the encoder alone (T5EncoderModel), or None for AutoModel."""
+        return self.encoder_classes.get(getattr(config, "model_type", None))

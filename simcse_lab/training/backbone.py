@@ -1,0 +1,42 @@
+"""A run's settings checked against its backbone family, from the model's config.json alone (no weights, no
+data), before any work: the default pooler becomes the family's natural one (``cls`` where it has a sentence
+token, ``avg`` for T5 and models without one), a pooler it cannot compute, ``--do-mlm`` without an MLM
+objective, packing where it is not exact, a ``--max-seq-len`` beyond the positions the model can use
+(RoBERTa: 514 rows, 512 positions) are one line each; and fp16 for a family whose activations overflow it
+(T5) is refused when asked for, or replaced by fp32 with a one-line note when ``auto`` would have chosen it."""
+
+from __future__ import annotations
+
+import sys
+
+from simcse_lab.errors import UserError
+from simcse_lab.modeling.embedder import backbone_config, check_family
+from simcse_lab.modeling.families import Family, family_of
+from simcse_lab.runtime.precision import launcher_precision
+
+
+def resolve_backbone(cfg) -> Family:
+    """The family of ``cfg.model``, with ``cfg.pooler`` set to its natural pooler when none was given."""
+    config = backbone_config(cfg.model)
+    family = family_of(config)
+    if not cfg.pooler:
+        cfg.pooler = family.natural_pooler
+    check_family(cfg.model, config, cfg.pooler, cfg.do_mlm, cfg.pack_width)
+    usable = family.usable_max_length(config)
+    if usable is not None and cfg.max_seq_len > usable:
+        raise UserError(f"max_seq_len {cfg.max_seq_len} is more than the {usable} positions {cfg.model} can use "
+                        f"({family.name} family); use --max-seq-len {usable} or less")
+    return family
+
+
+def family_precision(family: Family, precision: str, requested: str) -> str:
+    """``precision`` (what ``requested`` resolved to), unless it is fp16 on a family that overflows it: refused
+    when fp16 was asked for, fp32 (with a note) when ``auto`` chose it."""
+    if precision != "fp16" or family.fp16_safe:
+        return precision
+    if requested == "fp16" or launcher_precision() == "fp16":
+        raise UserError(f"fp16: the {family.name} family overflows fp16 (its activations exceed "
+                        f"65504: NaN losses); use bf16 or fp32")
+    print(f"note: training in fp32, not fp16: the {family.name} family overflows fp16 (its activations exceed "
+          f"65504) and this device has no native bf16", file=sys.stderr)
+    return "fp32"
