@@ -321,6 +321,24 @@ def test_onnx_config_that_contradicts_its_graph_is_one_line(exports, tmp_path):
         load_encoder(str(bad))
 
 
+def test_an_export_without_its_tokenizer_files_says_so(exports, tmp_path, no_session):
+    """Not transformers' "Couldn't instantiate the backend tokenizer from one of: " cut at the colon (no tokenizer
+    file at all), nor, worse, a tokenizer of 5 special tokens built from tokenizer_config.json alone (every word
+    [UNK], silently); and said before the graph is loaded."""
+    from simcse_lab.modeling.encoder import load_encoder
+
+    root, _ = exports
+    bare = _copy_export(root / "fp32", tmp_path / "notok")
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        (bare / name).unlink(missing_ok=True)
+    for left in ("tokenizer_config.json only", "nothing"):
+        with pytest.raises(UserError) as err:
+            load_encoder(str(bare))
+        assert str(err.value).startswith(f"{bare}: no tokenizer files (tokenizer.json / vocab.txt"), left
+        assert "\n" not in str(err.value) and no_session == []
+        (bare / "tokenizer_config.json").unlink(missing_ok=True)
+
+
 def test_onnx_needs_its_extra_and_says_so(tiny_bert, tmp_path, monkeypatch):
     import builtins
 
