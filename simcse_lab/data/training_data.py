@@ -124,13 +124,13 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     fingerprint = spec.fingerprint()
     key = cache_key(fingerprint, tokenizer, max_length, columns)
     dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length, len(tokenizer))
-    if problem in (_MISSING, _OTHER_SOURCE):
-        # the key came from a remembered digest: before building (or blaming the entry), the file's own digest
+    if problem in (_MISSING, _OTHER_SOURCE) and _source_files(spec):
+        # the key may come from a remembered digest: before building (or blaming the entry), the file's own
         with content_hash.read_afresh():
             fresh = spec.fingerprint()
         if fresh != fingerprint:
-            _say(f"{spec.describe()}: the remembered sha256 in {content_hash.MEMO_DIR}/ was not this file's; "
-                 f"read the file again")
+            memo = content_hash.memo_path(Path(spec.path).resolve())
+            _say(f"{spec.describe()}: the sha256 remembered in {memo} is not this file's; read the file again")
             fingerprint, key = fresh, cache_key(fresh, tokenizer, max_length, columns)
             dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length,
                                            len(tokenizer))
