@@ -292,7 +292,8 @@ def _manifest_max_id_beyond_vocab(entry, other, tokenizer):
 
 
 @pytest.mark.parametrize("damage,reason", [
-    (_swap, "tokens.arrow (is .* bytes|does not match its checksum)"), (_truncate, "truncated or replaced"), (_other_word, "does not match its checksum"),
+    (_swap, "tokens.arrow (is .* bytes|does not match its checksum)"), (_truncate, "truncated or replaced"),
+    (_other_word, "does not match its checksum"),
     (_beyond_vocab, "does not match its checksum"), (_no_manifest, "no manifest.json"),
     (_manifest_max_id_beyond_vocab, "ids up to 30522, beyond the tokenizer's 30522")])
 def test_a_damaged_entry_is_rebuilt_with_one_line(runs, tokenizer, cache, capsys, damage, reason):
@@ -384,3 +385,12 @@ def test_stale_build_cleanup_spares_other_hosts_and_live_builds(runs, tokenizer,
         (path / "part.arrow").write_bytes(b"x")
     _build(tokenizer, cache, runs / "c1.txt")
     assert all((p / "part.arrow").is_file() for p in kept) and not removed.exists()
+
+
+def test_ids_beyond_the_models_embeddings_are_one_line(runs, tokenizer, cache):
+    """The entry records its largest id; a model with fewer input embeddings (a tokenizer that is not the
+    model's) would be an IndexError at the first step."""
+    examples = load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, vocab_size=len(tokenizer))
+    top = max(max(examples[i]) for i in range(len(examples)))
+    with pytest.raises(UserError, match=rf"c1.txt: the tokenizer gives ids up to {top}, the model has {top} input "):
+        load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, vocab_size=top)

@@ -342,11 +342,18 @@ class TrainingExamples(Sequence):
 
 def load_training_examples(data: str, tokenizer, max_length: int, needed_columns: int, with_index: bool = False,
                            columns: list[str] | None = None, progress: bool = False,
-                           cache_root: Path | None = None) -> TrainingExamples:
-    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result)."""
+                           cache_root: Path | None = None, vocab_size: int | None = None) -> TrainingExamples:
+    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result). ``vocab_size``:
+    the model's input embeddings, which every id must index (the entry's recorded largest id is compared)."""
     spec = parse_spec(data)
     available = source_columns(spec)
     chosen = choose_columns(available, needed_columns, columns, spec.describe())
     root = cache_root or registry.cache_dir() / "tokenized"
-    dataset, _, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress)
+    dataset, key, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress)
+    if vocab_size is not None:
+        manifest = _read_manifest(root / key / MANIFEST)
+        max_id = manifest.get("max_id", -1) if isinstance(manifest, dict) else -1
+        if max_id >= vocab_size:
+            raise UserError(f"{spec.describe()}: the tokenizer gives ids up to {max_id}, the model has {vocab_size} "
+                            f"input embeddings: use the tokenizer saved with the model")
     return TrainingExamples(dataset, with_index=with_index)
