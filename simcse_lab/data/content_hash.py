@@ -40,6 +40,8 @@ from simcse_lab.io import sha256_file, write_json
 MEMO_DIR = "fingerprints"
 RACY_SECONDS = 2.0
 MEMO_MAX_BYTES = 4096  # a memo is ~300 bytes; anything larger is not one, and is not read
+# a file's sample digest is recorded in memos and cache entries: changing these two changes every sample (bump
+# training_data.FORMAT_VERSION with them, or every entry is found "built from another file" and rebuilt)
 SAMPLE_BLOCKS = 16
 SAMPLE_BLOCK_BYTES = 4096
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
