@@ -353,16 +353,25 @@ def test_a_memo_naming_another_corpus_does_not_select_its_entry(runs, tokenizer,
     assert (cache / key2).is_dir()  # c2's entry is sound: kept
 
 
-def test_a_memo_that_selects_no_entry_is_not_built_under(runs, tokenizer, cache, capsys):
-    """A wrong digest that names no entry: the entry is built under the file's own digest, never under the
-    memo's (else a later corpus with that digest would find c1's rows)."""
+@pytest.mark.parametrize("selected", ["no entry", "a damaged entry"])
+def test_a_wrong_memo_never_names_a_new_entry(runs, tokenizer, cache, capsys, selected):
+    """A wrong digest that names no entry, or one that must be rebuilt: the entry is built under the file's own
+    digest, never under the memo's (else a later corpus with that digest would find c1's rows)."""
+    import hashlib
+    import shutil
+
     from simcse_lab.data.content_hash import memo_path
 
     truth, key1, _ = _build(tokenizer, cache, runs / "c1.txt")
-    for entry in cache.iterdir():
-        __import__("shutil").rmtree(entry)
+    _, key2, _ = _build(tokenizer, cache, runs / "c2.txt")
+    shutil.rmtree(cache / key1)
+    if selected == "no entry":
+        shutil.rmtree(cache / key2)
+    else:
+        (cache / key2 / training_data.MANIFEST).unlink()
     memo = memo_path((runs / "c1.txt").resolve())
-    memo.write_text(json.dumps({**json.loads(memo.read_text()), "sha256": "ab" * 32}))
+    memo.write_text(json.dumps({**json.loads(memo.read_text()),
+                                "sha256": hashlib.sha256((runs / "c2.txt").read_bytes()).hexdigest()}))
     got, key, hit = _build(tokenizer, cache, runs / "c1.txt")
     assert key == key1 and not hit and _rows(got) == _rows(truth)
     assert "the sha256 remembered in" in capsys.readouterr().err

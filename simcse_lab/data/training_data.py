@@ -124,7 +124,7 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     fingerprint = spec.fingerprint()
     key = cache_key(fingerprint, tokenizer, max_length, columns)
     dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length, len(tokenizer))
-    if problem in (_MISSING, _OTHER_SOURCE) and _source_files(spec):
+    if problem is not None and _source_files(spec):
         # the key may come from a remembered digest: before building (or blaming the entry), the file's own
         with content_hash.read_afresh():
             fresh = spec.fingerprint()
