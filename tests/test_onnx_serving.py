@@ -159,6 +159,150 @@ def test_a_graph_with_external_data_is_refused_before_anything_reads_it(exports,
     assert onnx  # imported for the graph builders above
 
 
+def _external_values(location: str, length: int):
+    """A uint8 tensor whose bytes onnxruntime would read from ``location`` (relative to the working directory)."""
+    from onnx import TensorProto
+
+    values = TensorProto(name="v", data_type=TensorProto.UINT8, dims=[length], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        entry = values.external_data.add()
+        entry.key, entry.value = key, value
+    return values
+
+
+def _sparse_constant(output: str, location: str, length: int):
+    """A Constant node whose ``sparse_value`` keeps its values in the external file ``location``."""
+    from onnx import helper, numpy_helper
+
+    sparse = helper.make_sparse_tensor(_external_values(location, length),
+                                       numpy_helper.from_array(np.arange(length, dtype=np.int64), "i"), [length])
+    return helper.make_node("Constant", [], [output], sparse_value=sparse)
+
+
+def _model(graph, **kwargs):
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], **kwargs)
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def no_session(monkeypatch):
+    """onnxruntime sessions recorded (and still created): a refused graph must never reach onnxruntime."""
+    import onnxruntime
+
+    created, real = [], onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *a, **k: created.append(a) or real(*a, **k))
+    return created
+
+
+def test_a_sparse_constant_with_external_values_is_refused_before_anything_reads_it(exports, tmp_path, monkeypatch,
+                                                                                   no_session):
+    """The review's reproduction: a graph whose embedding is the bytes of a file under the working directory,
+    through a Constant node's sparse_value (on 0.2's main, ``encode`` returned the file's bytes)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from simcse_lab.modeling.encoder import load_encoder
+
+    root, _ = exports
+    dim = json.loads((root / "fp32" / "onnx_config.json").read_text())["dimension"]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "secret.txt").write_bytes(bytes(range(65, 65 + dim)))
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"])
+              for n in json.loads((root / "fp32" / "onnx_config.json").read_text())["inputs"]]
+    nodes = [_sparse_constant("c", "secret.txt", dim),
+             helper.make_node("Cast", ["c"], ["cf"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["attention_mask"], ["mf"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMax", ["mf"], ["one"], keepdims=1),
+             helper.make_node("Unsqueeze", ["cf", "zero"], ["row"]),
+             helper.make_node("Mul", ["one", "row"], ["sentence_embedding"])]
+    graph = helper.make_graph(nodes, "g", inputs,
+                              [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["b", dim])],
+                              initializer=[numpy_helper.from_array(np.array([0], np.int64), "zero")])
+    hostile = _copy_export(root / "fp32", tmp_path / "hostile")
+    (hostile / "model.onnx").write_bytes(_model(graph).SerializeToString())
+    monkeypatch.chdir(cwd)  # where onnxruntime would find secret.txt
+    with pytest.raises(UserError, match="model.onnx: tensor 'v' is kept in an external data file") as err:
+        load_encoder(str(hostile)).encode(["x"])
+    assert no_session == [] and "\n" not in str(err.value)
+
+
+def _in_if_branch(node):
+    from onnx import TensorProto, helper
+
+    branch = helper.make_graph([node], "b", [], [helper.make_tensor_value_info("c", TensorProto.UINT8, [4])])
+    return _model(helper.make_graph(
+        [helper.make_node("If", ["cond"], ["c"], then_branch=branch, else_branch=branch)], "g",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("c", TensorProto.UINT8, [4])]))
+
+
+def _in_loop_body_of_if(node):
+    """Two levels down: a Loop body inside an If branch."""
+    from onnx import TensorProto, helper
+
+    body = helper.make_graph([node, helper.make_node("Identity", ["keep"], ["keep_out"])], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("keep", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("keep_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("c", TensorProto.UINT8, [4])])
+    loop = helper.make_node("Loop", ["n", "cond"], ["c_all"], body=body)
+    branch = helper.make_graph([loop], "b", [], [helper.make_tensor_value_info("c_all", TensorProto.UINT8, None)])
+    return _model(helper.make_graph(
+        [helper.make_node("If", ["cond"], ["c_all"], then_branch=branch, else_branch=branch)], "g",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("c_all", TensorProto.UINT8, None)]))
+
+
+def _in_function(node):
+    from onnx import TensorProto, helper
+
+    function = helper.make_function("hostile", "Leak", [], ["c"], [node], [helper.make_opsetid("", 17)])
+    graph = helper.make_graph([helper.make_node("Leak", [], ["c"], domain="hostile")], "g", [],
+                              [helper.make_tensor_value_info("c", TensorProto.UINT8, [4])])
+    model = _model(graph, functions=[function])
+    model.opset_import.append(helper.make_opsetid("hostile", 1))
+    return model
+
+
+def _in_sparse_tensors_attribute(node):
+    """A list-of-sparse-tensors attribute (no standard operator takes one; the walk is generic, not a list)."""
+    from onnx import AttributeProto, TensorProto, helper
+
+    sparse = node.attribute[0].sparse_tensor
+    node.ClearField("attribute")
+    node.attribute.append(AttributeProto(name="sparse_values", type=AttributeProto.SPARSE_TENSORS,
+                                         sparse_tensors=[sparse]))
+    return _model(helper.make_graph([node], "g", [], [helper.make_tensor_value_info("c", TensorProto.UINT8, [4])]))
+
+
+def _in_training_info(node):
+    from onnx import TensorProto, helper
+
+    model = _model(helper.make_graph([helper.make_node("Constant", [], ["c"], value_ints=[1, 2, 3, 4])], "g", [],
+                                     [helper.make_tensor_value_info("c", TensorProto.INT64, [4])]))
+    model.training_info.add().initialization.CopyFrom(
+        helper.make_graph([node], "init", [], [helper.make_tensor_value_info("c", TensorProto.UINT8, [4])]))
+    return model
+
+
+@pytest.mark.parametrize("place", [_in_if_branch, _in_loop_body_of_if, _in_function, _in_sparse_tensors_attribute,
+                                   _in_training_info])
+def test_external_data_is_found_wherever_it_sits(tmp_path, monkeypatch, no_session, place):
+    from simcse_lab.modeling.loading import load_onnx_session
+
+    (tmp_path / "secret.txt").write_bytes(b"DATA")
+    path = tmp_path / "model.onnx"
+    path.write_bytes(place(_sparse_constant("c", "secret.txt", 4)).SerializeToString())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="tensor 'v' is kept in an external data file"):
+        load_onnx_session(path)
+    assert no_session == []
+
+
 def test_onnx_config_that_contradicts_its_graph_is_one_line(exports, tmp_path):
     from simcse_lab.modeling.encoder import load_encoder
 
@@ -175,6 +319,24 @@ def test_onnx_config_that_contradicts_its_graph_is_one_line(exports, tmp_path):
     (bad / "tokenizer.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot load model"):
         load_encoder(str(bad))
+
+
+def test_an_export_without_its_tokenizer_files_says_so(exports, tmp_path, no_session):
+    """Not transformers' "Couldn't instantiate the backend tokenizer from one of: " cut at the colon (no tokenizer
+    file at all), nor, worse, a tokenizer of 5 special tokens built from tokenizer_config.json alone (every word
+    [UNK], silently); and said before the graph is loaded."""
+    from simcse_lab.modeling.encoder import load_encoder
+
+    root, _ = exports
+    bare = _copy_export(root / "fp32", tmp_path / "notok")
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        (bare / name).unlink(missing_ok=True)
+    for left in ("tokenizer_config.json only", "nothing"):
+        with pytest.raises(UserError) as err:
+            load_encoder(str(bare))
+        assert str(err.value).startswith(f"{bare}: no tokenizer files (tokenizer.json / vocab.txt"), left
+        assert "\n" not in str(err.value) and no_session == []
+        (bare / "tokenizer_config.json").unlink(missing_ok=True)
 
 
 def test_onnx_needs_its_extra_and_says_so(tiny_bert, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from unittest import mock
 
 import pytest
@@ -52,7 +53,7 @@ def test_txt_tokenised_once_then_memory_mapped(tmp_path, tokenizer, cache):
     path.write_text("\n".join(reversed(SENTENCES)) + "\n")
     changed, key3, hit3 = training_data.build_tokenized(parse_spec(str(path)), tokenizer, 32, ["text"], cache)
     assert not hit3 and key3 != key and list(changed[0]["ids0"]) == ids(tokenizer, SENTENCES[-1])
-    assert not list(cache.glob(".tmp-*"))  # work directories are removed
+    assert not list(cache.glob(".*tmp-*"))  # work directories are removed
 
 
 def test_cache_file_has_few_large_record_batches(tmp_path, tokenizer, cache, monkeypatch):
@@ -213,3 +214,192 @@ def test_column_choice():
         choose_columns(["a", "b"], 1, None, "f")
     with pytest.raises(UserError, match="no column nope"):
         choose_columns(["a", "b"], 1, ["nope"], "f")
+
+
+# -- the cache's entries are checked before they are trusted (issue 18: 4, 5, 6, 7) ---------------------------
+C1 = ("the cat sat on the mat\na dog runs in the park\nthe sun is bright today\nmusic fills the room\n"
+      "birds sing at dawn\nrain falls on the roof\nchildren play outside\nthe river flows slowly\n")
+C2 = ("zebra quantum xylophone\nvolcano erupts lava\nastronaut floats in orbit\nsubmarine dives deep\n"
+      "glacier melts slowly\ncomet streaks across sky\ndesert sand dunes shift\njungle canopy is dense\n"
+      "extra line nine\n")
+
+
+class _Forgetful(dict):
+    """Stands for content_hash's per-process digests in a test that plays several runs in one process."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+@pytest.fixture
+def runs(tmp_path, cache, monkeypatch):
+    """Two corpora (the review's c1, 8 lines, and c2, 9 lines); memos written at once (no racy window), and
+    every build_tokenized call a new run (no digest kept in the process)."""
+    from simcse_lab.data import content_hash
+
+    monkeypatch.setattr(content_hash, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(content_hash, "_READ_HERE", _Forgetful(), raising=False)
+    (tmp_path / "c1.txt").write_text(C1)
+    (tmp_path / "c2.txt").write_text(C2)
+    return tmp_path
+
+
+def _build(tokenizer, cache, path):
+    return training_data.build_tokenized(parse_spec(str(path)), tokenizer, 32, ["text"], cache)
+
+
+def _rows(dataset):
+    return [list(r) for r in dataset["ids0"]]
+
+
+def _patch_id(data_file, old: int, new: int) -> None:
+    """Overwrite, in place (same inode), the first uint16 ``old`` in ``data_file`` with ``new``."""
+    import struct
+
+    data = data_file.read_bytes()
+    at = data.find(struct.pack("<H", old))
+    assert at > 0
+    with open(data_file, "r+b") as f:
+        f.seek(at)
+        f.write(struct.pack("<H", new))
+
+
+def _swap(entry, other, tokenizer):
+    (entry / training_data.DATA_FILE).write_bytes((other / training_data.DATA_FILE).read_bytes())
+
+
+def _truncate(entry, other, tokenizer):
+    data = (entry / training_data.DATA_FILE).read_bytes()
+    (entry / training_data.DATA_FILE).write_bytes(data[:300])
+
+
+def _other_word(entry, other, tokenizer):
+    cat, dog = tokenizer.convert_tokens_to_ids(["cat", "dog"])
+    _patch_id(entry / training_data.DATA_FILE, cat, dog)
+
+
+def _beyond_vocab(entry, other, tokenizer):
+    _patch_id(entry / training_data.DATA_FILE, tokenizer.convert_tokens_to_ids("cat"), 65535)
+
+
+def _no_manifest(entry, other, tokenizer):
+    (entry / training_data.MANIFEST).unlink()
+
+
+def _manifest_max_id_beyond_vocab(entry, other, tokenizer):
+    manifest = json.loads((entry / training_data.MANIFEST).read_text())
+    (entry / training_data.MANIFEST).write_text(json.dumps({**manifest, "max_id": len(tokenizer)}))
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (_swap, "tokens.arrow (is .* bytes|does not match its checksum)"), (_truncate, "truncated or replaced"),
+    (_other_word, "does not match its checksum"),
+    (_beyond_vocab, "does not match its checksum"), (_no_manifest, "no manifest.json"),
+    (_manifest_max_id_beyond_vocab, "ids up to 30522, beyond the tokenizer's 30522")])
+def test_a_damaged_entry_is_rebuilt_with_one_line(runs, tokenizer, cache, capsys, damage, reason):
+    """The review's reproductions: c2's tokens.arrow copied into c1's entry (trained as c1 with 9 rows), an id
+    changed in place to another word's or past the vocabulary (an IndexError at step 1), a truncated file (an
+    ArrowInvalid traceback on every run). Each is noticed, said in one line naming the entry, discarded and
+    built again; the next run is a plain hit."""
+    truth, key, _ = _build(tokenizer, cache, runs / "c1.txt")
+    expected = _rows(truth)
+    _, key2, _ = _build(tokenizer, cache, runs / "c2.txt")
+    assert _build(tokenizer, cache, runs / "c1.txt")[2]  # a hit, whose tokens.arrow state is now remembered
+    capsys.readouterr()
+    damage(cache / key, cache / key2, tokenizer)
+    again, key_again, hit = _build(tokenizer, cache, runs / "c1.txt")
+    err = capsys.readouterr().err
+    assert not hit and key_again == key and _rows(again) == expected
+    assert err.count("\n") == 1 and f"{cache / key}: " in err and re.search(reason, err) and "tokenising again" in err
+    assert _build(tokenizer, cache, runs / "c1.txt")[2] and capsys.readouterr().err == ""
+    assert sorted(p.name for p in cache.iterdir()) == sorted([key, key2])  # nothing left beside the entries
+
+
+def test_a_warm_hit_reads_tokens_arrow_once_per_file_state(runs, tokenizer, cache, monkeypatch):
+    """The checksum's cost: verified by reading the file on the first hit after it is written, then by its
+    state (inode, size, times) and a 64 KiB sample, like the corpus's own digest."""
+    from simcse_lab.data import content_hash
+
+    key = _build(tokenizer, cache, runs / "c1.txt")[1]
+    reads = []
+    real = content_hash.sha256_file
+    monkeypatch.setattr(content_hash, "sha256_file", lambda path: reads.append(path.name) or real(path))
+    assert _build(tokenizer, cache, runs / "c1.txt")[2] and reads.count(training_data.DATA_FILE) == 1
+    assert _build(tokenizer, cache, runs / "c1.txt")[2] and reads.count(training_data.DATA_FILE) == 1
+    assert json.loads((cache / key / training_data.MANIFEST).read_text())["rows"] == 8
+
+
+@pytest.mark.parametrize("c2_size", ["other", "same"])
+def test_a_memo_naming_another_corpus_does_not_select_its_entry(runs, tokenizer, cache, capsys, c2_size):
+    """The review's reproduction of #5: c1's memo given sha256(c2) (path, state and sample kept) selected c2's
+    entry, and c1 was trained on c2's 9 rows. The entry records the size and sample digest of the file it was
+    built from; c1 does not match them, so its digest is read again and c1's own entry is used."""
+    import hashlib
+
+    from simcse_lab.data.content_hash import memo_path
+
+    if c2_size == "same":  # the size alone cannot tell them apart
+        (runs / "c2.txt").write_text(C2[:len(C1)])
+    truth, key1, _ = _build(tokenizer, cache, runs / "c1.txt")
+    _, key2, _ = _build(tokenizer, cache, runs / "c2.txt")
+    memo = memo_path((runs / "c1.txt").resolve())
+    saved = json.loads(memo.read_text())
+    memo.write_text(json.dumps({**saved, "sha256": hashlib.sha256((runs / "c2.txt").read_bytes()).hexdigest()}))
+    capsys.readouterr()
+    got, key, hit = _build(tokenizer, cache, runs / "c1.txt")
+    err = capsys.readouterr().err
+    assert key == key1 and hit and _rows(got) == _rows(truth) and len(got) == 8
+    assert err.count("\n") == 1 and f"c1.txt: the sha256 remembered in {memo} is not this file's" in err
+    assert (cache / key2).is_dir()  # c2's entry is sound: kept
+
+
+@pytest.mark.parametrize("selected", ["no entry", "a damaged entry"])
+def test_a_wrong_memo_never_names_a_new_entry(runs, tokenizer, cache, capsys, selected):
+    """A wrong digest that names no entry, or one that must be rebuilt: the entry is built under the file's own
+    digest, never under the memo's (else a later corpus with that digest would find c1's rows)."""
+    import hashlib
+    import shutil
+
+    from simcse_lab.data.content_hash import memo_path
+
+    truth, key1, _ = _build(tokenizer, cache, runs / "c1.txt")
+    _, key2, _ = _build(tokenizer, cache, runs / "c2.txt")
+    shutil.rmtree(cache / key1)
+    if selected == "no entry":
+        shutil.rmtree(cache / key2)
+    else:
+        (cache / key2 / training_data.MANIFEST).unlink()
+    memo = memo_path((runs / "c1.txt").resolve())
+    memo.write_text(json.dumps({**json.loads(memo.read_text()),
+                                "sha256": hashlib.sha256((runs / "c2.txt").read_bytes()).hexdigest()}))
+    got, key, hit = _build(tokenizer, cache, runs / "c1.txt")
+    assert key == key1 and not hit and _rows(got) == _rows(truth)
+    assert "the sha256 remembered in" in capsys.readouterr().err
+
+
+def test_stale_build_cleanup_spares_other_hosts_and_live_builds(runs, tokenizer, cache):
+    """Work directories are named .KEY.tmp-PID-HOST-xxxx (io.py's names): a build removes those of dead
+    processes of this host only. A name without a host (the review's repro, and 0.2's own names) is kept."""
+    from simcse_lab import io
+
+    dead = int(open("/proc/sys/kernel/pid_max").read()) + 1  # no process has it
+    cache.mkdir(parents=True)
+    key = "0123456789abcdef0123456789abcdef"
+    other_host = "0" * 8 if io._host() != "0" * 8 else "1" * 8
+    kept = [cache / f".tmp-{key}-{dead}-otherhost", cache / f".{key}.tmp-{dead}-{other_host}-abcd",
+            cache / f".{key}.tmp-{__import__('os').getpid()}-{io._host()}-live"]
+    removed = cache / f".{key}.tmp-{dead}-{io._host()}-abcd"
+    for path in (*kept, removed):
+        path.mkdir()
+        (path / "part.arrow").write_bytes(b"x")
+    _build(tokenizer, cache, runs / "c1.txt")
+    assert all((p / "part.arrow").is_file() for p in kept) and not removed.exists()
+
+
+def test_ids_beyond_the_models_embeddings_are_one_line(runs, tokenizer, cache):
+    """The entry records its largest id; a model with fewer input embeddings (a tokenizer that is not the
+    model's) would be an IndexError at the first step."""
+    examples = load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, vocab_size=len(tokenizer))
+    top = max(max(examples[i]) for i in range(len(examples)))
+    with pytest.raises(UserError, match=rf"c1.txt: the tokenizer gives ids up to {top}, the model has {top} input "):
+        load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, vocab_size=top)

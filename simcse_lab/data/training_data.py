@@ -9,6 +9,13 @@ the ``datasets`` fingerprint of a saved / hub dataset), the tokenizer's full def
 and the columns, so the same corpus + tokenizer + max length is tokenised once; a later run memory-maps the
 result (one Arrow file of large record batches, ``Dataset.from_file``) and the loop reads rows by index. Memory stays bounded by the Arrow writer's
 batches, whatever the corpus size: nothing holds every sentence as a Python object.
+
+An entry is not trusted for being there. Each holds ``manifest.json`` (its key, the source's fingerprint,
+size and sample digest, the columns, max length, row count, largest id, and the size and sha256 of
+``tokens.arrow``), checked on every hit; an entry that fails (truncated, swapped, altered, from an older
+version, built from another file than its key says) is named in one line, discarded and built again, as a
+cache may be. A build works in ``.KEY.tmp-PID-HOST-xxxx`` (:mod:`simcse_lab.io`'s names), and only this
+host's dead builds are cleaned up. What this promises, and its cost: ``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -17,18 +24,24 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
+import stat
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from simcse_lab.data import registry
+from simcse_lab.data import content_hash, registry
 from simcse_lab.data.columns import choose_columns
 from simcse_lab.data.spec import DataSpec, parse_spec
 from simcse_lab.data.streaming import check_string_columns, iter_rows, source_columns
-from simcse_lab.errors import UserError
+from simcse_lab.errors import UserError, first_line
+from simcse_lab.io import clean_leftovers, make_temp_dir, sha256_file, write_json
 
-FORMAT_VERSION = 2  # bump when the tokenised layout changes: old cache entries are then simply not found
+# bump when the tokenised layout changes: old cache entries are then simply not found. 3: the entry's manifest
+FORMAT_VERSION = 3
 DATA_FILE = "tokens.arrow"  # the tokenised rows: one Arrow stream file in the entry's directory
+MANIFEST = "manifest.json"  # what the entry holds and what it was built from (see _manifest)
+MANIFEST_MAX_BYTES = 64 << 10  # a manifest is ~1 KB: a larger file is not one, and is not read
+LOCAL_FILE_KINDS = ("txt", "csv", "tsv", "jsonl", "parquet")  # sources keyed by file_sha256 (the memo's business)
 # Rows per Arrow record batch of DATA_FILE. Opening the memory-mapped file reads every batch's header, and the
 # kernel maps the pages around each one: with datasets' 1,000-row batches (save_to_disk) that made most of a
 # 10M-row file resident. 100,000 rows of token ids are a few MB, read whole only when a batch is touched.
@@ -95,19 +108,42 @@ def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[
 
 def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[str], cache_root: Path,
                     progress: bool = False):
-    """Tokenise ``spec`` into ``cache_root/KEY`` unless it is already there; return the memory-mapped dataset."""
+    """Tokenise ``spec`` into ``cache_root/KEY`` unless a sound entry is already there; return the memory-mapped
+    dataset, the key and whether it was a hit.
+
+    An entry found is used only if its manifest matches what is asked (key, source fingerprint, columns, max
+    length), ``tokens.arrow`` has the recorded size and checksum, opens, and has the recorded rows, columns
+    and largest id (below the tokenizer's vocabulary); for a local file, the file's size and sample digest
+    must also be those it was built from (a remembered digest that names another file's entry is read
+    again). An unsound entry is a cache's damage: one line says why, and it is discarded and built again."""
     import datasets
 
     if not progress:
         datasets.disable_progress_bars()
+    cache_root.mkdir(parents=True, exist_ok=True)
     fingerprint = spec.fingerprint()
     key = cache_key(fingerprint, tokenizer, max_length, columns)
+    dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length, len(tokenizer))
+    if problem is not None and _source_files(spec):
+        # the key may come from a remembered digest: before building (or blaming the entry), the file's own
+        with content_hash.read_afresh():
+            fresh = spec.fingerprint()
+        if fresh != fingerprint:
+            memo = content_hash.memo_path(Path(spec.path).resolve())
+            _say(f"{spec.describe()}: the sha256 remembered in {memo} is not this file's; read the file again")
+            fingerprint, key = fresh, cache_key(fresh, tokenizer, max_length, columns)
+            dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length,
+                                           len(tokenizer))
+    if problem is None:
+        return dataset, key, True
     final = cache_root / key
-    if (final / DATA_FILE).is_file():
-        return datasets.Dataset.from_file(str(final / DATA_FILE)), key, True
-    cache_root.mkdir(parents=True, exist_ok=True)
-    _clean_stale(cache_root)
-    work = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".tmp-{key}-{os.getpid()}-"))
+    if problem is not _MISSING:
+        reason = "built from another file than its key says" if problem is _OTHER_SOURCE else problem
+        _say(f"{final}: {reason}; discarding the cache entry and tokenising again")
+        _discard(final)
+    clean_leftovers(cache_root)  # work directories of killed builds on this host
+    identity = _source_identity(spec)  # before reading: a file changed during the build is then noticed
+    work = make_temp_dir(final)
     try:
         raw = _raw_dataset(spec, columns, work, fingerprint)
         if spec.kind in ("saved", "hub"):
@@ -120,40 +156,159 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
                             fn_kwargs={"tokenizer": tokenizer, "columns": columns, "max_length": max_length},
                             cache_file_name=str(work / "tokenized.arrow"), new_fingerprint=key,
                             desc="tokenising")
-        _write_large_batches(tokenized, work / "dataset" / DATA_FILE)
+        rows, max_id = len(tokenized), _write_large_batches(tokenized, work / "dataset" / DATA_FILE)
         del raw, tokenized
+        write_json(work / "dataset" / MANIFEST, _manifest(work / "dataset" / DATA_FILE, key, spec, fingerprint,
+                                                          identity, columns, max_length, rows, max_id,
+                                                          len(tokenizer)))
         try:
             os.replace(work / "dataset", final)
+            ours = True
         except OSError:  # another process (a rank on another node, a second run) finished the same key first
             if not (final / DATA_FILE).is_file():
                 raise
+            ours = False
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return datasets.Dataset.from_file(str(final / DATA_FILE)), key, False
+    if identity != _source_identity(spec):
+        _discard(final)
+        raise UserError(f"{spec.describe()}: the file changed while it was tokenised; run again once it is written")
+    if ours:
+        return datasets.Dataset.from_file(str(final / DATA_FILE)), key, False
+    dataset, problem = _open_entry(final, key, spec, fingerprint, columns, max_length, len(tokenizer))
+    if problem is not None:  # the other process's entry: it was checked like any hit
+        raise UserError(f"{final}: the cache entry another process just built is not sound "
+                        f"({'built from another file' if problem is _OTHER_SOURCE else problem}); run again")
+    return dataset, key, False
 
 
-def _write_large_batches(dataset, path: Path) -> None:
-    """``dataset`` as one Arrow stream file of RECORD_BATCH_ROWS-row record batches (streamed: one batch in memory)."""
+# what _open_entry found besides a reason: no entry at all, or an entry built from a file other than this one
+_MISSING, _OTHER_SOURCE = object(), object()
+
+
+def _say(line: str) -> None:
+    print(f"simcse-lab: {line}", file=sys.stderr, flush=True)
+
+
+def _source_files(spec: DataSpec) -> list[Path]:
+    """The local files whose digest is in the key (through the memo of :mod:`~simcse_lab.data.content_hash`)."""
+    return [spec.path] if spec.kind in LOCAL_FILE_KINDS else []
+
+
+def _source_identity(spec: DataSpec) -> list[dict]:
+    out = []
+    for path in _source_files(spec):
+        out.append({"size": Path(path).stat().st_size, "sample": content_hash.sample_digest(path)})
+    return out
+
+
+def _manifest(data_file: Path, key: str, spec: DataSpec, fingerprint: str, identity: list[dict],
+              columns: list[str], max_length: int, rows: int, max_id: int, vocab: int) -> dict:
+    """What an entry records at build time. The checksum is the sha256 of DATA_FILE, read once here (the file
+    is in the page cache); a hit compares it through :func:`content_hash.file_sha256`, i.e. reads the file
+    only when its state (inode, size, times) differs from the one last verified."""
+    return {"format": FORMAT_VERSION, "key": key,
+            "source": {"data": spec.describe(), "kind": spec.kind, "fingerprint": fingerprint,
+                       "files": identity},
+            "columns": columns, "max_length": max_length, "rows": rows,
+            "id_columns": [f"ids{i}" for i in range(len(columns))], "max_id": max_id, "vocab": vocab,
+            "data_file": {"name": DATA_FILE, "size": data_file.stat().st_size, "sha256": sha256_file(data_file)}}
+
+
+def _read_manifest(path: Path) -> dict | str:
+    """The manifest at ``path``, or why it cannot be used."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return f"no {MANIFEST} (an entry of an older simcse-lab, or damaged)"
+    except OSError as err:
+        return f"{MANIFEST} unreadable ({err.strerror})"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MANIFEST_MAX_BYTES:
+            return f"{MANIFEST} is not a manifest (not a small regular file)"
+        manifest = json.loads(os.read(fd, MANIFEST_MAX_BYTES + 1))
+    except (OSError, ValueError) as err:
+        return f"{MANIFEST} unreadable ({first_line(err, 120)})"
+    finally:
+        os.close(fd)
+    return manifest if isinstance(manifest, dict) else f"{MANIFEST} is not a JSON object"
+
+
+def _open_entry(final: Path, key: str, spec: DataSpec, fingerprint: str, columns: list[str], max_length: int,
+                vocab: int):
+    """``(dataset, None)`` for a sound entry, else ``(None, _MISSING | _OTHER_SOURCE | reason)``."""
+    import datasets
+
+    if not os.path.lexists(final):
+        return None, _MISSING
+    if final.is_symlink() or not final.is_dir():
+        raise UserError(f"{final}: not a cache entry simcse-lab made (a symlink or a file); delete it and run again")
+    manifest = _read_manifest(final / MANIFEST)
+    if isinstance(manifest, str):
+        return None, manifest
+    expected = {"format": FORMAT_VERSION, "key": key, "columns": columns, "max_length": max_length}
+    wrong = [name for name, value in expected.items() if manifest.get(name) != value]
+    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    if source.get("fingerprint") != fingerprint:
+        wrong.append("source fingerprint")
+    data = manifest.get("data_file") if isinstance(manifest.get("data_file"), dict) else {}
+    rows, max_id = manifest.get("rows"), manifest.get("max_id")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (data.get("size"), rows, max_id)):
+        wrong.append("sizes")
+    if wrong:
+        return None, f"{MANIFEST} does not describe this entry ({', '.join(wrong)})"
+    path = final / DATA_FILE
+    try:
+        st = path.lstat()
+    except OSError:
+        return None, f"{DATA_FILE} is missing"
+    if not stat.S_ISREG(st.st_mode) or st.st_size != data["size"]:
+        return None, f"{DATA_FILE} is {st.st_size} bytes, {MANIFEST} says {data['size']} (truncated or replaced)"
+    if max_id >= vocab:
+        return None, f"ids up to {max_id}, beyond the tokenizer's {vocab}"
+    if content_hash.file_sha256(path) != data.get("sha256"):
+        return None, f"{DATA_FILE} does not match its checksum (altered or replaced)"
+    try:
+        dataset = datasets.Dataset.from_file(str(path))
+    except Exception as err:  # pyarrow's ArrowInvalid and friends: a damaged file is a cache miss, not a traceback
+        return None, f"{DATA_FILE} unreadable ({first_line(err, 120)})"
+    if len(dataset) != rows or dataset.column_names != manifest.get("id_columns"):
+        return None, f"{DATA_FILE} holds {len(dataset)} rows of {dataset.column_names}, {MANIFEST} says {rows}"
+    files = source.get("files")
+    if files != _source_identity(spec):
+        return None, _OTHER_SOURCE
+    return dataset, None
+
+
+def _discard(final: Path) -> None:
+    """Move an unsound entry out of the way in one rename (a concurrent reader keeps its open files), then
+    delete it. Only a KEY directory of this cache is ever passed here."""
+    bin_dir = make_temp_dir(final)
+    try:
+        os.replace(final, bin_dir)  # an empty directory is replaced by the entry
+    except FileNotFoundError:  # another process discarded it first
+        pass
+    shutil.rmtree(bin_dir, ignore_errors=True)
+
+
+def _write_large_batches(dataset, path: Path) -> int:
+    """``dataset`` as one Arrow stream file of RECORD_BATCH_ROWS-row record batches (streamed: one batch in
+    memory); returns the largest token id written (-1 for no ids)."""
+    import pyarrow.compute as pc
     from datasets.arrow_writer import ArrowWriter
 
     path.parent.mkdir(parents=True)
+    max_id = -1
     with ArrowWriter(path=str(path), features=dataset.features, writer_batch_size=RECORD_BATCH_ROWS) as writer:
         for table in dataset.with_format("arrow").iter(batch_size=RECORD_BATCH_ROWS):
-            writer.write_table(table.combine_chunks())  # one record batch, not the map's 1,000-row pieces
+            table = table.combine_chunks()
+            for column in table.columns:
+                top = pc.max(pc.list_flatten(column)).as_py()
+                max_id = max(max_id, -1 if top is None else top)
+            writer.write_table(table)  # one record batch, not the map's 1,000-row pieces
         writer.finalize()
-
-
-def _clean_stale(cache_root: Path) -> None:
-    """Remove work directories left by builds that were killed (only our ``.tmp-KEY-PID-`` names, and only
-    when that process is gone)."""
-    for path in cache_root.glob(".tmp-*-*-*"):
-        try:
-            pid = int(path.name.split("-")[2])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
+    return max_id
 
 
 class TrainingExamples(Sequence):
@@ -187,11 +342,18 @@ class TrainingExamples(Sequence):
 
 def load_training_examples(data: str, tokenizer, max_length: int, needed_columns: int, with_index: bool = False,
                            columns: list[str] | None = None, progress: bool = False,
-                           cache_root: Path | None = None) -> TrainingExamples:
-    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result)."""
+                           cache_root: Path | None = None, vocab_size: int | None = None) -> TrainingExamples:
+    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result). ``vocab_size``:
+    the model's input embeddings, which every id must index (the entry's recorded largest id is compared)."""
     spec = parse_spec(data)
     available = source_columns(spec)
     chosen = choose_columns(available, needed_columns, columns, spec.describe())
     root = cache_root or registry.cache_dir() / "tokenized"
-    dataset, _, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress)
+    dataset, key, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress)
+    if vocab_size is not None:
+        manifest = _read_manifest(root / key / MANIFEST)
+        max_id = manifest.get("max_id", -1) if isinstance(manifest, dict) else -1
+        if max_id >= vocab_size:
+            raise UserError(f"{spec.describe()}: the tokenizer gives ids up to {max_id}, the model has {vocab_size} "
+                            f"input embeddings: use the tokenizer saved with the model")
     return TrainingExamples(dataset, with_index=with_index)

@@ -159,25 +159,37 @@ def require_onnx():
     return onnx, onnxruntime
 
 
-def _graph_tensors(graph):
-    """Every tensor a graph holds: initializers, sparse initializers and tensor attributes, subgraphs included."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    yield from _node_tensors(graph.node)
+_MESSAGE_FIELDS: dict[str, list] = {}
 
 
-def _node_tensors(nodes):
-    for node in nodes:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("g"):
-                yield from _graph_tensors(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _graph_tensors(subgraph)
+def _message_fields(descriptor) -> list:
+    """The fields of a protobuf message type that hold messages (singular or repeated); never its bytes fields,
+    so walking a model does not copy its weights."""
+    if descriptor.full_name not in _MESSAGE_FIELDS:
+        _MESSAGE_FIELDS[descriptor.full_name] = [f for f in descriptor.fields if f.message_type is not None]
+    return _MESSAGE_FIELDS[descriptor.full_name]
+
+
+def _all_tensors(model):
+    """Every ``TensorProto`` anywhere in a parsed ONNX model, found through the protobuf descriptors rather than
+    a list of known places: initializers, sparse initializers (values and indices), node attributes (``t``,
+    ``tensors``, ``sparse_tensor``, ``sparse_tensors``), subgraphs (``g``, ``graphs``) at any depth, functions,
+    training info, and whatever a later ONNX version adds."""
+    from onnx import TensorProto
+
+    stack = [model]
+    while stack:
+        message = stack.pop()
+        if isinstance(message, TensorProto):
+            yield message
+            continue  # a tensor holds no tensors (its external_data entries are key/value strings)
+        for field in _message_fields(message.DESCRIPTOR):
+            value = getattr(message, field.name)
+            if hasattr(value, "DESCRIPTOR"):  # a singular message field: only when set
+                if message.HasField(field.name):
+                    stack.append(value)
+            else:
+                stack.extend(value)
 
 
 def load_onnx_session(path, threads: int | None = None):
@@ -194,11 +206,12 @@ def load_onnx_session(path, threads: int | None = None):
         model = onnx.load_model_from_string(graph)
     except Exception as err:  # protobuf's DecodeError and friends
         raise InputError(path, None, f"not a loadable ONNX graph ({err.__class__.__name__})") from None
-    tensors = [*_graph_tensors(model.graph), *(t for f in model.functions for t in _node_tensors(f.node))]
-    external = [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
-    if external:
-        raise InputError(path, None, f"tensor {external[0]!r} is kept in an external data file; simcse-lab loads "
-                                     f"only self-contained graphs (as `simcse-lab export --format onnx` writes)")
+    external = next((t for t in _all_tensors(model)
+                     if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data)), None)
+    if external is not None:
+        raise InputError(path, None, f"tensor {external.name or '(unnamed)'!r} is kept in an external data file; "
+                                     f"simcse-lab loads only self-contained graphs (as `simcse-lab export --format "
+                                     f"onnx` writes)")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

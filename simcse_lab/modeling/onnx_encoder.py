@@ -34,6 +34,9 @@ CONFIG = "onnx_config.json"
 GRAPH = "model.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 QUANTIZATIONS = (None, "int8")
+# the files a tokenizer is built from (a fast tokenizer's definition, or a slow one's vocabulary / sentencepiece model)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
 
 
 def is_onnx_dir(path) -> bool:
@@ -80,6 +83,9 @@ class OnnxEncoder:
         self.dim = meta["dimension"]
         self.max_length = min(max_length or meta["max_seq_length"], meta["max_seq_length"])
         self.batch_size = batch_size
+        if not any((Path(path) / name).is_file() for name in TOKENIZER_FILES):  # before the graph is loaded
+            raise UserError(f"{self.path}: no tokenizer files ({' / '.join(TOKENIZER_FILES)}); an ONNX export "
+                            f"holds its tokenizer beside model.onnx")
         # the torch thread count: onnxruntime then uses the cores the rest of the process is told to
         self.session = load_onnx_session(self.graph, threads or torch.get_num_threads())
         names = {i.name for i in self.session.get_inputs()}

@@ -36,11 +36,13 @@ def check_training_data(cfg: TrainConfig, fetch: bool = True) -> tuple[DataSpec,
     return spec, choose_columns(available, needed, cfg.column_names, spec.describe())
 
 
-def load_training_examples(cfg: TrainConfig, tokenizer) -> training_data.TrainingExamples:
+def load_training_examples(cfg: TrainConfig, tokenizer, vocab_size: int | None = None
+                           ) -> training_data.TrainingExamples:
     """The examples of ``cfg.data`` for ``cfg.objective``: tokenised once per (corpus, tokenizer, max length,
-    columns), memory-mapped, indexable by int and by a batch of ints (``take``)."""
+    columns), memory-mapped, indexable by int and by a batch of ints (``take``); every id below ``vocab_size``
+    (the model's input embeddings) when given."""
     objective = objective_class(cfg.objective)
     _, columns = check_training_data(cfg)
     return training_data.load_training_examples(cfg.data, tokenizer, cfg.max_seq_len, objective.data_columns,
                                                 with_index=objective.with_index, columns=columns,
-                                                progress=cfg.progress)
+                                                progress=cfg.progress, vocab_size=vocab_size)
