@@ -1,16 +1,21 @@
 """Checkpoints are read with weights_only=True: a crafted state.pt cannot run code on --resume, a damaged
-file is named in one line together with the older intact checkpoint, and the RNG states still round-trip."""
+file is named in one line together with the older intact checkpoint, and the RNG states still round-trip. A
+checkpoint writer never deletes another live writer's temporary directory."""
 
 from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from simcse_lab import io
 from simcse_lab.cli import main
 from simcse_lab.errors import UserError
 from simcse_lab.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
@@ -128,3 +133,45 @@ def test_rng_files_of_simcse_lab_0_1_0_still_resume(tmp_path):
     _, rng = load_checkpoint(ckpt, 0)
     set_rng_state(rng)
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+def test_checkpoint_writes_leave_another_live_process_temporary_directory_alone(tmp_path):
+    """Two writers of one checkpoints/ (the lock of the run directory is the first guard): the temporary
+    directory of a live process is its own, only a dead process's leftovers (of this host) are cleaned."""
+    script = textwrap.dedent("""
+        import sys
+        import torch
+        from simcse_lab.training.checkpoint import save_checkpoint
+
+        class Paused:  # stops at the first barrier, with its temporary directory made, until told to go on
+            is_main_process, process_index, calls = True, 0, 0
+
+            def wait_for_everyone(self):
+                self.calls += 1
+                if self.calls == 1:
+                    print("paused", flush=True)
+                    sys.stdin.readline()
+
+        state = {"model": {"w": torch.ones(3)}, "optimizer": {}, "scheduler": {}, "step": 2, "best": 0.0,
+                 "best_step": None, "summary": {}}
+        save_checkpoint(sys.argv[1], 2, state, Paused())
+    """)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / "checkpoints" / f".step-0000009.tmp-{dead.pid}-{io._host()}-abcd"
+    stale.mkdir(parents=True)
+    writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "paused\n"
+        save_checkpoint(tmp_path, 4, _state(4), _Accelerator())  # cleans the leftovers of killed writers first
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        assert writer.wait(timeout=60) == 0, "the other writer lost its temporary directory"
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert not stale.exists(), "a dead writer's leftover was kept"
+    state, _ = load_checkpoint(tmp_path / "checkpoints" / "step-0000002", 0)
+    assert torch.equal(state["model"]["w"], torch.ones(3))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]

@@ -5,7 +5,9 @@ step, best dev score, objective state such as ESimCSE's queue and momentum encod
 ``rng-RANK.pt`` per process (python, numpy, torch RNG states) and ``checksums.json`` (the sha256 of
 each). It is written into a temporary directory and renamed into place once complete, so a
 checkpoint interrupted half-way (kill -9) is never taken as the latest: only ``step-*`` directories
-count, never ``.tmp-*``.
+count. The temporary directory is named as :mod:`simcse_lab.io` names its temporary files
+(``.step-N.tmp-PID-HOST-xxxx``), so only the leftovers of dead processes of this host are cleaned, never
+the directory another live process is writing.
 
 A checkpoint may come from someone else (a shared or downloaded run directory), and unpickling can
 run code, so every file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings
@@ -28,10 +30,10 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import UserError, first_line
-from simcse_lab.io import replace_dir_atomically, sha256_file, write_json
+from simcse_lab.io import clean_leftovers, make_temp_dir, replace_dir_atomically, sha256_file, write_json
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
-TMP_STEP_DIR = re.compile(r"^\.tmp-step-\d+$")
+LEGACY_TMP_STEP_DIR = re.compile(r"^\.tmp-step-\d+$")  # before the writer's pid and host were in the name
 CHECKSUMS = "checksums.json"
 STATE_KEYS = ("model", "optimizer", "scheduler", "step", "best", "best_step", "summary")
 
@@ -79,13 +81,19 @@ def save_checkpoint(output_dir, step: int, state: dict, accelerator, keep: int =
     checkpoints stay (``keep=0``: all of them, the run's whole trajectory)."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"step-{step:07d}"
-    tmp = root / f".tmp-step-{step:07d}"
+    name = [None]
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
-        for stale in root.iterdir():  # this one, and any a killed run left at another step
-            if TMP_STEP_DIR.match(stale.name):
+        clean_leftovers(root)  # what killed runs of this host left (a live process's temporary dir stays)
+        for stale in root.iterdir():  # the unowned names of versions before the pid was in them
+            if LEGACY_TMP_STEP_DIR.match(stale.name):
                 shutil.rmtree(stale, ignore_errors=True)
-        tmp.mkdir()
+        name = [make_temp_dir(final).name]
+    if getattr(accelerator, "num_processes", 1) > 1:  # the other processes write their RNG state into it too
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(name)
+    tmp = root / name[0]
     accelerator.wait_for_everyone()
     torch.save(rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
