@@ -4,6 +4,7 @@ checkpoint writer never deletes another live writer's temporary directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -18,6 +19,7 @@ import torch
 from simcse_lab import io
 from simcse_lab.cli import main
 from simcse_lab.errors import UserError
+from simcse_lab.io import sha256_file
 from simcse_lab.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 
 
@@ -133,6 +135,18 @@ def test_rng_files_of_simcse_lab_0_1_0_still_resume(tmp_path):
     _, rng = load_checkpoint(ckpt, 0)
     set_rng_state(rng)
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+def test_a_state_pt_that_is_not_a_torch_file_is_said_to_be_so(tmp_path):
+    ckpt = save_checkpoint(tmp_path, 2, _state(2), _Accelerator())
+    for content in (b"these are my notes, not a checkpoint\n", b""):
+        (ckpt / "state.pt").write_bytes(content)
+        (ckpt / "checksums.json").write_text(json.dumps({"state.pt": sha256_file(ckpt / "state.pt"),
+                                                         "rng-0.pt": sha256_file(ckpt / "rng-0.pt")}))
+        with pytest.raises(UserError) as exc:
+            load_checkpoint(ckpt, 0)
+        message = str(exc.value)
+        assert f"{ckpt / 'state.pt'}: not a torch checkpoint" in message and "run code" not in message, message
 
 
 def test_checkpoint_writes_leave_another_live_process_temporary_directory_alone(tmp_path):
