@@ -94,13 +94,14 @@ def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[
 
 
 def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[str], cache_root: Path,
-                    progress: bool = False):
-    """Tokenise ``spec`` into ``cache_root/KEY`` unless it is already there; return the memory-mapped dataset."""
+                    progress: bool = False, fingerprint: str | None = None):
+    """Tokenise ``spec`` into ``cache_root/KEY`` unless it is already there; return the memory-mapped dataset.
+    ``fingerprint``: ``spec.fingerprint()``, when the caller has computed it already."""
     import datasets
 
     if not progress:
         datasets.disable_progress_bars()
-    fingerprint = spec.fingerprint()
+    fingerprint = fingerprint or spec.fingerprint()
     key = cache_key(fingerprint, tokenizer, max_length, columns)
     final = cache_root / key
     if (final / DATA_FILE).is_file():
@@ -187,11 +188,13 @@ class TrainingExamples(Sequence):
 
 def load_training_examples(data: str, tokenizer, max_length: int, needed_columns: int, with_index: bool = False,
                            columns: list[str] | None = None, progress: bool = False,
-                           cache_root: Path | None = None) -> TrainingExamples:
-    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result)."""
+                           cache_root: Path | None = None, fingerprint: str | None = None) -> TrainingExamples:
+    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result); ``fingerprint``:
+    the source's (``DataSpec.fingerprint``), when the caller has computed it already."""
     spec = parse_spec(data)
     available = source_columns(spec)
     chosen = choose_columns(available, needed_columns, columns, spec.describe())
     root = cache_root or registry.cache_dir() / "tokenized"
-    dataset, _, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress)
+    dataset, _, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress,
+                                    fingerprint=fingerprint)
     return TrainingExamples(dataset, with_index=with_index)

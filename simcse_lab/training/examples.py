@@ -36,11 +36,21 @@ def check_training_data(cfg: TrainConfig, fetch: bool = True) -> tuple[DataSpec,
     return spec, choose_columns(available, needed, cfg.column_names, spec.describe())
 
 
-def load_training_examples(cfg: TrainConfig, tokenizer) -> training_data.TrainingExamples:
+def data_identity(cfg: TrainConfig) -> dict:
+    """What a run trains on, as its summary and checkpoints record it (and ``--resume`` checks it): the content
+    fingerprint of ``cfg.data`` (the one its tokenised cache is keyed by: ``DataSpec.fingerprint``, a file's
+    sha256 read once per file state) and the columns read. Computed before any model loads."""
+    spec, columns = check_training_data(cfg)
+    return {"fingerprint": spec.fingerprint(), "columns": columns}
+
+
+def load_training_examples(cfg: TrainConfig, tokenizer,
+                           fingerprint: str | None = None) -> training_data.TrainingExamples:
     """The examples of ``cfg.data`` for ``cfg.objective``: tokenised once per (corpus, tokenizer, max length,
-    columns), memory-mapped, indexable by int and by a batch of ints (``take``)."""
+    columns), memory-mapped, indexable by int and by a batch of ints (``take``). ``fingerprint``: the data's,
+    when :func:`data_identity` has computed it already."""
     objective = objective_class(cfg.objective)
     _, columns = check_training_data(cfg)
     return training_data.load_training_examples(cfg.data, tokenizer, cfg.max_seq_len, objective.data_columns,
                                                 with_index=objective.with_index, columns=columns,
-                                                progress=cfg.progress)
+                                                progress=cfg.progress, fingerprint=fingerprint)
