@@ -18,12 +18,16 @@ tool produces goes through here, so the rules hold everywhere:
   directory it made carries the marker file ``.simcse-lab.json`` (kind, version, and for outputs
   that are replaced whole, the entries it wrote). Directories from versions without the marker are
   recognised by their own files (see ``_legacy_kind``). Anything else is refused with one line.
+- **One writer**: a command that writes into a directory for its whole run (``train``) holds an exclusive
+  lock on it (``fcntl.flock`` on ``DIR/.simcse-lab.lock``, released when the process ends, however it
+  ends): a second run into the same directory is refused with one line and touches nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -276,6 +280,7 @@ def staged_dir(output_dir, kind: str | None = None):
 
 # -- ownership ---------------------------------------------------------------------------------------
 MARKER = ".simcse-lab.json"
+LOCK = ".simcse-lab.lock"  # held (flock) by the one run writing into the directory
 KINDS = {"train": "a training run", "export": "an export", "index": "an index", "analysis": "an analysis report"}
 _MARKER_TEMP = re.compile(rf"^\.{re.escape(MARKER)}\.tmp-")
 
@@ -334,7 +339,7 @@ def _legacy_kind(directory: Path) -> str | None:
 
 
 def _entries(directory: Path) -> list[str]:
-    return sorted(n for n in os.listdir(directory) if n != MARKER and not _MARKER_TEMP.match(n))
+    return sorted(n for n in os.listdir(directory) if n not in (MARKER, LOCK) and not _MARKER_TEMP.match(n))
 
 
 def owner_kind(directory) -> str | None:
@@ -353,10 +358,13 @@ def _kind_problem(directory: Path, kind: str, found: str | None) -> str | None:
     return None
 
 
-def claim_output_dir(path, kind: str) -> Path:
+def claim_output_dir(path, kind: str, lock: bool = False) -> Path:
     """Make ``path`` an output directory of ``kind`` that simcse-lab may write into: create it (with the
     marker) if absent or empty, accept it if it holds a simcse-lab output of the same kind, refuse
-    anything else with one line. Idempotent: every process of a distributed run may call it."""
+    anything else with one line. Idempotent: every process of a distributed run may call it. With ``lock``
+    (one process of a run: its main one), the directory is also locked for this process until
+    :func:`release_output_dir` or its end; a directory another process holds is refused with one line,
+    before anything in it is touched."""
     path = Path(path)
     if os.path.lexists(path) and not path.is_dir():
         raise UserError(f"{path}: exists and is not a directory")
@@ -368,6 +376,8 @@ def claim_output_dir(path, kind: str) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"{path}: cannot create the directory ({err.strerror})") from None
+    if lock:
+        _lock(path)
     clean_leftovers(path)
     for child in path.iterdir():  # e.g. best/, final/, checkpoints/ of a training run
         if child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
@@ -375,6 +385,39 @@ def claim_output_dir(path, kind: str) -> Path:
     if read_marker(path) is None:
         write_marker(path, kind)
     return path
+
+
+_HELD: dict[str, int] = {}  # resolved directory -> the descriptor whose flock this process holds
+
+
+def _lock(directory: Path) -> None:
+    key = str(directory.resolve())
+    if key in _HELD:
+        return
+    try:
+        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), file_mode())
+    except OSError as err:
+        raise UserError(f"{directory / LOCK}: cannot open the run's lock file ({err.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            os.close(fd)
+            raise UserError(f"{directory / LOCK}: cannot lock it ({err.strerror})") from None
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise UserError(f"{directory}: another simcse-lab run is writing into it ({holder or 'it holds '+LOCK}); "
+                        f"wait for it to end, or choose another directory") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    _HELD[key] = fd
+
+
+def release_output_dir(path) -> None:
+    """Give up the lock :func:`claim_output_dir` took on ``path`` (a no-op if this process holds none)."""
+    fd = _HELD.pop(str(Path(path).resolve()), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases its flock
 
 
 def _replace_problem(directory: Path, kind: str) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +22,8 @@ def no_model_loads(monkeypatch):
 
     monkeypatch.setattr("simcse_lab.modeling.encoder.Encoder", refuse)
     monkeypatch.setattr("simcse_lab.modeling.embedder.load_embedder", refuse)
+    if "simcse_lab.training.loop" in sys.modules:  # imported by an earlier test: it holds its own name for it
+        monkeypatch.setattr("simcse_lab.training.loop.load_embedder", refuse)
     monkeypatch.setattr("simcse_lab.search.index.Index", refuse)
 
 
@@ -105,3 +109,26 @@ def test_a_corrupt_modules_json_is_named(tiny_bert, tmp_path, capsys, pooler):
     err = _one_line(["eval", "--model", str(model), "--tasks", "stsb"] + (["--pooler", pooler] if pooler else []),
                     capsys)
     assert f"{model / 'modules.json'}: not a sentence-transformers module list" in err
+
+
+def test_a_parquet_column_that_is_not_text_is_refused_before_any_model_loads(tmp_path, capsys, no_model_loads):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"text": list(range(8)), "other": [f"sentence {i}" for i in range(8)]}), data)
+    err = _one_line(["train", "--data", str(data), "--columns", "text", "--output-dir", str(tmp_path / "run")], capsys)
+    assert f"{data}: column 'text' holds int64, not text" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_quantize_with_another_format_is_refused_before_torch_is_imported(tmp_path):
+    """The refusal costs nothing: not even the import of torch (seconds) that loading a model starts with."""
+    code = ("import sys\nfrom simcse_lab.cli import main\n"
+            "try:\n    main(['export', '--model', 'all-MiniLM-L6-v2', '--format', 'hf', '--quantize', 'int8',"
+            " '--output-dir', sys.argv[1]])\nexcept SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    assert "--quantize int8 applies to --format onnx only" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -1,10 +1,13 @@
 """Output directories: simcse-lab writes only into a directory it made, and --overwrite replaces only a previous
-simcse-lab output of the same kind that holds nothing else and is not (and does not contain) the input."""
+simcse-lab output of the same kind that holds nothing else and is not (and does not contain) the input. A
+directory a run is writing into is locked: a second run into it is refused."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -154,3 +157,26 @@ def test_index_overwrite_rules(tmp_path, tiny_bert, capsys):
     shutil.copy(corpus, inside / "corpus.txt")
     code, err = _run(build + [str(inside / "corpus.txt"), "--output", str(inside), "--overwrite"], capsys)
     assert code == 2 and "contains" in err and (inside / "corpus.txt").is_file()
+
+
+def test_a_second_train_into_a_directory_in_use_is_refused_and_touches_nothing(tmp_path, tiny_bert, capsys):
+    """The run writing into a directory holds its lock until it ends (here a process that claimed it and waits);
+    a second run is refused in one line, before it touches anything, and the directory is free once it ends."""
+    out, data = tmp_path / "run", _corpus(tmp_path / "c.txt")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom simcse_lab import io\n"
+                               "io.claim_output_dir(sys.argv[1], 'train', lock=True)\nprint('claimed', flush=True)\n"
+                               "sys.stdin.readline()", str(out)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "claimed\n"
+        (out / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')  # what the first run has written so far
+        before = _snapshot(out)
+        code, err = _run(_train(tiny_bert, data, out), capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{out}: another simcse-lab run is writing into it (process {holder.pid} on " in err
+        assert _snapshot(out) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    io.claim_output_dir(out, "train", lock=True)  # the first run has ended: its lock with it
+    io.release_output_dir(out)

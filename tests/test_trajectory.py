@@ -119,3 +119,53 @@ def test_trajectory_input_errors(tmp_path, capsys):
     assert run_cli(["analyze", "--trajectory", str(empty), "--output-dir", str(tmp_path / "o")]) == 2
     assert "train_config.json: not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _rewrite_state(ckpt, change) -> None:
+    """Change a checkpoint's state.pt and fix its checksums.json: damage that a checksum cannot see."""
+    from simcse_lab.io import sha256_file
+
+    state = torch.load(ckpt / "state.pt", weights_only=True)
+    change(state)
+    torch.save(state, ckpt / "state.pt")
+    sums = json.loads((ckpt / "checksums.json").read_text())
+    sums["state.pt"] = sha256_file(ckpt / "state.pt")
+    (ckpt / "checksums.json").write_text(json.dumps(sums))
+
+
+def test_trajectory_checks_every_checkpoint_before_measuring_any(tmp_path, tiny_bert, capsys, monkeypatch):
+    """A damaged checkpoint (any of them) is refused before the model loads and before any point is measured; a
+    wrongly shaped one once the starting model is known, still before measuring. The hint fits the command."""
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    run = tmp_path / "run"
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(32))
+    train(TrainConfig(model=str(tiny_bert), data=str(data), objective="unsup", pooler="avg", batch_size=8,
+                      max_seq_len=16, max_steps=3, save_steps=1, keep_checkpoints=0, eval_steps=0,
+                      test_tasks="none", precision="fp32", progress=False, output_dir=str(run)))
+    sentences = write_lines(tmp_path / "analysis.txt", random_sentences(20, seed=5))
+    argv = ["analyze", "--trajectory", str(run), "--output-dir", str(tmp_path / "traj"), "--data", str(sentences),
+            "--no-tokens", "--no-token-dynamics", "--precision", "fp32"]
+    last = run / "checkpoints" / "step-0000003"
+    good = (last / "state.pt").read_bytes()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF
+    (last / "state.pt").write_bytes(bytes(damaged))
+    with monkeypatch.context() as m:
+        m.setattr("simcse_lab.modeling.encoder.Encoder", lambda *a, **k: pytest.fail("a model was loaded"))
+        assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{last / 'state.pt'}: sha256 differs" in err
+    assert f"move step-0000003 out of {last.parent} to measure the others" in err and "--resume" not in err
+    assert not (tmp_path / "traj").exists()
+
+    (last / "state.pt").write_bytes(good)
+    middle = run / "checkpoints" / "step-0000002"
+    key = "backbone.encoder.layer.0.attention.self.query.weight"
+    _rewrite_state(middle, lambda state: state["model"].__setitem__(key, torch.zeros(3, 5)))
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{middle / 'state.pt'}: tensor {key!r} has shape [3, 5]" in err and "Traceback" not in err
+    assert f"move step-0000002 out of {middle.parent} to measure the others" in err
+    assert "trajectory: step 0" not in err  # nothing measured yet

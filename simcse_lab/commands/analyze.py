@@ -241,12 +241,18 @@ def run(args) -> int:
     return 0
 
 
+def _measure_hint(path) -> str:
+    return f"; move {path.name} out of {path.parent} to measure the others"
+
+
 def read_run(path):
-    """(RunDir, [(step, checkpoint dir)]) of a training run directory, checked before any model is loaded."""
+    """(RunDir, [(step, checkpoint dir, {tensor: shape} of its model)]) of a training run directory, checked
+    before any model is loaded: every checkpoint is read in full (checksums, safe loading, structure) before any
+    is measured, and only its model's tensor shapes are kept."""
     from simcse_lab.analysis import inputs
     from simcse_lab.errors import UserError
     from simcse_lab.modeling.resolve import resolve_model
-    from simcse_lab.training.checkpoint import list_checkpoints
+    from simcse_lab.training.checkpoint import list_checkpoints, load_checkpoint, tensor_shapes
 
     run_dir = inputs.read_run_dir(path)
     steps = list_checkpoints(path)
@@ -257,22 +263,32 @@ def read_run(path):
         resolve_model(run_dir.model)
     except UserError as err:
         raise UserError(f"{path}/train_config.json: the starting model cannot be found: {err}") from None
-    return run_dir, steps
+    checked = []
+    for step, ckpt in steps:
+        state, _ = load_checkpoint(ckpt, 0, hint=_measure_hint(ckpt))
+        checked.append((step, ckpt, tensor_shapes(state["model"])))
+        del state
+    return run_dir, checked
 
 
 def measure_run(run_dir, steps, data, opts, analysis) -> list[dict]:
     """The starting model (step 0) and every saved checkpoint, in step order, measured the same way. The
-    weights are read with the trainer's safe loader and put into an encoder of the starting model."""
+    weights are read with the trainer's safe loader and put into an encoder of the starting model; every
+    checkpoint's tensors are checked against that model before the first point is measured."""
     from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.training.checkpoint import load_checkpoint
+    from simcse_lab.training.checkpoint import check_fits, load_checkpoint
 
     common = dict(precision=opts.precision, batch_size=opts.batch_size)
+    start = Encoder(run_dir.model, pooler=run_dir.pooler, **common)
+    expected = start.embedder_state_shapes()
+    for _, path, shapes in steps:
+        check_fits(path, shapes, expected, 0, hint=_measure_hint(path), exact=False)
     print(f"trajectory: step 0 ({run_dir.model}) ...", file=sys.stderr)
-    points = [{"step": 0, **analysis.measure_point(Encoder(run_dir.model, pooler=run_dir.pooler, **common),
-                                                    f"{run_dir.model} (step 0)", data, opts)}]
-    for step, path in steps:
+    points = [{"step": 0, **analysis.measure_point(start, f"{run_dir.model} (step 0)", data, opts)}]
+    del start
+    for step, path, _ in steps:
         print(f"trajectory: step {step} ...", file=sys.stderr)
-        state, _ = load_checkpoint(path, 0)
+        state, _ = load_checkpoint(path, 0, hint=_measure_hint(path))
         encoder = Encoder.from_embedder_state(run_dir.model, state["model"], run_dir.pooler, name=str(path),
                                               **common)
         del state  # the optimizer state is not needed: let it go before the forward passes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from simcse_lab.commands import add_output_dir_flag
-from simcse_lab.export.formats import FORMATS, QUANTIZE
+from simcse_lab.export import FORMATS, QUANTIZE
 from simcse_lab.modeling.pooling import POOLERS
 
 
@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from simcse_lab.export import check_options
+
+    check_options(args.format, args.quantize)  # before torch and the model are imported
     from simcse_lab.export.formats import export
 
     report = export(args.model, args.format, args.output_dir, pooler=args.pooler, overwrite=args.overwrite,

@@ -55,7 +55,7 @@ def run(args) -> int:
 
     from simcse_lab.commands import _validate
     from simcse_lab.data.spec import parse_spec
-    from simcse_lab.io import claim_output_dir
+    from simcse_lab.io import claim_output_dir, release_output_dir
     from simcse_lab.training.config import FIELDS, load_config
 
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
@@ -78,8 +78,14 @@ def run(args) -> int:
     family_precision(family, training_precision(cfg.precision), cfg.precision)
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
-    claim_output_dir(cfg.output_dir, "train")  # every rank may: a directory of ours, or refused before any work
-    from simcse_lab.training.loop import train
+    # every rank may: a directory of ours, or refused before any work; the main process locks it for the run,
+    # so that a second run into it is refused before it touches anything
+    main = os.environ.get("RANK", "0") == "0"
+    claim_output_dir(cfg.output_dir, "train", lock=main)
+    try:
+        from simcse_lab.training.loop import train
 
-    train(cfg)
+        train(cfg)
+    finally:
+        release_output_dir(cfg.output_dir)
     return 0

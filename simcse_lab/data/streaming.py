@@ -161,6 +161,26 @@ def _parquet_rows(path: Path, columns: list[str]) -> Iterator[dict]:
         raise InputError(path, None, "no rows")
 
 
+def _is_text(arrow_type) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            or getattr(pa.types, "is_string_view", lambda t: False)(arrow_type))
+
+
+def check_column_types(spec: DataSpec, columns: list[str]) -> None:
+    """A parquet file's schema says at once whether a column holds text: one that does not is refused before
+    any row is read (and any model loads), not at its first row."""
+    if spec.kind != "parquet":
+        return
+    schema = _parquet_file(spec.path).schema_arrow
+    for c in columns:
+        if not _is_text(schema.field(c).type):
+            raise InputError(spec.path, None, f"column {c!r} holds {schema.field(c).type}, not text")
+
+
 def check_string_columns(ds, columns: list[str], where: str) -> None:
     """Saved and hub datasets: every cell of ``columns`` must be a non-empty string (no silent dropping)."""
     import pyarrow as pa

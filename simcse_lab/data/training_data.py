@@ -107,7 +107,7 @@ def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[
 
 
 def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[str], cache_root: Path,
-                    progress: bool = False):
+                    progress: bool = False, fingerprint: str | None = None):
     """Tokenise ``spec`` into ``cache_root/KEY`` unless a sound entry is already there; return the memory-mapped
     dataset, the key and whether it was a hit.
 
@@ -115,13 +115,14 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     length), ``tokens.arrow`` has the recorded size and checksum, opens, and has the recorded rows, columns
     and largest id (below the tokenizer's vocabulary); for a local file, the file's size and sample digest
     must also be those it was built from (a remembered digest that names another file's entry is read
-    again). An unsound entry is a cache's damage: one line says why, and it is discarded and built again."""
+    again). An unsound entry is a cache's damage: one line says why, and it is discarded and built again.
+    ``fingerprint``: ``spec.fingerprint()``, when the caller has computed it already."""
     import datasets
 
     if not progress:
         datasets.disable_progress_bars()
     cache_root.mkdir(parents=True, exist_ok=True)
-    fingerprint = spec.fingerprint()
+    fingerprint = fingerprint or spec.fingerprint()
     key = cache_key(fingerprint, tokenizer, max_length, columns)
     dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length, len(tokenizer))
     if problem is not None and _source_files(spec):
@@ -342,14 +343,17 @@ class TrainingExamples(Sequence):
 
 def load_training_examples(data: str, tokenizer, max_length: int, needed_columns: int, with_index: bool = False,
                            columns: list[str] | None = None, progress: bool = False,
-                           cache_root: Path | None = None, vocab_size: int | None = None) -> TrainingExamples:
+                           cache_root: Path | None = None, vocab_size: int | None = None,
+                           fingerprint: str | None = None) -> TrainingExamples:
     """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result). ``vocab_size``:
-    the model's input embeddings, which every id must index (the entry's recorded largest id is compared)."""
+    the model's input embeddings, which every id must index (the entry's recorded largest id is compared);
+    ``fingerprint``: the source's (``DataSpec.fingerprint``), when the caller has computed it already."""
     spec = parse_spec(data)
     available = source_columns(spec)
     chosen = choose_columns(available, needed_columns, columns, spec.describe())
     root = cache_root or registry.cache_dir() / "tokenized"
-    dataset, key, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress)
+    dataset, key, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress,
+                                      fingerprint=fingerprint)
     if vocab_size is not None:
         manifest = _read_manifest(root / key / MANIFEST)
         max_id = manifest.get("max_id", -1) if isinstance(manifest, dict) else -1

@@ -40,6 +40,7 @@ import torch
 from simcse_lab.errors import UserError
 from simcse_lab.evaluation.sts import format_table
 from simcse_lab.evaluation.vectors import l2_normalize
+from simcse_lab.export import check_options
 from simcse_lab.io import check_replaceable, staged_dir
 from simcse_lab.modeling.encoder import Encoder
 from simcse_lab.modeling.loading import load_sentence_transformer, quiet, require_onnx
@@ -48,9 +49,7 @@ from simcse_lab.modeling.pooling import OWN_MODULES
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
 from simcse_lab.modeling.st_format import layer_weights, save_sentence_transformer
 
-FORMATS = ("sentence-transformers", "hf", "onnx")
 TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
-QUANTIZE = ("int8",)
 # int8 weights move each vector a little in every coordinate: on the verification sentences all-MiniLM-L6-v2
 # (normalised) gives min cosine 0.980 and relative error 0.20, a 60-step unsup run's unnormalised [CLS] 0.994 and
 # 0.11 (its max abs diff, 0.20, is no guide: its coordinates reach 5.4). These bounds catch a broken graph; what
@@ -312,10 +311,7 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
            quantize: str | None = None) -> dict:
     """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``; with ``quantize``
     also ``fp32_max_abs_diff`` and ``min_cosine``)."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if quantize is not None and (fmt != "onnx" or quantize not in QUANTIZE):
-        raise UserError(f"--quantize {quantize} applies to --format onnx only, and must be one of {', '.join(QUANTIZE)}")
+    check_options(fmt, quantize)
     if fmt == "onnx":
         require_onnx()  # before anything is loaded or written
     output = Path(output)

@@ -60,6 +60,15 @@ class Encoder:
             self.pooler = check_pooler(pooler) if pooler is not None else None  # None: the family's natural one
             self._load_hf(transformer_subdir(self.path) if local_st else self.path, max_length)
 
+    def embedder_state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{name: shape} of the tensors of a SimCSEEmbedder state that :meth:`from_embedder_state` puts into this
+        encoder's model (``backbone.*``; ``mlp.*`` into its pooler layer, where it has one), to check a state
+        against before loading it."""
+        own = self.hf_model.state_dict()
+        shapes = {f"backbone.{k}": tuple(v.shape) for k, v in own.items() if not k.startswith("pooler.")}
+        shapes.update({f"mlp.{k[len('pooler.'):]}": tuple(v.shape) for k, v in own.items() if k.startswith("pooler.")})
+        return shapes
+
     @classmethod
     def from_embedder_state(cls, model: str, state_dict: dict, pooler: str, name: str, **kwargs) -> Encoder:
         """An Encoder with ``model``'s architecture and tokenizer holding the weights of a

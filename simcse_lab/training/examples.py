@@ -11,7 +11,7 @@ from __future__ import annotations
 from simcse_lab.data import training_data
 from simcse_lab.data.columns import choose_columns
 from simcse_lab.data.spec import DataSpec, parse_spec
-from simcse_lab.data.streaming import source_columns
+from simcse_lab.data.streaming import check_column_types, source_columns
 from simcse_lab.errors import UserError
 from simcse_lab.training.config import TrainConfig
 
@@ -33,16 +33,28 @@ def check_training_data(cfg: TrainConfig, fetch: bool = True) -> tuple[DataSpec,
     if cfg.column_names is None and len(available) < needed:
         raise UserError(f"{spec.describe()}: objective {cfg.objective} needs {SHAPES.get(needed, f'{needed} columns')}"
                         f" (e.g. --data nli), this source has {', '.join(available)}; or name them with --columns")
-    return spec, choose_columns(available, needed, cfg.column_names, spec.describe())
+    columns = choose_columns(available, needed, cfg.column_names, spec.describe())
+    check_column_types(spec, columns)
+    return spec, columns
 
 
-def load_training_examples(cfg: TrainConfig, tokenizer, vocab_size: int | None = None
-                           ) -> training_data.TrainingExamples:
+def data_identity(cfg: TrainConfig) -> dict:
+    """What a run trains on, as its summary and checkpoints record it (and ``--resume`` checks it): the content
+    fingerprint of ``cfg.data`` (the one its tokenised cache is keyed by: ``DataSpec.fingerprint``, a file's
+    sha256 read once per file state) and the columns read. Computed before any model loads."""
+    spec, columns = check_training_data(cfg)
+    return {"fingerprint": spec.fingerprint(), "columns": columns}
+
+
+def load_training_examples(cfg: TrainConfig, tokenizer, vocab_size: int | None = None,
+                           fingerprint: str | None = None) -> training_data.TrainingExamples:
     """The examples of ``cfg.data`` for ``cfg.objective``: tokenised once per (corpus, tokenizer, max length,
     columns), memory-mapped, indexable by int and by a batch of ints (``take``); every id below ``vocab_size``
-    (the model's input embeddings) when given."""
+    (the model's input embeddings) when given. ``fingerprint``: the data's, when :func:`data_identity` has
+    computed it already."""
     objective = objective_class(cfg.objective)
     _, columns = check_training_data(cfg)
     return training_data.load_training_examples(cfg.data, tokenizer, cfg.max_seq_len, objective.data_columns,
                                                 with_index=objective.with_index, columns=columns,
-                                                progress=cfg.progress, vocab_size=vocab_size)
+                                                progress=cfg.progress, vocab_size=vocab_size,
+                                                fingerprint=fingerprint)

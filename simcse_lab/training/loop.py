@@ -38,12 +38,12 @@ from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type,
 from simcse_lab.training.backbone import family_precision, resolve_backbone
 from simcse_lab.training.checkpoint import save_checkpoint
 from simcse_lab.training.config import TrainConfig
-from simcse_lab.training.examples import load_training_examples
+from simcse_lab.training.examples import data_identity, load_training_examples
 from simcse_lab.training.tracking import LOG_DIR, PROJECT, parse_report_to, tracked_values
 from simcse_lab.training.objectives import build_objective
 from simcse_lab.training.run_state import (LossWindow, MetricsLog, check_can_start, checkpoint_state, dev_encoder,
                                            evaluate_before, finish_run, new_summary, non_finite_loss,
-                                           resume_or_start, select_best)
+                                           read_resume_point, resume_or_start, select_best)
 from simcse_lab.training.sampler import global_batch, local_slice
 from simcse_lab.training.throughput import StepWork
 
@@ -101,6 +101,11 @@ def train(cfg: TrainConfig) -> dict:
     device, processes, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
     check_can_start(cfg, out, processes)
     test_tasks = [] if cfg.test_tasks.strip().lower() in ("", "none") else parse_tasks(cfg.test_tasks)
+    # what the data holds (its content fingerprint, read once per file state) and, with --resume, the checkpoint,
+    # checked against the settings and the data: refused before any model loads or any row is tokenised
+    with accelerator.main_process_first():  # the main process hashes a new corpus; the others find its memo
+        data = data_identity(cfg)
+    point = read_resume_point(cfg, out, accelerator.process_index, data)
 
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
@@ -108,7 +113,8 @@ def train(cfg: TrainConfig) -> dict:
                                         cfg.pack_width, cfg.mini_batch_size, cfg.projection)
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
-        examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings)
+        examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings,
+                                          data["fingerprint"])
     if len(examples) < cfg.batch_size:
         raise UserError(f"{cfg.data}: {len(examples)} examples, fewer than one batch of {cfg.batch_size}")
     total = cfg.max_steps or (len(examples) // cfg.batch_size) * cfg.epochs
@@ -119,8 +125,8 @@ def train(cfg: TrainConfig) -> dict:
     objective.to(device)
 
     # a fresh start, or weights, optimizer, schedule, RNG and objective state from the last checkpoint
-    summary, log = new_summary(cfg, processes, precision, device), MetricsLog(out / "metrics.jsonl", main)
-    run = resume_or_start(cfg, out, accelerator, embedder, optimizer, scheduler, objective, summary, log)
+    summary, log = new_summary(cfg, processes, precision, device, data), MetricsLog(out / "metrics.jsonl", main)
+    run = resume_or_start(cfg, out, accelerator, embedder, optimizer, scheduler, objective, summary, log, point)
     announce(cfg, out, accelerator, trackers, precision, len(examples), total)
     if main and run.step == 0:  # the untrained model: the test table "before" and the first dev point
         evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log)

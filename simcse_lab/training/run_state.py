@@ -19,19 +19,22 @@ from pathlib import Path
 
 import torch
 
-from simcse_lab.errors import UserError
+from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.dev import dev_metrics
 from simcse_lab.evaluation.sts import evaluate, format_table
 from simcse_lab.io import write_json, write_text
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
 from simcse_lab.modeling.st_format import save_embedder
-from simcse_lab.training.checkpoint import latest_checkpoint, load_checkpoint, set_rng_state
+from simcse_lab.training.checkpoint import (check_fits, latest_checkpoint, load_checkpoint, set_rng_state,
+                                           tensor_shapes)
 from simcse_lab.training.config import TrainConfig
 from simcse_lab.training.examples import check_training_data
 
 # settings that define a run: --resume refuses to continue a checkpoint under other values
 RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "projection",
                "max_seq_len", "epochs", "max_steps")
+# and what the data is: --data names it, these say what it holds (summary["data"], kept in every checkpoint)
+DATA_KEYS = {"fingerprint": "data content", "columns": "columns"}
 
 
 @dataclass
@@ -54,9 +57,13 @@ def check_can_start(cfg: TrainConfig, out: Path, processes: int) -> None:
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or another --output-dir")
 
 
-def new_summary(cfg: TrainConfig, processes: int, precision: str, device) -> dict:
-    return {"command": shlex.join(sys.argv), "config": cfg.to_dict(), "world_size": processes,
-            "precision": precision, "device": str(device)}
+def new_summary(cfg: TrainConfig, processes: int, precision: str, device, data: dict | None = None) -> dict:
+    """The run's summary; ``data`` (:func:`~simcse_lab.training.examples.data_identity`) is what it trains on."""
+    summary = {"command": shlex.join(sys.argv), "config": cfg.to_dict(), "world_size": processes,
+               "precision": precision, "device": str(device)}
+    if data is not None:
+        summary["data"] = dict(data)
+    return summary
 
 
 def peak_memory_mb(device) -> float:
@@ -95,35 +102,114 @@ class MetricsLog:
         write_text(self.path, "".join(line + "\n" for line in kept))
 
 
-def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimizer, scheduler, objective,
-                    summary: dict, log: MetricsLog) -> RunState:
-    """With --resume and a checkpoint: model, optimizer, schedule, objective state, RNG, the pre-training
-    test table and the metrics curve as they were at that checkpoint. Otherwise a fresh start (a
-    metrics.jsonl left by a run killed before its first checkpoint is dropped)."""
+@dataclass
+class ResumePoint:
+    """The checkpoint a --resume continues from, read and checked before any model loads."""
+
+    path: Path
+    state: dict
+    rng: dict
+
+
+def _changed_data(saved: dict, data: dict) -> list[tuple[str, str]]:
+    """(name, what the checkpoint holds) of each part of the data that differs; a fingerprint shown short."""
+    def shown(key: str) -> str:
+        if key == "fingerprint" and isinstance(saved[key], str):
+            return f"{saved[key][:12]}... (now {str(data.get(key))[:12]}...)"
+        return repr(saved[key])
+
+    return [(name, shown(key)) for key, name in DATA_KEYS.items() if key in saved and saved[key] != data.get(key)]
+
+
+def read_resume_point(cfg: TrainConfig, out: Path, process_index: int, data: dict) -> ResumePoint | None:
+    """With --resume and a checkpoint: the checkpoint, read (every file verified) and checked against this run's
+    settings and data (``data``: :func:`~simcse_lab.training.examples.data_identity`) before any model loads or
+    any row is tokenised. A run may only continue on the settings and the data its checkpoints were trained
+    on: the same --data name, the same content (the fingerprint its tokenised cache is keyed by) and the same
+    columns. A checkpoint written before the data was recorded is continued with a note saying what could not
+    be checked (its own record then starts at this step). None: no --resume, or nothing to resume."""
     ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is None:
+        return None
+    state, rng = load_checkpoint(ckpt, process_index)
+    saved = state["summary"].get("config", {})
+    changed = [(k, repr(saved[k])) for k in RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)]
+    saved_data = state["summary"].get("data")
+    if isinstance(saved_data, dict):
+        changed += _changed_data(saved_data, data)
+    if changed:
+        raise UserError(f"{ckpt}: --resume with changed {', '.join(k for k, _ in changed)} (saved: "
+                        f"{', '.join(f'{k}={v}' for k, v in changed)}); use another --output-dir")
+    if not isinstance(saved_data, dict) and process_index == 0:
+        print(f"--resume: {ckpt} does not record what its data held (written before simcse-lab kept the data's "
+              f"fingerprint), so only the name {cfg.data!r} could be checked; continuing, and recording the data "
+              f"from step {state['step']} on")
+    return ResumePoint(ckpt, state, rng)
+
+
+def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimizer, scheduler, objective,
+                    summary: dict, log: MetricsLog, point: ResumePoint | None) -> RunState:
+    """With the checkpoint of :func:`read_resume_point`: model, optimizer, schedule, objective state, RNG, the
+    pre-training test table and the metrics curve as they were at that checkpoint (a checkpoint whose tensors
+    do not fit the model is refused in one line first). Otherwise a fresh start (a metrics.jsonl left by a run
+    killed before its first checkpoint is dropped)."""
+    if point is None:
         if cfg.resume and accelerator.is_main_process:
             print(f"--resume: no checkpoint in {out}; starting from scratch")
         log.keep_until(None)
         return RunState()
-    state, rng = load_checkpoint(ckpt, accelerator.process_index)
-    saved = state.get("summary", {}).get("config", {})
-    changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)]
-    if changed:
-        raise UserError(f"{ckpt}: --resume with changed {', '.join(changed)} (saved: "
-                        f"{', '.join(f'{k}={saved[k]!r}' for k in changed)}); use another --output-dir")
+    state, ckpt = point.state, point.path
+    check_fits(ckpt, tensor_shapes(state["model"]), tensor_shapes(embedder.state_dict()), accelerator.process_index)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if "objective" in state:
+            objective.load_extra_state(state["objective"])
+        if "scaler" in state and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+        raise UserError(f"{ckpt / 'state.pt'}: its optimizer, schedule or objective state does not fit this run "
+                        f"({first_line(err, 200)}); use another --output-dir") from None
+    check_optimizer_state(ckpt, optimizer)
     embedder.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if "objective" in state:
-        objective.load_extra_state(state["objective"])
-    if "scaler" in state and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(state["scaler"])
     if "test_before" in state["summary"]:
         summary["test_before"] = state["summary"]["test_before"]
-    set_rng_state(rng)
+    saved_data = state["summary"].get("data")
+    since = saved_data.get("recorded_from_step") if isinstance(saved_data, dict) else state["step"]
+    if "data" in summary and since is not None:  # a run resumed from a checkpoint that did not record its data
+        summary["data"]["recorded_from_step"] = since
+    set_rng_state(point.rng)
     log.keep_until(state["step"])
-    return RunState(state["step"], state["best"], state["best_step"])
+    run = RunState(state["step"], state["best"], state["best_step"])
+    point.state = point.rng = None  # the weights are in the model now: let the checkpoint's copy go
+    return run
+
+
+ADAMW_STATE = ("step", "exp_avg", "exp_avg_sq")  # what torch's AdamW keeps per parameter (amsgrad off)
+
+
+def check_optimizer_state(ckpt: Path, optimizer) -> None:
+    """After ``optimizer.load_state_dict``: AdamW's state of each parameter holds its step (one number) and its
+    moments in the parameter's shape. A checkpoint that says otherwise fails at the first step, and a moment
+    smaller than its parameter makes the fused kernel read and write out of bounds (a crash, at best)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, param in enumerate(params):
+        state = optimizer.state.get(param)
+        if not state:
+            continue  # a parameter that never had a gradient: AdamW starts its state at its first one
+        missing = [name for name in ADAMW_STATE if name not in state]
+        problem = f"lacks {missing[0]!r}" if missing else None
+        for name in ADAMW_STATE[1:]:
+            value = state.get(name)
+            if problem is None and (not torch.is_tensor(value) or value.shape != param.shape):
+                shape = list(value.shape) if torch.is_tensor(value) else type(value).__name__
+                problem = f"tensor {name!r} has shape {shape}, the parameter's has {list(param.shape)}"
+        step = state.get("step")
+        if problem is None and not (isinstance(step, (int, float)) or (torch.is_tensor(step) and step.numel() == 1)):
+            problem = "'step' is not one number"
+        if problem:
+            raise UserError(f"{ckpt / 'state.pt'}: the optimizer state of parameter {index} {problem} (wrongly "
+                            f"shaped tensors); use another --output-dir")
 
 
 def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, summary: dict,
@@ -132,7 +218,7 @@ def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, s
     accelerate's gradient scaler, so a resumed run continues with the loss scale it had."""
     state = {"model": embedder.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "step": run.step, "best": run.best, "best_step": run.best_step,
-             "summary": {k: v for k, v in summary.items() if k in ("test_before", "config")}}
+             "summary": {k: v for k, v in summary.items() if k in ("test_before", "config", "data")}}
     extra = objective.extra_state()
     if extra:
         state["objective"] = extra
