@@ -56,10 +56,26 @@ def test_output_files_are_checked_before_any_model_loads(places, capsys, no_mode
     (["eval", "--max-length", "-1"], "--max-length must be at least 1"),
     (["index", "build", "--model", "all-MiniLM-L6-v2", "--corpus", "wiki", "--output", "OUT", "--batch-size", "0"],
      "--batch-size must be at least 1"),
+    (["index", "build", "--model", "all-MiniLM-L6-v2", "--corpus", "wiki", "--output", "OUT", "--chunk-size", "0"],
+     "--chunk-size must be at least 1"),
+    # train: every numeric option finite and in range (the table: tests/test_config.py)
+    (["train", "--output-dir", "OUT", "--max-grad-norm", "-1"], "max_grad_norm must be >= 0 (0: off), got -1"),
+    (["train", "--output-dir", "OUT", "--max-grad-norm", "nan"], "max_grad_norm must be >= 0 (0: off) and finite"),
+    (["train", "--output-dir", "OUT", "--lr", "inf"], "lr must be > 0 and finite, got inf"),
+    (["train", "--output-dir", "OUT", "--seed", "-1"], "seed must be in [0, 2**32), got -1"),
+    (["train", "--output-dir", "OUT", "--seed", "5000000000"], "seed must be in [0, 2**32), got 5000000000"),
+    (["train", "--output-dir", "OUT", "--mlm-weight=-inf"], "mlm_weight must be >= 0 and finite"),
+    (["eval", "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+    (["analyze", "--model", "all-MiniLM-L6-v2", "--output-dir", "OUT", "--seed", str(2**32)],
+     "--seed must be in [0, 2**32)"),
+    (["analyze", "--model", "all-MiniLM-L6-v2", "--output-dir", "OUT", "--whiten-k", "0"],
+     "--whiten-k must be at least 1"),
+    (["retrieval-eval", "--model", "all-MiniLM-L6-v2", "--threshold", "nan"], "--threshold must be"),
 ])
 def test_numbers_are_checked_before_any_model_loads(tmp_path, capsys, no_model_loads, argv, problem):
     argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
     assert problem in _one_line(argv, capsys)
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 @pytest.mark.parametrize("command", ["index", "train"])

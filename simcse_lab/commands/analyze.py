@@ -92,6 +92,11 @@ def run(args) -> int:
                  "token_dynamics_sentences", "token_dynamics_types"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.whiten_k is not None and args.whiten_k < 1:
+        raise UserError("--whiten-k must be at least 1")
+    from simcse_lab.commands import _validate
+
+    _validate.seed(args.seed)
     columns = parse_columns(args.columns)
     for name in ("token_dynamics_occurrences", "token_dynamics_min_contexts"):
         if getattr(args, name) < 2:

@@ -55,6 +55,7 @@ def run(args) -> int:
     _validate.at_least(args.max_length, 1, "--max-length")
     _validate.at_least(args.fit_max, 1, "--fit-max")
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
+    _validate.seed(args.seed)
     tasks = parse_tasks(args.tasks)
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
     corpus = None

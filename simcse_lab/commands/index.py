@@ -41,6 +41,7 @@ def run(args) -> int:
 
     _validate.process_env()
     _validate.at_least(args.batch_size, 1, "--batch-size")
+    _validate.at_least(args.chunk_size, 1, "--chunk-size")
     columns = parse_columns(args.columns)
     if columns and len(columns) != 1:
         raise UserError(f"--columns {args.columns}: an index holds one sentence a row; name one column")
