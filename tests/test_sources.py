@@ -106,3 +106,22 @@ def test_hub_specs_through_the_datasets_boundary():
         source = sources.resolve("hub:someone/nli:triplet@dev")
         assert source.kind == "nli_csv" and source.rows == [("a", "b", "c")]
     load.assert_called_with("someone/nli", "triplet", split="dev")
+
+
+def test_a_known_column_holding_an_object_is_refused_not_passed_over(tmp_path):
+    """Review 2 #15: {"text": {...}, "other": "..."} rows trained silently on 'other' (only string keys were
+    columns). A known column name with a non-string value is a file:line error, before any model loads."""
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.examples import check_training_data
+
+    path = tmp_path / "n.jsonl"
+    path.write_text("".join(json.dumps({"text": {"i": "x"}, "other": f"sentence {i}"}) + "\n" for i in range(8)))
+    with pytest.raises(InputError, match=r"n\.jsonl:1: 'text' must be a string, found a JSON object"):
+        sources.resolve(str(path))
+    with pytest.raises(InputError, match=r"n\.jsonl:1: 'text' must be a string, found a JSON object"):
+        check_training_data(TrainConfig(data=str(path)), fetch=False)
+    # naming the string column still works; and a list where a sentence is expected is refused the same way
+    assert sources.resolve(str(path), columns=["other"]).rows[:2] == ["sentence 0", "sentence 1"]
+    path.write_text(json.dumps({"sentence": "ok", "id": 3}) + "\n" + json.dumps({"sentence": ["a"], "id": 4}) + "\n")
+    with pytest.raises(InputError, match=r"n\.jsonl:2: 'sentence' must be a string, found a JSON array"):
+        sources.resolve(str(path)).rows

@@ -27,7 +27,7 @@ from pathlib import Path
 from simcse_lab.data import readers, registry
 from simcse_lab.data.columns import sentence_columns
 from simcse_lab.data.spec import DataSpec, parse_spec
-from simcse_lab.data.streaming import iter_rows, source_columns
+from simcse_lab.data.streaming import check_first_row, iter_rows, source_columns
 from simcse_lab.errors import UserError
 
 SHAPES = {1: "text", 2: "pairs", 3: "nli_csv"}
@@ -83,6 +83,7 @@ def resolve(spec: str, split: str | None = None, columns: list[str] | None = Non
     if data.kind == "registry":
         return Source(spec, registry.info(data.name).kind, data.name, data.split, None, data)
     chosen = sentence_columns(source_columns(data), columns, data.describe())
+    check_first_row(data, chosen)
     return Source(spec, SHAPES[len(chosen)], None, None, data.path, data, tuple(chosen))
 
 

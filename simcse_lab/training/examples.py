@@ -11,7 +11,7 @@ from __future__ import annotations
 from simcse_lab.data import training_data
 from simcse_lab.data.columns import choose_columns
 from simcse_lab.data.spec import DataSpec, parse_spec
-from simcse_lab.data.streaming import source_columns
+from simcse_lab.data.streaming import check_first_row, source_columns
 from simcse_lab.errors import UserError
 from simcse_lab.training.config import TrainConfig
 
@@ -33,7 +33,9 @@ def check_training_data(cfg: TrainConfig, fetch: bool = True) -> tuple[DataSpec,
     if cfg.column_names is None and len(available) < needed:
         raise UserError(f"{spec.describe()}: objective {cfg.objective} needs {SHAPES.get(needed, f'{needed} columns')}"
                         f" (e.g. --data nli), this source has {', '.join(available)}; or name them with --columns")
-    return spec, choose_columns(available, needed, cfg.column_names, spec.describe())
+    chosen = choose_columns(available, needed, cfg.column_names, spec.describe())
+    check_first_row(spec, chosen)
+    return spec, chosen
 
 
 def load_training_examples(cfg: TrainConfig, tokenizer) -> training_data.TrainingExamples:
