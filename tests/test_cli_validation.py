@@ -121,3 +121,29 @@ def test_a_corrupt_modules_json_is_named(tiny_bert, tmp_path, capsys, pooler):
     err = _one_line(["eval", "--model", str(model), "--tasks", "stsb"] + (["--pooler", pooler] if pooler else []),
                     capsys)
     assert f"{model / 'modules.json'}: not a sentence-transformers module list" in err
+
+
+@pytest.mark.parametrize("command", ["train", "index"])
+def test_no_progress_silences_the_hub_datasets_bars(tmp_path, capsys, monkeypatch, no_model_loads, command):
+    """Review 2 #22: a hub dataset printed datasets' "Generating train split" bars under --no-progress."""
+    import datasets
+    import huggingface_hub.utils
+
+    for variable in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(variable, raising=False)  # restored (unset) after the test
+    seen = []
+
+    def load_dataset(*args, **kwargs):
+        seen.append(datasets.utils.are_progress_bars_disabled())
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr("datasets.load_dataset", load_dataset)
+    argv = (["train", "--data", "hub:someone/corpus", "--output-dir", str(tmp_path / "run")] if command == "train"
+            else ["index", "build", "--model", "all-MiniLM-L6-v2", "--corpus", "hub:someone/corpus", "--output-dir",
+                  str(tmp_path / "ix")])
+    try:
+        err = _one_line(argv + ["--no-progress"], capsys)
+    finally:
+        datasets.enable_progress_bars()
+        huggingface_hub.utils.enable_progress_bars()
+    assert seen == [True] and "hub:someone/corpus: cannot load the hub dataset (offline)" in err

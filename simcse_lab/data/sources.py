@@ -4,7 +4,7 @@ specs at corpus scale through :mod:`simcse_lab.data.training_data`).
 A spec is parsed by :mod:`simcse_lab.data.spec`, so every command takes the same ``--data`` syntax: a registry
 ``NAME[:SPLIT]`` (without ``:SPLIT``: the caller's default split, e.g. analyze's ``--split``, else ``train``
 when the dataset has one, else its first split), a ``.txt`` / ``.csv`` / ``.tsv`` / ``.jsonl`` / ``.parquet``
-file, a ``save_to_disk`` directory or ``hub:ID[:CONFIG][@SPLIT]``. Anything that looks like a path (a
+file, a ``save_to_disk`` directory or ``hub:OWNER/NAME[:CONFIG][@SPLIT]``. Anything that looks like a path (a
 separator, a leading ``.`` or ``~``, a suffix) but does not exist is ``PATH: no such file``.
 
 Rows are what the registry's readers return for a registry dataset: a list of sentences (``text``), a list

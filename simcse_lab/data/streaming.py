@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from simcse_lab.data import readers, registry
-from simcse_lab.data.columns import KNOWN_COLUMNS
+from simcse_lab.data.columns import KNOWN_COLUMNS, listing
 from simcse_lab.data.spec import DataSpec
 from simcse_lab.errors import InputError, UserError
 
@@ -77,7 +77,7 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
     except csv.Error as err:
         raise InputError(path, 1, f"unreadable header ({err})") from None
     if len(set(header)) != len(header) or any(not h.strip() for h in header):
-        raise InputError(path, 1, f"header names must be distinct and non-empty, found {header}")
+        raise InputError(path, 1, f"header names must be distinct and non-empty, found {listing(map(repr, header))}")
     return header
 
 
