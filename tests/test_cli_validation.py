@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from simcse_lab.cli import main
+from simcse_lab.errors import UserError
 
 
 @pytest.fixture
@@ -147,3 +148,47 @@ def test_no_progress_silences_the_hub_datasets_bars(tmp_path, capsys, monkeypatc
         datasets.enable_progress_bars()
         huggingface_hub.utils.enable_progress_bars()
     assert seen == [True] and "hub:someone/corpus: cannot load the hub dataset (offline)" in err
+
+
+def test_tilde_is_expanded_in_every_path_option(tmp_path, capsys, monkeypatch, no_model_loads):
+    """Review 2 #21: --output-dir '~' (or output_dir: ~/runs/x in a YAML config) created a directory named '~'
+    in the working directory. Every path option expands it, in one place (cli.expand_user_paths; TrainConfig
+    for a YAML output_dir); a query is not a path and keeps its '~'."""
+    from simcse_lab.cli import build_parser, expand_user_paths
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (work / "c.txt").write_text("a sentence\nanother one\n")
+    (home / "c.yaml").write_text(f"data: {work / 'c.txt'}\noutput_dir: ~/runs/from-yaml\n")
+    claimed = []
+
+    def claim(path, kind):
+        claimed.append(str(path))
+        raise UserError("stop here")
+
+    monkeypatch.setattr("simcse_lab.io.claim_output_dir", claim)
+    _one_line(["train", "--data", "c.txt", "--output-dir", "~/runs/x"], capsys)
+    _one_line(["train", "--config", "~/c.yaml"], capsys)
+    assert claimed == [str(home / "runs" / "x"), str(home / "runs" / "from-yaml")]
+    monkeypatch.undo()  # the real Index (no model is loaded: the directory is refused first)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert f"{home / 'ix'}: not an index directory" in _one_line(["search", "--index", "~/ix", "--query", "q"], capsys)
+    for argv, name, want in (
+            (["search", "--index", "~/ix", "--query", "~ tilde", "--output", "~/o.jsonl"], "index", home / "ix"),
+            (["search", "--index", "ix", "--queries", "~/q.txt"], "queries", home / "q.txt"),
+            (["eval", "--output", "~/r.json"], "output", home / "r.json"),
+            (["export", "--model", "m", "--format", "hf", "--output-dir", "~"], "output_dir", home),
+            (["analyze", "--trajectory", "~/run", "--output-dir", "~/rep"], "trajectory", home / "run"),
+            (["data", "fetch", "--from", "~/mirror"], "source", home / "mirror")):
+        args = build_parser(argv).parse_args(argv)
+        expand_user_paths(args)
+        assert getattr(args, name) == str(want), argv
+    args = build_parser(["search", "--index", "~/ix", "--query", "~ tilde"]).parse_args(["search", "--index", "~/ix",
+                                                                                         "--query", "~ tilde"])
+    expand_user_paths(args)
+    assert args.query == "~ tilde"
+    assert not (work / "~").exists()

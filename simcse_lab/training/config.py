@@ -6,6 +6,7 @@ before any model is loaded."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -100,6 +101,8 @@ class TrainConfig:
     mini_batch_size: int = 0      # > 0: encode at most N rows at a time, recomputed in backward (GradCache); 0: off
 
     def __post_init__(self):
+        # ``output_dir: ~/runs/x`` in a YAML file (or a quoted flag) is under the home directory, never ./~
+        self.output_dir = os.path.expanduser(self.output_dir) if isinstance(self.output_dir, str) else self.output_dir
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         check_pooler(self.pooler)
