@@ -71,6 +71,24 @@ def resolve_model(spec: str) -> str:
     return resolve(spec).path
 
 
+def model_identity(path) -> str:
+    """The content identity of a local model directory: a sha256 over the relative name and sha256 of each of
+    its files (weights, configs, tokenizer; hidden files and ``*.md`` documentation left out), each file read
+    once per file state (:mod:`simcse_lab.data.content_hash`). Another model put at the same path, or this one
+    changed, gives another identity."""
+    import hashlib
+
+    from simcse_lab.data.content_hash import file_sha256
+
+    root = Path(path)
+    h = hashlib.sha256()
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root)
+        if file.is_file() and file.suffix != ".md" and not any(part.startswith(".") for part in rel.parts):
+            h.update(f"{rel.as_posix()}\0{file_sha256(file)}\n".encode())
+    return h.hexdigest()
+
+
 def is_sentence_transformers_dir(path: str) -> bool:
     return (Path(path) / "modules.json").is_file()
 
