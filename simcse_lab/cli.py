@@ -24,6 +24,22 @@ COMMANDS = {
 }
 
 
+# the options that name a file or directory to read or write, in every command (``search --index`` is one;
+# ``index build --index`` is the index type). Model and data specs expand ``~`` where they are parsed
+# (modeling.resolve, data.spec); a training config's output_dir in TrainConfig.
+PATH_OPTIONS = ("output_dir", "output", "queries", "trajectory", "config", "source")
+COMMAND_PATH_OPTIONS = {"search": ("index",)}
+
+
+def expand_user_paths(args: argparse.Namespace) -> None:
+    """``~`` and ``~user`` expanded in every path option, in one place: ``--output-dir '~/x'`` (quoted, so the
+    shell left it) must not create a directory literally named ``~``."""
+    for name in PATH_OPTIONS + COMMAND_PATH_OPTIONS.get(args.command, ()):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            setattr(args, name, os.path.expanduser(value))
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the sub-command named in ``argv`` is imported and gets its arguments, so a
     command never pays for the imports of the others."""
@@ -43,6 +59,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
+    expand_user_paths(args)
     try:
         code = args._run(args)
     except UserError as err:

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from simcse_lab.cli import main
+from simcse_lab.errors import UserError
 
 
 @pytest.fixture
@@ -60,10 +61,26 @@ def test_output_files_are_checked_before_any_model_loads(places, capsys, no_mode
     (["eval", "--max-length", "-1"], "--max-length must be at least 1"),
     (["index", "build", "--model", "all-MiniLM-L6-v2", "--corpus", "wiki", "--output", "OUT", "--batch-size", "0"],
      "--batch-size must be at least 1"),
+    (["index", "build", "--model", "all-MiniLM-L6-v2", "--corpus", "wiki", "--output", "OUT", "--chunk-size", "0"],
+     "--chunk-size must be at least 1"),
+    # train: every numeric option finite and in range (the table: tests/test_config.py)
+    (["train", "--output-dir", "OUT", "--max-grad-norm", "-1"], "max_grad_norm must be >= 0 (0: off), got -1"),
+    (["train", "--output-dir", "OUT", "--max-grad-norm", "nan"], "max_grad_norm must be >= 0 (0: off) and finite"),
+    (["train", "--output-dir", "OUT", "--lr", "inf"], "lr must be > 0 and finite, got inf"),
+    (["train", "--output-dir", "OUT", "--seed", "-1"], "seed must be in [0, 2**32), got -1"),
+    (["train", "--output-dir", "OUT", "--seed", "5000000000"], "seed must be in [0, 2**32), got 5000000000"),
+    (["train", "--output-dir", "OUT", "--mlm-weight=-inf"], "mlm_weight must be >= 0 and finite"),
+    (["eval", "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+    (["analyze", "--model", "all-MiniLM-L6-v2", "--output-dir", "OUT", "--seed", str(2**32)],
+     "--seed must be in [0, 2**32)"),
+    (["analyze", "--model", "all-MiniLM-L6-v2", "--output-dir", "OUT", "--whiten-k", "0"],
+     "--whiten-k must be at least 1"),
+    (["retrieval-eval", "--model", "all-MiniLM-L6-v2", "--threshold", "nan"], "--threshold must be"),
 ])
 def test_numbers_are_checked_before_any_model_loads(tmp_path, capsys, no_model_loads, argv, problem):
     argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
     assert problem in _one_line(argv, capsys)
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 @pytest.mark.parametrize("command", ["index", "train"])
@@ -132,3 +149,73 @@ def test_export_quantize_with_another_format_is_refused_before_torch_is_imported
     assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
     assert "--quantize int8 applies to --format onnx only" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "index"])
+def test_no_progress_silences_the_hub_datasets_bars(tmp_path, capsys, monkeypatch, no_model_loads, command):
+    """Review 2 #22: a hub dataset printed datasets' "Generating train split" bars under --no-progress."""
+    import datasets
+    import huggingface_hub.utils
+
+    for variable in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(variable, raising=False)  # restored (unset) after the test
+    seen = []
+
+    def load_dataset(*args, **kwargs):
+        seen.append(datasets.utils.are_progress_bars_disabled())
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr("datasets.load_dataset", load_dataset)
+    argv = (["train", "--data", "hub:someone/corpus", "--output-dir", str(tmp_path / "run")] if command == "train"
+            else ["index", "build", "--model", "all-MiniLM-L6-v2", "--corpus", "hub:someone/corpus", "--output-dir",
+                  str(tmp_path / "ix")])
+    try:
+        err = _one_line(argv + ["--no-progress"], capsys)
+    finally:
+        datasets.enable_progress_bars()
+        huggingface_hub.utils.enable_progress_bars()
+    assert seen == [True] and "hub:someone/corpus: cannot load the hub dataset (offline)" in err
+
+
+def test_tilde_is_expanded_in_every_path_option(tmp_path, capsys, monkeypatch, no_model_loads):
+    """Review 2 #21: --output-dir '~' (or output_dir: ~/runs/x in a YAML config) created a directory named '~'
+    in the working directory. Every path option expands it, in one place (cli.expand_user_paths; TrainConfig
+    for a YAML output_dir); a query is not a path and keeps its '~'."""
+    from simcse_lab.cli import build_parser, expand_user_paths
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (work / "c.txt").write_text("a sentence\nanother one\n")
+    (home / "c.yaml").write_text(f"data: {work / 'c.txt'}\noutput_dir: ~/runs/from-yaml\n")
+    claimed = []
+
+    def claim(path, kind, **_):
+        claimed.append(str(path))
+        raise UserError("stop here")
+
+    monkeypatch.setattr("simcse_lab.io.claim_output_dir", claim)
+    _one_line(["train", "--data", "c.txt", "--output-dir", "~/runs/x"], capsys)
+    _one_line(["train", "--config", "~/c.yaml"], capsys)
+    assert claimed == [str(home / "runs" / "x"), str(home / "runs" / "from-yaml")]
+    monkeypatch.undo()  # the real Index (no model is loaded: the directory is refused first)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert f"{home / 'ix'}: not an index directory" in _one_line(["search", "--index", "~/ix", "--query", "q"], capsys)
+    for argv, name, want in (
+            (["search", "--index", "~/ix", "--query", "~ tilde", "--output", "~/o.jsonl"], "index", home / "ix"),
+            (["search", "--index", "ix", "--queries", "~/q.txt"], "queries", home / "q.txt"),
+            (["eval", "--output", "~/r.json"], "output", home / "r.json"),
+            (["export", "--model", "m", "--format", "hf", "--output-dir", "~"], "output_dir", home),
+            (["analyze", "--trajectory", "~/run", "--output-dir", "~/rep"], "trajectory", home / "run"),
+            (["data", "fetch", "--from", "~/mirror"], "source", home / "mirror")):
+        args = build_parser(argv).parse_args(argv)
+        expand_user_paths(args)
+        assert getattr(args, name) == str(want), argv
+    args = build_parser(["search", "--index", "~/ix", "--query", "~ tilde"]).parse_args(["search", "--index", "~/ix",
+                                                                                         "--query", "~ tilde"])
+    expand_user_paths(args)
+    assert args.query == "~ tilde"
+    assert not (work / "~").exists()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields
+
 import pytest
 
-from simcse_lab.training.config import load_config
+from simcse_lab.training.config import NUMBER_RANGES, TrainConfig, load_config
 from simcse_lab.errors import InputError, UserError
 
 
@@ -15,11 +18,15 @@ def write(tmp_path, text, name="c.yaml"):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("temperature: .nan\n", "temperature must be > 0"),
+    ("temperature: .nan\n", "temperature must be > 0 and finite"),
     ("log_steps: 0\n", "log_steps must be >= 1"),
     ("eval_batch_size: 0\n", "eval_batch_size must be >= 1"),
-    ("dup_rate: -0.1\n", "dup_rate must be >= 0"),
-    ("lr: .nan\n", "lr must be > 0"),
+    ("dup_rate: -0.1\n", r"dup_rate must be in \[0, 1\]"),
+    ("lr: .nan\n", "lr must be > 0 and finite"),
+    ("lr: .inf\n", "lr must be > 0 and finite, got inf"),
+    ("max_grad_norm: -1\n", r"max_grad_norm must be >= 0 \(0: off\), got -1"),
+    ("seed: -1\n", r"seed must be in \[0, 2\*\*32\), got -1"),
+    ("seed: 5000000000\n", r"seed must be in \[0, 2\*\*32\)"),
     ("output_dir:\n", "output_dir must be a"),
     ("batch_size: [1, 2]\n", "batch_size must be a"),
     ("batch_size: many\n", "batch_size must be a int"),
@@ -32,6 +39,34 @@ def write(tmp_path, text, name="c.yaml"):
 def test_bad_values_are_refused(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
         load_config(write(tmp_path, "objective: unsup\n" + text))
+
+
+def _out_of_range(low, high, low_open, high_open, kind):
+    """Values each just outside the range (an int option only gets ints), and nan / +-inf for a float one."""
+    step = 1 if kind == "int" else 0.5
+    values = []
+    if low is not None:
+        values.append(low if low_open else low - step)
+    if high is not None:
+        values.append(high if high_open else high + step)
+    if kind == "float":
+        values += [math.nan, math.inf, -math.inf]
+    return values
+
+
+def test_every_numeric_option_is_finite_and_in_range():
+    """Each int / float option of TrainConfig has a range (NUMBER_RANGES), and a value outside it (nan and the
+    infinities included) is refused by name, as a flag or a YAML value would be, before anything loads; the
+    bounds themselves, where included, are accepted."""
+    numeric = {f.name: f.type for f in fields(TrainConfig) if f.type in ("int", "float")}
+    assert set(numeric) == set(NUMBER_RANGES)  # a new numeric option must say its range
+    for name, (low, high, low_open, high_open, _) in NUMBER_RANGES.items():
+        for value in _out_of_range(low, high, low_open, high_open, numeric[name]):
+            with pytest.raises(UserError, match=rf"^{name} must be "):
+                load_config(None, {name: value})
+        for bound, is_open in ((low, low_open), (high, high_open)):
+            if bound is not None and not is_open:
+                assert getattr(load_config(None, {name: bound}), name) == bound
 
 
 def test_yaml_errors_name_the_line(tmp_path):

@@ -104,3 +104,45 @@ def test_a_missing_texts_file_is_one_line(indexes, tmp_path, capsys):
     (target / "texts.jsonl").unlink()
     code, _, err = _search(target, capsys)
     assert code == 2 and err.count("\n") == 1 and f"{target / 'texts.jsonl'}: missing" in err
+
+
+def test_the_model_is_recorded_absolute_and_checked_by_content(tiny_bert, tmp_path, capsys, monkeypatch):
+    """Review 2 #12: an index recorded its model as a path relative to where it was built: from another
+    directory the search failed misleadingly, asked the hub, or opened another local model of that name. The
+    manifest keeps the absolute path and the model's content identity; a missing or different model is refused
+    in one line before it loads, and a moved model can be named with --model."""
+    from simcse_lab.search.index import build_index
+
+    built_in, elsewhere = tmp_path / "built-in", tmp_path / "elsewhere"
+    built_in.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(tiny_bert, built_in / "m")
+    (built_in / "c.txt").write_text("".join(f"a YMCA building, fact number {i}\n" for i in range(20)))
+    monkeypatch.chdir(built_in)
+    build_index("m", "c.txt", built_in / "ix", pooler="avg", precision="fp32", progress=False)
+    manifest = json.loads((built_in / "ix" / "manifest.json").read_text())
+    assert manifest["path"] == str(built_in / "m") and manifest["path_as_given"] == "m"
+    assert manifest["model_local"] is True and len(manifest["model_sha256"]) == 64
+
+    monkeypatch.chdir(elsewhere)
+    (elsewhere / "m").mkdir()  # another "m" here, which the relative path would have opened
+    (elsewhere / "m" / "config.json").write_text("{}")
+    code, out, err = _search(built_in / "ix", capsys)
+    assert code == 0 and "YMCA" in out, err
+
+    shutil.move(built_in / "m", elsewhere / "moved")
+    code, _, err = _search(built_in / "ix", capsys)
+    assert code == 2 and f"the model of this index, {built_in / 'm'}, is not found" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--index", str(built_in / "ix"), "--query", "YMCA", "--model", "moved"])
+    assert exc.value.code == 0 and "YMCA" in capsys.readouterr().out
+
+    shutil.copytree(elsewhere / "moved", built_in / "m")
+    with open(built_in / "m" / "config.json", "a") as f:
+        f.write("\n")  # the same path, other content
+    code, _, err = _search(built_in / "ix", capsys)
+    assert code == 2 and f"the model at {built_in / 'm'} is not the one this index was built with" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--index", str(built_in / "ix"), "--query", "YMCA", "--model", str(built_in / "m")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "refusing to search it with" in err and "another model (its files differ)" in err

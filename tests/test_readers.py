@@ -120,3 +120,12 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_text(tmp_path):
     nli = tmp_path / "excel.csv"
     nli.write_bytes(b"\xef\xbb\xbfsent0,sent1,hard_neg\r\na,b,c\r\n")
     assert readers.read_nli_csv(nli) == [("a", "b", "c")]
+
+
+def test_a_path_that_is_not_a_regular_file_is_refused_before_reading(tmp_path):
+    """search --queries /dev/zero (or a FIFO, a directory) was read for ever / a traceback: one line instead.
+    The directory comes first: on the old code it fails fast instead of reading /dev/zero."""
+    with pytest.raises(InputError, match="not a regular file"):
+        readers.read_text(tmp_path)
+    with pytest.raises(InputError, match=r"/dev/zero: not a regular file"):
+        readers.read_text("/dev/zero")

@@ -88,6 +88,10 @@ def test_search_refuses_an_index_whose_manifest_names_such_a_folder(tiny_bert, t
     model = _hostile_model(tiny_bert, tmp_path / "model", pwned, "config.json")
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     manifest["path"] = str(model)
+    # the hostile manifest also carries the folder's content identity, so the loader's own check is what refuses
+    from simcse_lab.modeling.resolve import model_identity
+
+    manifest["model_sha256"] = model_identity(model)
     (tmp_path / "ix" / "manifest.json").write_text(json.dumps(manifest))
     proc = _cli(["search", "--index", str(tmp_path / "ix"), "--query", "a dog"], tmp_path)
     assert not pwned.exists(), "the model folder named by the manifest ran its code"

@@ -403,3 +403,92 @@ def test_ids_beyond_the_models_embeddings_are_one_line(runs, tokenizer, cache):
     top = max(max(examples[i]) for i in range(len(examples)))
     with pytest.raises(UserError, match=rf"c1.txt: the tokenizer gives ids up to {top}, the model has {top} input "):
         load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, vocab_size=top)
+
+
+# -- long rows: cut before tokenising only where the kept tokens cannot change (data.long_rows) ----------------
+def _byte_level_and_metaspace_tokenizers():
+    """Two tiny fast tokenizers of the other pre-tokeniser kinds: byte-level BPE (GPT-2 / RoBERTa style, with
+    <s> ... </s>) and a metaspace BPE (SentencePiece style) behind an NFKC + collapse-spaces normaliser."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [s.lower() for s in SENTENCES] * 20 + ["lorem ipsum dolor sit amet, naïve café 北京 don't"] * 20
+    made = []
+    for kind in ("byte_level", "metaspace"):
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        if kind == "byte_level":
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tok.decoder = decoders.ByteLevel()
+            alphabet = pre_tokenizers.ByteLevel.alphabet()
+        else:
+            tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+            tok.pre_tokenizer = pre_tokenizers.Metaspace()
+            alphabet = []
+        tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<unk>"],
+                                                            initial_alphabet=alphabet))
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[
+            ("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
+        made.append(PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                            unk_token="<unk>"))
+    return made
+
+
+def test_a_long_row_is_cut_only_where_its_kept_tokens_cannot_change(tokenizer):
+    """Review 2 #13: the whole of a long row was tokenised before truncation. Cut rows must give exactly the
+    ids the whole row gives (BERT WordPiece, byte-level BPE, metaspace), on random text with pathological
+    whitespace, control and zero-width characters, combining marks, CJK and over-long words; a row that
+    cannot be cut safely is tokenised whole, or refused, never silently changed."""
+    import random
+
+    from simcse_lab.data import long_rows
+
+    rng = random.Random(0)
+    pieces = ["lorem", "ipsum", "Ünïcödé", "naïve", "北京大学", "\u200b", "\x00", "\t", "\u3000", "  ", "a" * 150,
+              "don't", "e\u0301", ",", "...", "\u2028", "\r\n", "\xa0"]
+    cut = 0
+    for tok in [tokenizer] + _byte_level_and_metaspace_tokenizers():
+        for _ in range(40):
+            text = "".join(rng.choice(pieces) + rng.choice([" ", "", "  ", " \t "]) for _ in range(rng.randint(50, 900)))
+            for max_length in (8, 32):
+                cut += long_rows.cut_point(text, long_rows.char_bound(max_length)) is not None
+                whole = tok([text], truncation=True, max_length=max_length)["input_ids"][0]
+                try:
+                    assert long_rows.tokenize_bounded(tok, [text], max_length) == [whole], (type(tok), text[:200])
+                except UserError as err:  # refused: fine, as long as it says so
+                    assert "cannot be cut safely" in str(err)
+    assert cut > 100  # the cut really happened, mostly
+    # a cut inside a word would change the kept tokens here: a 150-character word is one [UNK], its first 14
+    # characters are 8 word pieces; the space cut leaves too few tokens, so the row is tokenised whole
+    text = "x" * 120 + " " + "y" * 120 + " " + "z" * 150 + " end"
+    assert long_rows.tokenize_bounded(tokenizer, [text], 8) == [ids(tokenizer, text, 8)]
+
+
+def test_a_row_that_cannot_be_cut_is_refused_with_its_line(tokenizer, cache, tmp_path):
+    path = tmp_path / "blob.txt"
+    path.write_text("a short sentence\n" + "x" * (long_rows_bound := 32 * 8 * 64 + 1) + "\nanother one\n")
+    with pytest.raises(UserError, match=rf"blob\.txt:2: a row of {long_rows_bound} characters that cannot be cut"):
+        load_training_examples(str(path), tokenizer, 8, 1, cache_root=cache)
+
+
+def test_one_very_long_line_costs_bounded_memory(tmp_path):
+    """Review 2 #13: a 50 MB line took 7.2 GB. An 8 MB line of words now adds far less than its
+    tokenisation would (about 150 bytes a character: over 1 GB here), and keeps the same ids."""
+    import subprocess
+    import sys
+
+    code = """
+import resource, sys
+from transformers import AutoTokenizer
+from simcse_lab.data.training_data import _tokenize_batch
+from simcse_lab.modeling.resolve import resolve_model
+tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+line = "lorem ipsum " * 700_000
+start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = _tokenize_batch({"text": [line, "short line"]}, [0, 1], tok, ["text"], 32)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start
+assert out["ids0"][0] == tok(line[:2000], truncation=True, max_length=32)["input_ids"], "other ids"
+print(grown // 1024)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) < 200, f"peak grew by {proc.stdout.split()[-1]} MB"

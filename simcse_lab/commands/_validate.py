@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from simcse_lab.errors import UserError
+from simcse_lab.runtime.numbers import check_number, check_seed
 
 
 def output_file(path, flag: str = "--output") -> None:
@@ -31,6 +32,16 @@ def output_file(path, flag: str = "--output") -> None:
 def at_least(value, minimum: int, flag: str) -> None:
     if value is not None and value < minimum:
         raise UserError(f"{flag} must be at least {minimum} (got {value})")
+
+
+def seed(value, flag: str = "--seed") -> None:
+    """A seed numpy and torch take: [0, 2**32)."""
+    check_seed(value, flag)
+
+
+def finite(value, flag: str) -> None:
+    """A float flag: a finite number (argparse's float() takes 'nan' and 'inf')."""
+    check_number(value, flag)
 
 
 def process_env() -> None:

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="stsb",
                    help="analysis sentences, in the --data syntax: a dataset NAME[:SPLIT] (pairs with gold > 4 give "
                         "alignment), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or "
-                        "hub:ID[:CONFIG][@SPLIT] (sentence, positive columns give alignment)")
+                        "hub:OWNER/NAME[:CONFIG][@SPLIT] (sentence, positive columns give alignment)")
     p.add_argument("--columns", default=None, metavar="A[,B]",
                    help="the sentence (and positive) columns of --data (default: a known naming or the only column)")
     p.add_argument("--split", default="dev", help="split of a dataset --data without :SPLIT (default dev)")
@@ -84,6 +84,7 @@ def run(args) -> int:
     from simcse_lab.errors import UserError
     from simcse_lab.evaluation.sts import parse_tasks
     from simcse_lab.io import claim_output_dir, write_json, write_text
+    from simcse_lab.runtime.progress import library_bars
 
     if args.model is None and not args.compare and args.trajectory is None:
         raise UserError("nothing to analyse: give --model (and --compare) and/or --trajectory")
@@ -93,6 +94,12 @@ def run(args) -> int:
                  "token_dynamics_sentences", "token_dynamics_types"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.whiten_k is not None and args.whiten_k < 1:
+        raise UserError("--whiten-k must be at least 1")
+    from simcse_lab.commands import _validate
+
+    _validate.seed(args.seed)
+    library_bars(args.progress)
     columns = parse_columns(args.columns)
     for name in ("token_dynamics_occurrences", "token_dynamics_min_contexts"):
         if getattr(args, name) < 2:

@@ -50,12 +50,15 @@ def run(args) -> int:
     from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
     from simcse_lab.io import write_json
     from simcse_lab.modeling.resolve import resolve_model
+    from simcse_lab.runtime.progress import library_bars
 
     _validate.output_file(args.output)
     _validate.at_least(args.batch_size, 1, "--batch-size")
     _validate.at_least(args.max_length, 1, "--max-length")
     _validate.at_least(args.fit_max, 1, "--fit-max")
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
+    _validate.seed(args.seed)
+    library_bars(args.progress)
     tasks = parse_tasks(args.tasks)
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
     corpus = None

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--model", required=True, help="model dir, alias or hub id")
     b.add_argument("--corpus", required=True,
                    help="the --data syntax: a dataset NAME[:SPLIT] (e.g. wiki), a .txt/.csv/.tsv/.jsonl/.parquet file, "
-                        "a save_to_disk directory or hub:ID[:CONFIG][@SPLIT]; one sentence a row")
+                        "a save_to_disk directory or hub:OWNER/NAME[:CONFIG][@SPLIT]; one sentence a row")
     b.add_argument("--columns", default=None, metavar="NAME",
                    help="the sentence column of a multi-column corpus (default: text / sentence, or the only column)")
     add_output_dir_flag(b, "index directory to write (temp dir + rename)")
@@ -37,10 +37,13 @@ def run(args) -> int:
     from simcse_lab.commands import _validate
     from simcse_lab.data.columns import parse_columns
     from simcse_lab.errors import UserError
+    from simcse_lab.runtime.progress import library_bars
     from simcse_lab.search.index import build_index
 
     _validate.process_env()
+    library_bars(args.progress)
     _validate.at_least(args.batch_size, 1, "--batch-size")
+    _validate.at_least(args.chunk_size, 1, "--chunk-size")
     columns = parse_columns(args.columns)
     if columns and len(columns) != 1:
         raise UserError(f"--columns {args.columns}: an index holds one sentence a row; name one column")

@@ -30,6 +30,7 @@ def run(args) -> int:
     from simcse_lab.commands import _validate
 
     _validate.output_file(args.output)
+    _validate.finite(args.threshold, "--threshold")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for model in args.model:  # a bad --model stops here, before the seconds of the encoder's imports
         resolve_model(model)

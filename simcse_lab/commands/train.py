@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML file of options (flags given here override it)")
     helps = {"objective": "unsup, sup or esimcse",
              "data": "a registry NAME[:SPLIT] (wiki, nli, wiki1m, nli_for_simcse ...; fetched and verified on first "
-                     "use), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:ID[:CONFIG][@SPLIT]",
+                     "use), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:OWNER/NAME[:CONFIG][@SPLIT]",
              "columns": "the sentence[,positive[,hard negative]] columns of --data (default: a known naming "
                         "such as sent0,sent1,hard_neg or anchor,positive,negative, or the only column)",
              "report_to": "experiment trackers through accelerate, comma-separated: none, tensorboard, wandb, "
@@ -56,9 +56,11 @@ def run(args) -> int:
     from simcse_lab.commands import _validate
     from simcse_lab.data.spec import parse_spec
     from simcse_lab.io import claim_output_dir, release_output_dir
+    from simcse_lab.runtime.progress import library_bars
     from simcse_lab.training.config import FIELDS, load_config
 
     cfg = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
+    library_bars(cfg.progress)
     _validate.process_env()
     # cheapest first, and everything before a model loads or a row is tokenised: the data (a registry set
     # missing here is fetched now, by the main process only; offline that is one line), the model (a hub id

@@ -15,6 +15,15 @@ KNOWN_COLUMNS = (("sent0", "sent1", "hard_neg"), ("anchor", "positive", "negativ
                  ("sentence", "positive", "negative"), ("text",), ("sentence",), ("sent1", "sent2"),
                  ("sentence1", "sentence2"))
 ROLES = ("sentence", "positive", "hard negative")
+LISTED = 20  # an error lists at most this many column names (a header may have a million)
+
+
+def listing(names, limit: int = LISTED) -> str:
+    """``a, b, c``, or the first ``limit`` names and ``... (N in all)``: an error line stays short."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(map(str, names))
+    return ", ".join(map(str, names[:limit])) + f", ... ({len(names)} in all)"
 
 
 def parse_columns(text: str | None) -> list[str] | None:
@@ -34,7 +43,7 @@ def parse_columns(text: str | None) -> list[str] | None:
 def _check_requested(available: list[str], requested: list[str], where: str) -> None:
     missing = [c for c in requested if c not in available]
     if missing:
-        raise UserError(f"{where}: no column {', '.join(missing)} (columns: {', '.join(available)})")
+        raise UserError(f"{where}: no column {listing(missing)} (columns: {listing(available)})")
 
 
 def choose_columns(available: list[str], needed: int, requested: list[str] | None, where: str) -> list[str]:
@@ -52,7 +61,7 @@ def choose_columns(available: list[str], needed: int, requested: list[str] | Non
     if needed == 1 and len(available) == 1:
         return available
     what = "one sentence column" if needed == 1 else f"{needed} columns ({', '.join(ROLES[:needed])})"
-    raise UserError(f"{where}: cannot tell which columns hold {what} among {', '.join(available) or 'none'}; "
+    raise UserError(f"{where}: cannot tell which columns hold {what} among {listing(available) or 'none'}; "
                     f"name them with --columns")
 
 
@@ -74,5 +83,5 @@ def sentence_columns(available: list[str], requested: list[str] | None, where: s
         return best
     if len(available) == 1:
         return available
-    raise UserError(f"{where}: cannot tell which columns hold sentences among {', '.join(available) or 'none'}; "
+    raise UserError(f"{where}: cannot tell which columns hold sentences among {listing(available) or 'none'}; "
                     f"name them with --columns")

@@ -51,6 +51,8 @@ def _read_text(path: Path) -> str:
     """The file decoded as UTF-8, a leading byte-order mark dropped (as ``utf-8-sig``: editors such as Excel
     write one, and it would otherwise stay, invisible, in the first sentence or header)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or /dev/zero would be read for ever
+        raise InputError(path, None, "not a regular file")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

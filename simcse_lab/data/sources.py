@@ -4,7 +4,7 @@ specs at corpus scale through :mod:`simcse_lab.data.training_data`).
 A spec is parsed by :mod:`simcse_lab.data.spec`, so every command takes the same ``--data`` syntax: a registry
 ``NAME[:SPLIT]`` (without ``:SPLIT``: the caller's default split, e.g. analyze's ``--split``, else ``train``
 when the dataset has one, else its first split), a ``.txt`` / ``.csv`` / ``.tsv`` / ``.jsonl`` / ``.parquet``
-file, a ``save_to_disk`` directory or ``hub:ID[:CONFIG][@SPLIT]``. Anything that looks like a path (a
+file, a ``save_to_disk`` directory or ``hub:OWNER/NAME[:CONFIG][@SPLIT]``. Anything that looks like a path (a
 separator, a leading ``.`` or ``~``, a suffix) but does not exist is ``PATH: no such file``.
 
 Rows are what the registry's readers return for a registry dataset: a list of sentences (``text``), a list
@@ -27,7 +27,7 @@ from pathlib import Path
 from simcse_lab.data import readers, registry
 from simcse_lab.data.columns import sentence_columns
 from simcse_lab.data.spec import DataSpec, parse_spec
-from simcse_lab.data.streaming import iter_rows, source_columns
+from simcse_lab.data.streaming import check_first_row, iter_rows, source_columns
 from simcse_lab.errors import UserError
 
 SHAPES = {1: "text", 2: "pairs", 3: "nli_csv"}
@@ -83,6 +83,7 @@ def resolve(spec: str, split: str | None = None, columns: list[str] | None = Non
     if data.kind == "registry":
         return Source(spec, registry.info(data.name).kind, data.name, data.split, None, data)
     chosen = sentence_columns(source_columns(data), columns, data.describe())
+    check_first_row(data, chosen)
     return Source(spec, SHAPES[len(chosen)], None, None, data.path, data, tuple(chosen))
 
 

@@ -2,23 +2,28 @@
 
 - ``NAME`` or ``NAME:SPLIT``: a registry dataset (``wiki``, ``nli``, ``wiki1m``, ``nli_for_simcse``,
   ``stsb:train`` ...), taken from ``$SIMCSE_LAB_DATA`` or the cache and checksum-verified; a dataset that is
-  in neither is downloaded on first use (offline: one line saying how to get it).
+  in neither is downloaded on first use (offline: one line saying how to get it). ``registry:NAME[:SPLIT]``
+  says so explicitly; a bare name that is also a local file or directory (``./wiki``) is refused as ambiguous,
+  never silently taken for one of the two.
 - a local file: ``.txt`` (one sentence a line; also a file without a suffix, as before), ``.csv`` /
   ``.tsv`` (with a header), ``.jsonl`` (one JSON object a line) or ``.parquet``;
 - a directory written by ``datasets.Dataset.save_to_disk``;
-- ``hub:ID[:CONFIG][@SPLIT]``: a dataset on the Hugging Face hub (``hub:sentence-transformers/all-nli:triplet``),
-  split ``train`` unless named; needs internet.
+- ``hub:OWNER/NAME[:CONFIG][@SPLIT]``: a dataset on the Hugging Face hub
+  (``hub:sentence-transformers/all-nli:triplet``), split ``train`` unless named; needs internet. Only a hub id
+  is taken there, never a local path.
 
 Which columns hold the sentence / positive / hard negative is chosen by name (``--columns`` or a known
 naming such as ``sent0,sent1,hard_neg`` or ``anchor,positive,negative``; :mod:`simcse_lab.data.columns`).
 Anything that looks like a path (a separator, a suffix) but does not exist is ``PATH: no such file``, never
-taken for a dataset name.
+taken for a dataset name; a path that exists but is neither a regular file nor a directory (a FIFO,
+``/dev/zero``) is ``PATH: not a regular file``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +31,9 @@ from simcse_lab.data import registry
 from simcse_lab.data.content_hash import file_sha256
 from simcse_lab.errors import InputError, UserError
 
+REGISTRY_PREFIX = "registry:"  # registry:NAME[:SPLIT]: the registry dataset even where a local path has its name
 FILE_KINDS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
-FORMS = "a registry name (NAME[:SPLIT]), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:ID[:CONFIG][@SPLIT]"
+FORMS = "a registry name (NAME[:SPLIT] or registry:NAME[:SPLIT]), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:OWNER/NAME[:CONFIG][@SPLIT]"
 
 
 @dataclass(frozen=True)
@@ -90,19 +96,34 @@ def parse_spec(text: str, default_split: str | None = None, fetch: bool = True) 
         hub_id, _, config = rest.partition(":")
         if not hub_id:
             raise UserError(f"{text}: no dataset id after hub:")
+        if "/" not in hub_id or not is_hub_id(hub_id):  # never a local path: datasets would read it unchecked
+            raise UserError(f"{text}: hub: takes a hub dataset id OWNER/NAME (e.g. hub:sentence-transformers/all-nli); "
+                            f"give a local file or directory without hub:")
         return DataSpec("hub", text, name=hub_id, config=config or None, split=split or "train")
+    written = text
+    explicit = text.startswith(REGISTRY_PREFIX)
+    if explicit:
+        text = text[len(REGISTRY_PREFIX):]
+    name, _, split = text.partition(":")
+    datasets = registry.manifest()
     path = Path(text).expanduser()
-    if path.is_dir():
+    if not explicit and name in datasets and os.path.lexists(path):
+        what = "directory" if path.is_dir() else "file"
+        raise UserError(f"{text!r} names both a local {what} and the registry dataset {name!r}: write "
+                        f"./{text} for the {what}, or {REGISTRY_PREFIX}{text} for the dataset")
+    if explicit and name not in datasets:
+        raise UserError(f"{REGISTRY_PREFIX}{text}: no registry dataset {name!r} ({', '.join(datasets)})")
+    if not explicit and path.is_dir():
         if not ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
             raise UserError(f"{path}: a directory, but not one written by Dataset.save_to_disk")
         return DataSpec("saved", text, path=path)
-    if path.is_file():
+    if not explicit and path.is_file():
         kind = FILE_KINDS.get(path.suffix.lower(), "txt" if not path.suffix else None)
         if kind is None:
             raise UserError(f"{path}: unknown data file type {path.suffix!r}; use {', '.join(FILE_KINDS)}")
         return DataSpec(kind, text, path=path)
-    name, _, split = text.partition(":")
-    datasets = registry.manifest()
+    if not explicit and path.exists():  # a FIFO, a device such as /dev/zero (or a link to one), a socket
+        raise InputError(path, None, f"not a regular file ({_file_type(path)}); give a file or a directory")
     if name in datasets:
         info = datasets[name]
         split = split or default_split or ("train" if "train" in info.splits else next(iter(info.splits)))
@@ -110,11 +131,34 @@ def parse_spec(text: str, default_split: str | None = None, fetch: bool = True) 
             raise UserError(f"dataset {name!r} has no split {split!r}; it has {', '.join(info.splits)}")
         if fetch:
             ensure_local(name)
-        return DataSpec("registry", text, name=name, split=split)
+        return DataSpec("registry", written, name=name, split=split)
     if "/" in text or os.sep in text or text.startswith((".", "~")) or Path(text).suffix:
         raise InputError(text, None, "no such file")
     raise UserError(f"{text!r} is neither a file nor a registry dataset: no such file, and not a registry dataset "
                     f"({', '.join(datasets)}); --data takes {FORMS}")
+
+
+def _file_type(path: Path) -> str:
+    mode = path.stat().st_mode
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a file or directory"
+
+
+def is_hub_id(text: str) -> bool:
+    """A Hugging Face hub repository id (``NAME`` or ``OWNER/NAME``: letters, digits, ``-``, ``_``, ``.``; no
+    ``..``, ``--``, leading or trailing ``.``/``-``): the hub client's own rule, so that nothing shaped like a
+    local path (``./dir``, ``../../etc``, ``owner/..``) passes for an id. Shared by ``hub:`` data and ``--model``."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def ensure_local(name: str) -> None:

@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from simcse_lab.data import readers, registry
+from simcse_lab.data.columns import KNOWN_COLUMNS, listing
 from simcse_lab.data.spec import DataSpec
 from simcse_lab.errors import InputError, UserError
 
 BOM = "\ufeff"
+KNOWN_NAMES = {name for names in KNOWN_COLUMNS for name in names}
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -75,7 +77,7 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
     except csv.Error as err:
         raise InputError(path, 1, f"unreadable header ({err})") from None
     if len(set(header)) != len(header) or any(not h.strip() for h in header):
-        raise InputError(path, 1, f"header names must be distinct and non-empty, found {header}")
+        raise InputError(path, 1, f"header names must be distinct and non-empty, found {listing(map(repr, header))}")
     return header
 
 
@@ -120,21 +122,45 @@ def _jsonl_rows(path: Path, columns: list[str]) -> Iterator[dict]:
         obj = json_object(path, lineno, line)
         row = {}
         for c in columns:
-            value = obj.get(c)
-            if not isinstance(value, str) or not value.strip():
-                raise InputError(path, lineno, f"{c!r} must be a non-empty string, found {value!r}")
-            row[c] = value
+            row[c] = _jsonl_text(path, lineno, obj, c)
         count += 1
         yield row
     if not count:
         raise InputError(path, None, "no rows")
 
 
+JSON_KINDS = {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}
+
+
+def _jsonl_text(path: Path, lineno: int, obj: dict, column: str) -> str:
+    value = obj.get(column)
+    if value is not None and not isinstance(value, str):
+        raise InputError(path, lineno, f"{column!r} must be a string, found a JSON {JSON_KINDS.get(type(value), 'value')}")
+    if value is None or not value.strip():
+        raise InputError(path, lineno, f"{column!r} must be a non-empty string, found {value!r}")
+    return value
+
+
 def _jsonl_columns(path: Path) -> list[str]:
+    """The first object's string-valued keys, and the known column names (``text``, ``sentence`` ...) whatever
+    their value: a known name holding an object is then chosen and refused (``file:1: 'text' must be a string``),
+    not passed over for another string column."""
     for lineno, line in iter_lines(path):
         obj = json_object(path, lineno, line)
-        return [k for k, v in obj.items() if isinstance(v, str)]
+        return [k for k, v in obj.items() if isinstance(v, str) or k in KNOWN_NAMES]
     raise InputError(path, None, "no rows")
+
+
+def check_first_row(spec: DataSpec, columns: list[str]) -> None:
+    """The chosen ``columns`` of a JSON-lines source's first row are text (cheap: one line is read), so that a
+    known column holding an object is a ``file:1`` error before any model loads. Other kinds: nothing to do
+    here (a header or schema has no values; their rows are checked as they are read)."""
+    if spec.kind == "jsonl":
+        for lineno, line in iter_lines(spec.path):
+            obj = json_object(spec.path, lineno, line)
+            for c in columns:
+                _jsonl_text(spec.path, lineno, obj, c)
+            return
 
 
 def _parquet_file(path: Path):

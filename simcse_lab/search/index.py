@@ -4,8 +4,9 @@ Layout of an index directory (written to a temp dir, then renamed into place)::
 
     index.faiss     faiss index (flat: exact; hnsw: HNSW graph; ivfpq: IVF + product quantisation)
     texts.jsonl     line i = JSON string of the sentence with id i
-    manifest.json   model, pooler, precision, dimension, count, index type + parameters, corpus + sha256,
-                    a probe embedding (to refuse searching with another model), build timings,
+    manifest.json   model (a local one as an absolute path with its content sha256, checked before a search
+                    loads it; or a hub id), pooler, precision, dimension, count, index type + parameters,
+                    corpus + sha256, a probe embedding (to refuse searching with another model), build timings,
                     and for hnsw/ivfpq the recall@10 against exact search measured at build time
 
 The corpus is encoded in chunks (``chunk_size`` sentences) and each chunk is added to the index at
@@ -386,6 +387,7 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
     manifest = {
         "format": "simcse-lab-index/1",
         **{k: v for k, v in encoder.describe().items() if k in ("model", "path", "backend", "pooler", "precision")},
+        **model_record(encoder.describe().get("path")),
         "dimension": dim, "count": count, "index": kind, "params": params, "metric": "inner_product (normalised)",
         **corpus_info, "texts_sha256": texts_hash.hexdigest(),
         "index_class": type(index).__name__, "index_sha256": sha256_file(tmp / "index.faiss"),
@@ -404,6 +406,40 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
         before_rename()
     replace_dir_atomically(tmp, output, kind="index")
     return manifest
+
+
+def model_record(path) -> dict:
+    """What an index records of its model: a local directory as an absolute ``path`` (searching from another
+    working directory must open the same model; ``path_as_given`` keeps the spelling for display) with its
+    content identity (``model_sha256``); a hub id as it is (``model_local`` false)."""
+    from simcse_lab.modeling.resolve import model_identity
+
+    if path is None or not Path(path).is_dir():
+        return {"model_local": False}
+    return {"path": str(Path(path).resolve()), "path_as_given": str(path), "model_local": True,
+            "model_sha256": model_identity(path)}
+
+
+def _model_to_load(directory: Path, m: dict, model: str | None) -> str:
+    """The model directory (or hub id) to search ``directory`` with: the one it was built with, checked by its
+    content identity before it loads; ``model`` (``--model``) may name where it is now, if it moved."""
+    from simcse_lab.modeling.resolve import model_identity, resolve_model
+
+    if not m.get("model_local"):  # a hub id, or an index built before model_local was recorded: as before
+        return m["path"]
+    if model is not None:
+        candidate = resolve_model(model)
+        if Path(candidate).is_dir() and model_identity(candidate) == m.get("model_sha256"):
+            return candidate
+        raise UserError(f"{directory} was built with model {m['model']} ({m['path']}); refusing to search it with "
+                        f"{model}: another model (its files differ); rebuild the index with that model")
+    if not Path(m["path"]).is_dir():
+        raise UserError(f"{directory}: the model of this index, {m['path']}, is not found; if it moved, name it "
+                        f"with --model")
+    if model_identity(m["path"]) != m.get("model_sha256"):
+        raise UserError(f"{directory}: the model at {m['path']} is not the one this index was built with (its "
+                        f"files' sha256 differs); rebuild the index")
+    return m["path"]
 
 
 # -- loading and search ---------------------------------------------------------------------------------
@@ -486,7 +522,8 @@ class Index:
         # the files first (cheap), the model after: a damaged or swapped file costs no model load
         self.index = _read_index(self.directory, m)
         self.texts = _read_texts(self.directory, m)
-        if model is not None:
+        path = m["path"]
+        if model is not None and not m.get("model_local"):
             from simcse_lab.modeling.resolve import resolve_model
 
             wanted = (resolve_model(model), pooler or m["pooler"])
@@ -494,16 +531,20 @@ class Index:
                     (str(Path(m["path"]).resolve()) if Path(m["path"]).exists() else m["path"]) or wanted[1] != m["pooler"]:
                 raise UserError(f"{directory} was built with model {m['model']} [{m['pooler']}]; refusing to search "
                                 f"it with {model} [{wanted[1]}] (rebuild the index with that model)")
+        if (pooler or m["pooler"]) != m["pooler"]:
+            raise UserError(f"{directory} was built with model {m['model']} [{m['pooler']}]; refusing to search "
+                            f"it with pooler {pooler} (rebuild the index with that pooler)")
         if encoder is None:
             from simcse_lab.modeling.encoder import load_encoder
 
-            encoder = load_encoder(m["path"], pooler=None if m["pooler"] == "modules" else m["pooler"],
+            path = _model_to_load(self.directory, m, model)
+            encoder = load_encoder(path, pooler=None if m["pooler"] == "modules" else m["pooler"],
                                    precision=m["precision"])
         self.encoder = encoder
         probe = normalize(encoder.encode([m["probe_sentence"]]))[0]
         agreement = float(probe @ np.asarray(m["probe"], dtype=np.float32))
         if encoder.dim != m["dimension"] or agreement < 0.99:
-            raise UserError(f"{directory}: the model at {m['path']} no longer gives the embeddings this index was "
+            raise UserError(f"{directory}: the model at {path} no longer gives the embeddings this index was "
                             f"built with (probe cosine {agreement:.3f}); rebuild the index")
 
     def search_vectors(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ before any model is loaded."""
 from __future__ import annotations
 
 import dataclasses
-import math
+import os
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -17,6 +17,7 @@ from simcse_lab.data.columns import parse_columns
 from simcse_lab.data.readers import line_number
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.modeling.pooling import check_pooler
+from simcse_lab.runtime.numbers import SEED_LIMIT, check_number
 from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
 
@@ -25,6 +26,34 @@ from simcse_lab.runtime.progress import progress_default
 # appends the name of each plug-in objective it registers.
 OBJECTIVE_NAMES = ["unsup", "sup", "esimcse"]
 ADAMW_KERNELS = ("fused", "foreach", "for-loop")
+# every numeric option: (low, high, low excluded, high excluded, note); NaN and infinities are always refused
+# (tests/test_config.py walks this table: each option gets a value below, above and nan)
+NUMBER_RANGES = {
+    "temperature": (0, None, True, False, ""),
+    "hard_negative_weight": (None, None, False, False, " (a log-weight, any sign)"),
+    "dup_rate": (0, 1, False, False, ""),
+    "momentum": (0, 1, False, True, ""),
+    "queue_ratio": (0, None, False, False, ""),
+    "mlm_weight": (0, None, False, False, ""),
+    "cos_reg": (0, None, False, False, " (0: off)"),
+    "max_seq_len": (1, None, False, False, ""),
+    "batch_size": (1, None, False, False, ""),
+    "lr": (0, None, True, False, ""),
+    "weight_decay": (0, None, False, False, ""),
+    "warmup_steps": (0, None, False, False, ""),
+    "max_grad_norm": (0, None, False, False, " (0: off)"),
+    "epochs": (1, None, False, False, ""),
+    "max_steps": (0, None, False, False, " (0: run the epochs)"),
+    "seed": (0, SEED_LIMIT, False, True, ""),
+    "eval_steps": (0, None, False, False, " (0: off)"),
+    "save_steps": (0, None, False, False, ""),
+    "keep_checkpoints": (0, None, False, False, " (0: keep all)"),
+    "log_steps": (1, None, False, False, ""),
+    "eval_batch_size": (1, None, False, False, ""),
+    "length_chunks": (1, None, False, False, ""),
+    "pack_width": (0, None, False, False, " (0: off)"),
+    "mini_batch_size": (0, None, False, False, " (0: off)"),
+}
 
 
 @dataclass
@@ -73,6 +102,8 @@ class TrainConfig:
     mini_batch_size: int = 0      # > 0: encode at most N rows at a time, recomputed in backward (GradCache); 0: off
 
     def __post_init__(self):
+        # ``output_dir: ~/runs/x`` in a YAML file (or a quoted flag) is under the home directory, never ./~
+        self.output_dir = os.path.expanduser(self.output_dir) if isinstance(self.output_dir, str) else self.output_dir
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         if self.pooler:
@@ -80,24 +111,10 @@ class TrainConfig:
         if self.precision not in TRAINING_PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; choose from {', '.join(TRAINING_PRECISIONS)}")
         parse_columns(self.columns)
-        for name in ("batch_size", "max_seq_len", "epochs", "log_steps", "eval_batch_size", "length_chunks"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.adamw not in ADAMW_KERNELS:
             raise UserError(f"unknown adamw {self.adamw!r}; choose from {', '.join(ADAMW_KERNELS)}")
-        if not self.temperature > 0:  # also refuses nan
-            raise UserError(f"temperature must be > 0, got {self.temperature}")
-        if not 0 <= self.momentum < 1:
-            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not self.lr > 0:
-            raise UserError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.cos_reg < math.inf:  # also refuses nan
-            raise UserError(f"cos_reg must be a finite number >= 0, got {self.cos_reg}")
-        for name in ("eval_steps", "save_steps", "max_steps", "warmup_steps", "queue_ratio", "dup_rate",
-                     "weight_decay", "keep_checkpoints", "pack_width", "mini_batch_size"):
-            value = getattr(self, name)
-            if not value >= 0:  # also refuses nan
-                raise UserError(f"{name} must be >= 0, got {value}")
+        for name, (low, high, low_open, high_open, note) in NUMBER_RANGES.items():
+            check_number(getattr(self, name), name, low, high, low_open=low_open, high_open=high_open, note=note)
         if self.pack_width and self.mini_batch_size:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")

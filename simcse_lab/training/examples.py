@@ -9,9 +9,9 @@ for sentence data, (anchor, positive, negative) id triplets for ``sup``, (senten
 from __future__ import annotations
 
 from simcse_lab.data import training_data
-from simcse_lab.data.columns import choose_columns
+from simcse_lab.data.columns import choose_columns, listing
 from simcse_lab.data.spec import DataSpec, parse_spec
-from simcse_lab.data.streaming import check_column_types, source_columns
+from simcse_lab.data.streaming import check_column_types, check_first_row, source_columns
 from simcse_lab.errors import UserError
 from simcse_lab.training.config import TrainConfig
 
@@ -32,10 +32,11 @@ def check_training_data(cfg: TrainConfig, fetch: bool = True) -> tuple[DataSpec,
     available = source_columns(spec)
     if cfg.column_names is None and len(available) < needed:
         raise UserError(f"{spec.describe()}: objective {cfg.objective} needs {SHAPES.get(needed, f'{needed} columns')}"
-                        f" (e.g. --data nli), this source has {', '.join(available)}; or name them with --columns")
-    columns = choose_columns(available, needed, cfg.column_names, spec.describe())
-    check_column_types(spec, columns)
-    return spec, columns
+                        f" (e.g. --data nli), this source has {listing(available)}; or name them with --columns")
+    chosen = choose_columns(available, needed, cfg.column_names, spec.describe())
+    check_column_types(spec, chosen)
+    check_first_row(spec, chosen)
+    return spec, chosen
 
 
 def data_identity(cfg: TrainConfig) -> dict:
