@@ -55,8 +55,13 @@ class Result:
 def cli(*argv) -> Result:
     """``simcse-lab ARGV`` in this process: its exit code and output; an uncaught exception is exit 1 with its
     traceback on stderr, as the console script would show it."""
+    from accelerate.state import AcceleratorState
+
     from simcse_lab.cli import main
 
+    # a fresh process each time, as far as accelerate is concerned: an earlier test of the session may have left
+    # its Accelerator's state (another mixed precision), which accelerate refuses to change in one process
+    AcceleratorState._reset_state(reset_partial_state=True)
     out, err = io.StringIO(), io.StringIO()
     rc = 0
     with redirect_stdout(out), redirect_stderr(err):

@@ -116,7 +116,8 @@ def describe_modules(model) -> dict:
             layer_pool = m
         elif type(m).__name__ == "Dense":
             if not isinstance(m.activation_function, torch.nn.Tanh):
-                raise UserError("the model's Dense module is not dense+tanh; a plain HF export cannot express it")
+                raise UserError("the model's Dense module is not dense+tanh, which a plain HF export cannot express; "
+                                "export it as sentence-transformers (or onnx)")
             info["dense"] = m.linear
     if kinds[:1] != ["Transformer"] or mode not in ("cls", "mean"):
         raise UserError(f"modules {names} have no SimCSE pooler equivalent; export it as sentence-transformers")
