@@ -68,6 +68,20 @@ def masked_copy(tokenizer, batch: dict, probability: float = 0.3, seed: int = 0)
                        tokenizer.mask_token_id, len(tokenizer), probability=probability)
 
 
+def rewrite_state(ckpt: Path, change) -> None:
+    """Change a checkpoint's state.pt and fix its checksums.json: damage that a checksum cannot see."""
+    import torch
+
+    from simcse_lab.io import sha256_file
+
+    state = torch.load(ckpt / "state.pt", weights_only=True)
+    change(state)
+    torch.save(state, ckpt / "state.pt")
+    sums = json.loads((ckpt / "checksums.json").read_text())
+    sums["state.pt"] = sha256_file(ckpt / "state.pt")
+    (ckpt / "checksums.json").write_text(json.dumps(sums))
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines))
     return path

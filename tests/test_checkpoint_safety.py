@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import rewrite_state
 
 from simcse_lab import io
 from simcse_lab.cli import main
@@ -218,14 +219,6 @@ def _snapshot(directory: Path) -> dict:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def _rewrite_state(ckpt: Path, change) -> None:
-    """Change a checkpoint's state.pt and fix its checksums.json: damage that a checksum cannot see."""
-    state = torch.load(ckpt / "state.pt", weights_only=True)
-    change(state)
-    torch.save(state, ckpt / "state.pt")
-    sums = json.loads((ckpt / "checksums.json").read_text())
-    sums["state.pt"] = sha256_file(ckpt / "state.pt")
-    (ckpt / "checksums.json").write_text(json.dumps(sums))
 
 
 def _jsonl(path: Path, word: str) -> Path:
@@ -262,7 +255,7 @@ def test_resume_refuses_other_data_under_the_same_name_before_the_model_loads(tm
 
     # a checkpoint of a version that did not record its data: continued, saying what could not be checked
     shutil.rmtree(run / "checkpoints" / "step-0000003")
-    _rewrite_state(run / "checkpoints" / "step-0000002", lambda state: state["summary"].pop("data"))
+    rewrite_state(run / "checkpoints" / "step-0000002", lambda state: state["summary"].pop("data"))
     code, out, err = _cli([*argv, "--columns", "a", "--resume"], capsys)
     assert code == 0, err
     assert "does not record what its data held" in out and "only the name" in out
@@ -278,13 +271,13 @@ def test_wrongly_shaped_tensors_are_named_with_the_older_intact_checkpoint(tmp_p
     latest = run / "checkpoints" / "step-0000002"
     good = (latest / "state.pt").read_bytes(), (latest / "checksums.json").read_bytes()
     key = "backbone.embeddings.word_embeddings.weight"
-    _rewrite_state(latest, lambda state: state["model"].__setitem__(key, torch.zeros(10, 3)))
+    rewrite_state(latest, lambda state: state["model"].__setitem__(key, torch.zeros(10, 3)))
     err = _refused([*argv, "--resume"], capsys)
     assert f"{latest / 'state.pt'}: tensor {key!r} has shape [10, 3]" in err
     assert f"the older checkpoint {run / 'checkpoints' / 'step-0000001'} is intact" in err
     (latest / "state.pt").write_bytes(good[0])
     (latest / "checksums.json").write_bytes(good[1])
-    _rewrite_state(latest, lambda state: state["optimizer"]["state"][0].__setitem__("exp_avg", torch.zeros(2)))
+    rewrite_state(latest, lambda state: state["optimizer"]["state"][0].__setitem__("exp_avg", torch.zeros(2)))
     err = _refused([*argv, "--resume"], capsys)
     assert f"{latest / 'state.pt'}: the optimizer state of parameter 0 tensor 'exp_avg' has shape [2]" in err
 

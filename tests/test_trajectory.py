@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_sentences, write_lines
+from conftest import random_sentences, rewrite_state, write_lines
 
 from simcse_lab.errors import UserError
 
@@ -121,16 +121,6 @@ def test_trajectory_input_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def _rewrite_state(ckpt, change) -> None:
-    """Change a checkpoint's state.pt and fix its checksums.json: damage that a checksum cannot see."""
-    from simcse_lab.io import sha256_file
-
-    state = torch.load(ckpt / "state.pt", weights_only=True)
-    change(state)
-    torch.save(state, ckpt / "state.pt")
-    sums = json.loads((ckpt / "checksums.json").read_text())
-    sums["state.pt"] = sha256_file(ckpt / "state.pt")
-    (ckpt / "checksums.json").write_text(json.dumps(sums))
 
 
 def test_trajectory_checks_every_checkpoint_before_measuring_any(tmp_path, tiny_bert, capsys, monkeypatch):
@@ -163,7 +153,7 @@ def test_trajectory_checks_every_checkpoint_before_measuring_any(tmp_path, tiny_
     (last / "state.pt").write_bytes(good)
     middle = run / "checkpoints" / "step-0000002"
     key = "backbone.encoder.layer.0.attention.self.query.weight"
-    _rewrite_state(middle, lambda state: state["model"].__setitem__(key, torch.zeros(3, 5)))
+    rewrite_state(middle, lambda state: state["model"].__setitem__(key, torch.zeros(3, 5)))
     assert run_cli(argv) == 2
     err = capsys.readouterr().err
     assert f"{middle / 'state.pt'}: tensor {key!r} has shape [3, 5]" in err and "Traceback" not in err
