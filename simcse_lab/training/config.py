@@ -96,7 +96,7 @@ class TrainConfig:
     progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
     # the speed of a step, not its result (eval/step_changes.md: the measured effect of each)
     length_chunks: int = 2        # run a step's rows as N length-sorted chunks, each padded to its own longest
-    pack_width: int = 0           # > 0: pack a step's sentences into rows of N positions instead (BERT-type only)
+    pack_width: int = 0           # > 0: pack sentences into rows of N positions (families where it is exact)
     adamw: str = "fused"          # AdamW kernel: fused (one pass), foreach, or for-loop (torch's CPU default)
     # the memory of a step, not its result
     mini_batch_size: int = 0      # > 0: encode at most N rows at a time, recomputed in backward (GradCache); 0: off
