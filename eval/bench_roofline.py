@@ -69,7 +69,8 @@ def encode_flops(encoder: Encoder, sentences: list[str]) -> tuple[int, float, fl
     """(real tokens, real FLOPs, padded FLOPs) of encoding ``sentences`` as encode_texts batches them."""
     ids = encoder.tokenizer(sentences, truncation=True, max_length=encoder.max_length)["input_ids"]
     lengths = sorted((len(i) for i in ids), reverse=True)
-    config = encoder.st_model[0].auto_model.config if encoder.backend == "sentence-transformers" else encoder.hf_model.config
+    model = encoder.st_model[0].auto_model if encoder.backend == "sentence-transformers" else encoder.hf_model
+    config = model.config
     shape = family_of(config).flop_shape(config)
     padded = []
     for start in range(0, len(lengths), encoder.batch_size):

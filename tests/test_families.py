@@ -352,3 +352,18 @@ def test_every_pooler_of_every_family_by_definition_and_through_its_export(tiny,
     export(path, "sentence-transformers", tmp_path / pooler, pooler=pooler)
     reloaded = SentenceTransformer(str(tmp_path / pooler), device="cpu").encode(SENTENCES)
     np.testing.assert_allclose(reloaded, vectors[pooler], atol=1e-5, err_msg=f"{model_type} {pooler} export")
+
+
+def test_resume_with_another_projection_setting_is_refused(tiny, tmp_path):
+    """The projection head is part of the weights: --resume with --projection changed is one line, not a
+    state-dict traceback."""
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"{s}\n" for s in SENTENCES * 4))
+    base = dict(model=str(tiny("bert")), data=str(corpus), batch_size=4, max_seq_len=16, max_steps=1, eval_steps=0,
+                test_tasks="none", precision="fp32", progress=False, output_dir=str(tmp_path / "run"))
+    train(TrainConfig(**base))
+    with pytest.raises(UserError, match="--resume with changed projection"):
+        train(TrainConfig(**base, resume=True, projection=True))

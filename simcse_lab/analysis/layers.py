@@ -74,9 +74,8 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
             config.output_hidden_states = previous
     n = len(sentences)
     per_layer = flat[:, dim:].reshape(n, per_layer_vectors, layers, hidden)
-    return LayerEmbeddings(sentence=flat[:, :dim],
-                           avg=np.ascontiguousarray(per_layer[:, 0].transpose(1, 0, 2)),
-                           cls=np.ascontiguousarray(per_layer[:, 1].transpose(1, 0, 2)) if summary is not None else None)
+    cls = np.ascontiguousarray(per_layer[:, 1].transpose(1, 0, 2)) if summary is not None else None
+    return LayerEmbeddings(sentence=flat[:, :dim], avg=np.ascontiguousarray(per_layer[:, 0].transpose(1, 0, 2)), cls=cls)
 
 
 def _concat(main: torch.Tensor, hidden_states, attention_mask: torch.Tensor, summary: int | None) -> torch.Tensor:

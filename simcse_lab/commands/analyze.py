@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint to analyse (directory, hub id or alias; MODEL@POOLER also accepted); "
                         "the 'before' of the alignment-uniformity arrows")
     p.add_argument("--pooler", choices=POOLERS, default=None,
-                   help="pooler for --model (default: a sentence-transformers directory's own modules, else the backbone "
-                        "family's natural one: cls, or avg for a family without [CLS] such as T5)")
+                   help="pooler for --model (default: a sentence-transformers directory's own modules, else the "
+                        "backbone family's natural one: cls, or avg for a family without [CLS] such as T5)")
     p.add_argument("--compare", nargs="+", default=[], metavar="MODEL[@POOLER]",
                    help="further checkpoints, side by side; an arrow is drawn from --model to each")
     p.add_argument("--output-dir", required=True, help="where report.json, report.md and the PNGs go")

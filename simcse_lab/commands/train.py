@@ -20,8 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "such as sent0,sent1,hard_neg or anchor,positive,negative, or the only column)",
              "report_to": "experiment trackers through accelerate, comma-separated: none, tensorboard, wandb, "
                           "mlflow, ... or all (metrics.jsonl is always written; TensorBoard under OUTPUT/logs)",
-             "model": "model directory, hub id or alias", "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2 (default: the backbone "
-                                                       "family's natural one: cls, or avg for T5)",
+             "model": "model directory, hub id or alias",
+             "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2 (default: the backbone family's natural "
+                       "one: cls, or avg for T5)",
              "projection": "Sentence-T5's head: a bias-free dense projection (hidden x hidden) after pooling, then "
                            "L2 normalisation, trained with the model and exported as Dense -> Normalize (a "
                            "sentence-transformers --model that has one keeps its own)",

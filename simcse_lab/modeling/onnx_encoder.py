@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import InputError, UserError, first_line
+from simcse_lab.modeling.families import GENERIC, ensure_pad_token
 from simcse_lab.modeling.loading import load_onnx_session, load_tokenizer
 from simcse_lab.modeling.pooling import OWN_MODULES
 from simcse_lab.modeling.resolve import load_error
@@ -90,7 +91,8 @@ class OnnxEncoder:
             raise InputError(self.graph, None, f"output {self.output!r} has {width} dimensions, {CONFIG} says "
                                                f"{self.dim}")
         try:
-            self.tokenizer = load_tokenizer(self.path)
+            # an export saves the pad token its source padded with; a graph from elsewhere gets the generic fallback
+            self.tokenizer = ensure_pad_token(load_tokenizer(self.path), GENERIC, self.model_name)
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
 

@@ -30,8 +30,8 @@ from simcse_lab.training.config import TrainConfig
 from simcse_lab.training.examples import check_training_data
 
 # settings that define a run: --resume refuses to continue a checkpoint under other values
-RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "max_seq_len",
-               "epochs", "max_steps")
+RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "projection",
+               "max_seq_len", "epochs", "max_steps")
 
 
 @dataclass
