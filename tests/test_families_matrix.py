@@ -8,7 +8,7 @@ be silently wrong. One 2-step training run per family and cell is shared by the 
 ``gpt2-nopad`` (a GPT-2 tokenizer without a pad token, as decoders ship) covers the pad-token fallback, and a
 Sentence-T5 directory (T5 encoder, mean, bias-free Dense, Normalize) the projection's way through eval, export,
 training and search. Needs ../shared/data (the tokenizers are trained on its wiki sentences): integration.
-About 4 minutes on a busy 2-core box (``--durations=15``: the evals of full STS-B are the slowest cells)."""
+The eval / analyze cells score the first 150 pairs of STS-B's splits (a registry mirror of those)."""
 
 from __future__ import annotations
 
@@ -148,9 +148,39 @@ class Matrix:
         return out
 
 
+STS_PAIRS = 150  # pairs of each STS-B split the eval / analyze cells score (the cells test the families, not STS)
+
+
+def small_stsb_registry(monkeypatch, shared: Path, mirror: Path) -> None:
+    """Point the registry at a mirror whose ``stsb`` holds the first STS_PAIRS pairs of the real dev and test
+    splits (the shipped entry, its files re-hashed): an eval cell encodes 300 sentences, not 2,758."""
+    from simcse_lab.data import registry
+
+    entry = json.loads((Path(registry.__file__).parent / "registry.json").read_text())["datasets"]["stsb"]
+    splits = {split: entry["splits"][split] for split in ("dev", "test")}
+    files = {}
+    for split in splits.values():
+        rel = split["path"]
+        lines = (shared / rel).read_text(encoding="utf-8").splitlines(True)[:STS_PAIRS]
+        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / rel).write_text("".join(lines), encoding="utf-8")
+        files[rel] = registry.sha256_file(mirror / rel)
+    path = mirror / "registry.json"
+    path.write_text(json.dumps({"format": 1, "datasets": {"stsb": {**entry, "splits": splits, "files": files}}}))
+    monkeypatch.setattr(registry, "MANIFEST", path)
+    monkeypatch.setenv("SIMCSE_LAB_DATA", str(mirror))
+    registry.manifest.cache_clear()
+
+
 @pytest.fixture(scope="module")
-def matrix(family_models, shared_data, tmp_path_factory) -> Matrix:
-    return Matrix(family_models, shared_data, tmp_path_factory.mktemp("families-matrix"))
+def matrix(family_models, shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("families-matrix")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        small_stsb_registry(monkeypatch, shared_data, tmp / "mirror")
+        yield Matrix(family_models, shared_data, tmp)
+    from simcse_lab.data import registry
+
+    registry.manifest.cache_clear()
 
 
 def hf_encoder(path, pooler: str):
