@@ -177,8 +177,10 @@ def test_cli_train_refuses_cls_on_t5_before_any_work(tiny, tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("a b c\n" * 8)
     out = tmp_path / "run"
+    model = str(tiny("t5"))
+    capsys.readouterr()  # building the fixture model writes progress bars
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--model", str(tiny("t5")), "--data", str(corpus), "--pooler", "cls", "--output-dir",
+        main(["train", "--model", model, "--data", str(corpus), "--pooler", "cls", "--output-dir",
               str(out), "--max-steps", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "t5 family" in err and len(err.strip().splitlines()) == 1

@@ -77,7 +77,7 @@ def run(args) -> int:
     from simcse_lab.training.backbone import family_precision, resolve_backbone
 
     family = resolve_backbone(cfg)  # the model's config.json: pooler, max length, packing, MLM against its family
-    family_precision(family, training_precision(cfg.precision), cfg.precision)
+    family_precision(family, training_precision(cfg.precision), cfg.precision, note=False)  # the loop says it
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
     # every rank may: a directory of ours, or refused before any work; the main process locks it for the run,

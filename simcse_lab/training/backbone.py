@@ -29,14 +29,15 @@ def resolve_backbone(cfg) -> Family:
     return family
 
 
-def family_precision(family: Family, precision: str, requested: str) -> str:
+def family_precision(family: Family, precision: str, requested: str, note: bool = True) -> str:
     """``precision`` (what ``requested`` resolved to), unless it is fp16 on a family that overflows it: refused
-    when fp16 was asked for, fp32 (with a note) when ``auto`` chose it."""
+    when fp16 was asked for, fp32 (with a note, unless ``note`` is False) when ``auto`` chose it."""
     if precision != "fp16" or family.fp16_safe:
         return precision
     if requested == "fp16" or launcher_precision() == "fp16":
         raise UserError(f"fp16: the {family.name} family overflows fp16 (its activations exceed "
                         f"65504: NaN losses); use bf16 or fp32")
-    print(f"note: training in fp32, not fp16: the {family.name} family overflows fp16 (its activations exceed "
-          f"65504) and this device has no native bf16", file=sys.stderr)
+    if note:
+        print(f"note: training in fp32, not fp16: the {family.name} family overflows fp16 (its activations exceed "
+              f"65504) and this device has no native bf16", file=sys.stderr)
     return "fp32"
