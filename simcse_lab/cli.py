@@ -9,6 +9,7 @@ import sys
 
 from simcse_lab import __version__
 from simcse_lab.errors import UserError
+from simcse_lab.io import expand_user
 
 # sub-command name -> module in simcse_lab.commands exposing add_arguments(parser) and run(args)
 COMMANDS = {
@@ -37,7 +38,7 @@ def expand_user_paths(args: argparse.Namespace) -> None:
     for name in PATH_OPTIONS + COMMAND_PATH_OPTIONS.get(args.command, ()):
         value = getattr(args, name, None)
         if isinstance(value, str):
-            setattr(args, name, os.path.expanduser(value))
+            setattr(args, name, expand_user(value))
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -59,8 +60,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
-    expand_user_paths(args)
     try:
+        expand_user_paths(args)
         code = args._run(args)
     except UserError as err:
         print(f"simcse-lab: error: {err}", file=sys.stderr)

@@ -280,6 +280,16 @@ def staged_dir(output_dir, kind: str | None = None):
 
 # -- ownership ---------------------------------------------------------------------------------------
 MARKER = ".simcse-lab.json"
+def expand_user(value: str) -> str:
+    """``~`` and ``~user`` expanded at the start of a path; one that stays unexpanded (``~nosuchuser/x``) is
+    refused rather than created as a directory literally named ``~nosuchuser`` in the working directory."""
+    expanded = os.path.expanduser(value)
+    if expanded.startswith("~"):
+        raise UserError(f"{value}: '{expanded.split(os.sep)[0]}' names no user's home directory; "
+                        f"write ./{value} for a directory of that name")
+    return expanded
+
+
 LOCK = ".simcse-lab.lock"  # held (flock) by the one run writing into the directory
 KINDS = {"train": "a training run", "export": "an export", "index": "an index", "analysis": "an analysis report"}
 _MARKER_TEMP = re.compile(rf"^\.{re.escape(MARKER)}\.tmp-")
@@ -394,10 +404,20 @@ def _lock(directory: Path) -> None:
     key = str(directory.resolve())
     if key in _HELD:
         return
+    path = directory / LOCK
+    # never through a link: a lock "file" that is a symbolic link, a hard link to another file, a FIFO or a device
+    # was not made by simcse-lab, and writing the holder into it would overwrite what it names
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), file_mode())
+        fd = os.open(path, flags, file_mode())
     except OSError as err:
-        raise UserError(f"{directory / LOCK}: cannot open the run's lock file ({err.strerror})") from None
+        why = "is a symbolic link" if err.errno == errno.ELOOP else f"cannot be opened ({err.strerror})"
+        raise UserError(f"{path}: the run's lock file {why}; simcse-lab did not make it: remove it") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        why = "is not a regular file" if not stat.S_ISREG(info.st_mode) else "is a hard link to another file"
+        raise UserError(f"{path}: the run's lock file {why}; simcse-lab did not make it: remove it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:

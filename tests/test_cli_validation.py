@@ -219,3 +219,14 @@ def test_tilde_is_expanded_in_every_path_option(tmp_path, capsys, monkeypatch, n
     expand_user_paths(args)
     assert args.query == "~ tilde"
     assert not (work / "~").exists()
+
+
+def test_a_tilde_that_names_no_user_is_refused_not_created(tmp_path, capsys, monkeypatch, no_model_loads):
+    """Hostile review of issue 18: '~nosuchuser/x' was left as it was by expanduser and created ./~nosuchuser/x."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.txt").write_text("a sentence\nanother one\n")
+    err = _one_line(["train", "--data", "c.txt", "--output-dir", "~nosuchuser-simcse/x"], capsys)
+    assert "~nosuchuser-simcse/x: '~nosuchuser-simcse' names no user's home directory" in err
+    (tmp_path / "c.yaml").write_text("data: c.txt\noutput_dir: ~nosuchuser-simcse/y\n")
+    assert "names no user's home directory" in _one_line(["train", "--config", "c.yaml"], capsys)
+    assert not any(p.name.startswith("~") for p in tmp_path.iterdir())

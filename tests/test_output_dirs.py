@@ -180,3 +180,29 @@ def test_a_second_train_into_a_directory_in_use_is_refused_and_touches_nothing(t
         holder.wait(timeout=60)
     io.claim_output_dir(out, "train", lock=True)  # the first run has ended: its lock with it
     io.release_output_dir(out)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo", "device"])
+def test_a_lock_file_that_is_not_our_own_file_is_refused_and_what_it_names_is_untouched(tmp_path, kind):
+    """Hostile review of issue 18: the lock was opened through links and truncated before any refusal, so a run
+    directory from elsewhere whose .simcse-lab.lock linked to a user's file overwrote it with the holder's pid
+    (a symlink, or a hard link even when the run was then refused); a FIFO or a device was a traceback."""
+    import os
+
+    out = io.claim_output_dir(tmp_path / "run", "train")
+    victim = tmp_path / "thesis.txt"
+    victim.write_text("precious thesis\n")
+    lock = out / io.LOCK
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hardlink":
+        os.link(victim, lock)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.symlink_to("/dev/null")
+    with pytest.raises(UserError, match=r"\.simcse-lab\.lock: the run's lock file (is a symbolic link|is a hard link "
+                                        r"to another file|is not a regular file); simcse-lab did not make it"):
+        io.claim_output_dir(out, "train", lock=True)
+    assert victim.read_text() == "precious thesis\n"
+    assert str(out.resolve()) not in io._HELD

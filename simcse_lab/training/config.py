@@ -16,6 +16,7 @@ import yaml
 from simcse_lab.data.columns import parse_columns
 from simcse_lab.data.readers import line_number
 from simcse_lab.errors import InputError, UserError
+from simcse_lab.io import expand_user
 from simcse_lab.modeling.pooling import check_pooler
 from simcse_lab.runtime.numbers import SEED_LIMIT, check_number
 from simcse_lab.runtime.precision import TRAINING_PRECISIONS
@@ -103,7 +104,7 @@ class TrainConfig:
 
     def __post_init__(self):
         # ``output_dir: ~/runs/x`` in a YAML file (or a quoted flag) is under the home directory, never ./~
-        self.output_dir = os.path.expanduser(self.output_dir) if isinstance(self.output_dir, str) else self.output_dir
+        self.output_dir = expand_user(self.output_dir) if isinstance(self.output_dir, str) else self.output_dir
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         if self.pooler:
