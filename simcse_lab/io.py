@@ -397,6 +397,25 @@ def claim_output_dir(path, kind: str, lock: bool = False) -> Path:
     return path
 
 
+def open_own_file(path: Path, flags: int, what: str) -> int:
+    """A descriptor of ``path`` (created if absent) opened never through a link: a file simcse-lab keeps inside
+    its own directory (a run's lock, ``metrics.jsonl``) that is a symbolic link, a hard link to another file, a
+    FIFO or a device was not made by simcse-lab, and writing into it would write into what it names. Refused
+    in one line naming ``what`` it is; nothing is written."""
+    flags |= os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, file_mode())
+    except OSError as err:
+        why = "is a symbolic link" if err.errno == errno.ELOOP else f"cannot be opened ({err.strerror})"
+        raise UserError(f"{path}: {what} {why}; simcse-lab did not make it: remove it") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        why = "is not a regular file" if not stat.S_ISREG(info.st_mode) else "is a hard link to another file"
+        raise UserError(f"{path}: {what} {why}; simcse-lab did not make it: remove it")
+    return fd
+
+
 _HELD: dict[str, int] = {}  # resolved directory -> the descriptor whose flock this process holds
 
 
@@ -405,19 +424,7 @@ def _lock(directory: Path) -> None:
     if key in _HELD:
         return
     path = directory / LOCK
-    # never through a link: a lock "file" that is a symbolic link, a hard link to another file, a FIFO or a device
-    # was not made by simcse-lab, and writing the holder into it would overwrite what it names
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, file_mode())
-    except OSError as err:
-        why = "is a symbolic link" if err.errno == errno.ELOOP else f"cannot be opened ({err.strerror})"
-        raise UserError(f"{path}: the run's lock file {why}; simcse-lab did not make it: remove it") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-        os.close(fd)
-        why = "is not a regular file" if not stat.S_ISREG(info.st_mode) else "is a hard link to another file"
-        raise UserError(f"{path}: the run's lock file {why}; simcse-lab did not make it: remove it")
+    fd = open_own_file(path, os.O_RDWR, "the run's lock file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:

@@ -206,3 +206,50 @@ def test_a_lock_file_that_is_not_our_own_file_is_refused_and_what_it_names_is_un
         io.claim_output_dir(out, "train", lock=True)
     assert victim.read_text() == "precious thesis\n"
     assert str(out.resolve()) not in io._HELD
+
+
+@pytest.mark.parametrize("kind", ["dangling", "to-a-file", "to-a-dir", "fifo", "hardlink"])
+@pytest.mark.parametrize("step", [None, 2])
+def test_a_metrics_file_that_is_not_our_own_is_refused_and_nothing_is_written_through_it(tmp_path, kind, step):
+    """Re-review of issue 18: metrics.jsonl was opened with open(path, "a"), following links: a dangling link
+    created a file outside the run directory, a FIFO hung the run, a link to a directory was a traceback."""
+    import os
+
+    from simcse_lab.training.run_state import MetricsLog
+
+    out = io.claim_output_dir(tmp_path / "run", "train")
+    path, elsewhere = out / "metrics.jsonl", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "notes.txt"
+    victim.write_text("mine\n")
+    if kind == "dangling":
+        path.symlink_to(elsewhere / "created.txt")
+    elif kind == "to-a-file":
+        path.symlink_to(victim)
+    elif kind == "to-a-dir":
+        path.symlink_to(elsewhere)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.link(victim, path)
+    log = MetricsLog(path, main=True)
+    with pytest.raises(UserError, match=r"metrics\.jsonl: the run's metrics (is a symbolic link|is not a regular "
+                                        r"file|is a hard link to another file); simcse-lab did not make it"):
+        log.keep_until(step)
+    with pytest.raises(UserError, match="simcse-lab did not make it"):
+        log.append({"step": 1})
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"] and victim.read_text() == "mine\n"
+
+
+def test_the_metrics_file_is_written_and_cut_as_before(tmp_path):
+    from simcse_lab.training.run_state import MetricsLog
+
+    out = io.claim_output_dir(tmp_path / "run", "train")
+    log = MetricsLog(out / "metrics.jsonl", main=True)
+    log.keep_until(None)
+    for step in (1, 2, 3):
+        log.append({"step": step})
+    log.keep_until(2)
+    log.append({"step": 3, "again": True})
+    assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == [
+        {"step": 1}, {"step": 2}, {"step": 3, "again": True}]

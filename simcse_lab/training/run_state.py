@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import shlex
 import sys
@@ -22,7 +23,7 @@ import torch
 from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.dev import dev_metrics
 from simcse_lab.evaluation.sts import evaluate, format_table
-from simcse_lab.io import write_json, write_text
+from simcse_lab.io import open_own_file, write_json, write_text
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
 from simcse_lab.modeling.st_format import save_embedder
 from simcse_lab.training.checkpoint import (check_fits, latest_checkpoint, load_checkpoint, set_rng_state,
@@ -88,13 +89,15 @@ class MetricsLog:
 
     def append(self, record: dict) -> None:
         if self.main:
-            with open(self.path, "a") as f:
+            with os.fdopen(open_own_file(self.path, os.O_WRONLY | os.O_APPEND, "the run's metrics"), "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def keep_until(self, step: int | None) -> None:
-        """Drop the records after ``step`` (the curve continues from a checkpoint); None: drop them all."""
-        if not self.main or not self.path.is_file():
+        """Drop the records after ``step`` (the curve continues from a checkpoint); None: drop them all. A
+        metrics.jsonl that is not our own regular file (a link, a FIFO) is refused before anything is written."""
+        if not self.main or not os.path.lexists(self.path):
             return
+        os.close(open_own_file(self.path, os.O_RDONLY, "the run's metrics"))
         if step is None:
             self.path.unlink()
             return
