@@ -48,14 +48,15 @@ def data_identity(cfg: TrainConfig) -> dict:
 
 
 def load_training_examples(cfg: TrainConfig, tokenizer, vocab_size: int | None = None,
-                           fingerprint: str | None = None) -> training_data.TrainingExamples:
+                           data: dict | None = None) -> training_data.TrainingExamples:
     """The examples of ``cfg.data`` for ``cfg.objective``: tokenised once per (corpus, tokenizer, max length,
     columns), memory-mapped, indexable by int and by a batch of ints (``take``); every id below ``vocab_size``
-    (the model's input embeddings) when given. ``fingerprint``: the data's, when :func:`data_identity` has
-    computed it already."""
+    (the model's input embeddings) when given. ``data``: what :func:`data_identity` found (its columns and
+    fingerprint), so that the source is not checked and hashed again."""
     objective = objective_class(cfg.objective)
-    _, columns = check_training_data(cfg)
+    if data is None:
+        data = {"fingerprint": None, "columns": check_training_data(cfg)[1]}
     return training_data.load_training_examples(cfg.data, tokenizer, cfg.max_seq_len, objective.data_columns,
-                                                with_index=objective.with_index, columns=columns,
+                                                with_index=objective.with_index, columns=data["columns"],
                                                 progress=cfg.progress, vocab_size=vocab_size,
-                                                fingerprint=fingerprint)
+                                                fingerprint=data["fingerprint"])

@@ -114,7 +114,7 @@ def train(cfg: TrainConfig) -> dict:
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
         examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings,
-                                          data["fingerprint"])
+                                          data)
     if len(examples) < cfg.batch_size:
         raise UserError(f"{cfg.data}: {len(examples)} examples, fewer than one batch of {cfg.batch_size}")
     total = cfg.max_steps or (len(examples) // cfg.batch_size) * cfg.epochs
