@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from simcse_lab.errors import UserError
+from simcse_lab.errors import UserError, first_line
 
 
 # -- permissions -------------------------------------------------------------------------------------
@@ -299,6 +299,28 @@ _MARKER_TEMP = re.compile(rf"^\.{re.escape(MARKER)}\.tmp-")
 _LEGACY_EXPORT_ENTRY = re.compile(r"^(\d+_\w+|[\w.\-]+\.(json|safetensors|onnx|model)|vocab\.txt|merges\.txt|"
                                   r"README\.md|pytorch_model\.bin)$")
 _LEGACY_INDEX_ENTRIES = {"manifest.json", "index.faiss", "texts.jsonl"}
+
+
+def read_small_json(path, limit: int) -> tuple[dict | None, str | None]:
+    """``(object, None)`` for a small regular file holding a JSON object, else ``(None, why)``: ``why`` is
+    ``"missing"``, ``"unreadable (...)"``, ``"not a small regular file"`` or ``"is not a JSON object"``. Never
+    follows a symlink, waits on a FIFO or reads more than ``limit`` bytes (a cache's memo, an entry's manifest)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as err:
+        return None, f"unreadable ({err.strerror})"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None, "not a small regular file"
+        data = json.loads(os.read(fd, limit + 1))
+    except (OSError, ValueError) as err:
+        return None, f"unreadable ({first_line(err, 120)})"
+    finally:
+        os.close(fd)
+    return (data, None) if isinstance(data, dict) else (None, "is not a JSON object")
 
 
 def read_marker(directory) -> dict | None:

@@ -25,17 +25,15 @@ this process are used. Tests: tests/test_content_hash.py.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import stat
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
 from simcse_lab.data.registry import cache_dir
-from simcse_lab.io import sha256_file, write_json
+from simcse_lab.io import read_small_json, sha256_file, write_json
 
 MEMO_DIR = "fingerprints"
 RACY_SECONDS = 2.0
@@ -78,20 +76,7 @@ def sample_digest(path) -> str:
 def _read_memo(memo: Path) -> dict | None:
     """The memo at ``memo`` if it is a small regular file holding a JSON object; None otherwise (never a
     symlink followed, a FIFO waited on, or a large file read)."""
-    try:
-        fd = os.open(memo, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MEMO_MAX_BYTES:
-            return None
-        saved = json.loads(os.read(fd, MEMO_MAX_BYTES + 1))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    return saved if isinstance(saved, dict) else None
+    return read_small_json(memo, MEMO_MAX_BYTES)[0]
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from simcse_lab.data.long_rows import tokenize_bounded
 from simcse_lab.data.spec import DataSpec, parse_spec
 from simcse_lab.data.streaming import check_string_columns, iter_rows, source_columns
 from simcse_lab.errors import UserError, first_line
-from simcse_lab.io import clean_leftovers, make_temp_dir, sha256_file, write_json
+from simcse_lab.io import clean_leftovers, make_temp_dir, read_small_json, sha256_file, write_json
 
 # bump when the tokenised layout changes: old cache entries are then simply not found. 3: the entry's manifest
 FORMAT_VERSION = 3
@@ -224,22 +224,14 @@ def _manifest(data_file: Path, key: str, spec: DataSpec, fingerprint: str, ident
 
 def _read_manifest(path: Path) -> dict | str:
     """The manifest at ``path``, or why it cannot be used."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
+    manifest, why = read_small_json(path, MANIFEST_MAX_BYTES)
+    if manifest is not None:
+        return manifest
+    if why == "missing":
         return f"no {MANIFEST} (an entry of an older simcse-lab, or damaged)"
-    except OSError as err:
-        return f"{MANIFEST} unreadable ({err.strerror})"
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MANIFEST_MAX_BYTES:
-            return f"{MANIFEST} is not a manifest (not a small regular file)"
-        manifest = json.loads(os.read(fd, MANIFEST_MAX_BYTES + 1))
-    except (OSError, ValueError) as err:
-        return f"{MANIFEST} unreadable ({first_line(err, 120)})"
-    finally:
-        os.close(fd)
-    return manifest if isinstance(manifest, dict) else f"{MANIFEST} is not a JSON object"
+    if why == "not a small regular file":
+        return f"{MANIFEST} is not a manifest (not a small regular file)"
+    return f"{MANIFEST} {why}"
 
 
 def _open_entry(final: Path, key: str, spec: DataSpec, fingerprint: str, columns: list[str], max_length: int,
