@@ -176,10 +176,11 @@ def backbone_path(model: str) -> str:
     return path
 
 
-def backbone_config(model: str):
-    """The transformers config of a model spec's backbone (config.json only: no weights, no tokenizer)."""
+def backbone_config(model: str, path: str | None = None):
+    """The transformers config of a model spec's backbone (config.json only: no weights, no tokenizer);
+    ``path``: :func:`backbone_path` of ``model``, when the caller has it already."""
     try:
-        return load_config(backbone_path(model))
+        return load_config(path or backbone_path(model))
     except (OSError, ValueError) as err:
         raise load_error(model, err) from None
 
@@ -205,10 +206,7 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
     sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
     ``projection`` adds a fresh one (+ normalisation) where the model has none."""
     path = backbone_path(model)
-    try:
-        config = load_config(path)
-    except (OSError, ValueError) as err:
-        raise load_error(model, err) from None
+    config = backbone_config(model, path)
     family = check_family(model, config, pooler, do_mlm, pack_width)
     try:
         tokenizer = ensure_pad_token(load_tokenizer(path), family, model)
