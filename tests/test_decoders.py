@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from families import DECODERS
@@ -147,3 +149,158 @@ def test_recipe_round_trips_and_a_bad_one_is_one_line(tmp_path):
         with pytest.raises(InputError) as err:
             read_recipe(tmp_path)
         assert needle in str(err.value) and RECIPE_FILE in str(err.value) and "\n" not in str(err.value)
+
+
+# -- trained models: the recipe saved, the layout, the loader, exports -----------------------------------------
+SENTENCES = ["A man is playing a guitar.", "hi", "Two dogs run on the beach while a child watches them.",
+             "A woman slices an onion."]
+
+
+@pytest.fixture(scope="module")
+def runs(still_decoder_models, shared_data, tmp_path_factory):
+    """name -> run directory of a 2-step unsup run (memoised): ``llama`` / ``gpt2`` (bidirectional, the default),
+    ``llama-causal`` (--no-bidirectional), ``gemma`` (bidirectional, a family with a config flag)."""
+    from families import wiki_lines
+    from test_families_matrix import TRAIN_COMMON, cli, works
+
+    from conftest import write_lines
+
+    tmp = tmp_path_factory.mktemp("decoder-runs")
+    wiki = write_lines(tmp / "wiki.txt", [s for s in wiki_lines(shared_data) if 5 <= len(s.split()) <= 25][:24])
+    made = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            model, *extra = name.split("-")
+            flags = ["--no-bidirectional"] if extra == ["causal"] else []
+            out = tmp / name
+            works(cli("train", "--model", still_decoder_models[model], "--data", wiki, *TRAIN_COMMON, *flags,
+                      "--output-dir", out), f"train {name}")
+            made[name] = out
+        return made[name]
+    return get
+
+
+def _reference_vectors(run_final: Path, sentences, bidirectional: bool):
+    """The run's final model computed by hand: its backbone + tokenizer loaded with transformers, the attention
+    set, EOS checked, each sentence alone, mean of the last layer."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from simcse_lab.modeling.attention import set_bidirectional
+
+    folder = run_final / "backbone" if (run_final / "backbone").is_dir() else run_final
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = set_bidirectional(AutoModel.from_pretrained(folder).eval(), bidirectional)
+    rows = []
+    for sentence in sentences:
+        enc = tokenizer(sentence, return_tensors="pt")
+        assert enc["input_ids"][0, -1].item() == tokenizer.eos_token_id  # the saved tokenizer appends EOS
+        with torch.inference_mode():
+            rows.append(model(**enc).last_hidden_state[0].mean(0))
+    return torch.stack(rows).numpy()
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_a_bidirectional_run_is_saved_in_simcse_labs_own_layout(runs, name):
+    """A decoder trained bidirectionally (default) where transformers has no config flag for it: best/ and final/
+    are the recipe + backbone/, which sentence-transformers and AutoModel refuse to load (they would run it
+    causal); simcse-lab's loader embeds it exactly as the hand computation with bidirectional attention does, and
+    differently from the causal one."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.recipe import EmbeddingRecipe, read_recipe
+
+    final = runs(name) / "final"
+    assert read_recipe(final) == EmbeddingRecipe("avg", bidirectional=True, append_eos=True)
+    assert not (final / "modules.json").exists() and not (final / "config.json").exists()
+    assert "is_causal" not in (final / "backbone" / "config.json").read_text()  # no half-working flag saved
+    with pytest.raises(Exception):
+        SentenceTransformer(str(final), device="cpu")
+    with pytest.raises(Exception):
+        AutoModel.from_pretrained(str(final))
+    encoder = Encoder(str(runs(name)), precision="fp32", device="cpu", batch_size=3)  # the run dir: its best/final
+    assert encoder.describe()["bidirectional"] is True and encoder.pooler == "avg"
+    ours = encoder.encode(SENTENCES)
+    np.testing.assert_allclose(ours, _reference_vectors(final, SENTENCES, True), atol=1e-5)
+    assert np.abs(ours - _reference_vectors(final, SENTENCES, False)).max() > 1e-3
+    causal = Encoder(str(final), precision="fp32", device="cpu", bidirectional=False).encode(SENTENCES)
+    np.testing.assert_allclose(causal, _reference_vectors(final, SENTENCES, False), atol=1e-5)
+
+
+def test_a_causal_run_is_a_sentence_transformers_directory_that_reloads_the_same(runs):
+    """--no-bidirectional (SGPT / E5-Mistral style): best/ and final/ are sentence-transformers directories whose
+    recipe says causal; plain SentenceTransformer (left padding, as Llama's tokenizer ships) gives simcse-lab's
+    vectors."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.recipe import EmbeddingRecipe, read_recipe
+
+    final = runs("llama-causal") / "final"
+    assert read_recipe(final) == EmbeddingRecipe("avg", bidirectional=False, append_eos=True)
+    st = SentenceTransformer(str(final), device="cpu")
+    assert st.tokenizer.padding_side == "left"
+    ours = Encoder(str(final), pooler="avg", precision="fp32", device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(st.encode(SENTENCES, batch_size=4), ours, atol=1e-5)
+    np.testing.assert_allclose(ours, _reference_vectors(final, SENTENCES, False), atol=1e-5)
+
+
+def test_a_bidirectional_gemma_is_a_sentence_transformers_directory_that_stays_bidirectional(runs):
+    """Gemma has transformers' own flag (use_bidirectional_attention + is_causal false): the saved directory is a
+    sentence-transformers one that plain sentence-transformers runs bidirectionally, as simcse-lab does."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.recipe import read_recipe
+
+    final = runs("gemma") / "final"
+    assert read_recipe(final).bidirectional and (final / "modules.json").is_file()
+    ours = Encoder(str(final), pooler="avg", precision="fp32", device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(SentenceTransformer(str(final), device="cpu").encode(SENTENCES, batch_size=4), ours,
+                               atol=1e-5)
+    np.testing.assert_allclose(ours, _reference_vectors(final, SENTENCES, True), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["sentence-transformers", "hf"])
+def test_exporting_a_bidirectional_run_as_a_causal_format_is_refused_before_writing(runs, tmp_path, fmt):
+    from test_families_matrix import cli, refused
+
+    out = tmp_path / "out"
+    line = refused(cli("export", "--model", runs("llama"), "--format", fmt, "--output-dir", out),
+                   f"export {fmt}", "onnx", "causal")
+    assert "bidirectional" in line and not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_onnx_export_of_a_bidirectional_run_reproduces_it(runs, tmp_path):
+    """The ONNX graph is traced with the bidirectional mask: onnxruntime gives simcse-lab's PyTorch vectors
+    (batched, padded) within 1e-4, and its recipe travels with it."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from simcse_lab.export.formats import export
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.onnx_encoder import OnnxEncoder
+    from simcse_lab.modeling.recipe import read_recipe
+
+    report = export(str(runs("llama")), "onnx", tmp_path / "onnx")
+    assert report["max_abs_diff"] <= 1e-4 and read_recipe(tmp_path / "onnx").bidirectional
+    torch_vectors = Encoder(str(runs("llama")), precision="fp32", device="cpu").encode(SENTENCES)
+    onnx_vectors = OnnxEncoder(tmp_path / "onnx", batch_size=4).encode(SENTENCES)
+    assert np.abs(onnx_vectors - torch_vectors).max() <= 1e-4
+    causal = Encoder(str(runs("llama")), precision="fp32", device="cpu", bidirectional=False).encode(SENTENCES)
+    assert np.abs(onnx_vectors - causal).max() > 1e-3
+
+
+def test_no_bidirectional_on_an_encoder_is_refused(family_models, tmp_path):
+    from test_families_matrix import TRAIN_COMMON, cli, refused
+
+    out = tmp_path / "run"
+    refused(cli("train", "--model", family_models["bert"], "--data", "wiki", "--no-bidirectional", *TRAIN_COMMON,
+                "--output-dir", out), "bert --no-bidirectional", "encoder")
+    assert not out.exists()
