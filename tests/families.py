@@ -61,8 +61,9 @@ FAMILIES = {f.name: f for f in [
     Family("modernbert", "modernbert", "[CLS]", "[MASK]", None, None, False, False),
     Family("t5", "t5", None, None, None, None, False, False),
 ]}
-# not one of the nine: a decoder's tokenizer as GPT-2 / Llama ship it, without a pad token
-NO_PAD = Family("gpt2-nopad", "gpt2", None, None, USABLE, USABLE, False, False)
+# not one of the nine: a decoder's tokenizer as GPT-2 / Llama ship it, without a pad token (a decoder family of
+# issue 21: trained bidirectionally by default, saved in simcse-lab's own layout)
+NO_PAD = Family("gpt2-nopad", "gpt2", None, None, USABLE, USABLE, False, False, True)
 ALL = {**FAMILIES, NO_PAD.name: NO_PAD}
 
 
