@@ -33,7 +33,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.evaluation.dev import dev_metrics
 from simcse_lab.evaluation.sts import parse_tasks
 from simcse_lab.io import write_json
-from simcse_lab.modeling.embedder import load_embedder
+from simcse_lab.modeling.embedder import load_embedder, set_attention
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
 from simcse_lab.training.backbone import family_precision, resolve_backbone
 from simcse_lab.training.checkpoint import save_checkpoint
@@ -110,7 +110,8 @@ def train(cfg: TrainConfig) -> dict:
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
-                                        cfg.pack_width, cfg.mini_batch_size, cfg.projection, cfg.bidirectional)
+                                        cfg.pack_width, cfg.mini_batch_size, cfg.projection)
+    set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # a decoder LLM's --bidirectional
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
         examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings,
