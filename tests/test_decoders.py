@@ -343,3 +343,32 @@ def test_eval_bidirectional_flag_changes_a_raw_decoder_and_is_recorded(still_dec
         assert result["bidirectional"] is (flag == "--bidirectional")
         scores[flag] = result["tasks"]["stsb"]["spearman"]
     assert scores["--bidirectional"] != scores["--no-bidirectional"]
+
+
+@pytest.mark.parametrize("name", [n for n in DECODERS if n.startswith("gemma")])
+def test_gemmas_config_flag_reloads_bidirectional_through_plain_automodel(still_decoder_models, name, tmp_path):
+    """Gemma 1-3: saved with the family's flag (use_bidirectional_attention + is_causal false), plain AutoModel
+    reloads the model bidirectional, equal to simcse-lab's in-memory switch on a padded batch longer than
+    Gemma 3's sliding window; saved causal, the flag is absent and the reload is causal."""
+    import json
+
+    import torch
+    from transformers import AutoModel
+
+    from simcse_lab.modeling.attention import is_bidirectional, saving_config, set_bidirectional
+    from simcse_lab.modeling.families import family_of
+
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (2, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 14:] = 0
+    for on in (True, False):
+        model = set_bidirectional(AutoModel.from_pretrained(still_decoder_models[name]).eval(), on)
+        with saving_config(model, family_of(model.config)):
+            model.save_pretrained(tmp_path / str(on))
+        saved = json.loads((tmp_path / str(on) / "config.json").read_text())
+        assert (saved.get("is_causal"), bool(saved.get("use_bidirectional_attention"))) == ((False, True) if on
+                                                                                           else (None, False))
+        reloaded = AutoModel.from_pretrained(tmp_path / str(on)).eval()
+        assert is_bidirectional(reloaded) == on and is_bidirectional(model) == on  # the config restored after
+        torch.testing.assert_close(_hidden(reloaded, ids, mask), _hidden(model, ids, mask), atol=1e-6, rtol=0)
