@@ -3,7 +3,7 @@ primary metric and direction): a base class with metadata and an ``evaluate`` co
 tasks and of task kinds named by an argument (base.py), the ``--tasks`` / ``--select`` parser (spec.py), and
 the first tasks: SentEval's STS and the user's scored pairs (sts.py), retrieval on STS pairs and the user's
 query/positive pairs (retrieval.py). A new task is one module that registers it, imported here.
-Tests: tests/test_tasks.py, tests/test_sts_integration.py."""
+Tests: tests/test_tasks.py, tests/test_select.py, tests/test_sts_integration.py."""
 
 from __future__ import annotations
 
