@@ -175,3 +175,43 @@ def test_eval_refuses_bad_user_files_before_any_model_loads(tmp_path, capsys, mo
             main(["eval", "--model", str(tmp_path), "--tasks", tasks])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and problem in err, err
+
+
+def test_select_on_a_user_retrieval_file_records_its_metric(tmp_path):
+    from simcse_lab.evaluation.dev import selection_metrics
+
+    path = write(tmp_path / "q.tsv", "query\tpositive\ncat\ta cat sat\ndog\ta dog ran\ncat\tbig cat\n"
+                                     "big sat\ta cat sat\n")
+    selection = parse_select(f"retrieval:{path}:recall@1")
+    selection.task.check(selection.split)
+    # as in test_user_retrieval_scores_against_the_corpus_of_all_positives: recall@1 = (1/2 + 1 + 0) / 3
+    assert selection_metrics(WordCounts(VOCAB), selection) == {f"retrieval:{path}:recall@1": pytest.approx(50.0)}
+
+
+def test_eval_with_user_files_leaves_senteval_numbers_alone(tmp_path, tiny_bert, mirror_env, capsys):
+    """eval --tasks stsb,sts:FILE,retrieval:FILE: STS-B dev as in a plain --tasks stsb run, the file in the STS
+    table under its stem, the retrieval file in its own table and JSON section."""
+    sts_file = write(tmp_path / "mine.tsv", "score\tsentence1\tsentence2\n4.5\ta cat sat\ta cat sat down\n"
+                                             "1\tthe dog ran\ta red house\n3\tbig tree\tsmall tree\n")
+    query_file = write(tmp_path / "faq.jsonl", '{"query": "a cat", "positive": "a cat sat"}\n'
+                                               '{"query": "dog", "positive": "the dog ran"}\n')
+    outputs = {}
+    for name, tasks in (("plain", "stsb"), ("mixed", f"stsb,sts:{sts_file},retrieval:{query_file}")):
+        outputs[name] = tmp_path / f"{name}.json"
+        with pytest.raises(SystemExit) as done:
+            main(["eval", "--model", str(tiny_bert), "--precision", "fp32", "--split", "dev", "--tasks", tasks,
+                  "--output", str(outputs[name])])
+        assert done.value.code == 0
+    printed = capsys.readouterr().out
+    plain, mixed = (json.loads(outputs[n].read_text()) for n in ("plain", "mixed"))
+    assert mixed["tasks"]["stsb"] == plain["tasks"]["stsb"]
+    mine = mixed["tasks"][f"sts:{sts_file}"]
+    assert mine["n"] == 3 and mine["score_range"] == [0.0, 5.0] and mine["score_range_from"] == "inferred"
+    assert mixed["avg"] == pytest.approx((plain["avg"] + mine["spearman"]) / 2)
+    assert set(mixed["retrieval"]["tasks"][f"retrieval:{query_file}"]) >= {"recall@1", "recall@5", "recall@10",
+                                                                          "mrr@10", "queries", "corpus", "sha256"}
+    lines = printed.splitlines()
+    assert any("STS-B" in line and " mine " in line for line in lines)
+    assert any(line.startswith("retrieval ") and "mrr@10" in line for line in lines)
+    assert any(line.startswith("faq ") for line in lines)
+    assert "retrieval" not in plain
