@@ -14,6 +14,13 @@ Two extension points, one registration each:
   ``retrieval:FILE``; e.g. ``mteb:NAME``): a factory ``(argument, spec) -> Task`` passed to
   :func:`register_kind`. A factory only parses the argument; files are read by the task's ``check``.
 
+For example, a SentEval transfer task declares ``type="transfer"``, ``splits=("test",)``, ``source="dir:..."``
+and metrics ``Metric("test_acc")`` (its main score) and ``Metric("dev_acc")``, so that the two accuracies are
+never mixed up and either can be selected on (``mr:test:dev_acc``); an MTEB task can be a kind
+(``mteb:STSBenchmark``) whose factory builds a task wrapping mteb's evaluator, its metrics mteb's scores.
+A metric where lower is better (a loss, an error rate) declares ``greater_is_better=False``; ``--select``
+respects it.
+
 :mod:`simcse_lab.evaluation.tasks.spec` parses ``--tasks`` and ``--select`` against these registries.
 """
 
