@@ -215,3 +215,12 @@ def test_eval_with_user_files_leaves_senteval_numbers_alone(tmp_path, tiny_bert,
     assert any(line.startswith("retrieval ") and "mrr@10" in line for line in lines)
     assert any(line.startswith("faq ") for line in lines)
     assert "retrieval" not in plain
+
+
+def test_retrieval_task_scores_what_retrieval_eval_scores(mirror_env):
+    from simcse_lab.evaluation import retrieval
+    from simcse_lab.evaluation.sts import load_task
+
+    words = sorted({w for ps in load_task("sickr", "dev").values() for s in ps.sent1 + ps.sent2 for w in s.split()})
+    encoder = WordCounts(words)
+    assert TASKS["sickr-retrieval"].evaluate(encoder, "dev") == retrieval.evaluate(encoder, ["sickr"], "dev")["tasks"]["sickr"]
