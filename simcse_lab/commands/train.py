@@ -29,8 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "bidirectional": "decoder LLMs (Llama, Mistral, Qwen2/3, Gemma, Phi-3, GPT-2): attend bidirectionally, "
                               "as LLM2Vec (default); --no-bidirectional keeps them causal (SGPT, E5-Mistral). Saved "
                               "with the model (simcse_lab_recipe.json); encoders are bidirectional anyway",
-             "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
-             "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
+             "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "dev evaluation period (--select; 0: off)",
+             "test_tasks": "STS test tasks for summary.json ('none' to skip)",
+             "select": "TASK:SPLIT:METRIC whose best value picks OUTPUT/best at each dev evaluation (default "
+                       "stsb:dev:spearman; any task of eval --tasks and its metrics, its direction respected, e.g. "
+                       "sickr:dev:pearson, stsb-retrieval:dev:mrr@10, a user's sts:FILE[:LOW-HIGH]:spearman or "
+                       "retrieval:FILE:mrr@10)", "resume": "continue from the last checkpoint",
              "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "
                           "fp32, bf16 or fp16 (CUDA; gradient scaling); accelerate launch --mixed_precision is "
                           "honoured", "fixed_repetition":
@@ -83,6 +87,11 @@ def run(args) -> int:
     family_precision(family, training_precision(cfg.precision), cfg.precision, note=False)  # the loop says it
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
+    if cfg.eval_steps:  # the --select task's data (a user's file is read and checked here)
+        from simcse_lab.evaluation.tasks import parse_select
+
+        selection = parse_select(cfg.select)
+        selection.task.check(selection.split)
     # every rank may: a directory of ours, or refused before any work; the main process locks it for the run,
     # so that a second run into it is refused before it touches anything
     main = os.environ.get("RANK", "0") == "0"
