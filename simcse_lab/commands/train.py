@@ -74,6 +74,11 @@ def run(args) -> int:
     # offline: one line in a second), then, with the first torch import, the launcher's precision against
     # --precision, the trackers and the columns the objective reads
     parse_spec(cfg.data, default_split="train", fetch=os.environ.get("RANK", "0") == "0")
+    if cfg.eval_steps:  # the --select task's data (a user's file is read and checked here)
+        from simcse_lab.evaluation.tasks import parse_select
+
+        selection = parse_select(cfg.select)
+        selection.task.check(selection.split)
     from simcse_lab.modeling.resolve import check_loadable
 
     check_loadable(cfg.model)
@@ -87,11 +92,6 @@ def run(args) -> int:
     family_precision(family, training_precision(cfg.precision), cfg.precision, note=False)  # the loop says it
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
-    if cfg.eval_steps:  # the --select task's data (a user's file is read and checked here)
-        from simcse_lab.evaluation.tasks import parse_select
-
-        selection = parse_select(cfg.select)
-        selection.task.check(selection.split)
     # every rank may: a directory of ours, or refused before any work; the main process locks it for the run,
     # so that a second run into it is refused before it touches anything
     main = os.environ.get("RANK", "0") == "0"
