@@ -9,6 +9,7 @@ import argparse
 
 from simcse_lab.commands import add_progress_flag
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
+from simcse_lab.commands._transfer import add_transfer_flags, load_transfer_data, run_transfer
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
 from simcse_lab.modeling.resolve import DEFAULT_MODEL
@@ -22,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooler", choices=POOLERS, default=None,
                    help="SimCSE pooler; default: a sentence-transformers directory's own modules, else the backbone "
                         "family's natural one (cls, or avg for a family without [CLS] such as T5)")
-    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all seven)")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated STS tasks (default: all seven, unless --transfer is given)")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--aggregate", choices=AGGREGATES, default="all",
                    help="STS12-16 aggregation: all = concatenated subsets (SimCSE), wmean, mean")
@@ -41,13 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-max", type=int, default=5000, help="sub-sample the --whiten/--flow corpus (seeded)")
     p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
     add_flow_settings(p)
+    add_transfer_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus sub-sample and of the flow")
     add_progress_flag(p)
 
 
 def run(args) -> int:
     from simcse_lab.commands import _validate
-    from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
+    from simcse_lab.evaluation.sts import parse_tasks
     from simcse_lab.io import write_json
     from simcse_lab.modeling.resolve import resolve_model
     from simcse_lab.runtime.progress import library_bars
@@ -59,7 +62,9 @@ def run(args) -> int:
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
     _validate.seed(args.seed)
     library_bars(args.progress)
-    tasks = parse_tasks(args.tasks)
+    sts_only_if_named = args.transfer is not None and args.tasks is None
+    tasks = [] if sts_only_if_named else parse_tasks(args.tasks if args.tasks is not None else ",".join(TASKS))
+    transfer = load_transfer_data(args)  # every transfer file read before the model
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
     corpus = None
     if args.whiten or args.flow:
@@ -76,6 +81,22 @@ def run(args) -> int:
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)
+    result = evaluate_sts(encoder, tasks, fitted, args) if tasks else {}
+    if transfer is not None:
+        info = encoder.describe()
+        name = f"{info['model']} [{info['pooler']}, {info['precision']}]" + (f" + {fitted['method']}" if fitted else "")
+        outcome = run_transfer(encoder, transfer, args, name)
+        result = {**result, "transfer": outcome} if tasks else outcome
+    if args.output:
+        write_json(args.output, result)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def evaluate_sts(encoder, tasks: list[str], fitted: dict | None, args) -> dict:
+    """The STS suite scored and its table printed."""
+    from simcse_lab.evaluation.sts import evaluate, format_table
+
     result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)
     if fitted is not None:
         result["post_hoc"] = fitted
@@ -87,10 +108,7 @@ def run(args) -> int:
             print(f"  {task}: {subs}")
     print(f"{result['sentences_encoded']} distinct sentences encoded in {result['seconds']:.1f} s "
           f"({result['backend']}, {result['precision']}, {result['device']})")
-    if args.output:
-        write_json(args.output, result)
-        print(f"wrote {args.output}")
-    return 0
+    return result
 
 
 def post_hoc_encoder(encoder, corpus: list[str], args):
