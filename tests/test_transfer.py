@@ -141,7 +141,12 @@ def test_unknown_transfer_task_is_refused():
 # --- the protocol ------------------------------------------------------------------------------------------
 
 
-class RecordingProbe:
+class GridByLoop:
+    def fit_grid(self, regs, X, y, nclasses, validation):
+        return [self.fit(reg, X, y, nclasses, validation) for reg in regs]
+
+
+class RecordingProbe(GridByLoop):
     """Records the rows (by the id in column 0) of every fit and every scoring; predicts nothing useful."""
 
     name = "recording"
@@ -190,17 +195,15 @@ def test_folds_are_sklearns_stratified_kfold_over_senteval_order(tmp_path):
     assert [sorted(f[1]) for f in final_fits] == [sorted(row_ids[train]) for train, _ in outer]
     expected_inner = []
     for train, _ in outer:
-        folds = StratifiedKFold(10, shuffle=True, random_state=1111).split(np.zeros(len(train)), y[train])
-        folds = list(folds)
-        for reg in (0.1, 1.0):
-            expected_inner += [(reg, list(row_ids[train][a]), list(row_ids[train][b])) for a, b in folds]
+        for a, b in StratifiedKFold(10, shuffle=True, random_state=1111).split(np.zeros(len(train)), y[train]):
+            expected_inner += [(reg, list(row_ids[train][a]), list(row_ids[train][b])) for reg in (0.1, 1.0)]
     assert inner_fits == expected_inner
     # the outer test rows are scored once each, after their fold's regulariser was chosen
     outer_scored = probe.scored[2 * 10::2 * 10 + 1]
     assert [sorted(s) for s in outer_scored] == [sorted(row_ids[test]) for _, test in outer]
 
 
-class ColumnProbe:
+class ColumnProbe(GridByLoop):
     """A rigged probe: the model 'fitted' with regulariser r predicts column COLUMN[r] > 0 (its training is
     irrelevant), so the test decides how every regulariser does on every row."""
 
@@ -296,6 +299,73 @@ def test_mrpc_uses_absolute_difference_and_product(tmp_path):
     assert list(y) == [r[2] for r in ordered]
     result = transfer.evaluate_transfer(TableEncoder(table), [data], "fast", SklearnProbe())
     assert result["tasks"]["MRPC"]["test_accuracy"] == 100.0 and result["tasks"]["MRPC"]["test_f1"] == 100.0
+
+
+# --- the probe: SentEval's classifier, a grid trained side by side --------------------------------------------
+
+
+def senteval_loop_reference(reg, X, y, validation, settings, seed=1111):
+    """SentEval's PyTorchClassifier (tools/classifier.py, nhid 0) written plainly, one model at a time: the
+    seeded nn.Linear, the optimiser's own weight_decay, seeded shuffles, deepcopy of the best, early stopping."""
+    import copy
+
+    import torch
+
+    rng = np.random.RandomState(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(X.shape[1], 2)
+    if isinstance(validation, float):
+        order = rng.permutation(len(X))
+        cut = int(validation * len(X))
+        X, y, validation = X[order[cut:]], y[order[cut:]], (X[order[:cut]], y[order[:cut]])
+    optim = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[settings.optim]
+    optimizer = optim(model.parameters(), weight_decay=reg)
+    x, t = torch.from_numpy(X), torch.from_numpy(y)
+    dev_x, dev_t = torch.from_numpy(validation[0]), torch.from_numpy(validation[1])
+    best, best_model, misses, epochs = -1.0, None, 0, 0
+    while epochs <= settings.max_epoch:
+        for _ in range(settings.epoch_size):
+            order = rng.permutation(len(x))
+            for start in range(0, len(x), settings.batch_size):
+                batch = torch.from_numpy(order[start:start + settings.batch_size])
+                loss = torch.nn.functional.cross_entropy(model(x[batch]), t[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        epochs += settings.epoch_size
+        with torch.no_grad():
+            accuracy = (model(dev_x).argmax(1) == dev_t).sum().item() / len(dev_t)
+        if accuracy > best:
+            best, best_model = accuracy, copy.deepcopy(model)
+        elif misses >= settings.tenacity:
+            break
+        else:
+            misses += 1
+    return best_model
+
+
+@pytest.mark.parametrize("mode", ["fast", "test"])
+@pytest.mark.parametrize("validation", ["held-out", 0.05])
+def test_grid_side_by_side_equals_senteval_one_model_at_a_time(mode, validation):
+    import torch
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    X = (rng.normal(size=(300, 12)) + 0.4 * (2 * y - 1)[:, None] * (np.arange(12) < 3)).astype(np.float32)
+    held_out = (X[:60], y[:60]) if validation == "held-out" else validation
+    X_new = rng.normal(size=(500, 12)).astype(np.float32)
+    settings = transfer.MODES[mode].settings
+    probe = make_probe("senteval-torch", settings)
+    grid = (1e-5, 1e-2, 0.3, 3.0)  # large penalties too, so that the models differ
+    models = probe.fit_grid(grid, X[60:], y[60:], 2, held_out)
+    predictions = [m.predict(X_new) for m in models]
+    assert len({tuple(p) for p in predictions}) > 1
+    for reg, predicted in zip(grid, predictions):
+        reference = senteval_loop_reference(reg, X[60:], y[60:], held_out, settings)
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(X_new)).argmax(1).numpy()
+        assert np.mean(predicted == expected) >= 0.998, reg  # float rounding may flip a point on the boundary
 
 
 # --- end to end: separable 100, shuffled about chance ------------------------------------------------------

@@ -24,7 +24,6 @@ rows to hold out). Two are declared:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,76 +74,108 @@ class SentEvalTorchProbe:
                 **self.settings.__dict__}
 
     def fit(self, reg: float, X: np.ndarray, y: np.ndarray, nclasses: int, validation) -> _Linear:
+        return self.fit_grid((reg,), X, y, nclasses, validation)[0]
+
+    def fit_grid(self, regs, X: np.ndarray, y: np.ndarray, nclasses: int, validation) -> list[_Linear]:
+        """One classifier per regulariser, trained side by side as one stacked model: every SentEval classifier
+        starts from the same seeded weights and draws the same seeded shuffles, so the models of a grid see the
+        same batches; each has its own weight decay, Adam/RMSprop state and early stopping, exactly as if
+        trained alone (the optimisers act element by element), at a fraction of the time."""
         import torch
 
         rng = np.random.RandomState(self.seed)  # SentEval: np.random.seed(seed) when each classifier is made
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            model = torch.nn.Linear(X.shape[1], nclasses)
-        model = model.to(self.device)
         if isinstance(validation, float):  # the final fit: a seeded share of the training rows stops it
             order = rng.permutation(len(X))
             cut = int(validation * len(X))
             if cut == 0:
                 raise UserError(f"{len(X)} training rows: too few for SentEval's {validation:.0%} early-stopping share")
             X, y, validation = X[order[cut:]], y[order[cut:]], (X[order[:cut]], y[order[:cut]])
-        tensors = [torch.as_tensor(np.asarray(a), device=self.device) for a in (X, y, *validation)]
-        train_x, dev_x = tensors[0].float(), tensors[2].float()
-        train_y, dev_y = tensors[1].long(), tensors[3].long()
-        optimizer = _optimizer(self.settings.optim, model.parameters(), reg)
-        best = _train_with_early_stopping(model, optimizer, (train_x, train_y), (dev_x, dev_y), rng, self.settings)
-        return _Linear(lambda rows: _predict(best, torch.as_tensor(np.asarray(rows), device=self.device).float()))
+        train_x, train_y, dev_x, dev_y = (torch.as_tensor(np.asarray(a), device=self.device) for a in (X, y, *validation))
+        stack = _Stacked(X.shape[1], nclasses, len(regs), self.seed, self.device)
+        decay = torch.tensor(regs, dtype=torch.float32, device=self.device)
+        optimizer = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[self.settings.optim](
+            stack.parameters())  # PyTorch's default learning rates, as SentEval
+        best = _train_with_early_stopping(stack, optimizer, decay, (train_x.float(), train_y.long()),
+                                          (dev_x.float(), dev_y.long()), rng, self.settings)
+        return [_Linear(lambda rows, w=w, b=b: _predict(w, b, rows, self.device)) for w, b in best]
 
 
-def _optimizer(name: str, params, reg: float):
+class _Stacked:
+    """R linear layers ``x @ W[r] + b[r]``, each initialised as SentEval's ``nn.Linear`` after
+    ``torch.manual_seed(seed)`` (the global generator left as it was)."""
+
+    def __init__(self, dim: int, nclasses: int, count: int, seed: int, device: str):
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            layer = torch.nn.Linear(dim, nclasses)
+        self.weight = layer.weight.detach().t().repeat(count, 1, 1).to(device).requires_grad_()  # (R, dim, C)
+        self.bias = layer.bias.detach().repeat(count, 1).to(device).requires_grad_()  # (R, C)
+
+    def parameters(self):
+        return [self.weight, self.bias]
+
+    def __call__(self, x):
+        return x @ self.weight + self.bias[:, None, :]  # (R, n, C)
+
+    def slice(self, r: int):
+        return self.weight[r].detach().clone(), self.bias[r].detach().clone()
+
+
+def _predict(weight, bias, rows, device: str) -> np.ndarray:
     import torch
 
-    optimizers = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
-    return optimizers[name](params, weight_decay=reg)  # PyTorch's default learning rates, as SentEval
-
-
-def _predict(model, rows) -> np.ndarray:
-    import torch
-
-    model.eval()
     with torch.inference_mode():
-        return model(rows).argmax(dim=1).cpu().numpy()
+        x = torch.as_tensor(np.asarray(rows), device=device).float()
+        return (x @ weight + bias).argmax(dim=1).cpu().numpy()
 
 
-def _accuracy(model, x, y) -> float:
+def _step(stack: _Stacked, optimizer, decay, x, y) -> None:
+    """One mini-batch for every model: the sum of their mean cross-entropies (so each gets its own gradient),
+    plus each model's L2 term as PyTorch's ``weight_decay`` adds it, ``grad + decay * param``."""
     import torch
 
-    model.eval()
-    with torch.inference_mode():
-        return (model(x).argmax(dim=1) == y).sum().item() / len(y)  # exact count / rows, as SentEval
+    logits = stack(x)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(len(decay)),
+                                             reduction="sum") / len(y)
+    optimizer.zero_grad()
+    loss.backward()
+    with torch.no_grad():
+        stack.weight.grad.add_(decay[:, None, None] * stack.weight)
+        stack.bias.grad.add_(decay[:, None] * stack.bias)
+    optimizer.step()
 
 
-def _train_with_early_stopping(model, optimizer, train, dev, rng: np.random.RandomState, settings: TorchSettings):
-    """SentEval's loop: ``epoch_size`` shuffled passes, then dev accuracy; the best model is kept; training stops
-    at the first check after ``tenacity`` earlier ones failed to improve on the best, or after ``max_epoch``."""
+def _train_with_early_stopping(stack, optimizer, decay, train, dev, rng: np.random.RandomState,
+                               settings: TorchSettings) -> list:
+    """SentEval's loop, per model: ``epoch_size`` shuffled passes, then dev accuracy; the best weights are kept;
+    a model stops at the first check after ``tenacity`` earlier ones failed to improve on its best, or after
+    ``max_epoch`` (a stopped model's later updates are never used). Returns each model's best (weight, bias)."""
     import torch
 
     x, y = train
-    best_accuracy, best_model, misses, epochs = -1.0, None, 0, 0
-    while epochs <= settings.max_epoch:
-        model.train()
+    count = len(decay)
+    best_accuracy, best, misses, running = [-1.0] * count, [None] * count, [0] * count, [True] * count
+    epochs = 0
+    while epochs <= settings.max_epoch and any(running):
         for _ in range(settings.epoch_size):
             order = torch.as_tensor(rng.permutation(len(x)), device=x.device)
             for start in range(0, len(x), settings.batch_size):
                 batch = order[start:start + settings.batch_size]
-                loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+                _step(stack, optimizer, decay, x[batch], y[batch])
         epochs += settings.epoch_size
-        accuracy = _accuracy(model, *dev)
-        if accuracy > best_accuracy:
-            best_accuracy, best_model = accuracy, copy.deepcopy(model)
-        elif misses >= settings.tenacity:
-            break
-        else:
-            misses += 1
-    return best_model
+        with torch.inference_mode():
+            correct = (stack(dev[0]).argmax(dim=2) == dev[1]).sum(dim=1).tolist()
+        for r in (r for r in range(count) if running[r]):
+            accuracy = correct[r] / len(dev[1])  # an exact count over the rows, as SentEval
+            if accuracy > best_accuracy[r]:
+                best_accuracy[r], best[r] = accuracy, stack.slice(r)
+            elif misses[r] >= settings.tenacity:
+                running[r] = False
+            else:
+                misses[r] += 1
+    return best
 
 
 @dataclass
@@ -166,6 +197,9 @@ class SklearnProbe:
 
         model = LogisticRegression(C=reg, random_state=self.seed).fit(X, y)
         return _Linear(model.predict)
+
+    def fit_grid(self, regs, X: np.ndarray, y: np.ndarray, nclasses: int, validation) -> list[_Linear]:
+        return [self.fit(reg, X, y, nclasses, validation) for reg in regs]
 
 
 PROBES = ("senteval-torch", "sklearn")

@@ -68,19 +68,24 @@ def _percent(fraction: float) -> float:
     return round(100 * float(fraction), 2)
 
 
-def choose_regularizer(grid, held_out_scores) -> tuple[float, float, list[float]]:
+def choose_regularizer(grid, held_out: list[list[float]]) -> tuple[float, float, list[float]]:
     """(the first regulariser with the best mean held-out accuracy, that accuracy x100, every one's), scores
-    rounded to 2 decimals before the comparison as SentEval does. ``held_out_scores(reg)`` returns the accuracies
-    (fractions) of the fits for ``reg`` on data that excludes every row the caller will test on."""
-    scores = [_percent(np.mean(held_out_scores(reg))) for reg in grid]
+    rounded to 2 decimals before the comparison as SentEval does. ``held_out[i]`` holds the accuracies
+    (fractions) of ``grid[i]``'s fits, each scored on rows its fit did not train on and that the caller does not
+    test on."""
+    scores = [_percent(np.mean(accuracies)) for accuracies in held_out]
     best = int(np.argmax(scores))
     return grid[best], scores[best], scores
 
 
-def _fold_scores(probe, X, y, nclasses: int, folds):
-    def scores(reg):
-        return [probe.fit(reg, X[a], y[a], nclasses, (X[b], y[b])).score(X[b], y[b]) for a, b in folds]
-    return scores
+def held_out_accuracies(probe, grid, X: np.ndarray, y: np.ndarray, nclasses: int, folds) -> list[list[float]]:
+    """``[reg][fold]`` accuracy of the grid's classifiers fitted on each fold's training rows and scored on its
+    held-out rows (which SentEval's classifier also stops early on)."""
+    per_fold = []
+    for a, b in folds:
+        models = probe.fit_grid(grid, X[a], y[a], nclasses, (X[b], y[b]))
+        per_fold.append([model.score(X[b], y[b]) for model in models])
+    return [list(scores) for scores in zip(*per_fold)]
 
 
 def inner_kfold(probe, X: np.ndarray, y: np.ndarray, nclasses: int, k: int, seed: int = SEED) -> dict:
@@ -89,8 +94,8 @@ def inner_kfold(probe, X: np.ndarray, y: np.ndarray, nclasses: int, k: int, seed
     for train, test in stratified_folds(y, k, seed):
         X_train, y_train = X[train], y[train]
         inner = stratified_folds(y_train, k, seed)
-        reg, dev, scores = choose_regularizer(probe.grid("inner_kfold"),
-                                              _fold_scores(probe, X_train, y_train, nclasses, inner))
+        grid = probe.grid("inner_kfold")
+        reg, dev, scores = choose_regularizer(grid, held_out_accuracies(probe, grid, X_train, y_train, nclasses, inner))
         model = probe.fit(reg, X_train, y_train, nclasses, FINAL_HOLDOUT)
         folds.append({"regularizer": reg, "dev_accuracy": dev, "grid_dev_accuracy": scores,
                       "test_accuracy": _percent(model.score(X[test], y[test])), "n_test": int(len(test))})
@@ -102,8 +107,9 @@ def inner_kfold(probe, X: np.ndarray, y: np.ndarray, nclasses: int, k: int, seed
 def kfold_then_test(probe, train: tuple, test: tuple, nclasses: int, k: int, seed: int = SEED) -> dict:
     """TREC/MRPC: the regulariser chosen by stratified k-fold on train; refitted on train, scored on test."""
     (X, y), (X_test, y_test) = train, test
-    reg, dev, scores = choose_regularizer(probe.grid("kfold"),
-                                          _fold_scores(probe, X, y, nclasses, stratified_folds(y, k, seed)))
+    grid = probe.grid("kfold")
+    reg, dev, scores = choose_regularizer(grid, held_out_accuracies(probe, grid, X, y, nclasses,
+                                                                    stratified_folds(y, k, seed)))
     predicted = probe.fit(reg, X, y, nclasses, FINAL_HOLDOUT).predict(X_test)
     return {"test_accuracy": _percent(np.mean(predicted == y_test)), "dev_accuracy": dev, "regularizer": reg,
             "grid_dev_accuracy": scores, "n_train": int(len(y)), "n_test": int(len(y_test)), "predicted": predicted}
@@ -111,15 +117,12 @@ def kfold_then_test(probe, train: tuple, test: tuple, nclasses: int, k: int, see
 
 def split_dev_test(probe, train: tuple, dev: tuple, test: tuple, nclasses: int) -> dict:
     """SST-2: every regulariser fitted on train and scored on dev; the best one scored on test."""
-    models = {}
-
-    def dev_scores(reg):
-        models[reg] = probe.fit(reg, *train, nclasses, dev)
-        return [models[reg].score(*dev)]
-
-    reg, dev_accuracy, scores = choose_regularizer(probe.grid("split"), dev_scores)
+    grid = probe.grid("split")
+    models = probe.fit_grid(grid, *train, nclasses, dev)
+    reg, dev_accuracy, scores = choose_regularizer(grid, [[model.score(*dev)] for model in models])
     # SentEval refits the chosen regulariser with the same seed and data: the same model as the one scored on dev
-    return {"test_accuracy": _percent(models[reg].score(*test)), "dev_accuracy": dev_accuracy, "regularizer": reg,
+    chosen = models[grid.index(reg)]
+    return {"test_accuracy": _percent(chosen.score(*test)), "dev_accuracy": dev_accuracy, "regularizer": reg,
             "grid_dev_accuracy": scores, "n_train": len(train[1]), "n_dev": len(dev[1]), "n_test": len(test[1])}
 
 
