@@ -246,8 +246,8 @@ def test_inner_kfold_chooses_the_regulariser_on_the_inner_folds():
     first_test = transfer.stratified_folds(y, 5)[0][1]
     result = transfer.inner_kfold(ColumnProbe(), rigged_columns(y, first_test), y, 2, k=5)
     fold = result["folds"][0]
-    assert fold["regularizer"] == 1.0 and fold["dev_accuracy"] == 100.0
-    assert fold["test_accuracy"] == 0.0  # 100.0 had the test fold chosen it
+    assert fold["regularizer"] == 1.0 and fold["dev_acc"] == 100.0
+    assert fold["test_acc"] == 0.0  # 100.0 had the test fold chosen it
     assert fold["n_test"] == len(first_test)
 
 
@@ -256,9 +256,9 @@ def test_kfold_and_split_choose_the_regulariser_on_train_or_dev():
     rigged = rigged_columns(np.r_[y, y], np.arange(60, 120))
     train, test = (rigged[:60], y), (rigged[60:], y)
     result = transfer.kfold_then_test(ColumnProbe(), train, test, 2, k=5)
-    assert (result["regularizer"], result["dev_accuracy"], result["test_accuracy"]) == (1.0, 100.0, 0.0)
+    assert (result["regularizer"], result["dev_acc"], result["test_acc"]) == (1.0, 100.0, 0.0)
     result = transfer.split_dev_test(ColumnProbe(), train, train, test, 2)
-    assert (result["regularizer"], result["dev_accuracy"], result["test_accuracy"]) == (1.0, 100.0, 0.0)
+    assert (result["regularizer"], result["dev_acc"], result["test_acc"]) == (1.0, 100.0, 0.0)
 
 
 # --- MRPC's features ---------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_mrpc_uses_absolute_difference_and_product(tmp_path):
     np.testing.assert_array_equal(X, np.c_[np.abs(u - v), u * v])
     assert list(y) == [r[2] for r in ordered]
     result = transfer.evaluate_transfer(TableEncoder(table), [data], "fast", SklearnProbe())
-    assert result["tasks"]["MRPC"]["test_accuracy"] == 100.0 and result["tasks"]["MRPC"]["test_f1"] == 100.0
+    assert result["tasks"]["MRPC"]["test_acc"] == 100.0 and result["tasks"]["MRPC"]["test_f1"] == 100.0
 
 
 # --- the probe: SentEval's classifier, a grid trained side by side --------------------------------------------
@@ -389,10 +389,10 @@ def test_separable_set_scores_100_and_shuffled_labels_about_chance(tmp_path):
     probe = make_probe("senteval-torch", transfer.MODES["fast"].settings)
     encoder = TableEncoder(table)
     separable = transfer.evaluate_transfer(encoder, load_transfer(["MR"], tmp_path / "sep"), "fast", probe)
-    assert separable["tasks"]["MR"]["test_accuracy"] == 100.0
-    assert all(f["test_accuracy"] == 100.0 for f in separable["tasks"]["MR"]["folds"])
+    assert separable["tasks"]["MR"]["test_acc"] == 100.0
+    assert all(f["test_acc"] == 100.0 for f in separable["tasks"]["MR"]["folds"])
     chance = transfer.evaluate_transfer(encoder, load_transfer(["MR"], tmp_path / "shuf"), "fast", probe)
-    assert 35.0 <= chance["tasks"]["MR"]["test_accuracy"] <= 65.0
+    assert 35.0 <= chance["tasks"]["MR"]["test_acc"] <= 65.0
 
 
 def test_eval_transfer_cli_prints_both_rows_and_writes_json(tmp_path, monkeypatch, capsys):
@@ -411,9 +411,29 @@ def test_eval_transfer_cli_prints_both_rows_and_writes_json(tmp_path, monkeypatc
                     "--transfer-mode", "fast", "--transfer-classifier", "sklearn", "--output", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "table [none, fp32] test acc" in printed and "table [none, fp32] dev acc" in printed
-    assert "not checksummed" in printed
-    result = json.loads(out.read_text())
-    assert result["transfer_mode"] == "fast" and result["kfold"] == 5 and "tasks" in result
-    assert result["tasks"]["MPQA"]["test_accuracy"] == 100.0 and result["tasks"]["SST2"]["test_accuracy"] == 100.0
-    assert result["tasks"]["SST2"]["protocol"] == "split" and "dev split" in result["tasks"]["SST2"]["dev_accuracy_is"]
+    assert "table [none, fp32] test_acc" in printed and "table [none, fp32] dev_acc" in printed
+    assert "not checksummed" in printed and "STS-B" not in printed  # --transfer alone: no STS
+    result = json.loads(out.read_text())["transfer"]
+    assert set(result["tasks"]) == {"mpqa", "sst2"} and set(result["avg"]) == {"test_acc", "dev_acc"}
+    mpqa, sst2 = result["tasks"]["mpqa"], result["tasks"]["sst2"]
+    assert mpqa["transfer_mode"] == "fast" and mpqa["kfold"] == 5 and len(mpqa["folds"]) == 5
+    assert mpqa["probe"]["classifier"] == "sklearn"
+    assert mpqa["test_acc"] == 100.0 and sst2["test_acc"] == 100.0
+    assert sst2["protocol"] == "split" and "dev split" in sst2["dev_acc_is"]
+
+
+def test_transfer_tasks_are_declared_tasks():
+    from simcse_lab.evaluation.tasks import TASKS, parse_select, parse_tasks
+
+    assert [t.name for t in parse_tasks("mr,sst2,mrpc")] == ["mr", "sst2", "mrpc"]
+    mrpc = TASKS["mrpc"].metadata
+    assert (mrpc.type, mrpc.main_score, mrpc.splits) == ("transfer", "test_acc", ("test",))
+    assert mrpc.metric_names == ("test_acc", "dev_acc", "test_f1")
+    assert parse_select("mr:test:dev_acc").metric.name == "dev_acc"
+    with pytest.raises(UserError, match="has no metric 'test_f1'"):
+        parse_select("mr:test:test_f1")
+
+
+def test_senteval_dir_without_a_transfer_task_is_refused(tmp_path, capsys):
+    code = run_cli(["eval", "--tasks", "stsb", "--senteval-dir", str(tmp_path)])
+    assert code == 2 and "no transfer task" in capsys.readouterr().err

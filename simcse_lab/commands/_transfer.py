@@ -1,5 +1,6 @@
-"""``eval --transfer``: SentEval's transfer tasks with SimCSE's protocol (flags, data checked before encoding, the
-table and the JSON section). The protocol itself lives in ``simcse_lab.evaluation.transfer``."""
+"""``eval``'s flags for SentEval's transfer tasks (``--transfer``, ``--transfer-mode``, ``--transfer-classifier``,
+``--senteval-dir``), the task copies they configure, and SimCSE's transfer table. The protocol lives in
+``simcse_lab.evaluation.transfer``, the tasks in ``simcse_lab.evaluation.tasks.transfer``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from simcse_lab.evaluation.linear_probe import PROBES
 
 def add_transfer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transfer", default=None, metavar="TASKS",
-                   help=f"SentEval transfer tasks, comma-separated, or 'all' ({','.join(TRANSFER_TASKS)}); "
-                        "with --transfer, STS runs only if --tasks is given")
+                   help=f"SentEval transfer tasks, comma-separated, or 'all' ({','.join(TRANSFER_TASKS)}); the same "
+                        "as naming them in --tasks (mr,cr,...); with --transfer, STS runs only if --tasks is given")
     p.add_argument("--transfer-mode", choices=("test", "fast"), default="test",
                    help="test: SimCSE's test mode, 10 folds (the paper's numbers); fast: its fasttest, 5 folds")
     p.add_argument("--transfer-classifier", choices=PROBES, default=PROBES[0],
@@ -23,30 +24,37 @@ def add_transfer_flags(p: argparse.ArgumentParser) -> None:
                         "registry dataset senteval_transfer under SIMCSE_LAB_DATA or the cache")
 
 
-def load_transfer_data(args) -> list | None:
-    """The transfer tasks' data, every file checked and read before any model is loaded (None: no --transfer)."""
+def task_list(args, default: str) -> str:
+    """``--tasks`` (``default`` when not given, unless ``--transfer`` is) followed by the ``--transfer`` tasks."""
     if args.transfer is None:
-        return None
-    from simcse_lab.data.transfer_data import load_transfer, parse_transfer_tasks
+        return args.tasks if args.tasks is not None else default
+    from simcse_lab.data.transfer_data import parse_transfer_tasks
 
-    tasks = list(TRANSFER_TASKS) if args.transfer.strip().lower() == "all" else parse_transfer_tasks(args.transfer)
-    return load_transfer(tasks, args.senteval_dir)
+    chosen = TRANSFER_TASKS if args.transfer.strip().lower() == "all" else parse_transfer_tasks(args.transfer)
+    return ",".join(([args.tasks] if args.tasks else []) + [t.lower() for t in chosen])
 
 
-def run_transfer(encoder, datasets: list, args, name: str) -> dict:
-    """Score, print SimCSE's transfer table (test and dev rows, each named) and return the result."""
-    import torch
+def configure_transfer(tasks: list, args) -> list:
+    """The transfer tasks replaced by copies with the command's mode, classifier and data directory."""
+    from simcse_lab.errors import UserError
+    from simcse_lab.evaluation.tasks.transfer import SentEvalTransfer
 
-    from simcse_lab.evaluation.linear_probe import make_probe
-    from simcse_lab.evaluation.transfer import MODES, SEED, evaluate_transfer, format_transfer_table
+    if args.senteval_dir is not None and not any(isinstance(t, SentEvalTransfer) for t in tasks):
+        raise UserError("--senteval-dir is given but no transfer task is (add --transfer TASKS or name them in --tasks)")
+    return [t.configured(args.transfer_mode, args.transfer_classifier, args.senteval_dir)
+            if isinstance(t, SentEvalTransfer) else t for t in tasks]
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    probe = make_probe(args.transfer_classifier, MODES[args.transfer_mode].settings, seed=SEED, device=device)
-    result = evaluate_transfer(encoder, datasets, args.transfer_mode, probe, progress=args.progress)
-    print(format_transfer_table(result, name))
-    if "MRPC" in result["tasks"]:
-        print(f"MRPC test F1: {result['tasks']['MRPC']['test_f1']:.2f}")
-    print(f"transfer: mode {result['transfer_mode']} ({result['kfold']} folds, seed {result['seed']}), classifier "
-          f"{probe.name}; dev acc = the model-selection score, test acc = the reported one; data: "
-          f"{'; '.join(result['data_source'])}; {result['seconds']:.1f} s")
-    return result
+
+def print_transfer(result: dict, tasks: list, name: str) -> None:
+    """SimCSE's transfer table (a column per task, test and dev rows named) and how it was scored."""
+    if "transfer" not in result:
+        return
+    from simcse_lab.evaluation.transfer import format_transfer_table
+
+    section = result["transfer"]
+    print(format_transfer_table(section, name, {t.name: t.label for t in tasks}))
+    first = next(iter(section["tasks"].values()))
+    mrpc = f"MRPC test F1 {section['tasks']['mrpc']['test_f1']:.2f}; " if "mrpc" in section["tasks"] else ""
+    print(f"{mrpc}transfer: SimCSE's {first['transfer_mode']} mode ({first['kfold']} folds, seed {first['seed']}), "
+          f"classifier {first['probe']['classifier']}; test_acc is the reported score, dev_acc the model-selection "
+          f"score; data: {'; '.join(sorted({s for r in section['tasks'].values() for s in r['data_source']}))}")

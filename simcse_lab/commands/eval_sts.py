@@ -1,4 +1,5 @@
-"""``simcse-lab eval``: the STS suite for one checkpoint, as SimCSE's evaluation.py scores it.
+"""``simcse-lab eval``: the STS suite for one checkpoint, as SimCSE's evaluation.py scores it (and any other
+registered task or the user's own files, :mod:`simcse_lab.evaluation.tasks`).
 
 With ``--whiten CORPUS`` or ``--flow CORPUS``, a post-hoc map (BERT-whitening, BERT-flow) is first fitted on the
 checkpoint's embeddings of that corpus, and STS is scored through it; the fit's settings go into the output."""
@@ -9,7 +10,7 @@ import argparse
 
 from simcse_lab.commands import add_progress_flag
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
-from simcse_lab.commands._transfer import add_transfer_flags, load_transfer_data, run_transfer
+from simcse_lab.commands._transfer import add_transfer_flags, configure_transfer, print_transfer, task_list
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
 from simcse_lab.modeling.resolve import DEFAULT_MODEL
@@ -24,7 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="SimCSE pooler; default: a sentence-transformers directory's own modules, else the backbone "
                         "family's natural one (cls, or avg for a family without [CLS] such as T5)")
     p.add_argument("--tasks", default=None,
-                   help="comma-separated STS tasks (default: all seven, unless --transfer is given)")
+                   help="comma-separated tasks (default: SentEval's seven STS tasks, unless --transfer is given): "
+                        "sts12 ... sickr, stsb-retrieval, sickr-retrieval, SentEval's transfer tasks mr, cr, subj, "
+                        "mpqa, sst2, trec, mrpc, a user's scored pairs sts:FILE[:LOW-HIGH] or query/positive pairs "
+                        "retrieval:FILE (.csv/.tsv/.jsonl)")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--aggregate", choices=AGGREGATES, default="all",
                    help="STS12-16 aggregation: all = concatenated subsets (SimCSE), wmean, mean")
@@ -50,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from simcse_lab.commands import _validate
-    from simcse_lab.evaluation.sts import parse_tasks
+    from simcse_lab.evaluation.tasks import parse_tasks
+    from simcse_lab.evaluation.tasks.run import check_tasks, evaluate_tasks
     from simcse_lab.io import write_json
     from simcse_lab.modeling.resolve import resolve_model
     from simcse_lab.runtime.progress import library_bars
@@ -62,9 +67,8 @@ def run(args) -> int:
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
     _validate.seed(args.seed)
     library_bars(args.progress)
-    sts_only_if_named = args.transfer is not None and args.tasks is None
-    tasks = [] if sts_only_if_named else parse_tasks(args.tasks if args.tasks is not None else ",".join(TASKS))
-    transfer = load_transfer_data(args)  # every transfer file read before the model
+    tasks = configure_transfer(parse_tasks(task_list(args, ",".join(TASKS))), args)
+    check_tasks(tasks, args.split)  # an unknown split, a user's file that does not read: before any model loads
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
     corpus = None
     if args.whiten or args.flow:
@@ -81,34 +85,35 @@ def run(args) -> int:
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)
-    result = evaluate_sts(encoder, tasks, fitted, args) if tasks else {}
-    if transfer is not None:
-        info = encoder.describe()
-        name = f"{info['model']} [{info['pooler']}, {info['precision']}]" + (f" + {fitted['method']}" if fitted else "")
-        outcome = run_transfer(encoder, transfer, args, name)
-        result = {**result, "transfer": outcome} if tasks else outcome
+    result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress)
+    if fitted is not None:
+        result["post_hoc"] = fitted
+    print_result(result, tasks, fitted, args.subsets)
+    print_transfer(result, tasks, f"{result['model']} [{result['pooler']}, {result['precision']}]"
+                                  + (f" + {fitted['method']}" if fitted else ""))
     if args.output:
         write_json(args.output, result)
         print(f"wrote {args.output}")
     return 0
 
 
-def evaluate_sts(encoder, tasks: list[str], fitted: dict | None, args) -> dict:
-    """The STS suite scored and its table printed."""
-    from simcse_lab.evaluation.sts import evaluate, format_table
+def print_result(result: dict, tasks, fitted: dict | None, subsets: bool) -> None:
+    """The STS table (as it always was), the per-subset scores, the encoding line, then a table per other type."""
+    from simcse_lab.evaluation.sts import format_table
+    from simcse_lab.evaluation.tasks.run import format_sections
 
-    result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)
-    if fitted is not None:
-        result["post_hoc"] = fitted
     name = f"{result['model']} [{result['pooler']}, {result['precision']}]"
-    print(format_table([result], [name + (f" + {fitted['method']}" if fitted else "")]))
-    if args.subsets:
-        for task, r in result["tasks"].items():
-            subs = ", ".join(f"{name} {s['spearman']:.2f}" for name, s in r["subsets"].items())
-            print(f"  {task}: {subs}")
-    print(f"{result['sentences_encoded']} distinct sentences encoded in {result['seconds']:.1f} s "
-          f"({result['backend']}, {result['precision']}, {result['device']})")
-    return result
+    if "tasks" in result:
+        labels = {t.name: t.label for t in tasks}
+        print(format_table([result], [name + (f" + {fitted['method']}" if fitted else "")], labels))
+        if subsets:
+            for task, r in result["tasks"].items():
+                subs = ", ".join(f"{name} {s['spearman']:.2f}" for name, s in r["subsets"].items())
+                print(f"  {task}: {subs}")
+        print(f"{result['sentences_encoded']} distinct sentences encoded in {result['seconds']:.1f} s "
+              f"({result['backend']}, {result['precision']}, {result['device']})")
+    for table in format_sections(result, tasks):
+        print(table)
 
 
 def post_hoc_encoder(encoder, corpus: list[str], args):

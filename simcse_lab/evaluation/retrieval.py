@@ -1,4 +1,4 @@
-"""Retrieval evaluation on labelled sets built from the STS data.
+"""Retrieval evaluation on labelled sets built from the STS data, and on a user's query/positive pairs.
 
 For each task (STS-B, SICK-R) and split: the corpus is every distinct sentence of the split; the
 queries are the first sentences of the pairs with gold score >= ``threshold`` (``RELEVANT_GOLD``, 4 of 5); a query's
@@ -6,6 +6,9 @@ relevant items are all its partners in such pairs. Search is exact (cosine, fais
 itself is excluded from its results. Reported (x100): recall@1/5/10 (the fraction of a query's
 relevant sentences found in its top k, averaged over queries) and MRR@10 (1/rank of the first
 relevant sentence within the top 10, else 0).
+
+A user's (query, positive) pairs (:func:`score_query_pairs`): the corpus is every distinct positive, each
+distinct query is asked once and all its positives are relevant; the same metrics.
 """
 
 from __future__ import annotations
@@ -58,13 +61,50 @@ def rank_metrics(ranked: np.ndarray, relevant: list[set[int]], ks=KS) -> dict:
 
 
 def search_excluding_self(vectors: np.ndarray, queries: list[int], k: int) -> np.ndarray:
+    ids = search(vectors, vectors[queries], k + 1)
+    return np.array([[i for i in row if i != q and i >= 0][:k] for row, q in zip(ids, queries)])
+
+
+def score_sts_pairs(encoder: SentenceEncoder, pairs, where: str, threshold: float = RELEVANT_GOLD) -> dict:
+    """recall@k and MRR@10 (x100) of one STS PairSet's pairs with gold >= ``threshold``, its query and corpus
+    counts; the corpus is every distinct sentence of the pairs, the query itself excluded from its results."""
+    corpus, queries, relevant = labelled_set([pairs], threshold)
+    if not queries:
+        raise UserError(f"{where}: no pairs with gold >= {threshold}")
+    ranked = search_excluding_self(encoder.encode(corpus), queries, max(KS))
+    return {**rank_metrics(ranked, relevant), "queries": len(queries), "corpus": len(corpus)}
+
+
+def query_set(pairs: list[tuple[str, str]]) -> tuple[list[str], list[str], list[set[int]]]:
+    """(corpus, queries, relevant id sets) from (query, positive) pairs: the corpus is every distinct positive,
+    each distinct query is asked once and its relevant items are all its positives."""
+    corpus: dict[str, int] = {}
+    relevant: dict[str, set[int]] = {}
+    for query, positive in pairs:
+        relevant.setdefault(query, set()).add(corpus.setdefault(positive, len(corpus)))
+    return list(corpus), list(relevant), list(relevant.values())
+
+
+def search(corpus_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> np.ndarray:
+    """The ids of the ``k`` nearest corpus rows (cosine, exact faiss flat search) of each query, nearest first."""
     import faiss  # optional heavy dependency: loaded only when searching
 
-    vectors = l2_normalize(vectors, dtype=np.float32)
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    _, ids = index.search(vectors[queries], min(k + 1, len(vectors)))
-    return np.array([[i for i in row if i != q and i >= 0][:k] for row, q in zip(ids, queries)])
+    corpus_vectors = l2_normalize(corpus_vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(corpus_vectors.shape[1])
+    index.add(corpus_vectors)
+    _, ids = index.search(l2_normalize(query_vectors, dtype=np.float32), min(k, len(corpus_vectors)))
+    return ids
+
+
+def score_query_pairs(encoder: SentenceEncoder, pairs: list[tuple[str, str]]) -> dict:
+    """recall@k and MRR@10 (x100) of (query, positive) pairs against the corpus of all positives, and the
+    query and corpus counts. Queries and positives are encoded in one pass, each distinct sentence once."""
+    corpus, queries, relevant = query_set(pairs)
+    sentences = sorted(set(corpus) | set(queries))
+    vectors = encoder.encode(sentences)
+    row = {s: i for i, s in enumerate(sentences)}
+    ranked = search(vectors[[row[s] for s in corpus]], vectors[[row[s] for s in queries]], max(KS))
+    return {**rank_metrics(ranked, relevant), "queries": len(queries), "corpus": len(corpus)}
 
 
 def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", threshold: float = RELEVANT_GOLD) -> dict:
@@ -75,13 +115,7 @@ def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", thresho
     results = {}
     start = time.perf_counter()
     for task in tasks:
-        ps = sources.resolve(task, split).rows
-        corpus, queries, relevant = labelled_set([ps], threshold)
-        if not queries:
-            raise UserError(f"{task} {split}: no pairs with gold >= {threshold}")
-        vectors = encoder.encode(corpus)
-        ranked = search_excluding_self(vectors, queries, max(KS))
-        results[task] = {**rank_metrics(ranked, relevant), "queries": len(queries), "corpus": len(corpus)}
+        results[task] = score_sts_pairs(encoder, sources.resolve(task, split).rows, f"{task} {split}", threshold)
     metrics = [k for k in next(iter(results.values())) if k.startswith(("recall", "mrr"))]
     return {**encoder.describe(), "split": split, "threshold": threshold, "scale": "x 100", "tasks": results,
             "avg": {m: float(np.mean([r[m] for r in results.values()])) for m in metrics},

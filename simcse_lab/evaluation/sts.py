@@ -89,15 +89,29 @@ def encode_pairsets(encoder: SentenceEncoder, pairsets, progress: bool = False
     return vectors, [(vectors[[row[s] for s in ps.sent1]], vectors[[row[s] for s in ps.sent2]]) for ps in pairsets]
 
 
+def check_split(task: str, split: str) -> None:
+    """A split the SentEval task has (STS12-16: test only), else one line saying what would work."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if task.startswith("sts1") and split != "test":
+        raise UserError(f"{task} has only a test split (use --split test, or --tasks stsb,sickr for dev)")
+
+
 def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False) -> dict:
     """Score ``encoder`` on ``tasks``; returns the JSON-ready result dict (correlations x100)."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     data = {}
     for task in tasks:
-        if task.startswith("sts1") and split != "test":
-            raise UserError(f"{task} has only a test split (use --split test, or --tasks stsb,sickr for dev)")
+        check_split(task, split)
         data[task] = load_task(task, split)
+    return score_sets(encoder, data, split, mode, progress)
+
+
+def score_sets(encoder: SentenceEncoder, data: dict[str, dict[str, PairSet]], split: str, mode: str = "all",
+               progress: bool = False) -> dict:
+    """Score ``encoder`` on loaded tasks (``{task: {subset: PairSet}}``, SentEval's or a user's), each distinct
+    sentence of them all encoded once; the JSON-ready result dict of :func:`evaluate`."""
     start = time.perf_counter()
     pairsets = [ps for subsets in data.values() for ps in subsets.values()]
     vectors, pairs = encode_pairsets(encoder, pairsets, progress=progress)
@@ -122,11 +136,13 @@ def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", mode: s
     }
 
 
-def format_table(results: list[dict], names: list[str] | None = None) -> str:
-    """A SimCSE-style table: Spearman x100 per task and the average, one row per result."""
+def format_table(results: list[dict], names: list[str] | None = None, labels: dict[str, str] | None = None) -> str:
+    """A SimCSE-style table: Spearman x100 per task and the average, one row per result (``labels``: column
+    heads of tasks beyond SentEval's, e.g. a user's file)."""
     tasks = list(results[0]["tasks"])
     names = names or [f"{r['model']} [{r['pooler']}, {r['precision']}]" for r in results]
-    head = ["model"] + [LABELS.get(t, t) for t in tasks] + ["Avg."]
+    labels = {**LABELS, **(labels or {})}
+    head = ["model"] + [labels.get(t, t) for t in tasks] + ["Avg."]
     rows = [[name] + [f"{r['tasks'][t]['spearman']:.2f}" for t in tasks] + [f"{r['avg']:.2f}"]
             for name, r in zip(names, results)]
     return text_table(head, rows, width=7, min_first=12)

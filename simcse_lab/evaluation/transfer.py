@@ -12,7 +12,7 @@ held-out training data, never on the test rows, in SentEval's three ways (``sent
   sentence vectors; its test F1 (positive class 1) is reported beside the accuracy.
 - SST-2 (``split``): each regulariser fitted on train and scored on dev; the best one's test accuracy.
 
-Each task reports ``test_accuracy`` (the number SimCSE's paper prints in ``test`` mode) and ``dev_accuracy``,
+Each task reports ``test_acc`` (the number SimCSE's paper prints in ``test`` mode) and ``dev_acc``,
 the model-selection score SimCSE's ``dev`` mode prints, named as such and never averaged with the other.
 ``--transfer-mode test`` is SimCSE's ``test`` mode (10 folds, Adam, batch 64, tenacity 5, epoch size 4);
 ``fast`` its ``fasttest`` (5 folds, RMSprop, batch 128, tenacity 3, epoch size 2), which SimCSE's README says
@@ -97,10 +97,10 @@ def inner_kfold(probe, X: np.ndarray, y: np.ndarray, nclasses: int, k: int, seed
         grid = probe.grid("inner_kfold")
         reg, dev, scores = choose_regularizer(grid, held_out_accuracies(probe, grid, X_train, y_train, nclasses, inner))
         model = probe.fit(reg, X_train, y_train, nclasses, FINAL_HOLDOUT)
-        folds.append({"regularizer": reg, "dev_accuracy": dev, "grid_dev_accuracy": scores,
-                      "test_accuracy": _percent(model.score(X[test], y[test])), "n_test": int(len(test))})
-    return {"test_accuracy": round(float(np.mean([f["test_accuracy"] for f in folds])), 2),
-            "dev_accuracy": round(float(np.mean([f["dev_accuracy"] for f in folds])), 2),
+        folds.append({"regularizer": reg, "dev_acc": dev, "grid_dev_acc": scores,
+                      "test_acc": _percent(model.score(X[test], y[test])), "n_test": int(len(test))})
+    return {"test_acc": round(float(np.mean([f["test_acc"] for f in folds])), 2),
+            "dev_acc": round(float(np.mean([f["dev_acc"] for f in folds])), 2),
             "folds": folds, "n_train": int(len(y)), "n_test": int(len(y))}
 
 
@@ -111,8 +111,8 @@ def kfold_then_test(probe, train: tuple, test: tuple, nclasses: int, k: int, see
     reg, dev, scores = choose_regularizer(grid, held_out_accuracies(probe, grid, X, y, nclasses,
                                                                     stratified_folds(y, k, seed)))
     predicted = probe.fit(reg, X, y, nclasses, FINAL_HOLDOUT).predict(X_test)
-    return {"test_accuracy": _percent(np.mean(predicted == y_test)), "dev_accuracy": dev, "regularizer": reg,
-            "grid_dev_accuracy": scores, "n_train": int(len(y)), "n_test": int(len(y_test)), "predicted": predicted}
+    return {"test_acc": _percent(np.mean(predicted == y_test)), "dev_acc": dev, "regularizer": reg,
+            "grid_dev_acc": scores, "n_train": int(len(y)), "n_test": int(len(y_test)), "predicted": predicted}
 
 
 def split_dev_test(probe, train: tuple, dev: tuple, test: tuple, nclasses: int) -> dict:
@@ -122,8 +122,8 @@ def split_dev_test(probe, train: tuple, dev: tuple, test: tuple, nclasses: int) 
     reg, dev_accuracy, scores = choose_regularizer(grid, [[model.score(*dev)] for model in models])
     # SentEval refits the chosen regulariser with the same seed and data: the same model as the one scored on dev
     chosen = models[grid.index(reg)]
-    return {"test_accuracy": _percent(chosen.score(*test)), "dev_accuracy": dev_accuracy, "regularizer": reg,
-            "grid_dev_accuracy": scores, "n_train": len(train[1]), "n_dev": len(dev[1]), "n_test": len(test[1])}
+    return {"test_acc": _percent(chosen.score(*test)), "dev_acc": dev_accuracy, "regularizer": reg,
+            "grid_dev_acc": scores, "n_train": len(train[1]), "n_dev": len(dev[1]), "n_test": len(test[1])}
 
 
 def pair_features(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -165,12 +165,13 @@ def score_task(task: str, data: dict, nclasses: int, probe, k: int) -> dict:
             from sklearn.metrics import f1_score
 
             result["test_f1"] = _percent(f1_score(data["test"][1], predicted))
-    return {**result, "protocol": protocol, "dev_accuracy_is": DEV_MEANING[protocol]}
+    return {**result, "protocol": protocol, "dev_acc_is": DEV_MEANING[protocol]}
 
 
 def evaluate_transfer(encoder: SentenceEncoder, datasets: list[TransferData], mode: str, probe,
                       progress: bool = False) -> dict:
-    """Score ``encoder`` on the transfer ``datasets``; the JSON-ready result (accuracies x100)."""
+    """Score ``encoder`` on the transfer ``datasets``; the JSON-ready result (accuracies x100): the settings, a
+    result per task and the averages of test and of dev accuracy (each over the tasks, never mixed)."""
     settings = MODES[mode]
     start = time.perf_counter()
     encoded, n_sentences = encode_transfer(encoder, datasets, progress=progress)
@@ -185,18 +186,19 @@ def evaluate_transfer(encoder: SentenceEncoder, datasets: list[TransferData], mo
         "data_source": sorted({d.source for d in datasets}),
         "scale": "accuracy x 100",
         "tasks": tasks,
-        "avg_test_accuracy": round(float(np.mean([r["test_accuracy"] for r in tasks.values()])), 2),
-        "avg_dev_accuracy": round(float(np.mean([r["dev_accuracy"] for r in tasks.values()])), 2),
+        "avg": {key: round(float(np.mean([r[key] for r in tasks.values()])), 2) for key in ("test_acc", "dev_acc")},
         "sentences_encoded": n_sentences,
         "encode_seconds": encode_seconds,
         "seconds": time.perf_counter() - start,
     }
 
 
-def format_transfer_table(result: dict, name: str) -> str:
-    """SimCSE's transfer table (task accuracies x100 and their average): a test row and a dev row, each named."""
-    tasks = list(result["tasks"])
-    head = ["model"] + [LABELS.get(t, t) for t in tasks] + ["Avg."]
-    rows = [[f"{name} {kind} acc"] + [f"{result['tasks'][t][f'{kind}_accuracy']:.2f}" for t in tasks]
-            + [f"{result[f'avg_{kind}_accuracy']:.2f}"] for kind in ("test", "dev")]
+def format_transfer_table(section: dict, name: str, labels: dict[str, str] | None = None) -> str:
+    """SimCSE's transfer table (a column per task, then the average) with a test row and a dev row, each named,
+    from a result holding ``tasks`` (name -> result) and ``avg``."""
+    labels = labels or {}
+    tasks = list(section["tasks"])
+    head = ["model"] + [labels.get(t, LABELS.get(t, t)) for t in tasks] + ["Avg."]
+    rows = [[f"{name} {kind}"] + [f"{section['tasks'][t][kind]:.2f}" for t in tasks] + [f"{section['avg'][kind]:.2f}"]
+            for kind in ("test_acc", "dev_acc")]
     return text_table(head, rows, width=7, min_first=12)
