@@ -395,6 +395,31 @@ def test_separable_set_scores_100_and_shuffled_labels_about_chance(tmp_path):
     assert 35.0 <= chance["tasks"]["MR"]["test_acc"] <= 65.0
 
 
+def test_trec_six_classes_through_senteval_probe(tmp_path):
+    rng, table, lines = np.random.default_rng(11), {}, {"train_5500": [], "TREC_10": []}
+    directions = np.eye(6, 24) * 6
+    for split, n in (("train_5500", 180), ("TREC_10", 60)):
+        for i in range(n):
+            label = i % 6
+            text = f"what is {split} question {i} ?" + " x" * (i % 4)
+            table[" ".join(text.split())] = directions[label] + rng.normal(scale=0.3, size=24)
+            lines[split].append(f"{transfer_data.TREC_CLASSES[label]}:other {text}")
+    folder = tmp_path / "downstream" / "TREC"
+    folder.mkdir(parents=True)
+    for split, rows in lines.items():
+        (folder / f"{split}.label").write_text("\n".join(rows) + "\n", encoding="latin-1")
+    (data,) = load_transfer(["TREC"], tmp_path)
+    assert data.nclasses == 6 and len(data.splits["train"]) == 180
+    result = transfer.evaluate_transfer(TableEncoder(table), [data], "fast",
+                                        make_probe("senteval-torch", transfer.MODES["fast"].settings))
+    assert result["tasks"]["TREC"]["test_acc"] == 100.0 and result["tasks"]["TREC"]["n_test"] == 60
+
+
+def test_too_few_rows_for_the_folds_is_one_line():
+    with pytest.raises(UserError, match="8 rows cannot be split into 10 stratified folds"):
+        transfer.stratified_folds(np.array([0, 1] * 4), 10)
+
+
 def test_eval_transfer_cli_prints_both_rows_and_writes_json(tmp_path, monkeypatch, capsys):
     sentences, labels, table = separable_set(n=100)
     write_binary(tmp_path / "downstream", "MPQA", sentences, list(labels))

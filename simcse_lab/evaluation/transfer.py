@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simcse_lab.data.transfer_data import TransferData, TransferSplit
+from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.linear_probe import TorchSettings
 from simcse_lab.evaluation.tables import text_table
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder
@@ -61,7 +62,10 @@ def stratified_folds(y: np.ndarray, k: int, seed: int = SEED) -> list[tuple[np.n
     """SentEval's folds: scikit-learn's ``StratifiedKFold(k, shuffle=True, random_state=seed)`` over the rows."""
     from sklearn.model_selection import StratifiedKFold
 
-    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
+    try:
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
+    except ValueError as err:  # e.g. fewer rows than folds
+        raise UserError(f"{len(y)} rows cannot be split into {k} stratified folds ({first_line(err)})") from None
 
 
 def _percent(fraction: float) -> float:
