@@ -459,6 +459,14 @@ def test_transfer_tasks_are_declared_tasks():
         parse_select("mr:test:test_f1")
 
 
+def test_senteval_dir_expands_the_home_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "SentEval" / "data").mkdir(parents=True)
+    code = run_cli(["eval", "--transfer", "CR", "--senteval-dir", "~/SentEval/data"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path}/SentEval/data/CR/custrev.pos is missing" in err
+
+
 def test_senteval_dir_without_a_transfer_task_is_refused(tmp_path, capsys):
     code = run_cli(["eval", "--tasks", "stsb", "--senteval-dir", str(tmp_path)])
     assert code == 2 and "no transfer task" in capsys.readouterr().err
