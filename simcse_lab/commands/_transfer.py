@@ -40,7 +40,8 @@ def configure_transfer(tasks: list, args) -> list:
     from simcse_lab.evaluation.tasks.transfer import SentEvalTransfer
 
     if args.senteval_dir is not None and not any(isinstance(t, SentEvalTransfer) for t in tasks):
-        raise UserError("--senteval-dir is given but no transfer task is (add --transfer TASKS or name them in --tasks)")
+        raise UserError("--senteval-dir is given but no transfer task is "
+                        "(add --transfer TASKS or name them in --tasks)")
     return [t.configured(args.transfer_mode, args.transfer_classifier, args.senteval_dir)
             if isinstance(t, SentEvalTransfer) else t for t in tasks]
 

@@ -3,7 +3,7 @@
 A probe declares its regulariser grid for each of SentEval's three protocols (``inner_kfold``: MR/CR/SUBJ/MPQA;
 ``kfold``: TREC/MRPC; ``split``: SST-2) and fits one classifier for one value of it, given the data SentEval
 gives that classifier for early stopping (``validation``: a held-out ``(X, y)``, or the share of the training
-rows to hold out). Two are declared:
+rows to hold out), or one per value of a grid at once (``fit_grid``). Two are declared:
 
 - ``senteval-torch`` (the default): SentEval's PyTorch logistic regression (``usepytorch: True``, ``nhid: 0``),
   which is what SimCSE's ``evaluation.py`` runs in every mode: one linear layer, cross-entropy, the L2 penalty
@@ -12,10 +12,11 @@ rows to hold out). Two are declared:
   ``epoch_size`` passes, at most 200 epochs; keep the best). SimCSE's ``test`` mode uses Adam, batch 64,
   tenacity 5, epoch size 4; ``fasttest`` RMSprop, batch 128, tenacity 3, epoch size 2. Seeds are drawn as
   SentEval draws them (numpy and torch seeded with 1111 for every classifier, so every fit starts from the same
-  weights and the same shuffles), but this is our code, run on this machine's device: expect SimCSE's numbers
-  to within run-to-run noise, not to the last digit. One difference from SentEval's code is deliberate and
-  invisible: SentEval's loss sets ``size_average = False`` after construction, which PyTorch >= 0.4 ignores, so
-  its loss is the batch mean, as is ours.
+  weights and the same shuffles); the grid is trained side by side (``fit_grid``), each model exactly as it
+  would be trained alone. This is our code, run on this machine's device, and has not been compared with
+  SimCSE's published numbers here (the data is not available offline): float arithmetic on another device can
+  move a borderline prediction, the protocol cannot. SentEval's loss sets ``size_average = False`` after
+  construction, which PyTorch >= 0.4 ignores: its loss is the batch mean, as ours is.
 - ``sklearn``: SentEval's ``usepytorch: False`` path, scikit-learn's ``LogisticRegression(C=c,
   random_state=seed)`` over SentEval's grids of ``C`` (``2**-2 .. 2**3``; TREC/MRPC ``2**-1 .. 2**5``), no early
   stopping. Faster on a CPU; not what SimCSE reports (and today's scikit-learn solver, lbfgs, is not the
@@ -29,8 +30,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simcse_lab.errors import UserError
-
-PROTOCOLS = ("inner_kfold", "kfold", "split")
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,8 @@ class SentEvalTorchProbe:
             if cut == 0:
                 raise UserError(f"{len(X)} training rows: too few for SentEval's {validation:.0%} early-stopping share")
             X, y, validation = X[order[cut:]], y[order[cut:]], (X[order[:cut]], y[order[:cut]])
-        train_x, train_y, dev_x, dev_y = (torch.as_tensor(np.asarray(a), device=self.device) for a in (X, y, *validation))
+        train_x, train_y, dev_x, dev_y = (torch.as_tensor(np.asarray(a), device=self.device)
+                                          for a in (X, y, *validation))
         stack = _Stacked(X.shape[1], nclasses, len(regs), self.seed, self.device)
         decay = torch.tensor(regs, dtype=torch.float32, device=self.device)
         optimizer = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[self.settings.optim](
