@@ -26,8 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "projection": "Sentence-T5's head: a bias-free dense projection (hidden x hidden) after pooling, then "
                            "L2 normalisation, trained with the model and exported as Dense -> Normalize (a "
                            "sentence-transformers --model that has one keeps its own)",
-             "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
-             "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
+             "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "dev evaluation period (--select; 0: off)",
+             "test_tasks": "STS test tasks for summary.json ('none' to skip)",
+             "select": "TASK:SPLIT:METRIC whose best value picks OUTPUT/best at each dev evaluation (default "
+                       "stsb:dev:spearman; any task of eval --tasks and its metrics, its direction respected, e.g. "
+                       "sickr:dev:pearson, stsb-retrieval:dev:mrr@10, a user's sts:FILE[:LOW-HIGH]:spearman or "
+                       "retrieval:FILE:mrr@10)", "resume": "continue from the last checkpoint",
              "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "
                           "fp32, bf16 or fp16 (CUDA; gradient scaling); accelerate launch --mixed_precision is "
                           "honoured", "fixed_repetition":
@@ -80,6 +84,11 @@ def run(args) -> int:
     family_precision(family, training_precision(cfg.precision), cfg.precision, note=False)  # the loop says it
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
+    if cfg.eval_steps:  # the --select task's data (a user's file is read and checked here)
+        from simcse_lab.evaluation.tasks import parse_select
+
+        selection = parse_select(cfg.select)
+        selection.task.check(selection.split)
     # every rank may: a directory of ours, or refused before any work; the main process locks it for the run,
     # so that a second run into it is refused before it touches anything
     main = os.environ.get("RANK", "0") == "0"

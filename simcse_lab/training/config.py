@@ -93,6 +93,7 @@ class TrainConfig:
     report_to: str = "none"       # accelerate trackers, comma-separated: tensorboard, wandb, ... (metrics.jsonl always)
     eval_batch_size: int = 128
     test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
+    select: str = "stsb:dev:spearman"  # TASK:SPLIT:METRIC that picks OUTPUT/best (any task, a user's sts:FILE ...)
     resume: bool = False
     progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
     # the speed of a step, not its result (eval/step_changes.md: the measured effect of each)
@@ -116,6 +117,9 @@ class TrainConfig:
             raise UserError(f"unknown adamw {self.adamw!r}; choose from {', '.join(ADAMW_KERNELS)}")
         for name, (low, high, low_open, high_open, note) in NUMBER_RANGES.items():
             check_number(getattr(self, name), name, low, high, low_open=low_open, high_open=high_open, note=note)
+        from simcse_lab.evaluation.tasks import parse_select
+
+        parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
         if self.pack_width and self.mini_batch_size:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")

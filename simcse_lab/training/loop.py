@@ -11,8 +11,8 @@ length-sorted chunks (``length_chunks``) or packed (``pack_width``) and AdamW ma
 (``adamw``), each the same function as the plain step (eval/step_changes.md: what each saves); with
 ``mini_batch_size`` it runs at most that many rows at a time and recomputes them in the backward pass
 (bounded activation memory: eval/mini_batches.md). Every
-``eval_steps``: STS-B dev Spearman (+ alignment and uniformity), keeping the best model as
-``OUTPUT/best``; every ``save_steps``: the resumable training state, written atomically. The named
+``eval_steps``: STS-B dev Spearman (+ alignment and uniformity), or the metric ``--select`` names, keeping the
+best model as ``OUTPUT/best``; every ``save_steps``: the resumable training state, written atomically. The named
 steps around the loop (resume, checkpoint state, dev selection, summary) are in
 :mod:`simcse_lab.training.run_state`.
 """
@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from simcse_lab.errors import UserError
-from simcse_lab.evaluation.dev import dev_metrics
+from simcse_lab.evaluation.dev import selection_metrics
 from simcse_lab.evaluation.sts import parse_tasks
+from simcse_lab.evaluation.tasks import parse_select
 from simcse_lab.io import write_json
 from simcse_lab.modeling.embedder import load_embedder
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
@@ -101,6 +102,9 @@ def train(cfg: TrainConfig) -> dict:
     device, processes, main = accelerator.device, accelerator.num_processes, accelerator.is_main_process
     check_can_start(cfg, out, processes)
     test_tasks = [] if cfg.test_tasks.strip().lower() in ("", "none") else parse_tasks(cfg.test_tasks)
+    selection = parse_select(cfg.select)  # what picks OUTPUT/best; a user's file is read and checked here
+    if cfg.eval_steps:
+        selection.task.check(selection.split)
     # what the data holds (its content fingerprint, read once per file state) and, with --resume, the checkpoint,
     # checked against the settings and the data: refused before any model loads or any row is tokenised
     with accelerator.main_process_first():  # the main process hashes a new corpus; the others find its memo
@@ -129,7 +133,7 @@ def train(cfg: TrainConfig) -> dict:
     run = resume_or_start(cfg, out, accelerator, embedder, optimizer, scheduler, objective, summary, log, point)
     announce(cfg, out, accelerator, trackers, precision, len(examples), total)
     if main and run.step == 0:  # the untrained model: the test table "before" and the first dev point
-        evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log)
+        evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log, selection)
     accelerator.wait_for_everyone()
 
     model.train()
@@ -167,9 +171,9 @@ def train(cfg: TrainConfig) -> dict:
         # dev evaluation (main process; the others wait): metrics, and OUTPUT/best when it improves
         if cfg.eval_steps and (run.step % cfg.eval_steps == 0 or run.step == total):
             if main:
-                dev = dev_metrics(dev_encoder(embedder, tokenizer, precision, device, cfg))
+                dev = selection_metrics(dev_encoder(embedder, tokenizer, precision, device, cfg), selection)
                 record = {**(record or {"step": run.step}), **dev}
-                select_best(run, dev, embedder, tokenizer, out)
+                select_best(run, dev, embedder, tokenizer, out, selection)
             accelerator.wait_for_everyone()
         if record is not None:
             log.append(record)
@@ -182,7 +186,8 @@ def train(cfg: TrainConfig) -> dict:
 
     # OUTPUT/final, the test table after training, summary.json
     if main:
-        finish_run(cfg, out, run, start_step, window, summary, embedder, tokenizer, precision, device, test_tasks)
+        finish_run(cfg, out, run, start_step, window, summary, embedder, tokenizer, precision, device, test_tasks,
+                   selection)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from simcse_lab.errors import UserError, first_line
-from simcse_lab.evaluation.dev import dev_metrics
+from simcse_lab.evaluation.dev import selection_metrics
 from simcse_lab.evaluation.sts import evaluate, format_table
+from simcse_lab.evaluation.tasks import Selection
 from simcse_lab.io import open_own_file, write_json, write_text
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
 from simcse_lab.modeling.st_format import save_embedder
@@ -33,7 +34,7 @@ from simcse_lab.training.examples import check_training_data
 
 # settings that define a run: --resume refuses to continue a checkpoint under other values
 RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "projection",
-               "max_seq_len", "epochs", "max_steps")
+               "max_seq_len", "epochs", "max_steps", "select")
 # and what the data is: --data names it, these say what it holds (summary["data"], kept in every checkpoint)
 DATA_KEYS = {"fingerprint": "data content", "columns": "columns"}
 
@@ -43,7 +44,7 @@ class RunState:
     """Where the run stands; saved in every checkpoint."""
 
     step: int = 0
-    best: float = -math.inf       # best dev Spearman so far
+    best: float = -math.inf       # best value so far of the --select metric (dev Spearman by default)
     best_step: int | None = None  # the step of OUTPUT/best
 
 
@@ -234,11 +235,17 @@ def dev_encoder(embedder, tokenizer, precision: str, device, cfg: TrainConfig, n
     return EmbedderEncoder(embedder, tokenizer, precision, device, name or cfg.model, cfg.eval_batch_size)
 
 
-def select_best(run: RunState, dev: dict, embedder, tokenizer, out: Path) -> None:
-    """Keep the model as OUTPUT/best when its dev Spearman beats every earlier one."""
-    if dev["dev_spearman"] > run.best:
-        run.best, run.best_step = dev["dev_spearman"], run.step
-        save_embedder(embedder, tokenizer, out / "best")
+def select_best(run: RunState, dev: dict, embedder, tokenizer, out: Path, selection: Selection) -> None:
+    """Keep the model as OUTPUT/best when its ``--select`` metric (default: dev Spearman) beats every earlier
+    value, in the metric's direction."""
+    value = dev[selection.key]
+    if selection.improves(value, run.best if run.best_step is not None else None):
+        run.best, run.best_step = value, run.step
+        # writing builds sentence-transformers modules, whose initialisation draws from torch's RNG: the draws
+        # are undone, so that the training after this step does not depend on whether a best model was saved
+        cuda = sorted({p.device.index or 0 for p in embedder.parameters() if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):
+            save_embedder(embedder, tokenizer, out / "best")
 
 
 class LossWindow:
@@ -279,7 +286,8 @@ def non_finite_loss(value: float, step: int, out: Path) -> UserError:
 
 
 def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, window: LossWindow, summary: dict,
-               embedder, tokenizer, precision: str, device, test_tasks: list[str]) -> None:
+               embedder, tokenizer, precision: str, device, test_tasks: list[str],
+               selection: Selection) -> None:
     """OUTPUT/final, the STS test table of the selected model (best, else final) beside the one before
     training, and OUTPUT/summary.json. Main process only."""
     save_embedder(embedder, tokenizer, out / "final")
@@ -289,8 +297,12 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
                     "sentences_per_s": steps_done * cfg.batch_size / seconds if steps_done else None,
                     "tokens_per_s": window.train_tokens / seconds if steps_done else None,
                     "achieved_tflops": window.train_flops / seconds / 1e12 if steps_done else None,
-                    "peak_memory_mb": peak_memory_mb(device), "best_step": run.best_step,
-                    "best_dev_spearman": run.best if run.best_step is not None else None})
+                    "peak_memory_mb": peak_memory_mb(device), "best_step": run.best_step})
+    best = run.best if run.best_step is not None else None
+    if selection.is_default:
+        summary["best_dev_spearman"] = best
+    else:  # the metric that picked OUTPUT/best, named as --select wrote it
+        summary.update({"select": selection.text, "best_select": best})
     chosen = out / ("best" if run.best_step is not None else "final")
     if test_tasks:
         summary["test_after"] = evaluate(Encoder(str(chosen), precision=precision), test_tasks, "test")
@@ -299,15 +311,16 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
         summary["table"] = format_table(results, [r["model"] for r in results])
         print(summary["table"])
     write_json(out / "summary.json", summary)
-    print(f"done: {run.step} steps, {summary['seconds_per_step'] or 0:.3f} s/step; best dev "
-          f"{summary['best_dev_spearman']} at step {run.best_step}; wrote {out}")
+    what = "dev" if selection.is_default else selection.text
+    print(f"done: {run.step} steps, {summary['seconds_per_step'] or 0:.3f} s/step; best {what} "
+          f"{best} at step {run.best_step}; wrote {out}")
 
 
 def evaluate_before(cfg: TrainConfig, embedder, tokenizer, precision: str, device, test_tasks: list[str],
-                    summary: dict, log: MetricsLog) -> None:
+                    summary: dict, log: MetricsLog, selection: Selection) -> None:
     """The untrained model's STS test table (for before -> after) and the first dev point (step 0)."""
     if test_tasks:
         encoder = dev_encoder(embedder, tokenizer, precision, device, cfg, f"{cfg.model} (untrained)")
         summary["test_before"] = evaluate(encoder, test_tasks, "test")
     if cfg.eval_steps:
-        log.append({"step": 0, **dev_metrics(dev_encoder(embedder, tokenizer, precision, device, cfg))})
+        log.append({"step": 0, **selection_metrics(dev_encoder(embedder, tokenizer, precision, device, cfg), selection)})
