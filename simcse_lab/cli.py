@@ -28,7 +28,7 @@ COMMANDS = {
 # the options that name a file or directory to read or write, in every command (``search --index`` is one;
 # ``index build --index`` is the index type). Model and data specs expand ``~`` where they are parsed
 # (modeling.resolve, data.spec); a training config's output_dir in TrainConfig.
-PATH_OPTIONS = ("output_dir", "output", "queries", "trajectory", "config", "source")
+PATH_OPTIONS = ("output_dir", "output", "queries", "trajectory", "config", "source", "senteval_dir")
 COMMAND_PATH_OPTIONS = {"search": ("index",)}
 
 

@@ -23,12 +23,13 @@ def run(args) -> int:
     if args.data_command == "list":
         roots = ", ".join(f"{label}={root}" for label, root in registry.search_roots())
         print(f"search order: {roots}")
-        print(f"{'name':<15} {'state':<9} {'files':>5}  where / description")
+        width = max(15, *(len(name) for name in registry.manifest()))
+        print(f"{'name':<{width}} {'state':<9} {'files':>5}  where / description")
         for name, ds in registry.manifest().items():
             state, detail = registry.status(name)
             where = detail if state in ("verified", "unpinned") else ("not here" if state == "missing" else detail)
-            print(f"{name:<15} {state:<9} {len(ds.files):>5}  {where}")
-            print(f"{'':<15} {'':<9} {'':>5}  {ds.description}; licence: {ds.license}")
+            print(f"{name:<{width}} {state:<9} {len(ds.files):>5}  {where}")
+            print(f"{'':<{width}} {'':<9} {'':>5}  {ds.description}; licence: {ds.license}")
         return 0
 
     names = args.names or [n for n, ds in registry.manifest().items() if all(ds.files.values())]

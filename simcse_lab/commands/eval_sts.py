@@ -10,6 +10,7 @@ import argparse
 
 from simcse_lab.commands import add_bidirectional_flag, add_progress_flag
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
+from simcse_lab.commands._transfer import add_transfer_flags, configure_transfer, print_transfer, task_list
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
 from simcse_lab.modeling.resolve import DEFAULT_MODEL
@@ -24,9 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="SimCSE pooler; default: a sentence-transformers directory's own modules, else the backbone "
                         "family's natural one (cls, or avg for a family without [CLS] such as T5)")
     add_bidirectional_flag(p)
-    p.add_argument("--tasks", default=",".join(TASKS),
-                   help="comma-separated tasks (default: SentEval's seven STS tasks): sts12 ... sickr, stsb-retrieval, "
-                        "sickr-retrieval, a user's scored pairs sts:FILE[:LOW-HIGH] or query/positive pairs "
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated tasks (default: SentEval's seven STS tasks, unless --transfer is given): "
+                        "sts12 ... sickr, stsb-retrieval, sickr-retrieval, SentEval's transfer tasks mr, cr, subj, "
+                        "mpqa, sst2, trec, mrpc, a user's scored pairs sts:FILE[:LOW-HIGH] or query/positive pairs "
                         "retrieval:FILE (.csv/.tsv/.jsonl)")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--aggregate", choices=AGGREGATES, default="all",
@@ -46,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-max", type=int, default=5000, help="sub-sample the --whiten/--flow corpus (seeded)")
     p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
     add_flow_settings(p)
+    add_transfer_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus sub-sample and of the flow")
     add_progress_flag(p)
 
@@ -65,7 +68,7 @@ def run(args) -> int:
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
     _validate.seed(args.seed)
     library_bars(args.progress)
-    tasks = parse_tasks(args.tasks)
+    tasks = configure_transfer(parse_tasks(task_list(args, ",".join(TASKS))), args)
     check_tasks(tasks, args.split)  # an unknown split, a user's file that does not read: before any model loads
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
     corpus = None
@@ -87,6 +90,8 @@ def run(args) -> int:
     if fitted is not None:
         result["post_hoc"] = fitted
     print_result(result, tasks, fitted, args.subsets)
+    print_transfer(result, tasks, f"{result['model']} [{result['pooler']}, {result['precision']}]"
+                                  + (f" + {fitted['method']}" if fitted else ""))
     if args.output:
         write_json(args.output, result)
         print(f"wrote {args.output}")
