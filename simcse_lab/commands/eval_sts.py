@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.commands import add_progress_flag
+from simcse_lab.commands import _mteb, add_progress_flag
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
     add_flow_settings(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus sub-sample and of the flow")
+    _mteb.add_mteb_arguments(p)
     add_progress_flag(p)
 
 
@@ -61,6 +62,7 @@ def run(args) -> int:
     library_bars(args.progress)
     tasks = parse_tasks(args.tasks)
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
+    mteb_plan = _mteb.prepare(args, ",".join(TASKS))  # None without --mteb
     corpus = None
     if args.whiten or args.flow:
         from simcse_lab.analysis import flow as flow_module
@@ -72,10 +74,13 @@ def run(args) -> int:
     from simcse_lab.modeling.encoder import load_encoder
 
     encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
-                           batch_size=args.batch_size, max_length=args.max_length)
+                           batch_size=args.batch_size, max_length=args.max_length,
+                           device=mteb_plan.device if mteb_plan else None)
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)
+    if mteb_plan is not None:
+        return _mteb.run(mteb_plan, encoder, args, fitted)
     result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)
     if fitted is not None:
         result["post_hoc"] = fitted

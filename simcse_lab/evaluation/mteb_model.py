@@ -1,0 +1,88 @@
+"""Any SentenceEncoder as an mteb model (mteb's ``EncoderProtocol``, through its ``AbsEncoder`` base).
+
+mteb hands ``encode`` a DataLoader of ``{"text": [...]}`` batches; the wrapper flattens it, encodes each distinct
+text once with simcse-lab's own encoder (length-sorted dynamic batching, the checkpoint's pooler and precision,
+or an ONNX export's graph) and returns the rows in mteb's order. Similarity is cosine (mteb's ``ScoringFunction``),
+the SimCSE protocol.
+
+Under ``accelerate launch`` (WORLD_SIZE > 1) every process runs the same mteb evaluation; inside each ``encode``
+call process r encodes its contiguous shard of the distinct texts and the shards are all-gathered, so every process
+holds all vectors and mteb scores them identically everywhere (scoring is cheap next to encoding); only the main
+process writes result files. A failure on one process stops all of them (``agree`` semantics).
+
+The model's mteb name is ``simcse-lab/<model>__<pooler>__<precision>`` (or the user's ``--mteb-name``); its revision
+is the content identity of a local model directory (a digest of its files), so results of different checkpoints
+never share a results folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.model_meta import ModelMeta, ScoringFunction
+
+from simcse_lab.errors import UserError
+from simcse_lab.modeling.sentence_encoder import SentenceEncoder
+
+
+def default_name(described: dict) -> str:
+    """``simcse-lab/<model's last path part>__<pooler>__<precision>`` (+ ``__whiten`` / ``__flow``)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(described["model"]).rstrip("/").split("/")[-1]) or "model"
+    post_hoc = [m for m in ("whitening", "flow") if m in described]
+    return "__".join([f"simcse-lab/{base}", str(described["pooler"]), str(described["precision"]), *post_hoc])
+
+
+def model_revision(described: dict) -> str:
+    """A local model directory's content identity (first 16 hex digits); ``hub-unpinned`` for a hub id."""
+    from simcse_lab.modeling.resolve import model_identity
+
+    path = described.get("path")
+    if path and Path(path).is_dir():
+        return model_identity(path)[:16]
+    return "hub-unpinned"
+
+
+def check_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+", name):
+        raise UserError(f"--mteb-name {name!r}: mteb names a model ORGANISATION/NAME (letters, digits, '.', '_', '-')")
+    return name
+
+
+class SimcseLabModel(AbsEncoder):
+    """``encoder`` (any SentenceEncoder) for ``mteb.evaluate``; ``state``: accelerate's PartialState when sharded."""
+
+    def __init__(self, encoder: SentenceEncoder, *, name: str | None = None, state=None, progress: bool = False):
+        self.model = encoder
+        self.state = state
+        self.progress = progress
+        described = encoder.describe()
+        self.mteb_model_meta = ModelMeta.create_empty(overwrites=dict(
+            name=check_name(name) if name else default_name(described), revision=model_revision(described),
+            embed_dim=encoder.dim, similarity_fn_name=ScoringFunction.COSINE, framework=["PyTorch"],
+            modalities=["text"], reference=None,
+        ))
+
+    def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
+        texts = [text for batch in inputs for text in batch["text"]]
+        distinct = list(dict.fromkeys(texts))
+        vectors = self._encode_distinct(distinct)
+        row = {text: i for i, text in enumerate(distinct)}
+        return vectors[[row[text] for text in texts]] if texts else vectors
+
+    def _encode_distinct(self, texts: list[str]) -> np.ndarray:
+        if self.state is None:
+            return self.model.encode(texts, progress=self.progress)
+        from simcse_lab.runtime.distributed import agree, all_gather_object, shard_range
+
+        rank, world = self.state.process_index, self.state.num_processes
+        begin, end = shard_range(len(texts), rank, world)
+        part = error = None
+        try:
+            part = self.model.encode(texts[begin:end], progress=self.progress and rank == 0)
+        except Exception as err:  # noqa: BLE001 - reported to every process, then raised everywhere
+            error = err
+        agree(rank, error)
+        return np.concatenate(all_gather_object(part)).astype(np.float32, copy=False)
