@@ -85,10 +85,10 @@ def run(plan: MtebPlan, encoder, args, fitted: dict | None) -> int:
     model = SimcseLabModel(encoder, name=args.mteb_name, state=plan.state, progress=progress)
     summary = run_mteb(model, plan.tasks, results_dir=args.mteb_results, batch_size=args.batch_size,
                        progress=progress, write=plan.is_main)
+    encoded = model.encoded_per_process()
     if not plan.is_main:
         return 0
-    result = {**encoder.describe(), **summary,
-              "world_size": plan.state.num_processes if plan.state is not None else 1}
+    result = {**encoder.describe(), **summary, "world_size": len(encoded), "texts_encoded_per_process": encoded}
     if fitted is not None:
         result["post_hoc"] = fitted
     print(format_table(summary))

@@ -58,12 +58,21 @@ class SimcseLabModel(AbsEncoder):
         self.model = encoder
         self.state = state
         self.progress = progress
+        self.encoded = 0  # texts this process encoded (its shards, when sharded)
         described = encoder.describe()
         self.mteb_model_meta = ModelMeta.create_empty(overwrites=dict(
             name=check_name(name) if name else default_name(described), revision=model_revision(described),
             embed_dim=encoder.dim, similarity_fn_name=ScoringFunction.COSINE, framework=["PyTorch"],
             modalities=["text"], reference=None,
         ))
+
+    def encoded_per_process(self) -> list[int]:
+        """Texts each process encoded so far (a collective when sharded: every process must call it)."""
+        if self.state is None:
+            return [self.encoded]
+        from simcse_lab.runtime.distributed import all_gather_object
+
+        return all_gather_object(self.encoded)
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
@@ -74,11 +83,13 @@ class SimcseLabModel(AbsEncoder):
 
     def _encode_distinct(self, texts: list[str]) -> np.ndarray:
         if self.state is None:
+            self.encoded += len(texts)
             return self.model.encode(texts, progress=self.progress)
         from simcse_lab.runtime.distributed import agree, all_gather_object, shard_range
 
         rank, world = self.state.process_index, self.state.num_processes
         begin, end = shard_range(len(texts), rank, world)
+        self.encoded += end - begin
         part = error = None
         try:
             part = self.model.encode(texts[begin:end], progress=self.progress and rank == 0)
