@@ -226,4 +226,4 @@ def test_all_minilm_mteb_sts_equals_simcse_lab_sts_on_the_same_pairs(mirror_env,
     assert sts["tasks"]["stsb"]["n"] == sts["tasks"]["sickr"]["n"] == 400
     for task, name in (("stsb", "SimCSELab-STSB-SentEval"), ("sickr", "SimCSELab-SICKR-SentEval")):
         assert abs(mteb_spearman(result, name) - sts["tasks"][task]["spearman"]) < 0.01, (task, result, sts)
-    assert result["mteb_model"] == "simcse-lab/model__modules__fp32"
+    assert result["mteb_model"] == "simcse-lab/all-MiniLM-L6-v2__modules__fp32"
