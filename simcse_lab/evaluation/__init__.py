@@ -1,3 +1,5 @@
 """Evaluation: STS with SimCSE's SentEval protocol, retrieval recall/MRR on STS pairs, the dev metrics
-of model selection, the vector measures they share (L2, cosine, alignment, uniformity), one table printer.
-Tests: tests/test_sts_aggregation.py, tests/test_sts_integration.py, tests/test_retrieval.py, tests/test_tables.py."""
+of model selection, the vector measures they share (L2, cosine, alignment, uniformity), one table printer;
+and, with the mteb extra, any encoder scored by mteb's own evaluators (simcse-lab's STS data as local mteb tasks).
+Tests: tests/test_sts_aggregation.py, tests/test_sts_integration.py, tests/test_retrieval.py, tests/test_tables.py,
+tests/test_mteb.py."""
