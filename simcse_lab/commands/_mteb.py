@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simcse_lab.errors import UserError
+from simcse_lab.runtime.launch import launched_state
 
 
 def add_mteb_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,7 +62,6 @@ def prepare(args, default_tasks: str) -> MtebPlan | None:
         raise UserError(f"--mteb-results {args.mteb_results}: exists and is not a directory")
     from simcse_lab.evaluation.mteb_model import check_name
     from simcse_lab.evaluation.mteb_tasks import get_tasks, load_tasks
-    from simcse_lab.runtime.distributed import launched_state
 
     if args.mteb_name:
         check_name(args.mteb_name)

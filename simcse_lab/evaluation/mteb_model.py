@@ -26,6 +26,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder
+from simcse_lab.runtime.launch import agree, all_gather_object, shard_range
 
 
 def default_name(described: dict) -> str:
@@ -70,8 +71,6 @@ class SimcseLabModel(AbsEncoder):
         """Texts each process encoded so far (a collective when sharded: every process must call it)."""
         if self.state is None:
             return [self.encoded]
-        from simcse_lab.runtime.distributed import all_gather_object
-
         return all_gather_object(self.encoded)
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
@@ -85,8 +84,6 @@ class SimcseLabModel(AbsEncoder):
         if self.state is None:
             self.encoded += len(texts)
             return self.model.encode(texts, progress=self.progress)
-        from simcse_lab.runtime.distributed import agree, all_gather_object, shard_range
-
         rank, world = self.state.process_index, self.state.num_processes
         begin, end = shard_range(len(texts), rank, world)
         self.encoded += end - begin

@@ -10,20 +10,12 @@ backward of the gather sums the incoming gradients over all ranks (all_reduce SU
 slice of rank r. Each rank then holds the gradient of the SUM of all local losses with respect to its
 own embeddings; DDP averages over the W ranks, which gives exactly the gradient of the global mean
 loss, the same as one process on the whole batch (checked by tests/test_distributed.py).
-
-The launch helpers below are the ones every sharded command shares (``index build``, ``eval --mteb``): the
-launcher's state, contiguous shards, object collectives, and ``agree`` so that one rank's failure stops
-every rank instead of leaving them waiting at the next collective.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
-
-from simcse_lab.errors import UserError
 
 
 def world_size() -> int:
@@ -74,46 +66,3 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
 def global_targets(local_rows: int, device) -> torch.Tensor:
     """For local anchor i, the row of its own candidate among the gathered ones: rank * local_rows + i."""
     return torch.arange(local_rows, device=device) + rank() * local_rows
-
-
-def launched_state():
-    """accelerate's PartialState when launched with WORLD_SIZE > 1 (``accelerate launch``/torchrun), else None."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if not world.strip().isdigit():
-        raise UserError(f"environment variable WORLD_SIZE={world!r} is not a positive integer")
-    if int(world) <= 1:
-        return None
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
-def shard_range(count: int, rank: int, world: int) -> tuple[int, int]:
-    """Contiguous id range [begin, end) of ``rank`` among ``world`` processes (sizes differ by at most 1)."""
-    return count * rank // world, count * (rank + 1) // world
-
-
-def all_gather_object(obj) -> list:
-    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
-    out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank."""
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def agree(rank: int, error: BaseException | None) -> None:
-    """Collective: every rank reports whether its step failed; if any did, every rank raises (no rank is left
-    waiting at a later barrier). The failing rank re-raises its own exception, the others a UserError."""
-    errors = all_gather_object(None if error is None else f"{error}")
-    if error is not None:
-        raise error
-    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
-    if failed:
-        r, e = failed[0]
-        raise UserError(f"rank {r} failed: {e}".splitlines()[0])

@@ -31,6 +31,7 @@ import numpy as np
 
 from simcse_lab.errors import InputError, UserError, first_line
 from simcse_lab.io import check_replaceable, make_temp_dir
+from simcse_lab.runtime.launch import agree, all_gather_object, broadcast_object, launched_state, shard_range
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 PROBE_SENTENCE = "simcse-lab index probe: a man is playing a guitar on the beach."
@@ -168,8 +169,6 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
     the shards in id order exactly as one process would, writes the manifest (``world_size``) and renames
     the staging dir into place. Rank 0 returns the manifest; the other ranks return None as soon as every
     shard is written (they do not wait for the index build, so no collective can time out during it)."""
-    from simcse_lab.runtime.distributed import launched_state  # torch: not at import (the CLI starts without it)
-
     state = launched_state()
     if state is None:
         return _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
@@ -228,8 +227,6 @@ def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_siz
 
 def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
                    progress, encoder, columns=None) -> dict | None:
-    from simcse_lab.runtime.distributed import agree, all_gather_object, broadcast_object, shard_range
-
     rank, world, main = state.process_index, state.num_processes, state.is_main_process
     prepared = error = None
     try:
