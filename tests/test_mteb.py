@@ -192,6 +192,16 @@ def test_an_onnx_export_runs_through_mteb_as_its_source_does(tiny_bert, mirror_e
 
 
 @needs_mteb
+def test_a_whitened_encoder_scores_in_mteb_as_in_simcse_lab(tiny_bert, mirror_env, tmp_path, capsys):
+    """--whiten with --mteb: mteb scores the whitened vectors (the same fit, seeded) and names the model so."""
+    whiten = ("--pooler", "avg", "--whiten", "wiki", "--fit-max", "300", "--seed", "3", "--whiten-k", "16")
+    sts, result = both_paths(str(tiny_bert), tmp_path, capsys, extra=whiten)
+    for task, name in (("stsb", "SimCSELab-STSB-SentEval"), ("sickr", "SimCSELab-SICKR-SentEval")):
+        assert abs(mteb_spearman(result, name) - sts["tasks"][task]["spearman"]) < 0.01
+    assert result["mteb_model"].endswith("__avg__fp32__whitening") and result["post_hoc"]["method"] == "whitening"
+
+
+@needs_mteb
 def test_two_processes_score_what_one_does_and_only_the_main_one_writes(tiny_bert, mirror_env, tmp_path):
     run = ["-m", "simcse_lab", "eval", "--model", str(tiny_bert), "--pooler", "avg", "--precision", "fp32",
            "--no-progress", "--mteb", LOCAL]
