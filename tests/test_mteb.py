@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -144,6 +145,14 @@ def test_the_wrapper_encodes_each_distinct_text_once_and_keeps_mtebs_order():
     vectors = model.encode(batches, task_metadata=None, hf_split="test", hf_subset="default")
     assert encoder.calls == [["a cat", "dogs run", "hi"]]
     np.testing.assert_array_equal(vectors, encoder.encode(["a cat", "dogs run", "a cat", "hi", "dogs run"]))
+
+    # an STS split: the second column's texts already encoded with the first are not encoded again
+    sts_task, other = SimpleNamespace(name="T", type="STS"), SimpleNamespace(name="U", type="STS")
+    encoder.calls.clear()
+    for column, task in ((["a cat", "hi"], sts_task), (["hi", "dogs"], sts_task), (["hi"], other)):
+        out = model.encode([{"text": column}], task_metadata=task, hf_split="test", hf_subset="default")
+        np.testing.assert_array_equal(out, encoder.encode(column))
+    assert encoder.calls[::2] == [["a cat", "hi"], ["dogs"], ["hi"]]  # (every other call is the check's own)
     meta = model.mteb_model_meta
     assert meta.name == "simcse-lab/toy-model__avg__fp32" and meta.revision == "hub-unpinned"
     assert str(meta.similarity_fn_name.value) == "cosine" and meta.embed_dim == 4

@@ -1,8 +1,9 @@
 """Any SentenceEncoder as an mteb model (mteb's ``EncoderProtocol``, through its ``AbsEncoder`` base).
 
 mteb hands ``encode`` a DataLoader of ``{"text": [...]}`` batches; the wrapper flattens it, encodes each distinct
-text once with simcse-lab's own encoder (length-sorted dynamic batching, the checkpoint's pooler and precision,
-or an ONNX export's graph) and returns the rows in mteb's order. Similarity is cosine (mteb's ``ScoringFunction``),
+text once (also across the two columns of an STS or pair-classification split) with simcse-lab's own encoder
+(length-sorted dynamic batching, the checkpoint's pooler and precision, or an ONNX export's graph) and returns the
+rows in mteb's order. Similarity is cosine (mteb's ``ScoringFunction``),
 the SimCSE protocol.
 
 Under ``accelerate launch`` (WORLD_SIZE > 1) every process runs the same mteb evaluation; inside each ``encode``
@@ -27,6 +28,9 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder
 from simcse_lab.runtime.launch import agree, all_gather_object, shard_range
+
+
+PAIR_TASKS = ("STS", "PairClassification")  # mteb task types that encode two columns of one pair set
 
 
 def default_name(described: dict) -> str:
@@ -60,6 +64,7 @@ class SimcseLabModel(AbsEncoder):
         self.state = state
         self.progress = progress
         self.encoded = 0  # texts this process encoded (its shards, when sharded)
+        self._memo, self._memo_key = {}, None
         described = encoder.describe()
         self.mteb_model_meta = ModelMeta.create_empty(overwrites=dict(
             name=check_name(name) if name else default_name(described), revision=model_revision(described),
@@ -75,10 +80,23 @@ class SimcseLabModel(AbsEncoder):
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
-        distinct = list(dict.fromkeys(texts))
-        vectors = self._encode_distinct(distinct)
-        row = {text: i for i, text in enumerate(distinct)}
-        return vectors[[row[text] for text in texts]] if texts else vectors
+        memo = self._memo_for(task_metadata, hf_split, hf_subset)
+        new = [text for text in dict.fromkeys(texts) if text not in memo]
+        if new:
+            memo.update(zip(new, self._encode_distinct(new)))
+        if not texts:
+            return np.zeros((0, self.model.dim), dtype=np.float32)
+        return np.stack([memo[text] for text in texts])
+
+    def _memo_for(self, task_metadata, hf_split: str, hf_subset: str) -> dict:
+        """Vectors kept across the ``encode`` calls of one pair task's split and subset (its two columns share
+        texts), as simcse-lab's STS evaluation encodes each distinct sentence once; a fresh dict for other tasks
+        (a retrieval corpus is not held twice)."""
+        kind = getattr(task_metadata, "type", None)
+        key = (task_metadata.name, hf_split, hf_subset) if kind in PAIR_TASKS else None
+        if key is None or key != self._memo_key:
+            self._memo, self._memo_key = {}, key
+        return self._memo
 
     def _encode_distinct(self, texts: list[str]) -> np.ndarray:
         if self.state is None:
