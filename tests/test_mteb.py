@@ -137,7 +137,7 @@ class CountingEncoder:
 
 @needs_mteb
 def test_the_wrapper_encodes_each_distinct_text_once_and_keeps_mtebs_order():
-    from simcse_lab.evaluation.mteb_model import SimcseLabModel
+    from simcse_lab.evaluation.mteb_model import SimcseLabModel, default_name
 
     encoder = CountingEncoder()
     model = SimcseLabModel(encoder)
@@ -156,6 +156,8 @@ def test_the_wrapper_encodes_each_distinct_text_once_and_keeps_mtebs_order():
     meta = model.mteb_model_meta
     assert meta.name == "simcse-lab/toy-model__avg__fp32" and meta.revision == "hub-unpinned"
     assert str(meta.similarity_fn_name.value) == "cosine" and meta.embed_dim == 4
+    described = {**encoder.describe(), "bidirectional": True, "whitening": {"k": 2}}
+    assert default_name(described) == "simcse-lab/toy-model__avg__fp32__bidirectional__whitening"
 
 
 @needs_mteb

@@ -34,10 +34,12 @@ PAIR_TASKS = ("STS", "PairClassification")  # mteb task types that encode two co
 
 
 def default_name(described: dict) -> str:
-    """``simcse-lab/<model's last path part>__<pooler>__<precision>`` (+ ``__whiten`` / ``__flow``)."""
+    """``simcse-lab/<model's last path part>__<pooler>__<precision>``, then whatever else makes the vectors differ:
+    ``__bidirectional`` (a decoder run with bidirectional attention), ``__whitening`` / ``__flow``."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(described["model"]).rstrip("/").split("/")[-1]) or "model"
-    post_hoc = [m for m in ("whitening", "flow") if m in described]
-    return "__".join([f"simcse-lab/{base}", str(described["pooler"]), str(described["precision"]), *post_hoc])
+    extra = ["bidirectional"] if described.get("bidirectional") else []
+    extra += [m for m in ("whitening", "flow") if m in described]
+    return "__".join([f"simcse-lab/{base}", str(described["pooler"]), str(described["precision"]), *extra])
 
 
 def model_revision(described: dict) -> str:
