@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.commands import add_bidirectional_flag, add_progress_flag
+from simcse_lab.commands import _mteb, add_bidirectional_flag, add_progress_flag
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.commands._transfer import add_transfer_flags, configure_transfer, print_transfer, task_list
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
@@ -50,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flow_settings(p)
     add_transfer_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus sub-sample and of the flow")
+    _mteb.add_mteb_arguments(p)
     add_progress_flag(p)
 
 
@@ -71,6 +72,7 @@ def run(args) -> int:
     tasks = configure_transfer(parse_tasks(task_list(args, ",".join(TASKS))), args)
     check_tasks(tasks, args.split)  # an unknown split, a user's file that does not read: before any model loads
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
+    mteb_plan = _mteb.prepare(args, ",".join(TASKS))  # None without --mteb
     corpus = None
     if args.whiten or args.flow:
         from simcse_lab.analysis import flow as flow_module
@@ -82,10 +84,13 @@ def run(args) -> int:
     from simcse_lab.modeling.encoder import load_encoder
 
     encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
-                           batch_size=args.batch_size, max_length=args.max_length, bidirectional=args.bidirectional)
+                           batch_size=args.batch_size, max_length=args.max_length, bidirectional=args.bidirectional,
+                           device=mteb_plan.device if mteb_plan else None)
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)
+    if mteb_plan is not None:
+        return _mteb.run(mteb_plan, encoder, args, fitted)
     result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress)
     if fitted is not None:
         result["post_hoc"] = fitted

@@ -31,6 +31,7 @@ import numpy as np
 
 from simcse_lab.errors import InputError, UserError, first_line
 from simcse_lab.io import check_replaceable, make_temp_dir
+from simcse_lab.runtime.launch import agree, all_gather_object, broadcast_object, launched_state, shard_range
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 PROBE_SENTENCE = "simcse-lab index probe: a man is playing a guitar on the beach."
@@ -125,54 +126,6 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     return float(np.mean([len(set(a[:k]) & set(e)) / k for a, e in zip(approx_ids, exact_ids)]))
 
 
-def _distributed_state():
-    """accelerate's PartialState when launched with WORLD_SIZE > 1 (``accelerate launch``/torchrun), else None."""
-    import os
-
-    world = os.environ.get("WORLD_SIZE", "1")
-    if not world.strip().isdigit():
-        raise UserError(f"environment variable WORLD_SIZE={world!r} is not a positive integer")
-    if int(world) <= 1:
-        return None
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
-def _all_gather(obj) -> list:
-    import torch.distributed as dist
-
-    out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _broadcast(obj):
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _agree(rank: int, error: BaseException | None) -> None:
-    """Collective: every rank reports whether its step failed; if any did, every rank raises (no rank is left
-    waiting at a later barrier). The failing rank re-raises its own exception, the others a UserError."""
-    errors = _all_gather(None if error is None else f"{error}")
-    if error is not None:
-        raise error
-    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
-    if failed:
-        r, e = failed[0]
-        raise UserError(f"rank {r} failed: {e}".splitlines()[0])
-
-
-def shard_range(count: int, rank: int, world: int) -> tuple[int, int]:
-    """Contiguous id range [begin, end) of ``rank`` among ``world`` processes (sizes differ by at most 1)."""
-    return count * rank // world, count * (rank + 1) // world
-
-
 class ShardVectors:
     """Read-only view of the ranks' shard files (``shards/RANK.npy``, memory-mapped) as one matrix in id order."""
 
@@ -216,7 +169,7 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
     the shards in id order exactly as one process would, writes the manifest (``world_size``) and renames
     the staging dir into place. Rank 0 returns the manifest; the other ranks return None as soon as every
     shard is written (they do not wait for the index build, so no collective can time out during it)."""
-    state = _distributed_state()
+    state = launched_state()
     if state is None:
         return _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
                       progress, encoder, columns)
@@ -281,7 +234,7 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
                             encoder, device=str(state.device), columns=columns)
     except BaseException as err:  # noqa: BLE001 - reported to every rank, then re-raised
         error = err
-    _agree(rank, error)
+    agree(rank, error)
     output, sentences, corpus_info, encoder, index, params = prepared
     count = len(sentences)
 
@@ -293,7 +246,7 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
             staging = str(staging)
         except OSError as err:
             staging = UserError(f"{output.parent}: cannot create the staging dir ({err})")
-    staging = _broadcast(staging)
+    staging = broadcast_object(staging)
     if isinstance(staging, BaseException):
         raise staging
     tmp = Path(staging)
@@ -314,12 +267,12 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
     except BaseException as err:  # noqa: BLE001
         error = err
     try:
-        _agree(rank, error)  # also the barrier: every shard file is complete after it
+        agree(rank, error)  # also the barrier: every shard file is complete after it
     except BaseException:
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    encode_seconds = max(_all_gather(seconds))  # the last collective: ranks > 0 are done
+    encode_seconds = max(all_gather_object(seconds))  # the last collective: ranks > 0 are done
     if not main:
         return None
     try:
