@@ -69,10 +69,11 @@ def run(args) -> int:
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
     _validate.seed(args.seed)
     library_bars(args.progress)
-    tasks = configure_transfer(parse_tasks(task_list(args, ",".join(TASKS))), args)
-    check_tasks(tasks, args.split)  # an unknown split, a user's file that does not read: before any model loads
+    mteb_plan = _mteb.prepare(args, ",".join(TASKS))  # None without --mteb (which replaces the task list)
+    if mteb_plan is None:
+        tasks = configure_transfer(parse_tasks(task_list(args, ",".join(TASKS))), args)
+        check_tasks(tasks, args.split)  # an unknown split, a user's file that does not read: before any model loads
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
-    mteb_plan = _mteb.prepare(args, ",".join(TASKS))  # None without --mteb
     corpus = None
     if args.whiten or args.flow:
         from simcse_lab.analysis import flow as flow_module
