@@ -30,7 +30,7 @@ from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, model_inputs, pool
 from simcse_lab.modeling.projection import new_projection, project, read_projection
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
 
@@ -85,6 +85,7 @@ class SimCSEEmbedder(nn.Module):
         self.backbone = backbone
         self.family = family_of(backbone.config)  # where its sentence token is, whether it packs
         self.pooler = pooler
+        self.instruction = ""  # text put before every sentence, its tokens not pooled (--instruction; load_embedder)
         self.mlp_only_train = mlp_only_train
         self.mlp = MLPHead(backbone.config.hidden_size) if pooler == "cls" else None
         # Sentence-T5's head after pooling: a bias-free projection (+ normalisation), in training and in exports
@@ -108,13 +109,15 @@ class SimCSEEmbedder(nn.Module):
         return "cls_before_pooler" if self.pooler == "cls" and self.mlp_only_train else self.pooler
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler: str | None = None,
-                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None):
+                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None,
+                embed_mask=None):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
         as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
         ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1);
         ``pack``: pack the sentences into rows of ``pack_width`` (default: in training mode when it is set).
         With ``mini_batch_size``, in training mode with gradients on, at least as many chunks as hold that many
-        rows each, recomputed in the backward pass."""
+        rows each, recomputed in the backward pass. ``embed_mask``: the tokens to pool where an instruction
+        precedes the sentences (:mod:`simcse_lab.modeling.pooling`)."""
         pooler = pooler or self.active_pooler
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
@@ -129,6 +132,8 @@ class SimCSEEmbedder(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
+        if embed_mask is not None:  # read by the poolers only (packing unpacks into this padded layout)
+            inputs["embed_mask"] = embed_mask
         if pack and is_prefix_mask(attention_mask):
             vectors = packed_forward(self.backbone, inputs, pooler, self._pool, self.pack_width or input_ids.shape[1],
                                      self.family.packing_position(self.backbone.config))
@@ -142,7 +147,7 @@ class SimCSEEmbedder(nn.Module):
         return vectors, per_row.sum() / (mlm_labels != -100).sum()
 
     def _vectors(self, inputs: dict, pooler: str) -> torch.Tensor:
-        out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
+        out = self.backbone(**model_inputs(inputs), output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
         return self._pool(pooler, inputs, out.last_hidden_state, out.hidden_states)
 
     @property
@@ -161,7 +166,7 @@ class SimCSEEmbedder(nn.Module):
     def _mlm_row_losses(self, inputs: dict) -> torch.Tensor:
         """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted)."""
         labels = inputs["mlm_labels"]
-        logits = self.lm_head(self.backbone(**{k: v for k, v in inputs.items() if k != "mlm_labels"}).last_hidden_state)
+        logits = self.lm_head(self.backbone(**model_inputs({k: v for k, v in inputs.items() if k != "mlm_labels"})).last_hidden_state)
         losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                  reduction="none")
         return losses.view(labels.shape).sum(1)

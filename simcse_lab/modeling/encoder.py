@@ -25,7 +25,8 @@ from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
 from simcse_lab.modeling.families import check_pooler_fits, ensure_pad_token, family_of
 from simcse_lab.modeling.loading import load_config, load_model, load_sentence_transformer, load_tokenizer
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, OWN_MODULES, check_pooler, pool
+from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check_instruction, check_pooler,
+                                         embed_mask, instruction_length, model_inputs, pool)
 from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
@@ -43,8 +44,10 @@ class Encoder:
     """
 
     def __init__(self, model: str, pooler: str | None = None, precision: str = "auto",
-                 batch_size: int = 128, max_length: int | None = None, device: str | None = None):
+                 batch_size: int = 128, max_length: int | None = None, device: str | None = None,
+                 instruction: str = ""):
         self.model_name = model
+        self.instruction = instruction
         self.path = resolve_model(model)
         self.device = torch.device(device) if device else default_device()
         self.precision = resolve_precision(precision, self.device)
@@ -52,6 +55,9 @@ class Encoder:
         local_st = os.path.isdir(self.path) and is_sentence_transformers_dir(self.path)
         hub_st = pooler is None and not os.path.isdir(self.path) and hub_is_sentence_transformers(self.path)
         if pooler is None and (local_st or hub_st):
+            if instruction:
+                raise UserError(f"{model}: a sentence-transformers directory runs its own modules and prompts; "
+                                f"drop --instruction, or give --pooler to run its transformer with the instruction")
             self.backend = "sentence-transformers"
             self.pooler = None
             self._load_st(max_length)
@@ -133,6 +139,7 @@ class Encoder:
             raise load_error(self.model_name, err) from None
         self.family = family_of(config)
         self.pooler = check_pooler_fits(self.family, self.pooler or self.family.natural_pooler, self.model_name)
+        check_instruction(self.pooler, self.instruction)
         try:
             self.tokenizer = ensure_pad_token(load_tokenizer(path), self.family, self.model_name)
             self.hf_model, loading_info = load_model(path, config, output_loading_info=True)
@@ -154,14 +161,15 @@ class Encoder:
 
     # -- encoding --------------------------------------------------------------------------------
     def describe(self) -> dict:
-        return {"model": self.model_name, "path": self.path, "backend": self.backend,
-                "pooler": self.pooler or OWN_MODULES, "precision": self.precision, "device": str(self.device)}
+        described = {"model": self.model_name, "path": self.path, "backend": self.backend,
+                     "pooler": self.pooler or OWN_MODULES, "precision": self.precision, "device": str(self.device)}
+        return {**described, "instruction": self.instruction} if self.instruction else described
 
     def _forward(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.backend == "sentence-transformers":
             return self.st_model(batch)["sentence_embedding"]
-        out = self.hf_model(**batch, output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
+        out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)
         return project(vectors, self.projection, self.normalize)
@@ -170,17 +178,20 @@ class Encoder:
         """float32 array (len(sentences), dim), in the order given."""
         return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
                             max_length=self.max_length, precision=self.precision, device=self.device,
-                            progress=progress)
+                            progress=progress, instruction=self.instruction)
 
 
 def load_encoder(model: str, pooler: str | None = None, precision: str = "auto", batch_size: int = 128,
-                 max_length: int | None = None, device: str | None = None):
+                 max_length: int | None = None, device: str | None = None, instruction: str = ""):
     """The encoder for a ``--model`` spec: an :class:`OnnxEncoder` for an exported ONNX directory (its pooling
     is part of the graph, so no ``pooler``; CPU), else an :class:`Encoder`."""
     path = resolve_model(model)
     if not is_onnx_dir(path):
         return Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, max_length=max_length,
-                       device=device)
+                       device=device, instruction=instruction)
+    if instruction:
+        raise UserError(f"{model}: an ONNX export takes token ids without an instruction mask; drop --instruction "
+                        f"(encode with the model it was exported from, or its sentence-transformers export)")
     if pooler is not None:
         raise UserError(f"{model}: an ONNX export has its pooling built into the graph; drop --pooler {pooler}")
     if device not in (None, "cpu"):
@@ -188,14 +199,30 @@ def load_encoder(model: str, pooler: str | None = None, precision: str = "auto",
     return OnnxEncoder(path, name=model, precision=precision, batch_size=batch_size, max_length=max_length)
 
 
+def instruction_prefix(tokenizer, instruction: str, max_length: int) -> int:
+    """How many leading tokens the instruction takes (0 without one); one that leaves no room for a sentence
+    token within ``max_length`` is a one-line UserError."""
+    if not instruction:
+        return 0
+    length = instruction_length(tokenizer, instruction)
+    if length >= max_length:
+        raise UserError(f"--instruction takes {length} tokens, which leaves none of the {max_length} for the sentence; "
+                        f"shorten it or raise the maximum length")
+    return length
+
+
 def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
                  max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
-                 progress: bool = False) -> np.ndarray:
+                 progress: bool = False, instruction: str = "") -> np.ndarray:
     """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once, sort by token length,
-    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order."""
+    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order.
+    With ``instruction``, each sentence is encoded as ``instruction + sentence`` and the batch carries
+    ``embed_mask`` without the instruction's tokens (:mod:`simcse_lab.modeling.pooling`)."""
     device = device or torch.device("cpu")
     if not sentences:
         return np.zeros((0, dim), dtype=np.float32)
+    prefix = instruction_prefix(tokenizer, instruction, max_length)
+    sentences = [instruction + s for s in sentences] if instruction else sentences
     enc = tokenizer(list(sentences), truncation=True, max_length=max_length, padding=False,
                     return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
     ids, types = enc["input_ids"], enc.get("token_type_ids")
@@ -209,6 +236,8 @@ def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_si
             idx = order[start: start + batch_size]
             batch = pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
                               [types[i] for i in idx] if types is not None else None)
+            if prefix:
+                batch["embed_mask"] = embed_mask(batch["attention_mask"], prefix)
             out[idx] = forward(batch).float().cpu().numpy()
     return out
 
@@ -218,9 +247,9 @@ class EmbedderEncoder:
     model's train/eval mode is restored afterwards."""
 
     def __init__(self, embedder: SimCSEEmbedder, tokenizer, precision: str, device, name: str,
-                 batch_size: int = 128):
+                 batch_size: int = 128, instruction: str = ""):
         self.embedder, self.tokenizer, self.precision, self.device = embedder, tokenizer, precision, device
-        self.name, self.batch_size = name, batch_size
+        self.name, self.batch_size, self.instruction = name, batch_size, instruction
 
     @property
     def dim(self) -> int:
@@ -238,6 +267,7 @@ class EmbedderEncoder:
         self.embedder.eval()
         try:
             return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
-                                precision=self.precision, device=self.device, progress=progress)
+                                precision=self.precision, device=self.device, progress=progress,
+                                instruction=self.instruction)
         finally:
             self.embedder.train(was_training)

@@ -129,12 +129,13 @@ def load_sentence_transformer(path: str, device: str | None = None):
         return SentenceTransformer(path, device=device, **NO_REMOTE_CODE)
 
 
-def sentence_transformer_from_modules(modules, device: str | None = None):
-    """A SentenceTransformer assembled from module objects (nothing read from disk)."""
+def sentence_transformer_from_modules(modules, device: str | None = None, prompts: dict | None = None):
+    """A SentenceTransformer assembled from module objects (nothing read from disk); ``prompts``: its
+    ``prompts`` / ``default_prompt_name`` arguments, where it has them."""
     from sentence_transformers import SentenceTransformer
 
     with quiet():
-        return SentenceTransformer(modules=modules, device=device)
+        return SentenceTransformer(modules=modules, device=device, **(prompts or {}))
 
 
 def transformer_module(path: str, **kwargs):

@@ -1,0 +1,211 @@
+"""The decoder poolers (``last_token``, ``weighted_avg``) and instruction masking: each pooler equals an explicit
+per-row Python loop under right and left padding, on random tensors and on tiny random Llama / Qwen2 models;
+the instruction's tokens are out of the pooled ones; the encoder's instruction path equals a hand-made batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simcse_lab.errors import UserError
+from simcse_lab.modeling.pooling import embed_mask, instruction_length, pool
+
+LENGTHS = [5, 2, 7, 1, 4]
+WIDTH = 8
+
+
+def _mask(lengths, width, side):
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        if side == "right":
+            mask[row, :n] = 1
+        else:
+            mask[row, width - n:] = 1
+    return mask
+
+
+def _real_positions(mask_row) -> list[int]:
+    return [t for t in range(len(mask_row)) if int(mask_row[t]) == 1]
+
+
+def loop_pool(pooler, hidden, attention_mask, skip=0, hidden_states=None):
+    """The definition, one row at a time in plain Python: the row's real positions in order, the first ``skip``
+    of them (an instruction) dropped from the pooled ones."""
+    rows = []
+    for r in range(hidden.shape[0]):
+        real = _real_positions(attention_mask[r])
+        kept = real[skip:]
+        if pooler == "last_token":
+            rows.append(hidden[r, kept[-1]])
+        elif pooler == "avg":
+            rows.append(sum(hidden[r, t] for t in kept) / len(kept))
+        elif pooler == "weighted_avg":  # SGPT: weight k for the row's k-th real token (1-based), normalised
+            weights = {t: k + 1 for k, t in enumerate(real)}
+            total = sum(weights[t] for t in kept)
+            rows.append(sum(weights[t] * hidden[r, t] for t in kept) / total)
+        elif pooler == "avg_first_last":
+            rows.append(sum((hidden_states[1][r, t] + hidden_states[-1][r, t]) / 2 for t in kept) / len(kept))
+        else:
+            raise ValueError(pooler)
+    return torch.stack(rows)
+
+
+def _batch(attention_mask, skip):
+    batch = {"attention_mask": attention_mask}
+    if skip:
+        batch["embed_mask"] = embed_mask(attention_mask, skip)
+    return batch
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("pooler", ["last_token", "weighted_avg", "avg"])
+@pytest.mark.parametrize("skip", [0, 1])
+def test_random_tensors_equal_the_loop(side, pooler, skip):
+    torch.manual_seed(0)
+    hidden = torch.randn(len(LENGTHS), WIDTH, 6, dtype=torch.float64)
+    lengths = [n + skip for n in LENGTHS]  # every row keeps at least one token after the instruction
+    mask = _mask(lengths, WIDTH + skip, side)
+    hidden = torch.randn(len(LENGTHS), WIDTH + skip, 6, dtype=torch.float64)
+    got = pool(pooler, _batch(mask, skip), hidden, summary=None)
+    want = loop_pool(pooler, hidden, mask, skip)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_padding_side_does_not_change_the_pooled_vectors():
+    """The same rows' real tokens, right- or left-padded: each pooler gives the same vectors."""
+    torch.manual_seed(1)
+    right, left = _mask(LENGTHS, WIDTH, "right"), _mask(LENGTHS, WIDTH, "left")
+    hidden_right = torch.randn(len(LENGTHS), WIDTH, 4, dtype=torch.float64)
+    hidden_left = torch.zeros_like(hidden_right)
+    for r, n in enumerate(LENGTHS):
+        hidden_left[r, WIDTH - n:] = hidden_right[r, :n]
+    for pooler in ("last_token", "weighted_avg", "avg"):
+        for skip in (0, 1):
+            a = pool(pooler, _batch(right, skip), hidden_right, summary=None)
+            b = pool(pooler, _batch(left, skip), hidden_left, summary=None)
+            if skip and min(LENGTHS) <= skip:
+                keep = [r for r, n in enumerate(LENGTHS) if n > skip]
+                a, b = a[keep], b[keep]
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_the_poolers_differ():
+    """last_token, weighted_avg and avg really read different things (a mapping onto one would pass above)."""
+    torch.manual_seed(2)
+    mask = _mask(LENGTHS, WIDTH, "right")
+    hidden = torch.randn(len(LENGTHS), WIDTH, 4)
+    vectors = {p: pool(p, {"attention_mask": mask}, hidden, summary=None)[0] for p in ("last_token", "weighted_avg",
+                                                                                     "avg")}
+    assert not torch.allclose(vectors["last_token"], vectors["avg"])
+    assert not torch.allclose(vectors["weighted_avg"], vectors["avg"])
+    assert not torch.allclose(vectors["weighted_avg"], vectors["last_token"])
+
+
+def test_embed_mask_counts_real_tokens_from_the_row_start():
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])
+    assert embed_mask(mask, 2).tolist() == [[0, 0, 1, 0], [0, 0, 0, 1]]
+    assert embed_mask(mask, torch.tensor([1, 2])).tolist() == [[0, 1, 1, 0], [0, 0, 0, 1]]
+
+
+def test_cls_with_an_instruction_is_refused():
+    mask = _mask([3, 2], 3, "right")
+    with pytest.raises(UserError, match="instruction"):
+        pool("cls_before_pooler", _batch(mask, 1), torch.randn(2, 3, 4), summary=0)
+
+
+# -- tiny random decoders ---------------------------------------------------------------------------------
+SENTENCES = ["the cat sat on the table", "a dog ran", "the big red house under a tree", "man plays guitar slowly"]
+
+
+@pytest.fixture(scope="module", params=["llama"])  # qwen2: once the decoders fixtures land (its AutoTokenizer)
+def decoder(request, tmp_path_factory):
+    from transformers import AutoModel, AutoTokenizer
+
+    from tiny_decoders import make_tiny_decoder
+
+    path = make_tiny_decoder(tmp_path_factory.mktemp(request.param), request.param)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.pad_token = tokenizer.eos_token
+    return path, AutoModel.from_pretrained(path).eval(), tokenizer
+
+
+def _forward(model, tokenizer, texts, side):
+    tokenizer.padding_side = side
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch, output_hidden_states=True)
+    return batch, out
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("pooler", ["last_token", "weighted_avg", "avg", "avg_first_last"])
+def test_tiny_decoder_equals_the_loop(decoder, side, pooler):
+    _, model, tokenizer = decoder
+    batch, out = _forward(model, tokenizer, SENTENCES, side)
+    assert (batch["attention_mask"] == 0).any()  # there is padding to get wrong
+    for skip in (0, 2):
+        got = pool(pooler, _batch(batch["attention_mask"], skip), out.last_hidden_state, out.hidden_states,
+                   summary=None)
+        want = loop_pool(pooler, out.last_hidden_state, batch["attention_mask"], skip, out.hidden_states)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_last_token_is_the_unpadded_sentence_end(decoder):
+    """Right padding in a causal model: the last real token's vector is the one the sentence alone gives."""
+    _, model, tokenizer = decoder
+    batch, out = _forward(model, tokenizer, SENTENCES, "right")
+    got = pool("last_token", batch, out.last_hidden_state, summary=None)
+    for row, text in enumerate(SENTENCES):
+        alone = tokenizer([text], return_tensors="pt")
+        with torch.no_grad():
+            want = model(**alone).last_hidden_state[0, -1]
+        torch.testing.assert_close(got[row], want, rtol=0, atol=1e-5)
+
+
+def test_instruction_length_is_sentence_transformers_rule(decoder):
+    _, _, tokenizer = decoder
+    assert instruction_length(tokenizer, "query : retrieve passage") == 5  # <s> + 4 words; no trailing special
+
+
+@pytest.mark.parametrize("pooler", ["avg", "last_token", "weighted_avg"])
+def test_encoder_with_an_instruction_equals_a_hand_made_batch(decoder, pooler):
+    from simcse_lab.modeling.encoder import Encoder
+
+    path, model, tokenizer = decoder
+    instruction = "query : retrieve passage : "
+    enc = Encoder(str(path), pooler=pooler, precision="fp32", device="cpu", batch_size=3, instruction=instruction)
+    got = enc.encode(SENTENCES)
+    batch, out = _forward(model, tokenizer, [instruction + s for s in SENTENCES], "right")
+    want = loop_pool(pooler, out.last_hidden_state, batch["attention_mask"], skip=6).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    plain = Encoder(str(path), pooler=pooler, precision="fp32", device="cpu").encode(SENTENCES)
+    assert np.abs(plain - got).max() > 1e-3  # the instruction changes the vectors (it is in the forward pass)
+    assert enc.describe()["instruction"] == instruction
+
+
+def test_instruction_refusals(decoder, tmp_path):
+    from simcse_lab.modeling.encoder import Encoder
+
+    path, _, _ = decoder
+    with pytest.raises(UserError, match="leaves none"):
+        Encoder(str(path), pooler="avg", precision="fp32", max_length=3, instruction="query : retrieve").encode(["a"])
+
+
+@pytest.mark.parametrize("pooler,instruction", [("last_token", ""), ("weighted_avg", ""), ("avg", "query : "),
+                                                ("weighted_avg", "query : retrieve passage : "),
+                                                ("last_token", "query : ")])
+def test_sentence_transformers_reproduces_it(decoder, tmp_path, pooler, instruction):
+    """Saved as a sentence-transformers directory (lasttoken / weightedmean, the instruction as its default prompt
+    with include_prompt=False), reloaded by sentence-transformers itself: the same vectors (1e-5)."""
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.loading import load_sentence_transformer
+    from simcse_lab.modeling.st_format import save_sentence_transformer
+
+    path, model, _ = decoder
+    enc = Encoder(str(path), pooler=pooler, precision="fp32", device="cpu", batch_size=2, instruction=instruction)
+    out = save_sentence_transformer(enc.hf_model, enc.tokenizer, pooler, tmp_path / "st", instruction=instruction)
+    loaded = load_sentence_transformer(str(out), device="cpu")
+    got = loaded.encode(SENTENCES, convert_to_numpy=True, batch_size=3)
+    np.testing.assert_allclose(got, enc.encode(SENTENCES), rtol=0, atol=1e-5)
+    assert loaded.default_prompt_name == ("instruction" if instruction else None)
