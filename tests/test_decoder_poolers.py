@@ -209,3 +209,49 @@ def test_sentence_transformers_reproduces_it(decoder, tmp_path, pooler, instruct
     got = loaded.encode(SENTENCES, convert_to_numpy=True, batch_size=3)
     np.testing.assert_allclose(got, enc.encode(SENTENCES), rtol=0, atol=1e-5)
     assert loaded.default_prompt_name == ("instruction" if instruction else None)
+
+
+# -- exports -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("pooler", ["last_token", "weighted_avg"])
+@pytest.mark.parametrize("fmt", ["sentence-transformers", "hf", "onnx"])
+def test_every_format_reproduces_the_decoder_poolers(decoder, tmp_path, pooler, fmt):
+    """export verifies on reload (ST / hf 1e-5, ONNX 1e-4); checked here again against the source encoder on
+    padded batches, through the encoder every command uses for the exported directory."""
+    from simcse_lab.export.formats import export
+    from simcse_lab.modeling.encoder import Encoder, load_encoder
+
+    path, _, _ = decoder
+    report = export(str(path), fmt, tmp_path / "out", pooler=pooler)
+    assert report["pooler"] == pooler
+    want = Encoder(str(path), pooler=pooler, precision="fp32", device="cpu").encode(SENTENCES)
+    if fmt == "hf":
+        got = Encoder(str(tmp_path / "out"), pooler=pooler, precision="fp32", device="cpu").encode(SENTENCES)
+    else:
+        got = load_encoder(str(tmp_path / "out"), precision="auto" if fmt == "onnx" else "fp32",
+                           device="cpu", batch_size=3).encode(SENTENCES)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 if fmt == "onnx" else 1e-5)
+
+
+def test_an_instruction_exports_as_sentence_transformers_and_evaluates_with_it(decoder, tmp_path):
+    from simcse_lab.export.formats import export
+    from simcse_lab.modeling.encoder import Encoder
+
+    path, _, _ = decoder
+    instruction = "query : retrieve passage : "
+    export(str(path), "sentence-transformers", tmp_path / "st", pooler="weighted_avg", instruction=instruction)
+    want = Encoder(str(path), pooler="weighted_avg", precision="fp32", device="cpu",
+                   instruction=instruction).encode(SENTENCES)
+    reloaded = Encoder(str(tmp_path / "st"), precision="fp32", device="cpu", batch_size=3)  # its own modules
+    assert reloaded.describe()["instruction"] == instruction
+    np.testing.assert_allclose(reloaded.encode(SENTENCES), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["hf", "onnx"])
+def test_an_instruction_is_refused_where_the_format_drops_it(decoder, tmp_path, fmt):
+    """hf and ONNX take token ids without the instruction: refused with one line, before anything is written."""
+    from simcse_lab.export.formats import export
+
+    path, _, _ = decoder
+    with pytest.raises(UserError, match="export it as --format sentence-transformers"):
+        export(str(path), fmt, tmp_path / "out", pooler="avg", instruction="query : ")
+    assert list(tmp_path.iterdir()) == []

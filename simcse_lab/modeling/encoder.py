@@ -23,7 +23,8 @@ from simcse_lab.errors import UserError
 from simcse_lab.modeling.batching import pad_batch
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
 from simcse_lab.modeling.families import check_pooler_fits, ensure_pad_token, family_of
-from simcse_lab.modeling.loading import load_config, load_model, load_sentence_transformer, load_tokenizer
+from simcse_lab.modeling.loading import (default_prompt, load_config, load_model, load_sentence_transformer,
+                                         load_tokenizer)
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check_instruction, check_pooler,
                                          embed_mask, instruction_length, model_inputs, pool)
@@ -131,6 +132,9 @@ class Encoder:
             ensure_pad_token(self.tokenizer, self.family, self.model_name)
             self.max_length = min(self.max_length, self.family.max_tokens(config))
         self.dim = self.st_model.get_embedding_dimension()
+        # its default prompt (an instruction saved by simcse-lab, or the hub model's own): put before every sentence
+        # here as SentenceTransformer.encode does, its length handed to Pooling (which drops it if so configured)
+        self.instruction = default_prompt(self.st_model)
 
     def _load_hf(self, path: str, max_length: int | None) -> None:
         try:
@@ -168,7 +172,10 @@ class Encoder:
     def _forward(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.backend == "sentence-transformers":
-            return self.st_model(batch)["sentence_embedding"]
+            features = model_inputs(batch)
+            if self.instruction:
+                features["prompt_length"] = instruction_length(self.tokenizer, self.instruction)
+            return self.st_model(features)["sentence_embedding"]
         out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)

@@ -129,6 +129,12 @@ def load_sentence_transformer(path: str, device: str | None = None):
         return SentenceTransformer(path, device=device, **NO_REMOTE_CODE)
 
 
+def default_prompt(model) -> str:
+    """The prompt a SentenceTransformer puts before every text it encodes by default ("" for none)."""
+    name = getattr(model, "default_prompt_name", None)
+    return (getattr(model, "prompts", None) or {}).get(name, "") if name else ""
+
+
 def sentence_transformer_from_modules(modules, device: str | None = None, prompts: dict | None = None):
     """A SentenceTransformer assembled from module objects (nothing read from disk); ``prompts``: its
     ``prompts`` / ``default_prompt_name`` arguments, where it has them."""
