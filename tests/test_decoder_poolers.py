@@ -4,6 +4,8 @@ the instruction's tokens are out of the pooled ones; the encoder's instruction p
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -255,3 +257,53 @@ def test_an_instruction_is_refused_where_the_format_drops_it(decoder, tmp_path, 
     with pytest.raises(UserError, match="export it as --format sentence-transformers"):
         export(str(path), fmt, tmp_path / "out", pooler="avg", instruction="query : ")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- training with an instruction ----------------------------------------------------------------------------
+def test_training_with_an_instruction_pools_and_exports_it(decoder, tmp_path):
+    """unsup on a tiny Llama with --instruction: the cached rows are instruction + sentence, every batch masks the
+    instruction out of pooling, and the saved model (a sentence-transformers dir with it as the default prompt)
+    gives the trained embedder's vectors through the encoder every command uses."""
+    from conftest import random_sentences, write_lines
+
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.examples import load_training_examples
+    from simcse_lab.training.loop import train
+    from simcse_lab.training.objectives import build_objective
+
+    path, _, tokenizer = decoder
+    instruction = "query : retrieve passage : "
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(32))
+    cfg = TrainConfig(model=str(path), data=str(data), batch_size=8, max_seq_len=24, lr=1e-3, eval_steps=0,
+                      test_tasks="none", precision="fp32", log_steps=1, progress=False, pooler="weighted_avg",
+                      instruction=instruction, max_steps=2, output_dir=str(tmp_path / "run"))
+    train(cfg)
+    tok, embedder = load_embedder(str(path), "weighted_avg", True)
+    head = tok(instruction)["input_ids"]
+    examples = load_training_examples(cfg, tok)
+    assert all(examples[i][:len(head)] == head for i in range(4))
+    objective = build_objective("unsup", cfg, tok, embedder)
+    batch = objective.collate([examples[i] for i in range(4)], 0)
+    assert batch["embed_mask"][:, :len(head)].sum() == 0
+    assert (batch["embed_mask"].sum(1) == batch["attention_mask"].sum(1) - len(head)).all()
+
+    import torch
+
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step-0000002" / "state.pt", weights_only=True)
+    embedder.load_state_dict(state["model"])
+    ours = EmbedderEncoder(embedder, tok, "fp32", torch.device("cpu"), "tiny", instruction=instruction).encode(SENTENCES)
+    saved = Encoder(str(tmp_path / "run" / "final"), precision="fp32", device="cpu")
+    assert saved.instruction == instruction
+    np.testing.assert_allclose(saved.encode(SENTENCES), ours, rtol=0, atol=1e-5)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["instruction"] == instruction
+
+
+def test_instruction_config_refusals():
+    from simcse_lab.training.config import TrainConfig
+
+    with pytest.raises(UserError, match="pooler 'cls'"):
+        TrainConfig(pooler="cls", instruction="query : ")
+    with pytest.raises(UserError, match="esimcse"):
+        TrainConfig(objective="esimcse", pooler="avg", instruction="query : ")

@@ -27,7 +27,7 @@ from simcse_lab.modeling.loading import (default_prompt, load_config, load_model
                                          load_tokenizer)
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check_instruction, check_pooler,
-                                         embed_mask, instruction_length, model_inputs, pool)
+                                         embed_mask, instruction_length, instruction_prefix, model_inputs, pool)
 from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
@@ -204,18 +204,6 @@ def load_encoder(model: str, pooler: str | None = None, precision: str = "auto",
     if device not in (None, "cpu"):
         raise UserError(f"{model}: an ONNX export runs on the CPU (onnxruntime), not on {device}")
     return OnnxEncoder(path, name=model, precision=precision, batch_size=batch_size, max_length=max_length)
-
-
-def instruction_prefix(tokenizer, instruction: str, max_length: int) -> int:
-    """How many leading tokens the instruction takes (0 without one); one that leaves no room for a sentence
-    token within ``max_length`` is a one-line UserError."""
-    if not instruction:
-        return 0
-    length = instruction_length(tokenizer, instruction)
-    if length >= max_length:
-        raise UserError(f"--instruction takes {length} tokens, which leaves none of the {max_length} for the sentence; "
-                        f"shorten it or raise the maximum length")
-    return length
 
 
 def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,

@@ -71,6 +71,18 @@ def instruction_length(tokenizer, instruction: str) -> int:
     return len(ids)
 
 
+def instruction_prefix(tokenizer, instruction: str, max_length: int) -> int:
+    """How many leading tokens the instruction takes (0 without one); one that leaves no room for a sentence
+    token within ``max_length`` is a one-line UserError."""
+    if not instruction:
+        return 0
+    length = instruction_length(tokenizer, instruction)
+    if length >= max_length:
+        raise UserError(f"--instruction takes {length} tokens, which leaves none of the {max_length} for the sentence; "
+                        f"shorten it or raise the maximum length (max_seq_len)")
+    return length
+
+
 def embed_mask(attention_mask: torch.Tensor, lengths) -> torch.Tensor:
     """The attention mask with each row's first ``lengths`` (an int, or one per row) real tokens zeroed, wherever
     the row's padding is."""

@@ -12,6 +12,7 @@ import sys
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.embedder import backbone_config, check_family
 from simcse_lab.modeling.families import Family, family_of
+from simcse_lab.modeling.pooling import check_instruction
 from simcse_lab.runtime.precision import launcher_precision
 
 
@@ -22,6 +23,7 @@ def resolve_backbone(cfg) -> Family:
     if not cfg.pooler:
         cfg.pooler = family.natural_pooler
     check_family(cfg.model, config, cfg.pooler, cfg.do_mlm, cfg.pack_width)
+    check_instruction(cfg.pooler, cfg.instruction)
     usable = family.usable_max_length(config)
     if usable is not None and cfg.max_seq_len > usable:
         raise UserError(f"max_seq_len {cfg.max_seq_len} is more than the {usable} positions {cfg.model} can use "

@@ -17,7 +17,7 @@ from simcse_lab.data.columns import parse_columns
 from simcse_lab.data.readers import line_number
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.io import expand_user
-from simcse_lab.modeling.pooling import check_pooler
+from simcse_lab.modeling.pooling import check_instruction, check_pooler
 from simcse_lab.runtime.numbers import SEED_LIMIT, check_number
 from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
@@ -65,6 +65,7 @@ class TrainConfig:
     columns: str = ""             # "a,b,c": the sentence / positive / hard-negative columns ("": a known naming)
     output_dir: str = "runs/unsup"
     pooler: str = ""              # "": the backbone family's natural pooler (cls; avg for T5), set once its config is read
+    instruction: str = ""         # text before every sentence, its tokens not pooled (LLM2Vec); saved with the model
     mlp_only_train: bool = True
     projection: bool = False      # Sentence-T5's bias-free projection + normalisation after pooling (kept from an ST dir)
     temperature: float = 0.05
@@ -108,7 +109,10 @@ class TrainConfig:
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         if self.pooler:
-            check_pooler(self.pooler)
+            check_instruction(check_pooler(self.pooler), self.instruction)
+        if self.instruction and self.objective == "esimcse":
+            raise UserError("--instruction with esimcse: its word repetition would repeat the instruction's tokens "
+                            "too; use unsup or sup")
         if self.precision not in TRAINING_PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; choose from {', '.join(TRAINING_PRECISIONS)}")
         parse_columns(self.columns)

@@ -111,6 +111,7 @@ def train(cfg: TrainConfig) -> dict:
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
                                         cfg.pack_width, cfg.mini_batch_size, cfg.projection)
+    embedder.instruction = cfg.instruction  # exported with the model (a sentence-transformers default prompt)
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
         examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings,

@@ -231,7 +231,8 @@ def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, s
 
 
 def dev_encoder(embedder, tokenizer, precision: str, device, cfg: TrainConfig, name: str | None = None):
-    return EmbedderEncoder(embedder, tokenizer, precision, device, name or cfg.model, cfg.eval_batch_size)
+    return EmbedderEncoder(embedder, tokenizer, precision, device, name or cfg.model, cfg.eval_batch_size,
+                           instruction=cfg.instruction)
 
 
 def select_best(run: RunState, dev: dict, embedder, tokenizer, out: Path) -> None:

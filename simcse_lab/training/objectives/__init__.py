@@ -13,6 +13,8 @@ from simcse_lab.training.objectives.base import OBJECTIVES, Objective
 def build_objective(name: str, cfg, tokenizer, embedder) -> Objective:
     """The registered objective ``name`` set up from ``cfg`` (the name was checked by TrainConfig)."""
     objective = OBJECTIVES[name].from_config(cfg, tokenizer, embedder)
+    if cfg.instruction:
+        objective.add_instruction(tokenizer, cfg.instruction, cfg.max_seq_len)
     if cfg.do_mlm:
         objective.add_mlm(tokenizer, cfg.mlm_weight)
     if cfg.cos_reg > 0:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.modeling.pooling import embed_mask, instruction_prefix
 from simcse_lab.runtime.distributed import gather_with_grad, global_targets
 from simcse_lab.training.config import OBJECTIVE_NAMES
 from simcse_lab.training.mlm import MaskedLMAuxiliary
@@ -81,6 +82,7 @@ class Objective(nn.Module):
         self.mlm_weight = 0.0
         self.cos_reg: CosineRegularizer | None = None
         self.loss_parts: dict[str, torch.Tensor] = {}  # detached parts of the last loss (with --cos-reg)
+        self.instruction_tokens = 0  # leading tokens of every row that are the instruction's (--instruction)
 
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder: nn.Module) -> Objective:
@@ -91,13 +93,21 @@ class Objective(nn.Module):
         """SimCSE's auxiliary MLM loss (``--do-mlm``): a per-rank term, so DDP's mean is exact for it too."""
         self.mlm, self.mlm_weight = MaskedLMAuxiliary(None, tokenizer), weight
 
+    def add_instruction(self, tokenizer, instruction: str, max_length: int) -> None:
+        """``--instruction``: the data is tokenised as instruction + sentence (the examples' cache keys it); each
+        batch :meth:`pad` builds then carries ``embed_mask`` without the instruction's tokens, as encoding does."""
+        self.instruction_tokens = instruction_prefix(tokenizer, instruction, max_length)
+
     def add_cos_reg(self, weight: float) -> None:
         """The cosine regulariser on the global batch's anchor embeddings (``--cos-reg``; see the module docstring)."""
         self.cos_reg = CosineRegularizer(weight)
 
     def pad(self, token_ids: list[list[int]]) -> dict:
         """Dynamically padded model inputs of single sentences (token_type_ids all 0)."""
-        return pad_batch(token_ids, self.pad_id, [[0] * len(ids) for ids in token_ids] if self.with_types else None)
+        batch = pad_batch(token_ids, self.pad_id, [[0] * len(ids) for ids in token_ids] if self.with_types else None)
+        if self.instruction_tokens:
+            batch["embed_mask"] = embed_mask(batch["attention_mask"], self.instruction_tokens)
+        return batch
 
     def collate(self, examples: list, step: int) -> dict:
         raise NotImplementedError
