@@ -121,6 +121,25 @@ def load_model(path: str, config=None, **kwargs):
         return model_class.from_pretrained(path, config=config, **kwargs, **NO_REMOTE_CODE)
 
 
+def load_with_lm_head(path: str, config, model: str):
+    """(the base model, its LM head) of the causal LM at ``path`` (``AutoModelForCausalLM``, no remote code): the
+    head MNTP predicts with. A checkpoint without trained LM-head weights (an encoder saved alone) is a one-line
+    UserError: a randomly initialised head would be trained as if it were the model's."""
+    import transformers
+
+    check_local_model(path)
+    with quiet():
+        causal, info = transformers.AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True,
+                                                                        **NO_REMOTE_CODE)
+    head = causal.get_output_embeddings()
+    tied = head.weight is causal.get_input_embeddings().weight
+    missing = [k for k in info.get("missing_keys", []) if k.split(".")[0] in ("lm_head", "embed_out", "output")]
+    if missing and not tied:
+        raise UserError(f"{model}: no LM-head weights ({missing[0]}) to predict masked tokens with; MNTP needs the "
+                        f"causal LM checkpoint (a saved encoder has none; continue an MNTP run with --resume)")
+    return causal.base_model, head
+
+
 def load_sentence_transformer(path: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 

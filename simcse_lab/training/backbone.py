@@ -22,7 +22,7 @@ def resolve_backbone(cfg) -> Family:
     family = family_of(config)
     if not cfg.pooler:
         cfg.pooler = family.natural_pooler
-    check_family(cfg.model, config, cfg.pooler, cfg.do_mlm, cfg.pack_width)
+    check_family(cfg.model, config, cfg.pooler, cfg.needs_lm_head, cfg.pack_width)
     check_instruction(cfg.pooler, cfg.instruction)
     usable = family.usable_max_length(config)
     if usable is not None and cfg.max_seq_len > usable:

@@ -62,6 +62,23 @@ def shape_from(hidden: tuple[str, ...], ffn: tuple[str, ...], layers: tuple[str,
     return shape
 
 
+@dataclass(frozen=True)
+class MaskedTokens:
+    """A family's masked-token objective (``--do-mlm``; ``--objective mntp``): which position's output predicts a
+    masked token, which head predicts it, and the mask token where the tokenizer has none."""
+
+    name: str
+    shift: int                  # token i is predicted from position i - shift (0: BERT's MLM; 1: next-token, MNTP)
+    own_head: bool              # the model's own LM head (its ForCausalLM's); False: SimCSE's fresh MLM head
+    mask_fallback: str | None   # the mask token where the tokenizer has none (None: refused without one)
+
+
+MLM = MaskedTokens("mlm", shift=0, own_head=False, mask_fallback=None)
+# LLM2Vec's masked next-token prediction: a decoder predicts token i from position i - 1 with its own LM head; a
+# tokenizer without a mask token masks with "_" (LLM2Vec's mask_token_type "blank")
+MNTP = MaskedTokens("mntp", shift=1, own_head=True, mask_fallback="_")
+
+
 BERT_SHAPE = shape_from(("hidden_size",), ("intermediate_size",), ("num_hidden_layers",))
 
 
@@ -78,6 +95,7 @@ class Family:
     encoder_classes: dict = field(default_factory=dict)  # model_type -> transformers class of the encoder alone
     pad_fallback: tuple[str, ...] = ("eos_token", "sep_token", "unk_token")  # when the tokenizer has no pad token
     mlm: bool = True                          # an MLM objective exists for it (--do-mlm; a mask token is needed too)
+    masked_lm: MaskedTokens = MLM             # which one: BERT's MLM, or MNTP for a decoder
     fp16_safe: bool = True                    # False: activations overflow fp16 (T5), training takes bf16/fp32
     note: str = ""                            # said once when the family is used (the generic fallback)
 

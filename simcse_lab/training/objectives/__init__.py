@@ -6,7 +6,8 @@ tests/test_cos_reg.py."""
 
 from __future__ import annotations
 
-from simcse_lab.training.objectives import esimcse, sup, unsup  # noqa: F401  (each registers itself)
+from simcse_lab.training.mlm import MaskedLMAuxiliary
+from simcse_lab.training.objectives import esimcse, mntp, sup, unsup  # noqa: F401  (each registers itself)
 from simcse_lab.training.objectives.base import OBJECTIVES, Objective
 
 
@@ -16,7 +17,7 @@ def build_objective(name: str, cfg, tokenizer, embedder) -> Objective:
     if cfg.instruction:
         objective.add_instruction(tokenizer, cfg.instruction, cfg.max_seq_len)
     if cfg.do_mlm:
-        objective.add_mlm(tokenizer, cfg.mlm_weight)
+        objective.add_mlm(tokenizer, cfg.mlm_weight, MaskedLMAuxiliary.for_run(cfg, tokenizer, embedder))
     if cfg.cos_reg > 0:
         objective.add_cos_reg(cfg.cos_reg)
     return objective
