@@ -196,7 +196,7 @@ def test_instruction_refusals(decoder, tmp_path):
 
 @pytest.mark.parametrize("pooler,instruction", [("last_token", ""), ("weighted_avg", ""), ("avg", "query : "),
                                                 ("weighted_avg", "query : retrieve passage : "),
-                                                ("last_token", "query : ")])
+                                                ("last_token", "query : "), ("avg_first_last", "query : ")])
 def test_sentence_transformers_reproduces_it(decoder, tmp_path, pooler, instruction):
     """Saved as a sentence-transformers directory (lasttoken / weightedmean, the instruction as its default prompt
     with include_prompt=False), reloaded by sentence-transformers itself: the same vectors (1e-5)."""
@@ -307,3 +307,23 @@ def test_instruction_config_refusals():
         TrainConfig(pooler="cls", instruction="query : ")
     with pytest.raises(UserError, match="esimcse"):
         TrainConfig(objective="esimcse", pooler="avg", instruction="query : ")
+
+
+@pytest.mark.parametrize("pooler", ["last_token", "weighted_avg"])
+def test_chunks_and_mini_batches_keep_the_vectors(decoder, pooler):
+    """The training forward's speed settings (length-sorted chunks, recomputed mini-batches) give the vectors of one
+    pass, with an instruction mask in the batch too."""
+    from simcse_lab.modeling.embedder import SimCSEEmbedder
+    from simcse_lab.modeling.loading import load_model
+
+    path, _, tokenizer = decoder
+    tokenizer.padding_side = "right"
+    batch = tokenizer(["query : " + s for s in SENTENCES], padding=True, return_tensors="pt")
+    batch = {**batch, "embed_mask": embed_mask(batch["attention_mask"], 3)}
+    plain = SimCSEEmbedder(load_model(str(path)), pooler).train()
+    want = plain(**batch, chunks=1)
+    torch.testing.assert_close(plain(**batch, chunks=3), want, rtol=0, atol=1e-5)
+    cached = SimCSEEmbedder(load_model(str(path)), pooler, mini_batch_size=2).train()
+    torch.testing.assert_close(cached(**batch, chunks=1), want, rtol=0, atol=1e-5)
+    if pooler == "weighted_avg":  # the mask is read (last_token reads the last token either way)
+        assert not torch.allclose(plain(**{k: v for k, v in batch.items() if k != "embed_mask"}, chunks=1), want)
