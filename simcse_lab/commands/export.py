@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooler", choices=POOLERS, default=None,
                    help="SimCSE pooler for a plain HF checkpoint (default: an ST dir's own modules; HF: the "
                         "backbone family's natural one, cls or avg)")
-    p.add_argument("--instruction", default="",
+    p.add_argument("--instruction", default=None,
                    help="with --pooler: text put before every sentence, left out of pooling (saved as the "
                         "sentence-transformers model's default prompt; other formats are refused)")
     p.add_argument("--quantize", choices=QUANTIZE, default=None,

@@ -25,13 +25,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.families import FAMILIES, check_pooler_fits, ensure_pad_token, family_of, mask_token
+from simcse_lab.modeling.attention import set_bidirectional
+from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eos, ensure_pad_token, family_of,
+                                         mask_token)
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer, load_with_lm_head
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, model_inputs, pool
 from simcse_lab.modeling.projection import new_projection, project, read_projection
+from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
 
 
@@ -186,10 +189,12 @@ class SimCSEEmbedder(nn.Module):
 
 def backbone_path(model: str) -> str:
     """Where the Hugging Face backbone of a model spec lives (an alias, HF dir, sentence-transformers dir's
-    Transformer folder, or hub id)."""
+    Transformer folder, simcse-lab's own layout's ``backbone/``, or hub id)."""
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
         path = transformer_subdir(path)
+    elif os.path.isdir(path) and is_own_layout(path):
+        path = os.path.join(path, BACKBONE_DIR)
     return path
 
 
@@ -207,9 +212,9 @@ def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_wid
     pooler it cannot compute, ``--do-mlm`` where it has no MLM objective, packing where packed rows would not
     equal the padded batch are one line each."""
     family = family_of(config)
-    check_pooler_fits(family, pooler, model)
     if do_mlm and not family.mlm:
         raise UserError(f"{model}: --do-mlm: the {family.name} family has no masked-language-model objective")
+    check_pooler_fits(family, pooler, model)
     if pack_width and family.packing_position is None:
         packable = sorted({f.name for f in FAMILIES.values() if f.packing_position is not None})
         raise UserError(f"{model}: pack_width: packed rows would not equal the padded batch for the {family.name} "
@@ -218,22 +223,27 @@ def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_wid
 
 
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False):
+                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False,
+                  bidirectional: bool = False):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
     sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
-    ``projection`` adds a fresh one (+ normalisation) where the model has none."""
+    ``projection`` adds a fresh one (+ normalisation) where the model has none. A decoder LLM family's backbone
+    attends bidirectionally when ``bidirectional`` (:mod:`simcse_lab.modeling.attention`), causally otherwise,
+    and its tokenizer appends EOS where the family says so."""
     path = backbone_path(model)
     config = backbone_config(model, path)
     family = check_family(model, config, pooler, do_mlm, pack_width)
     lm_head = None
     try:
-        tokenizer = ensure_pad_token(load_tokenizer(path), family, model)
+        tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, model), model, family.append_eos)
         if do_mlm:
             mask_token(tokenizer, family, model)  # the tokenizer's, or the family's fallback; else refused here
         if do_mlm and family.masked_lm.own_head:
             backbone, lm_head = load_with_lm_head(path, config, model)
         else:
             backbone = load_model(path, config)
+        if family.causal:
+            set_bidirectional(backbone, bidirectional)
         root = resolve_model(model)
         # a sentence-transformers directory: its own projection head, if it has one
         head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None

@@ -3,7 +3,8 @@ data), before any work: the default pooler becomes the family's natural one (``c
 token, ``avg`` for T5 and models without one), a pooler it cannot compute, ``--do-mlm`` without an MLM
 objective, packing where it is not exact, a ``--max-seq-len`` beyond the positions the model can use
 (RoBERTa: 514 rows, 512 positions) are one line each; and fp16 for a family whose activations overflow it
-(T5) is refused when asked for, or replaced by fp32 with a one-line note when ``auto`` would have chosen it."""
+(T5) is refused when asked for, or replaced by fp32 with a one-line note when ``auto`` would have chosen it;
+``--no-bidirectional`` on an encoder is refused (it names a decoder's causal mask)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,23 @@ def resolve_backbone(cfg) -> Family:
         cfg.pooler = family.natural_pooler
     check_family(cfg.model, config, cfg.pooler, cfg.needs_lm_head, cfg.pack_width)
     check_instruction(cfg.pooler, cfg.instruction)
+    check_bidirectional(cfg, family)
     usable = family.usable_max_length(config)
     if usable is not None and cfg.max_seq_len > usable:
         raise UserError(f"max_seq_len {cfg.max_seq_len} is more than the {usable} positions {cfg.model} can use "
                         f"({family.name} family); use --max-seq-len {usable} or less")
     return family
+
+
+def check_bidirectional(cfg, family: Family) -> None:
+    """``--no-bidirectional`` names a decoder's causal mask, which an encoder does not have; a projection head
+    cannot travel with a bidirectional decoder saved in simcse-lab's own layout (no config flag for it)."""
+    if not cfg.bidirectional and not family.causal:
+        raise UserError(f"--no-bidirectional: {cfg.model} ({family.name} family) is an encoder, bidirectional by "
+                        f"design; the flag applies to decoder LLMs")
+    if cfg.projection and family.causal and cfg.bidirectional and not family.bidirectional_config:
+        raise UserError(f"--projection: a bidirectional {family.name} model is saved in simcse-lab's own layout, "
+                        f"which has no projection head; drop --projection or add --no-bidirectional")
 
 
 def family_precision(family: Family, precision: str, requested: str, note: bool = True) -> str:

@@ -110,8 +110,9 @@ def train(cfg: TrainConfig) -> dict:
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.needs_lm_head,
-                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection)
-    embedder.instruction = cfg.instruction  # exported with the model (a sentence-transformers default prompt)
+                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection,
+                                        cfg.bidirectional)
+    embedder.instruction = cfg.instruction  # saved with the model (its recipe; a sentence-transformers default prompt)
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
         examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings,
