@@ -1,6 +1,8 @@
 """The decoder poolers (``last_token``, ``weighted_avg``) and instruction masking: each pooler equals an explicit
-per-row Python loop under right and left padding, on random tensors and on tiny random Llama / Qwen2 models;
-the instruction's tokens are out of the pooled ones; the encoder's instruction path equals a hand-made batch."""
+per-row Python loop under right and left padding, on random tensors and on the tiny random Llama, Qwen2, Gemma and
+GPT-2 of tests/families.py (their own tokenizers, padding sides as shipped); the instruction's tokens are out of the
+pooled ones; the encoder's instruction path equals a hand-made batch; sentence-transformers, hf and ONNX exports
+reproduce them; training with an instruction embeds, saves and reloads with it."""
 
 from __future__ import annotations
 
@@ -117,24 +119,27 @@ def test_cls_with_an_instruction_is_refused():
 
 
 # -- tiny random decoders ---------------------------------------------------------------------------------
-SENTENCES = ["the cat sat on the table", "a dog ran", "the big red house under a tree", "man plays guitar slowly"]
+SENTENCES = ["A man is playing a guitar.", "Two dogs run.", "The quick brown fox jumps over the lazy dog near the river.",
+             "A woman slices an onion slowly."]
+INSTRUCTION = "Retrieve a sentence of the same meaning: "
 
 
-@pytest.fixture(scope="module", params=["llama"])  # qwen2: once the decoders fixtures land (its AutoTokenizer)
-def decoder(request, tmp_path_factory):
-    from transformers import AutoModel, AutoTokenizer
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma", "gpt2"])
+def decoder(request, still_decoder_models):
+    """(model dir, its base model, its tokenizer as simcse-lab runs it: pad token, EOS appended)."""
+    from simcse_lab.modeling.encoder import Encoder
 
-    from tiny_decoders import make_tiny_decoder
-
-    path = make_tiny_decoder(tmp_path_factory.mktemp(request.param), request.param)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.pad_token = tokenizer.eos_token
-    return path, AutoModel.from_pretrained(path).eval(), tokenizer
+    path = still_decoder_models[request.param]
+    enc = Encoder(str(path), pooler="avg", precision="fp32", device="cpu")
+    return path, enc.hf_model, enc.tokenizer
 
 
 def _forward(model, tokenizer, texts, side):
-    tokenizer.padding_side = side
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    shipped, tokenizer.padding_side = tokenizer.padding_side, side
+    try:
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = shipped
     with torch.no_grad():
         out = model(**batch, output_hidden_states=True)
     return batch, out
@@ -165,21 +170,18 @@ def test_last_token_is_the_unpadded_sentence_end(decoder):
         torch.testing.assert_close(got[row], want, rtol=0, atol=1e-5)
 
 
-def test_instruction_length_is_sentence_transformers_rule(decoder):
-    _, _, tokenizer = decoder
-    assert instruction_length(tokenizer, "query : retrieve passage") == 5  # <s> + 4 words; no trailing special
-
-
 @pytest.mark.parametrize("pooler", ["avg", "last_token", "weighted_avg"])
 def test_encoder_with_an_instruction_equals_a_hand_made_batch(decoder, pooler):
     from simcse_lab.modeling.encoder import Encoder
 
     path, model, tokenizer = decoder
-    instruction = "query : retrieve passage : "
+    instruction = INSTRUCTION
     enc = Encoder(str(path), pooler=pooler, precision="fp32", device="cpu", batch_size=3, instruction=instruction)
     got = enc.encode(SENTENCES)
     batch, out = _forward(model, tokenizer, [instruction + s for s in SENTENCES], "right")
-    want = loop_pool(pooler, out.last_hidden_state, batch["attention_mask"], skip=6).numpy()
+    skip = instruction_length(tokenizer, instruction)
+    assert skip >= 5  # the instruction's words (and BOS where the family adds one), no trailing EOS
+    want = loop_pool(pooler, out.last_hidden_state, batch["attention_mask"], skip=skip).numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     plain = Encoder(str(path), pooler=pooler, precision="fp32", device="cpu").encode(SENTENCES)
     assert np.abs(plain - got).max() > 1e-3  # the instruction changes the vectors (it is in the forward pass)
@@ -191,12 +193,12 @@ def test_instruction_refusals(decoder, tmp_path):
 
     path, _, _ = decoder
     with pytest.raises(UserError, match="leaves none"):
-        Encoder(str(path), pooler="avg", precision="fp32", max_length=3, instruction="query : retrieve").encode(["a"])
+        Encoder(str(path), pooler="avg", precision="fp32", max_length=3, instruction=INSTRUCTION).encode(["a"])
 
 
-@pytest.mark.parametrize("pooler,instruction", [("last_token", ""), ("weighted_avg", ""), ("avg", "query : "),
-                                                ("weighted_avg", "query : retrieve passage : "),
-                                                ("last_token", "query : "), ("avg_first_last", "query : ")])
+@pytest.mark.parametrize("pooler,instruction", [("last_token", ""), ("weighted_avg", ""), ("avg", INSTRUCTION),
+                                                ("weighted_avg", INSTRUCTION), ("last_token", INSTRUCTION),
+                                                ("avg_top2", INSTRUCTION)])
 def test_sentence_transformers_reproduces_it(decoder, tmp_path, pooler, instruction):
     """Saved as a sentence-transformers directory (lasttoken / weightedmean, the instruction as its default prompt
     with include_prompt=False), reloaded by sentence-transformers itself: the same vectors (1e-5)."""
@@ -211,6 +213,8 @@ def test_sentence_transformers_reproduces_it(decoder, tmp_path, pooler, instruct
     got = loaded.encode(SENTENCES, convert_to_numpy=True, batch_size=3)
     np.testing.assert_allclose(got, enc.encode(SENTENCES), rtol=0, atol=1e-5)
     assert loaded.default_prompt_name == ("instruction" if instruction else None)
+    if instruction:  # sentence-transformers' own count of the prompt's tokens is ours
+        assert loaded[0]._get_prompt_length(instruction) == instruction_length(enc.tokenizer, instruction)
 
 
 # -- exports -----------------------------------------------------------------------------------------------
@@ -239,7 +243,7 @@ def test_an_instruction_exports_as_sentence_transformers_and_evaluates_with_it(d
     from simcse_lab.modeling.encoder import Encoder
 
     path, _, _ = decoder
-    instruction = "query : retrieve passage : "
+    instruction = INSTRUCTION
     export(str(path), "sentence-transformers", tmp_path / "st", pooler="weighted_avg", instruction=instruction)
     want = Encoder(str(path), pooler="weighted_avg", precision="fp32", device="cpu",
                    instruction=instruction).encode(SENTENCES)
@@ -255,7 +259,7 @@ def test_an_instruction_is_refused_where_the_format_drops_it(decoder, tmp_path, 
 
     path, _, _ = decoder
     with pytest.raises(UserError, match="export it as --format sentence-transformers"):
-        export(str(path), fmt, tmp_path / "out", pooler="avg", instruction="query : ")
+        export(str(path), fmt, tmp_path / "out", pooler="avg", instruction=INSTRUCTION)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -274,20 +278,23 @@ def test_training_with_an_instruction_pools_and_exports_it(decoder, tmp_path):
     from simcse_lab.training.objectives import build_objective
 
     path, _, tokenizer = decoder
-    instruction = "query : retrieve passage : "
+    instruction = INSTRUCTION
     data = write_lines(tmp_path / "corpus.txt", random_sentences(32))
     cfg = TrainConfig(model=str(path), data=str(data), batch_size=8, max_seq_len=24, lr=1e-3, eval_steps=0,
                       test_tasks="none", precision="fp32", log_steps=1, progress=False, pooler="weighted_avg",
                       instruction=instruction, max_steps=2, output_dir=str(tmp_path / "run"))
     train(cfg)
-    tok, embedder = load_embedder(str(path), "weighted_avg", True)
-    head = tok(instruction)["input_ids"]
+    tok, embedder = load_embedder(str(path), "weighted_avg", True, bidirectional=cfg.bidirectional)
+    head = tok(instruction)["input_ids"][:instruction_length(tok, instruction) - 1]  # its last may merge with a word
     examples = load_training_examples(cfg, tok)
     assert all(examples[i][:len(head)] == head for i in range(4))
+    assert all(examples[i][-1] == tok.eos_token_id for i in range(4)) == bool(tok("a")["input_ids"][-1] ==
+                                                                            tok.eos_token_id)
     objective = build_objective("unsup", cfg, tok, embedder)
     batch = objective.collate([examples[i] for i in range(4)], 0)
-    assert batch["embed_mask"][:, :len(head)].sum() == 0
-    assert (batch["embed_mask"].sum(1) == batch["attention_mask"].sum(1) - len(head)).all()
+    skip = instruction_length(tok, instruction)
+    assert batch["embed_mask"][:, :skip].sum() == 0
+    assert (batch["embed_mask"].sum(1) == batch["attention_mask"].sum(1) - skip).all()
 
     import torch
 
@@ -304,9 +311,9 @@ def test_instruction_config_refusals():
     from simcse_lab.training.config import TrainConfig
 
     with pytest.raises(UserError, match="pooler 'cls'"):
-        TrainConfig(pooler="cls", instruction="query : ")
+        TrainConfig(pooler="cls", instruction=INSTRUCTION)
     with pytest.raises(UserError, match="esimcse"):
-        TrainConfig(objective="esimcse", pooler="avg", instruction="query : ")
+        TrainConfig(objective="esimcse", pooler="avg", instruction=INSTRUCTION)
 
 
 @pytest.mark.parametrize("pooler", ["last_token", "weighted_avg"])
@@ -316,9 +323,8 @@ def test_chunks_and_mini_batches_keep_the_vectors(decoder, pooler):
     from simcse_lab.modeling.embedder import SimCSEEmbedder
     from simcse_lab.modeling.loading import load_model
 
-    path, _, tokenizer = decoder
-    tokenizer.padding_side = "right"
-    batch = tokenizer(["query : " + s for s in SENTENCES], padding=True, return_tensors="pt")
+    path, model, tokenizer = decoder
+    batch, _ = _forward(model, tokenizer, [INSTRUCTION + s for s in SENTENCES], "right")
     batch = {**batch, "embed_mask": embed_mask(batch["attention_mask"], 3)}
     plain = SimCSEEmbedder(load_model(str(path)), pooler).train()
     want = plain(**batch, chunks=1)

@@ -1,7 +1,8 @@
-"""MNTP (LLM2Vec's masked next-token prediction) on a tiny random Llama: the loss equals an explicit shifted-label
-computation written here and transformers' own causal-LM loss on the same masked batch; the masking (80/10/10,
-all_mask, never a position nothing predicts); the "_" mask token of a tokenizer without one, stated in the run's
-summary; ``--objective mntp`` and ``--do-mlm`` on a decoder train through the unchanged loop."""
+"""MNTP (LLM2Vec's masked next-token prediction) on tiny random decoders (a word-level Llama whose vocabulary has
+"_", and the Qwen2, Gemma and GPT-2 of tests/families.py): the loss equals an explicit shifted-label computation
+written here and transformers' own causal-LM loss on the same masked batch; the masking (80/10/10, all_mask, never
+a position nothing predicts); the "_" mask token of a tokenizer without one (Gemma's own <mask> where it has one),
+stated in the run's summary; ``--objective mntp`` and ``--do-mlm`` on a decoder train through the unchanged loop."""
 
 from __future__ import annotations
 
@@ -23,36 +24,33 @@ def llama(tmp_path_factory):
     return make_tiny_decoder(tmp_path_factory.mktemp("llama-mntp"), "llama", seed=4)
 
 
-@pytest.fixture(autouse=True)
-def decoder_family(monkeypatch):
-    """Until the decoder family modules are merged: llama declared as a decoder family with MNTP."""
-    from simcse_lab.modeling import families
-    from simcse_lab.modeling.families.base import MNTP
-
-    if families.FAMILIES.get("llama") is None:
-        monkeypatch.setitem(families.FAMILIES, "llama",
-                            families.Family("llama", ("llama",), summary_token=None, masked_lm=MNTP,
-                                            pad_fallback=("eos_token",)))
+@pytest.fixture(params=["llama", "qwen2", "gemma", "gpt2"])
+def decoder(request, llama, still_decoder_models):
+    """A causal-LM checkpoint of each family (GPT-2's is its base model: the LM head is tied to its embeddings)."""
+    return llama if request.param == "llama" else still_decoder_models[request.param]
 
 
 def _masked_batch(tokenizer, probability=0.5, masking="80/10/10", seed=0):
+    from types import SimpleNamespace
+
     from simcse_lab.modeling.families import family_of, mask_token
 
-    tokenizer.padding_side = "right"
+    shipped, tokenizer.padding_side = tokenizer.padding_side, "right"  # as pad_batch pads a training batch
     batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
-    mask_id = mask_token(tokenizer, family_of(type("C", (), {"model_type": "llama"})), "tiny")[0]
+    tokenizer.padding_side = shipped
+    mask_id = mask_token(tokenizer, family_of(SimpleNamespace(model_type="llama")), "tiny")[0]
     torch.manual_seed(seed)
     masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], tokenizer.all_special_ids, mask_id,
                                  len(tokenizer), probability, MASKINGS[masking], skip_first=1)
     return batch, masked, labels, mask_id
 
 
-def test_mntp_loss_equals_the_explicit_shifted_labels(llama):
+def test_mntp_loss_equals_the_explicit_shifted_labels(decoder):
     from transformers import AutoModelForCausalLM
 
     from simcse_lab.modeling.embedder import load_embedder
 
-    tokenizer, embedder = load_embedder(str(llama), "avg", False, do_mlm=True)
+    tokenizer, embedder = load_embedder(str(decoder), "avg", False, do_mlm=True)  # causal: as the reference
     embedder.eval()
     assert embedder.mlm_shift == 1 and isinstance(embedder.lm_head, torch.nn.Linear)  # the model's own LM head
     batch, masked, labels, _ = _masked_batch(tokenizer)
@@ -60,7 +58,7 @@ def test_mntp_loss_equals_the_explicit_shifted_labels(llama):
     with torch.no_grad():
         loss = embedder(batch["input_ids"], batch["attention_mask"], mlm_input_ids=masked, mlm_labels=labels,
                         mlm_only=True)
-        causal = AutoModelForCausalLM.from_pretrained(llama).eval()
+        causal = AutoModelForCausalLM.from_pretrained(decoder).eval()
         logits = causal(input_ids=masked, attention_mask=batch["attention_mask"]).logits
         hf_loss = causal(input_ids=masked, attention_mask=batch["attention_mask"], labels=labels).loss
     # written out: each masked token i of each row against the log-softmax of the logits at i - 1
@@ -78,10 +76,9 @@ def test_mntp_loss_equals_the_explicit_shifted_labels(llama):
 
 
 def test_masking_settings(llama):
-    from transformers import AutoTokenizer
+    from simcse_lab.modeling.embedder import load_embedder
 
-    tokenizer = AutoTokenizer.from_pretrained(llama)
-    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer, _ = load_embedder(str(llama), "avg", False)
     batch, masked, labels, mask_id = _masked_batch(tokenizer, probability=0.8, masking="all_mask")
     chosen = labels != IGNORE
     assert chosen.any() and not chosen[:, 0].any()  # position 0 is never masked: nothing before it predicts it
@@ -90,22 +87,13 @@ def test_masking_settings(llama):
     assert tokenizer.convert_ids_to_tokens(mask_id) == "_"  # the tokenizer has no mask token: LLM2Vec's "_"
 
 
-def test_a_missing_mask_fallback_is_refused(tmp_path):
-    from types import SimpleNamespace
+def test_a_missing_mask_fallback_is_refused(still_decoder_models, tmp_path):
+    """The families fixture's Llama tokenizer has no mask token and no "_" token: refused in one line, before
+    any training (not masked with <unk>)."""
+    from simcse_lab.modeling.embedder import load_embedder
 
-    from simcse_lab.modeling.families import family_of, mask_token
-
-    class NoUnderscore:
-        mask_token_id, mask_token, unk_token_id = None, None, 0
-
-        def convert_tokens_to_ids(self, token):
-            return 0
-
-        def __call__(self, text, add_special_tokens=True):
-            return {"input_ids": [5, 6]}
-
-    with pytest.raises(UserError, match="not one token"):
-        mask_token(NoUnderscore(), family_of(SimpleNamespace(model_type="llama")), "m")
+    with pytest.raises(UserError, match="not one token of its vocabulary"):
+        load_embedder(str(still_decoder_models["llama"]), "avg", False, do_mlm=True)
 
 
 def _config(tmp_path, model, **kw):
@@ -126,7 +114,7 @@ def _config(tmp_path, model, **kw):
 def test_mntp_trains_and_states_its_mask_token(llama, tmp_path, kw):
     from simcse_lab.training.loop import train
 
-    summary = train(_config(tmp_path, llama, **kw))
+    summary = train(_config(tmp_path, llama, **kw))  # bidirectional, as LLM2Vec runs MNTP
     masking = summary["masked_lm"]
     assert masking["objective"] == "mntp" and masking["mask_token"] == "_"
     assert masking["mask_token_from"] != "tokenizer" and masking["probability"] == kw["mlm_probability"]
