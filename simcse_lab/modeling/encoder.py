@@ -165,6 +165,7 @@ class Encoder:
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
         self.family = family_of(config)
+        saved = self.recipe.pooler if self.recipe is not None else None
         self.pooler = check_pooler_fits(self.family, self.pooler or saved or self.family.natural_pooler,
                                         self.model_name)
         check_instruction(self.pooler, self.instruction)
