@@ -11,7 +11,8 @@ so that ``AutoConfig`` / ``AutoTokenizer`` / ``AutoModel`` load them offline wit
 
 Decoder LLMs (issue 21, :data:`DECODERS`, the ``decoder_models`` fixture): Llama, Mistral, Phi-3 (Metaspace BPE
 with byte fallback, ``<s>`` added, no pad, left padding), Qwen2, Qwen3 (byte-level BPE, no BOS, pad = eos =
-``<|endoftext|>``), Gemma, Gemma2 (``<pad> <eos> <bos> <unk> <mask>``, ``<bos>`` added, left padding), saved as
+``<|endoftext|>``), Gemma, Gemma2, Gemma3 text (``<pad> <eos> <bos> <unk> <mask>``, ``<bos>`` added, left padding; Gemma3 with an
+8-token sliding window on its first layer), saved as
 their ``*ForCausalLM`` class, and GPT-2 (the no-pad model). None of their tokenizers appends EOS.
 
 Every model has 2 layers and hidden size 32; the position tables are small (64 usable positions) so that a long
@@ -61,8 +62,9 @@ FAMILIES = {f.name: f for f in [
     Family("modernbert", "modernbert", "[CLS]", "[MASK]", None, None, False, False),
     Family("t5", "t5", None, None, None, None, False, False),
 ]}
-# not one of the nine: a decoder's tokenizer as GPT-2 / Llama ship it, without a pad token
-NO_PAD = Family("gpt2-nopad", "gpt2", None, None, USABLE, USABLE, False, False)
+# not one of the nine: a decoder's tokenizer as GPT-2 / Llama ship it, without a pad token (a decoder family of
+# issue 21: trained bidirectionally by default, saved in simcse-lab's own layout)
+NO_PAD = Family("gpt2-nopad", "gpt2", None, None, USABLE, USABLE, False, False, True)
 ALL = {**FAMILIES, NO_PAD.name: NO_PAD}
 
 
@@ -72,7 +74,7 @@ def _decoder(name, model_type, adds_bos, padding_side, mask_token=None):
 
 # decoder LLMs (issue 21), saved as their *ForCausalLM class as the hub ships them (AutoModel loads the base);
 # tokenizers as shipped: Llama/Mistral/Phi-3 (Metaspace BPE with byte fallback, <s> added, no pad), Qwen2/Qwen3
-# (byte-level BPE, no BOS, pad = eos = <|endoftext|>), Gemma/Gemma2 (<pad> <eos> <bos> <unk> <mask>, <bos> added,
+# (byte-level BPE, no BOS, pad = eos = <|endoftext|>), Gemma/Gemma2/Gemma3 (<pad> <eos> <bos> <unk> <mask>, <bos> added,
 # left padding), GPT-2 (the no-pad model above). No tokenizer appends EOS.
 DECODERS = {f.name: f for f in [
     _decoder("llama", "llama", True, "left"),
@@ -82,6 +84,7 @@ DECODERS = {f.name: f for f in [
     _decoder("qwen3", "qwen3", False, "right"),
     _decoder("gemma", "gemma", True, "left", "<mask>"),
     _decoder("gemma2", "gemma2", True, "left", "<mask>"),
+    _decoder("gemma3", "gemma3_text", True, "left", "<mask>"),
     Family("gpt2", "gpt2", None, None, USABLE, USABLE, False, False, True, False, "right"),
 ]}
 EVERY = {**ALL, **DECODERS}
@@ -152,7 +155,7 @@ def make_decoder_tokenizer(name: str, lines: list[str]):
     if name in ("llama", "mistral", "phi3"):  # <unk>=0 <s>=1 </s>=2, bytes; <s> added, no pad
         vocab, merges = metaspace_bpe(lines, ["<unk>", "<s>", "</s>"])
         tok = tf.LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, **side)
-    elif name in ("gemma", "gemma2"):  # <pad>=0 <eos>=1 <bos>=2 <unk>=3 <mask>=4, bytes; <bos> added
+    elif name in ("gemma", "gemma2", "gemma3"):  # <pad>=0 <eos>=1 <bos>=2 <unk>=3 <mask>=4, bytes; <bos> added
         vocab, merges = metaspace_bpe(lines, ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])
         tok = tf.GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, **side)
     elif name in ("qwen2", "qwen3"):  # <|endoftext|> is eos and pad, no bos
@@ -281,6 +284,10 @@ def make_decoder(name: str, tokenizer, dropout: float = 0.1):
         "gemma": lambda: tf.GemmaForCausalLM(tf.GemmaConfig(**ids, **shape, **head)),
         "gemma2": lambda: tf.Gemma2ForCausalLM(tf.Gemma2Config(**ids, **shape, **head, query_pre_attn_scalar=8,
                                                                sliding_window=2 * USABLE)),
+        # Gemma 3 text: a sliding window shorter than a long sentence on its first layer, full attention on the other
+        "gemma3": lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(
+            **ids, **shape, **head, query_pre_attn_scalar=8, sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"])),
     }
     return made[name]()
 

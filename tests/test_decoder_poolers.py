@@ -284,7 +284,10 @@ def test_training_with_an_instruction_pools_and_exports_it(decoder, tmp_path):
                       test_tasks="none", precision="fp32", log_steps=1, progress=False, pooler="weighted_avg",
                       instruction=instruction, max_steps=2, output_dir=str(tmp_path / "run"))
     train(cfg)
-    tok, embedder = load_embedder(str(path), "weighted_avg", True, bidirectional=cfg.bidirectional)
+    from simcse_lab.modeling.attention import set_attention
+
+    tok, embedder = load_embedder(str(path), "weighted_avg", True)
+    set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # as training set it
     head = tok(instruction)["input_ids"][:instruction_length(tok, instruction) - 1]  # its last may merge with a word
     examples = load_training_examples(cfg, tok)
     assert all(examples[i][:len(head)] == head for i in range(4))

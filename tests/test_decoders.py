@@ -304,3 +304,71 @@ def test_no_bidirectional_on_an_encoder_is_refused(family_models, tmp_path):
     refused(cli("train", "--model", family_models["bert"], "--data", "wiki", "--no-bidirectional", *TRAIN_COMMON,
                 "--output-dir", out), "bert --no-bidirectional", "encoder")
     assert not out.exists()
+
+
+def test_index_records_the_attention_it_was_built_with_and_search_uses_it(still_decoder_models, shared_data,
+                                                                           tmp_path):
+    """index build --bidirectional on a raw decoder: the manifest records it and search loads the model the same
+    way (its probe check would refuse a causal reload: cosine < 0.99)."""
+    import json
+
+    from families import wiki_lines
+    from test_families_matrix import cli, works
+
+    from conftest import write_lines
+
+    corpus = write_lines(tmp_path / "corpus.txt", wiki_lines(shared_data)[:40])
+    index = tmp_path / "index"
+    works(cli("index", "build", "--model", still_decoder_models["qwen2"], "--corpus", corpus, "--bidirectional",
+              "--output-dir", index, "--precision", "fp32", "--no-progress"), "index build --bidirectional")
+    assert json.loads((index / "manifest.json").read_text())["bidirectional"] is True
+    result = cli("search", "--index", index, "--query", wiki_lines(shared_data)[3], "-k", "1")
+    works(result, "search")
+    assert result.out.splitlines()[1].endswith(wiki_lines(shared_data)[3])
+
+
+def test_eval_bidirectional_flag_changes_a_raw_decoder_and_is_recorded(still_decoder_models, shared_data, tmp_path,
+                                                                       monkeypatch):
+    import json
+
+    from test_families_matrix import cli, small_stsb_registry, works
+
+    small_stsb_registry(monkeypatch, shared_data, tmp_path / "mirror")
+    scores = {}
+    for flag in ("--bidirectional", "--no-bidirectional"):
+        out = tmp_path / f"{flag}.json"
+        works(cli("eval", "--model", still_decoder_models["llama"], "--tasks", "stsb", "--precision", "fp32", flag,
+                  "--no-progress", "--output", out), f"eval {flag}")
+        result = json.loads(out.read_text())
+        assert result["bidirectional"] is (flag == "--bidirectional")
+        scores[flag] = result["tasks"]["stsb"]["spearman"]
+    assert scores["--bidirectional"] != scores["--no-bidirectional"]
+
+
+@pytest.mark.parametrize("name", [n for n in DECODERS if n.startswith("gemma")])
+def test_gemmas_config_flag_reloads_bidirectional_through_plain_automodel(still_decoder_models, name, tmp_path):
+    """Gemma 1-3: saved with the family's flag (use_bidirectional_attention + is_causal false), plain AutoModel
+    reloads the model bidirectional, equal to simcse-lab's in-memory switch on a padded batch longer than
+    Gemma 3's sliding window; saved causal, the flag is absent and the reload is causal."""
+    import json
+
+    import torch
+    from transformers import AutoModel
+
+    from simcse_lab.modeling.attention import is_bidirectional, saving_config, set_bidirectional
+    from simcse_lab.modeling.families import family_of
+
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (2, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 14:] = 0
+    for on in (True, False):
+        model = set_bidirectional(AutoModel.from_pretrained(still_decoder_models[name]).eval(), on)
+        with saving_config(model, family_of(model.config)):
+            model.save_pretrained(tmp_path / str(on))
+        saved = json.loads((tmp_path / str(on) / "config.json").read_text())
+        assert (saved.get("is_causal"), bool(saved.get("use_bidirectional_attention"))) == ((False, True) if on
+                                                                                           else (None, False))
+        reloaded = AutoModel.from_pretrained(tmp_path / str(on)).eval()
+        assert is_bidirectional(reloaded) == on and is_bidirectional(model) == on  # the config restored after
+        torch.testing.assert_close(_hidden(reloaded, ids, mask), _hidden(model, ids, mask), atol=1e-6, rtol=0)

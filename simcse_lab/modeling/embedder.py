@@ -222,14 +222,18 @@ def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_wid
     return family
 
 
+def set_attention(backbone, family, bidirectional: bool):
+    """A decoder LLM's backbone made to attend bidirectionally or causally (an encoder's: unchanged); returned."""
+    return set_bidirectional(backbone, bidirectional) if family.causal else backbone
+
+
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False,
-                  bidirectional: bool = False):
+                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
     sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
     ``projection`` adds a fresh one (+ normalisation) where the model has none. A decoder LLM family's backbone
-    attends bidirectionally when ``bidirectional`` (:mod:`simcse_lab.modeling.attention`), causally otherwise,
-    and its tokenizer appends EOS where the family says so."""
+    comes causal, as shipped (training then sets its attention: :func:`set_attention`), and its tokenizer
+    appends EOS where the family says so."""
     path = backbone_path(model)
     config = backbone_config(model, path)
     family = check_family(model, config, pooler, do_mlm, pack_width)
@@ -242,8 +246,7 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
             backbone, lm_head = load_with_lm_head(path, config, model)
         else:
             backbone = load_model(path, config)
-        if family.causal:
-            set_bidirectional(backbone, bidirectional)
+        backbone = set_attention(backbone, family, False)
         root = resolve_model(model)
         # a sentence-transformers directory: its own projection head, if it has one
         head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None

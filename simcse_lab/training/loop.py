@@ -33,7 +33,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.evaluation.dev import dev_metrics
 from simcse_lab.evaluation.sts import parse_tasks
 from simcse_lab.io import write_json
-from simcse_lab.modeling.embedder import load_embedder
+from simcse_lab.modeling.embedder import load_embedder, set_attention
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
 from simcse_lab.training.backbone import family_precision, resolve_backbone
 from simcse_lab.training.checkpoint import save_checkpoint
@@ -110,8 +110,8 @@ def train(cfg: TrainConfig) -> dict:
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.needs_lm_head,
-                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection,
-                                        cfg.bidirectional)
+                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection)
+    set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # a decoder LLM's --bidirectional
     embedder.instruction = cfg.instruction  # saved with the model (its recipe; a sentence-transformers default prompt)
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
