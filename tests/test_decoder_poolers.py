@@ -284,7 +284,7 @@ def test_training_with_an_instruction_pools_and_exports_it(decoder, tmp_path):
                       test_tasks="none", precision="fp32", log_steps=1, progress=False, pooler="weighted_avg",
                       instruction=instruction, max_steps=2, output_dir=str(tmp_path / "run"))
     train(cfg)
-    from simcse_lab.modeling.attention import set_attention
+    from simcse_lab.modeling.embedder import set_attention
 
     tok, embedder = load_embedder(str(path), "weighted_avg", True)
     set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # as training set it

@@ -164,7 +164,8 @@ def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) ->
 
 def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,
                               max_seq_length: int = 512, model_card: str | None = None,
-                              projection: torch.nn.Linear | None = None, normalize: bool = False) -> Path:
+                              projection: torch.nn.Linear | None = None, normalize: bool = False,
+                              instruction: str = "") -> Path:
     """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ ``mlp`` for ``cls``)
     as a sentence-transformers directory at ``output_dir``; return its path.
 
@@ -199,7 +200,7 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
             shutil.rmtree(hf_dir, ignore_errors=True)
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
-        model_recipe(backbone, tokenizer, pooler).write(tmp)
+        model_recipe(backbone, tokenizer, pooler, instruction).write(tmp)
     return output_dir
 
 
