@@ -135,3 +135,17 @@ def test_mntp_refusals(tmp_path, llama):
         TrainConfig(mlm_masking="half")
     with pytest.raises(UserError, match="mlm_probability"):
         TrainConfig(mlm_probability=0.0)
+
+
+def test_a_checkpoint_without_lm_head_weights_is_refused(llama, tmp_path):
+    """An encoder saved alone (a run's final/ holds the base model) has no LM head to predict with: MNTP on it is
+    refused in one line rather than trained with a random head (the run's checkpoints keep the head: --resume)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from simcse_lab.modeling.embedder import load_embedder
+
+    AutoModel.from_pretrained(llama).save_pretrained(tmp_path / "base")
+    AutoTokenizer.from_pretrained(llama).save_pretrained(tmp_path / "base")
+    with pytest.raises(UserError, match="no LM-head weights"):
+        load_embedder(str(tmp_path / "base"), "avg", False, do_mlm=True)
+    load_embedder(str(tmp_path / "base"), "avg", False)  # as an encoder it loads
