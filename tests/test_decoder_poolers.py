@@ -336,3 +336,18 @@ def test_chunks_and_mini_batches_keep_the_vectors(decoder, pooler):
     torch.testing.assert_close(cached(**batch, chunks=1), want, rtol=0, atol=1e-5)
     if pooler == "weighted_avg":  # the mask is read (last_token reads the last token either way)
         assert not torch.allclose(plain(**{k: v for k, v in batch.items() if k != "embed_mask"}, chunks=1), want)
+
+
+def test_analyze_layer_profile_embeds_with_the_instruction(decoder, tmp_path):
+    """analyze's one-pass layer profile gives the encoder's own sentence vectors, instruction included (a model
+    saved with one, or run through its sentence-transformers modules and default prompt)."""
+    from simcse_lab.analysis.layers import encode_layers
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.st_format import save_sentence_transformer
+
+    path, _, _ = decoder
+    enc = Encoder(str(path), pooler="weighted_avg", precision="fp32", device="cpu", instruction=INSTRUCTION)
+    np.testing.assert_allclose(encode_layers(enc, SENTENCES).sentence, enc.encode(SENTENCES), rtol=0, atol=1e-5)
+    save_sentence_transformer(enc.hf_model, enc.tokenizer, "weighted_avg", tmp_path / "st", instruction=INSTRUCTION)
+    st = Encoder(str(tmp_path / "st"), precision="fp32", device="cpu")
+    np.testing.assert_allclose(encode_layers(st, SENTENCES).sentence, enc.encode(SENTENCES), rtol=0, atol=1e-5)

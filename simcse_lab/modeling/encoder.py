@@ -216,14 +216,19 @@ class Encoder:
     def _forward(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.backend == "sentence-transformers":
-            features = model_inputs(batch)
-            if self.instruction:
-                features["prompt_length"] = instruction_length(self.tokenizer, self.instruction)
-            return self.st_model(features)["sentence_embedding"]
+            return self.st_model(self.st_features(batch))["sentence_embedding"]
         out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)
         return project(vectors, self.projection, self.normalize)
+
+    def st_features(self, batch: dict) -> dict:
+        """A batch of :func:`encode_texts` as the sentence-transformers model's features: no pooling-only entries,
+        and its prompt's length (which its Pooling drops from the pooled tokens if so configured)."""
+        features = model_inputs(batch)
+        if self.instruction:
+            features["prompt_length"] = instruction_length(self.tokenizer, self.instruction)
+        return features
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
