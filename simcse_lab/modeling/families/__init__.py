@@ -134,7 +134,7 @@ def _appending(definition: dict | None, eos: str, eos_id: int):
     if kind == "TemplateProcessing":
         single = [_template(p) for p in definition["single"]]
         pair = [_template(p) for p in definition["pair"]]
-        pair.insert(next(i for i, t in enumerate(pair) if t.endswith(":1")), f"{eos}:0")
+        pair.insert(next((i for i, t in enumerate(pair) if t.endswith(":1")), len(pair)), f"{eos}:0")
         specials.update({name: token["ids"][0] for name, token in definition["special_tokens"].items()})
     append = processors.TemplateProcessing(single=" ".join(single + [f"{eos}:0"]), pair=" ".join(pair + [f"{eos}:1"]),
                                            special_tokens=list(specials.items()))
