@@ -121,16 +121,16 @@ def load_model(path: str, config=None, **kwargs):
         return model_class.from_pretrained(path, config=config, **kwargs, **NO_REMOTE_CODE)
 
 
-def load_with_lm_head(path: str, config, model: str):
-    """(the base model, its LM head) of the causal LM at ``path`` (``AutoModelForCausalLM``, no remote code): the
-    head MNTP predicts with. A checkpoint without trained LM-head weights (an encoder saved alone) is a one-line
+def load_with_lm_head(path: str, config, model: str, **kwargs):
+    """(the base model, its LM head) of the causal LM at ``path`` (``AutoModelForCausalLM``, no remote code;
+    ``**kwargs`` to ``from_pretrained`` as :func:`load_model` takes them, e.g. a dtype): the head MNTP predicts with. A checkpoint without trained LM-head weights (an encoder saved alone) is a one-line
     UserError: a randomly initialised head would be trained as if it were the model's."""
     import transformers
 
     check_local_model(path)
     with quiet():
         causal, info = transformers.AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True,
-                                                                        **NO_REMOTE_CODE)
+                                                                        **kwargs, **NO_REMOTE_CODE)
     head = causal.get_output_embeddings()
     tied = head.weight is causal.get_input_embeddings().weight
     missing = [k for k in info.get("missing_keys", []) if k.split(".")[0] in ("lm_head", "embed_out", "output")]
