@@ -46,10 +46,19 @@ class DatasetInfo:
     offline_note: str | None = None
 
 
-@lru_cache(maxsize=1)
 def manifest() -> dict[str, DatasetInfo]:
-    if MANIFEST is not None:
-        text = Path(MANIFEST).read_text(encoding="utf-8")
+    """The registry's datasets by name, read once per manifest file (MANIFEST: a test's or a mirror's, else the
+    packaged registry.json)."""
+    return _manifest(MANIFEST)
+
+
+manifest.cache_clear = lambda: _manifest.cache_clear()  # a test that rewrote a manifest file in place
+
+
+@lru_cache(maxsize=4)
+def _manifest(path) -> dict[str, DatasetInfo]:
+    if path is not None:
+        text = Path(path).read_text(encoding="utf-8")
     else:  # importlib.resources: works from a wheel, a zip or a source tree alike
         text = resources.files(__package__).joinpath("registry.json").read_text(encoding="utf-8")
     raw = json.loads(text)
