@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: model limit)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
     p.add_argument("--subsets", action="store_true", help="also print per-subset Spearman")
+    p.add_argument("--no-geometry", dest="geometry", action="store_false",
+                   help="skip alignment/uniformity per task and the isotropy of all sentences (computed by default "
+                        "from the vectors already encoded)")
     post_hoc = p.add_mutually_exclusive_group()
     post_hoc.add_argument("--whiten", default=None, metavar="CORPUS",
                           help="fit BERT-whitening on this corpus (dataset NAME[:SPLIT] or file) and score through it")
@@ -47,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from simcse_lab.commands import _validate
-    from simcse_lab.evaluation.sts import evaluate, format_table, parse_tasks
+    from simcse_lab.evaluation.sts import evaluate, format_geometry, format_table, parse_tasks
     from simcse_lab.io import write_json
     from simcse_lab.modeling.resolve import resolve_model
     from simcse_lab.runtime.progress import library_bars
@@ -76,11 +79,14 @@ def run(args) -> int:
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)
-    result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress)
+    result = evaluate(encoder, tasks, split=args.split, mode=args.aggregate, progress=args.progress,
+                      geometry=args.geometry)
     if fitted is not None:
         result["post_hoc"] = fitted
-    name = f"{result['model']} [{result['pooler']}, {result['precision']}]"
-    print(format_table([result], [name + (f" + {fitted['method']}" if fitted else "")]))
+    name = f"{result['model']} [{result['pooler']}, {result['precision']}]" + (f" + {fitted['method']}" if fitted else "")
+    print(format_table([result], [name]))
+    if args.geometry:
+        print("\n" + format_geometry([result], [name]))
     if args.subsets:
         for task, r in result["tasks"].items():
             subs = ", ".join(f"{name} {s['spearman']:.2f}" for name, s in r["subsets"].items())

@@ -22,7 +22,7 @@ import torch
 
 from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.dev import dev_metrics
-from simcse_lab.evaluation.sts import evaluate, format_table
+from simcse_lab.evaluation.sts import evaluate, format_geometry, format_table
 from simcse_lab.io import open_own_file, write_json, write_text
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
 from simcse_lab.modeling.st_format import save_embedder
@@ -297,7 +297,8 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
         summary["test_after"]["model"] = str(chosen)
         results = [r for r in (summary.get("test_before"), summary["test_after"]) if r]
         summary["table"] = format_table(results, [r["model"] for r in results])
-        print(summary["table"])
+        summary["geometry_table"] = format_geometry(results, [r["model"] for r in results])
+        print(summary["table"] + "\n\n" + summary["geometry_table"])
     write_json(out / "summary.json", summary)
     print(f"done: {run.step} steps, {summary['seconds_per_step'] or 0:.3f} s/step; best dev "
           f"{summary['best_dev_spearman']} at step {run.best_step}; wrote {out}")
