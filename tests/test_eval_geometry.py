@@ -179,3 +179,25 @@ def test_a_task_without_positive_pairs_has_no_alignment(tiny_bert, monkeypatch):
     assert result["tasks"]["stsb"]["alignment"] is None and result["tasks"]["stsb"]["alignment_pairs"] == 0
     assert result["geometry"]["avg"]["alignment"] is None
     assert " - " in format_geometry([result]) or format_geometry([result]).split("\n")[2].split()[-1] == "-"
+
+
+def test_train_summary_has_geometry_before_and_after(tiny_bert, fake_sts, tmp_path, capsys):
+    """train's summary.json: test_before and test_after each carry the geometry; the printed before -> after
+    STS table is followed by the geometry table (also in summary.json)."""
+    from conftest import random_sentences
+
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(random_sentences(32)) + "\n")
+    train(TrainConfig(model=str(tiny_bert), data=str(corpus), objective="unsup", pooler="cls", mlp_only_train=True,
+                      batch_size=8, max_seq_len=16, lr=1e-3, max_steps=2, eval_steps=0, test_tasks="stsb,sickr",
+                      precision="fp32", progress=False, output_dir=str(tmp_path / "run")))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for key in ("test_before", "test_after"):
+        assert set(summary[key]["geometry"]["isotropy"]) >= {"mean_cosine", "isoscore", "partition_isotropy"}
+        assert summary[key]["tasks"]["stsb"]["alignment_pairs"] == 5  # 12 fake test pairs: 4.5 5.0 4.2 4.8 4.5
+    after = summary["test_after"]
+    assert f"{after['tasks']['sickr']['uniformity']:.3f}" in summary["geometry_table"]
+    assert summary["geometry_table"] in capsys.readouterr().out

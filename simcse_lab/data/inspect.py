@@ -167,7 +167,10 @@ def scripts(characters: Counter) -> list[dict]:
 
 
 def _pct(share: float | None) -> str:
-    return "-" if share is None else f"{100 * share:.2f}%"
+    """A share as a percentage: two decimals, or two significant digits below 0.1% (0.0038%, not 0.00%)."""
+    if share is None:
+        return "-"
+    return f"{100 * share:.2f}%" if share == 0 or share >= 0.001 else f"{100 * share:.2g}%"
 
 
 def summary_lines(report: dict) -> list[str]:
