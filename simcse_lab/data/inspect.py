@@ -3,7 +3,8 @@
 Rows come from the strict readers of :mod:`simcse_lab.data.streaming` (any ``--data`` spec; a malformed row
 is the same ``file:line`` error as in training). Each text cell of a row is a sentence. Counted:
 
-- rows, sentences, duplicate rows (equal to an earlier row, all columns) and duplicate sentences;
+- rows, sentences, duplicate rows (equal to an earlier row, all columns) and duplicate sentences (from 64-bit
+  digests: 8 bytes a row and a sentence are kept, not the texts);
 - empty sentences (no token besides the special ones: e.g. only control or zero-width characters; a blank
   line or cell is already refused by the reader, as training refuses it) and one-word sentences (one
   whitespace-separated word);
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 
@@ -34,8 +36,15 @@ EXAMPLES = 5  # examples kept per finding
 TOP_CHARACTERS = 20
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+def _key(text: str) -> int:
+    """A 64-bit digest: duplicates are counted from 8 bytes per row and per sentence (a chance collision among
+    10 million texts: ~3e-6)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def _repeats(keys: array) -> int:
+    """How many keys equal an earlier one (all but the first of each value)."""
+    return len(keys) - len(np.unique(np.frombuffer(keys, dtype=np.uint64))) if len(keys) else 0
 
 
 class CorpusProfile:
@@ -45,9 +54,8 @@ class CorpusProfile:
         self.tokenizer, self.max_seq_len = tokenizer, max_seq_len
         self.unk_id = tokenizer.unk_token_id
         self.special = set(tokenizer.all_special_ids) - {self.unk_id}  # the unknown token stands for text
-        self.rows = self.duplicate_rows = self.duplicate_sentences = 0
-        self.seen_rows: set[bytes] = set()
-        self.seen_sentences: set[bytes] = set()
+        self.rows = 0
+        self.row_keys, self.sentence_keys = array("Q"), array("Q")
         self.lengths: Counter = Counter()
         self.characters: Counter = Counter()
         self.tokens = self.unknown_tokens = self.sentences_with_unknown = 0
@@ -57,13 +65,9 @@ class CorpusProfile:
 
     def add(self, row: tuple[str, ...]) -> None:
         self.rows += 1
-        key = _digest("\x00".join(row))
-        self.duplicate_rows += key in self.seen_rows
-        self.seen_rows.add(key)
+        self.row_keys.append(_key("\x00".join(row)))
         for sentence in row:
-            key = _digest(sentence)
-            self.duplicate_sentences += key in self.seen_sentences
-            self.seen_sentences.add(key)
+            self.sentence_keys.append(_key(sentence))
             self.characters.update(sentence)
             if len(sentence.split()) == 1:
                 self._found("one_word", sentence)
@@ -108,11 +112,11 @@ class CorpusProfile:
         visible = sum(n for c, n in self.characters.items() if not c.isspace())
         unknown_chars = self.unknown_characters()
         truncated = sum(n for length, n in self.lengths.items() if length > self.max_seq_len)
+        rows, repeated = _repeats(self.row_keys), _repeats(self.sentence_keys)
         return {
             "rows": self.rows, "sentences": sentences,
-            "duplicates": {"rows": self.duplicate_rows, "rows_share": _share(self.duplicate_rows, self.rows),
-                           "sentences": self.duplicate_sentences,
-                           "sentences_share": _share(self.duplicate_sentences, sentences)},
+            "duplicates": {"rows": rows, "rows_share": _share(rows, self.rows),
+                           "sentences": repeated, "sentences_share": _share(repeated, sentences)},
             **{what: {"count": self.counts[what], "share": _share(self.counts[what], sentences),
                       "examples": self.examples[what]} for what in ("empty", "one_word")},
             "tokens": {"total": self.tokens, "length": _summary(lengths), "histogram": dict(sorted(self.lengths.items())),
