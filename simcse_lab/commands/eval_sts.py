@@ -83,7 +83,8 @@ def run(args) -> int:
                       geometry=args.geometry)
     if fitted is not None:
         result["post_hoc"] = fitted
-    name = f"{result['model']} [{result['pooler']}, {result['precision']}]" + (f" + {fitted['method']}" if fitted else "")
+    name = f"{result['model']} [{result['pooler']}, {result['precision']}]"
+    name += f" + {fitted['method']}" if fitted else ""
     print(format_table([result], [name]))
     if args.geometry:
         print("\n" + format_geometry([result], [name]))

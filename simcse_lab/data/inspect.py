@@ -119,7 +119,8 @@ class CorpusProfile:
                            "sentences": repeated, "sentences_share": _share(repeated, sentences)},
             **{what: {"count": self.counts[what], "share": _share(self.counts[what], sentences),
                       "examples": self.examples[what]} for what in ("empty", "one_word")},
-            "tokens": {"total": self.tokens, "length": _summary(lengths), "histogram": dict(sorted(self.lengths.items())),
+            "tokens": {"total": self.tokens, "length": _summary(lengths),
+                       "histogram": dict(sorted(self.lengths.items())),
                        "max_seq_len": self.max_seq_len, "truncated": truncated,
                        "truncated_share": _share(truncated, sentences)},
             "unknown": {"token": self.tokenizer.unk_token if self.unk_id is not None else None,
@@ -187,7 +188,8 @@ def summary_lines(report: dict) -> list[str]:
         f"rows: {report['rows']}, sentences: {report['sentences']} ({', '.join(report['columns'])})",
         f"duplicates: {d['rows']} rows ({_pct(d['rows_share'])}), {d['sentences']} sentences "
         f"({_pct(d['sentences_share'])})",
-        f"empty to the model (no token but special ones): {report['empty']['count']} ({_pct(report['empty']['share'])});"
+        f"empty to the model (no token but special ones): {report['empty']['count']} "
+        f"({_pct(report['empty']['share'])});"
         f" one word: {report['one_word']['count']} ({_pct(report['one_word']['share'])})",
         f"length in tokens (with special tokens): min {length.get('min')}, median {length.get('p50')}, "
         f"p90 {length.get('p90')}, p99 {length.get('p99')}, max {length.get('max')}",
@@ -208,7 +210,8 @@ def markdown(report: dict, figure: str | None) -> str:
         lines += ["", f"![length distribution]({figure})"]
     lines += ["", "## Length histogram (tokens, special tokens included)", "", "| tokens | sentences |", "|---|---|"]
     lines += [f"| {n} | {c} |" for n, c in report["tokens"]["histogram"].items()]
-    lines += ["", "## Most frequent unknown characters", "", "| char | code point | name | count |", "|---|---|---|---|"]
+    lines += ["", "## Most frequent unknown characters", "", "| char | code point | name | count |",
+              "|---|---|---|---|"]
     lines += [f"| `{c['char']}` | {c['codepoint']} | {c['name']} | {c['count']} |"
               for c in report["unknown"]["top_characters"]]
     lines += ["", "## Scripts", "", "| script | characters | share |", "|---|---|---|"]
