@@ -201,3 +201,29 @@ def test_train_summary_has_geometry_before_and_after(tiny_bert, fake_sts, tmp_pa
     after = summary["test_after"]
     assert f"{after['tasks']['sickr']['uniformity']:.3f}" in summary["geometry_table"]
     assert summary["geometry_table"] in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_real_model_stsb_dev_equals_analyze(mirror_env, tmp_path):
+    """all-MiniLM-L6-v2 (its own modules, fp32) on the real STS-B dev set: eval's geometry and analyze's (--data
+    stsb, dev, every sentence) agree: the same sentences and positive pairs, equal up to the float32 rounding
+    of encoding each sentence in other batches."""
+    import subprocess
+    import sys
+
+    out, report = tmp_path / "eval.json", tmp_path / "analysis"
+    common = ["--model", "all-MiniLM-L6-v2", "--precision", "fp32", "--no-progress"]
+    for argv in (["eval", "--tasks", "stsb", "--split", "dev", "--output", str(out)],
+                 ["analyze", "--data", "stsb", "--split", "dev", "--no-tokens", "--no-token-dynamics",
+                  "--output-dir", str(report)]):
+        proc = subprocess.run([sys.executable, "-m", "simcse_lab", *argv, *common], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    ref = json.loads((report / "report.json").read_text())["checkpoints"][0]["sentence"]
+    stsb = result["tasks"]["stsb"]
+    assert stsb["sentences"] == ref["n"] == result["geometry"]["isotropy"]["n"]
+    assert stsb["alignment_pairs"] == ref["alignment_pairs"] > 0
+    assert stsb["alignment"] == pytest.approx(ref["alignment"], rel=1e-4)
+    assert stsb["uniformity"] == pytest.approx(ref["uniformity"], rel=1e-4)
+    for key in ("mean_cosine", "isoscore", "partition_isotropy", "effective_rank", "top_pc_share"):
+        assert result["geometry"]["isotropy"][key] == pytest.approx(ref[key], rel=1e-3), key
