@@ -1,10 +1,10 @@
 """Sentence-level geometry metrics (alignment and uniformity in evaluation.vectors, isotropy in
-analysis.geometry) against known answers on synthetic data."""
+evaluation.isotropy) against known answers on synthetic data."""
 
 import numpy as np
 import pytest
 
-from simcse_lab.analysis import geometry as g
+from simcse_lab.evaluation import isotropy as g
 from simcse_lab.evaluation import vectors as v
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from simcse_lab.analysis.geometry import mean_cosine
+from simcse_lab.evaluation.isotropy import mean_cosine
 from simcse_lab.errors import UserError
 from simcse_lab.evaluation.vectors import l2_normalize
 

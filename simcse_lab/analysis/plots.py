@@ -197,3 +197,16 @@ def checkpoint_trajectory(points: list[dict], path) -> str:
     for ax in axes:
         ax.set_xlabel("training step")
     return _save(fig, path)
+
+
+def length_histogram(histogram: dict[int, int], max_seq_len: int, path, title: str = "") -> str:
+    """Sentences per length in tokens (special tokens included), the truncation length marked (data inspect)."""
+    fig, (ax,) = _grid(1, width=6.0, height=3.4)
+    lengths = np.array(sorted(histogram), dtype=np.int64)
+    ax.bar(lengths, [histogram[n] for n in lengths], width=1.0, color="tab:blue", alpha=0.8)
+    ax.axvline(max_seq_len + 0.5, color="tab:red", linestyle="--", label=f"--max-seq-len {max_seq_len}")
+    ax.set_xlabel("length in tokens (special tokens included)")
+    ax.set_ylabel("sentences")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simcse_lab.analysis import geometry
+from simcse_lab.evaluation import isotropy as geometry
 from simcse_lab.analysis.degeneration import analyze_tokens, token_frequencies
 from simcse_lab.analysis.flow import FlowEncoder, fit_flow
 from simcse_lab.analysis.inputs import Checkpoint, SentenceData, _subsample
@@ -29,6 +29,7 @@ from simcse_lab.analysis.layers import encode_layers, hf_model_of
 from simcse_lab.analysis.token_dynamics import STOP_WORDS, token_dynamics
 from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
 from simcse_lab.evaluation.sts import POSITIVE_GOLD, evaluate
+from simcse_lab.evaluation.sts_geometry import unit_rows
 from simcse_lab.evaluation.tables import markdown_table, text_table
 from simcse_lab.evaluation.vectors import alignment, l2_normalize, uniformity
 from simcse_lab.modeling.encoder import Encoder
@@ -90,7 +91,7 @@ class Options:
 
 
 def sentence_metrics(x: np.ndarray, pairs: list[tuple[int, int]], max_pairs: int, seed: int) -> dict:
-    u = l2_normalize(x)
+    u = unit_rows(x)  # as ``eval`` normalises its rows: its geometry equals this on the same sentences
     out = {"alignment": None, "alignment_pairs": len(pairs)}
     if pairs:
         a, b = np.array(pairs).T
@@ -155,8 +156,8 @@ def run_token_dynamics(encoder, data: SentenceData, opts: Options, maps: dict | 
 
 
 def _post_hoc_sts(memo: MemoEncoder, wrapped, opts: Options, name: str) -> dict:
-    plain = evaluate(memo, list(opts.sts_tasks), split=opts.sts_split)
-    after = evaluate(wrapped, list(opts.sts_tasks), split=opts.sts_split)
+    plain = evaluate(memo, list(opts.sts_tasks), split=opts.sts_split, geometry=False)
+    after = evaluate(wrapped, list(opts.sts_tasks), split=opts.sts_split, geometry=False)
     return {"split": opts.sts_split,
             "sts_spearman": {task: {"plain": plain["tasks"][task]["spearman"], name: after["tasks"][task]["spearman"]}
                              for task in opts.sts_tasks},

@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: model limit)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
     p.add_argument("--subsets", action="store_true", help="also print per-subset Spearman")
+    p.add_argument("--no-geometry", dest="geometry", action="store_false",
+                   help="skip alignment/uniformity per task and the isotropy of all sentences (computed by default "
+                        "from the vectors already encoded)")
     post_hoc = p.add_mutually_exclusive_group()
     post_hoc.add_argument("--whiten", default=None, metavar="CORPUS",
                           help="fit BERT-whitening on this corpus (dataset NAME[:SPLIT] or file) and score through it")
@@ -96,7 +99,7 @@ def run(args) -> int:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)
     if mteb_plan is not None:
         return _mteb.run(mteb_plan, encoder, args, fitted)
-    result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress)
+    result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress, geometry=args.geometry)
     if fitted is not None:
         result["post_hoc"] = fitted
     print_result(result, tasks, fitted, args.subsets)
@@ -110,13 +113,16 @@ def run(args) -> int:
 
 def print_result(result: dict, tasks, fitted: dict | None, subsets: bool) -> None:
     """The STS table (as it always was), the per-subset scores, the encoding line, then a table per other type."""
-    from simcse_lab.evaluation.sts import format_table
+    from simcse_lab.evaluation.sts import format_geometry, format_table
     from simcse_lab.evaluation.tasks.run import format_sections
 
     name = f"{result['model']} [{result['pooler']}, {result['precision']}]"
+    name += f" + {fitted['method']}" if fitted else ""
     if "tasks" in result:
         labels = {t.name: t.label for t in tasks}
-        print(format_table([result], [name + (f" + {fitted['method']}" if fitted else "")], labels))
+        print(format_table([result], [name], labels))
+        if "geometry" in result:
+            print("\n" + format_geometry([result], [name], labels))
         if subsets:
             for task, r in result["tasks"].items():
                 subs = ", ".join(f"{name} {s['spearman']:.2f}" for name, s in r["subsets"].items())

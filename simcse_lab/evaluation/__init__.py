@@ -1,7 +1,8 @@
-"""Evaluation: STS with SimCSE's SentEval protocol, retrieval recall/MRR on STS pairs and on a user's
-query/positive pairs, SentEval's transfer tasks (linear probes, SimCSE's protocol), evaluation tasks as declared
-objects (tasks/: metadata, registry, --tasks/--select specs), the dev metrics of model selection, the vector
-measures they share (L2, cosine, alignment, uniformity), one table printer; and, with the mteb extra, any encoder
-scored by mteb's own evaluators (simcse-lab's STS data as local mteb tasks).
+"""Evaluation: STS with SimCSE's SentEval protocol and the geometry beside it (alignment, uniformity, isotropy),
+retrieval recall/MRR on STS pairs and on a user's query/positive pairs, SentEval's transfer tasks (linear probes,
+SimCSE's protocol), evaluation tasks as declared objects (tasks/: metadata, registry, --tasks/--select specs), the
+dev metrics of model selection, the vector measures they share (L2, cosine, alignment, uniformity, the isotropy
+measures), one table printer; and, with the mteb extra, any encoder scored by mteb's own evaluators (simcse-lab's
+STS data as local mteb tasks).
 Tests: tests/test_sts_aggregation.py, tests/test_sts_integration.py, tests/test_retrieval.py, tests/test_tables.py,
-tests/test_tasks.py, tests/test_transfer.py, tests/test_mteb.py."""
+tests/test_tasks.py, tests/test_transfer.py, tests/test_mteb.py, tests/test_geometry.py, tests/test_eval_geometry.py."""

@@ -22,12 +22,14 @@ from scipy.stats import pearsonr, spearmanr
 from simcse_lab.data import registry
 from simcse_lab.data.readers import PairSet
 from simcse_lab.errors import UserError
+from simcse_lab.evaluation.sts_geometry import geometry_table, suite_geometry, task_geometry, unit_rows
 from simcse_lab.evaluation.tables import text_table
 from simcse_lab.evaluation.vectors import cosine_rows
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder
 
 # STS gold scores run from 0 to 5; two published conventions cut at 4, and both are kept exactly:
-POSITIVE_GOLD = 4.0  # a positive pair for alignment: gold > POSITIVE_GOLD, strictly (SimCSE's analysis)
+POSITIVE_GOLD = 4.0  # a positive pair for alignment: gold > POSITIVE_GOLD, strictly (SimCSE's analysis, footnote 3:
+#                      "STS-B pairs with a score higher than 4 as p_pos"; Wang & Isola define no STS cut-off)
 RELEVANT_GOLD = 4.0  # a relevant retrieval partner: gold >= RELEVANT_GOLD
 
 TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
@@ -83,7 +85,7 @@ def aggregate(per_subset: dict[str, tuple[np.ndarray, np.ndarray]], mode: str) -
 def encode_pairsets(encoder: SentenceEncoder, pairsets, progress: bool = False
                     ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Each distinct sentence encoded once: (its vectors, [(vectors of sent1, vectors of sent2) per PairSet])."""
-    sentences = sorted({s for ps in pairsets for s in ps.sent1 + ps.sent2})
+    sentences = distinct_sentences(pairsets)
     vectors = encoder.encode(sentences, progress=progress)
     row = {s: i for i, s in enumerate(sentences)}
     return vectors, [(vectors[[row[s] for s in ps.sent1]], vectors[[row[s] for s in ps.sent2]]) for ps in pairsets]
@@ -97,21 +99,30 @@ def check_split(task: str, split: str) -> None:
         raise UserError(f"{task} has only a test split (use --split test, or --tasks stsb,sickr for dev)")
 
 
-def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False) -> dict:
-    """Score ``encoder`` on ``tasks``; returns the JSON-ready result dict (correlations x100)."""
+def distinct_sentences(pairsets) -> list[str]:
+    """The sentences of ``pairsets``, each once, sorted: the rows of :func:`encode_pairsets`' vectors."""
+    return sorted({s for ps in pairsets for s in ps.sent1 + ps.sent2})
+
+
+def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False,
+             geometry: bool = True) -> dict:
+    """Score ``encoder`` on ``tasks``; returns the JSON-ready result dict (correlations x100). With ``geometry``,
+    each task also gets alignment and uniformity, and ``geometry`` the isotropy of every sentence encoded
+    (:mod:`simcse_lab.evaluation.sts_geometry`), from the same vectors."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     data = {}
     for task in tasks:
         check_split(task, split)
         data[task] = load_task(task, split)
-    return score_sets(encoder, data, split, mode, progress)
+    return score_sets(encoder, data, split, mode, progress, geometry=geometry)
 
 
 def score_sets(encoder: SentenceEncoder, data: dict[str, dict[str, PairSet]], split: str, mode: str = "all",
-               progress: bool = False) -> dict:
+               progress: bool = False, geometry: bool = True, positive_gold: dict[str, float] | None = None) -> dict:
     """Score ``encoder`` on loaded tasks (``{task: {subset: PairSet}}``, SentEval's or a user's), each distinct
-    sentence of them all encoded once; the JSON-ready result dict of :func:`evaluate`."""
+    sentence of them all encoded once; the JSON-ready result dict of :func:`evaluate`. ``positive_gold``: a task's
+    own alignment cut-off where its scale is not SentEval's 0-5 (a user's file), else POSITIVE_GOLD."""
     start = time.perf_counter()
     pairsets = [ps for subsets in data.values() for ps in subsets.values()]
     vectors, pairs = encode_pairsets(encoder, pairsets, progress=progress)
@@ -123,6 +134,16 @@ def score_sets(encoder: SentenceEncoder, data: dict[str, dict[str, PairSet]], sp
             a, b = next(encoded)
             per_subset[name] = (cosine_rows(a, b), np.asarray(ps.scores, dtype=np.float64))
         results[task] = aggregate(per_subset, mode)
+    extra = {}
+    if geometry:
+        geometry_start, geometry_cpu = time.perf_counter(), time.process_time()
+        unit, rows = unit_rows(vectors), {s: i for i, s in enumerate(distinct_sentences(pairsets))}
+        for task, subsets in data.items():
+            cut = (positive_gold or {}).get(task, POSITIVE_GOLD)
+            results[task].update(task_geometry(unit, rows, list(subsets.values()), cut))
+        extra["geometry"] = {**suite_geometry(unit, results, POSITIVE_GOLD),
+                             "seconds": time.perf_counter() - geometry_start,
+                             "cpu_seconds": time.process_time() - geometry_cpu}
     seconds = time.perf_counter() - start
     return {
         **encoder.describe(),
@@ -133,6 +154,7 @@ def score_sets(encoder: SentenceEncoder, data: dict[str, dict[str, PairSet]], sp
         "avg": float(np.mean([r["spearman"] for r in results.values()])),
         "sentences_encoded": len(vectors),
         "seconds": seconds,
+        **extra,
     }
 
 
@@ -146,3 +168,10 @@ def format_table(results: list[dict], names: list[str] | None = None, labels: di
     rows = [[name] + [f"{r['tasks'][t]['spearman']:.2f}" for t in tasks] + [f"{r['avg']:.2f}"]
             for name, r in zip(names, results)]
     return text_table(head, rows, width=7, min_first=12)
+
+
+def format_geometry(results: list[dict], names: list[str] | None = None, labels: dict[str, str] | None = None) -> str:
+    """The geometry beside :func:`format_table`: alignment and uniformity per task, isotropy of all sentences
+    ("" when no result carries geometry)."""
+    names = names or [f"{r['model']} [{r['pooler']}, {r['precision']}]" for r in results]
+    return geometry_table(results, names, {**LABELS, **(labels or {})})

@@ -22,7 +22,7 @@ import torch
 
 from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.dev import selection_metrics
-from simcse_lab.evaluation.sts import evaluate, format_table
+from simcse_lab.evaluation.sts import evaluate, format_geometry, format_table
 from simcse_lab.evaluation.tasks import Selection
 from simcse_lab.io import open_own_file, write_json, write_text
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
@@ -321,7 +321,8 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
         summary["test_after"]["model"] = str(chosen)
         results = [r for r in (summary.get("test_before"), summary["test_after"]) if r]
         summary["table"] = format_table(results, [r["model"] for r in results])
-        print(summary["table"])
+        summary["geometry_table"] = format_geometry(results, [r["model"] for r in results])
+        print(summary["table"] + "\n\n" + summary["geometry_table"])
     write_json(out / "summary.json", summary)
     what = "dev" if selection.is_default else selection.text
     print(f"done: {run.step} steps, {summary['seconds_per_step'] or 0:.3f} s/step; best {what} "

@@ -1,7 +1,7 @@
-"""Sentence-level embedding geometry: the isotropy measures of the analysis report.
+"""Sentence-level embedding geometry: the isotropy measures of the analysis report and of ``eval``.
 
 Pure numpy/scipy functions on arrays of row vectors. Callers decide whether rows are
-L2-normalised (the analysis report normalises them first, as SimCSE and Wang & Isola do).
+L2-normalised (the analysis report and the STS evaluation normalise them first, as SimCSE and Wang & Isola do).
 Alignment and uniformity (Wang & Isola 2020), which the dev evaluation during training shares, live in
 :mod:`simcse_lab.evaluation.vectors`; this module adds the isotropy measures:
 
@@ -12,12 +12,15 @@ Alignment and uniformity (Wang & Isola 2020), which the dev evaluation during tr
 - IsoScore (Rudman et al. 2022);
 - effective rank exp(H(p)), p = normalised singular values of X (Roy & Vetterli 2007);
 - share of variance in the top principal direction.
+
+:func:`spectral_profile` computes all of them but the sampled positive-cosine fraction from the two d x d
+Gram matrices (X^T X and the centred one): O(n d^2) with no n x d decomposition, so the STS evaluation can
+afford it on every sentence it encoded (26,289 for the full suite); :func:`isotropy_profile` adds the fraction.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
 from simcse_lab.evaluation.vectors import as_rows, l2_normalize
 
@@ -38,12 +41,28 @@ def _positive_sum(values: np.ndarray, undefined: str) -> float:
     return total
 
 
+_ROWS = 4096  # rows converted to float64 at once by the O(n d) and O(n d^2) passes (no n x d temporaries)
+
+
+def _row_chunks(x: np.ndarray):
+    for start in range(0, len(x), _ROWS):
+        yield np.asarray(x[start: start + _ROWS], dtype=np.float64)
+
+
+def _checked(x, name: str) -> np.ndarray:
+    """``x`` checked as rows (at least two), float32 kept as it is (the passes convert chunk by chunk)."""
+    return as_rows(x, name, min_rows=2, dtype=np.float32 if np.asarray(x).dtype == np.float32 else np.float64)
+
+
 def mean_cosine(x) -> float:
     """Mean cosine over all distinct pairs, exactly: (||sum_i u_i||^2 - n) / (n (n - 1)), u = x / ||x||."""
-    u = _unit_rows(x, "mean_cosine", min_rows=2)
-    n = len(u)
-    s = u.sum(axis=0)
-    return float((s @ s - np.einsum("ij,ij->", u, u)) / (n * (n - 1)))
+    x = _checked(x, "mean_cosine")
+    n, total, diagonal = len(x), 0.0, 0.0
+    for rows in _row_chunks(x):
+        u = l2_normalize(rows)
+        total = total + u.sum(axis=0)
+        diagonal += np.einsum("ij,ij->", u, u)
+    return float((total @ total - diagonal) / (n * (n - 1)))
 
 
 def pair_cosines(x, max_pairs: int = 200_000, seed: int = 0) -> np.ndarray:
@@ -69,15 +88,32 @@ def positive_cosine_fraction(x, max_pairs: int = 200_000, seed: int = 0) -> floa
     return float(np.mean(pair_cosines(x, max_pairs=max_pairs, seed=seed) > 0))
 
 
-def partition_isotropy(x) -> float:
+def partition_isotropy(x, *, eigenvectors=None) -> float:
     """Mu & Viswanath's I = min_c Z(c) / max_c Z(c), Z(c) = sum_i exp(c . x_i), with c ranging over the
-    unit eigenvectors of X^T X and their negatives (so the value does not depend on the eigen-solver's
-    sign choice). Computed in log space."""
-    x = as_rows(x)
-    _, vecs = np.linalg.eigh(x.T @ x)
-    proj = x @ vecs
-    log_z = np.concatenate([logsumexp(proj, axis=0), logsumexp(-proj, axis=0)])
+    unit eigenvectors of X^T X (``eigenvectors``, when the caller has them) and their negatives (so the value
+    does not depend on the eigen-solver's sign choice). Computed in log space."""
+    x = as_rows(x, dtype=np.float32 if np.asarray(x).dtype == np.float32 else np.float64)
+    vecs = np.linalg.eigh(_gram(x))[1] if eigenvectors is None else eigenvectors
+    top = np.full(2 * x.shape[1], -np.inf)  # log Z(c) for c = +v and -v, accumulated chunk by chunk, shifted
+    sums = np.zeros(2 * x.shape[1])
+    for rows in _row_chunks(x):
+        proj = rows @ vecs
+        proj = np.concatenate([proj, -proj], axis=1)
+        new_top = np.maximum(top, proj.max(axis=0))
+        sums = sums * np.exp(top - new_top) + np.exp(proj - new_top).sum(axis=0)
+        top = new_top
+    log_z = top + np.log(sums)
     return float(np.exp(log_z.min() - log_z.max()))
+
+
+def _gram(x: np.ndarray, mean=None) -> np.ndarray:
+    """X^T X (or the centred Xc^T Xc, Xc = X - mean) in float64, chunk by chunk."""
+    out = np.zeros((x.shape[1], x.shape[1]))
+    for rows in _row_chunks(x):
+        if mean is not None:
+            rows = rows - mean  # a copy: a float64 chunk is a view of x
+        out += rows.T @ rows
+    return out
 
 
 def pca_variances(x) -> np.ndarray:
@@ -131,17 +167,32 @@ def top_pc_share(x=None, *, variances=None) -> float:
     return float(var[0] / _positive_sum(var, "top_pc_share is undefined for data with zero variance"))
 
 
-def isotropy_profile(x, normalize: bool = True, max_pairs: int = 200_000, seed: int = 0) -> dict:
-    """All isotropy numbers for one set of embeddings (rows L2-normalised first unless ``normalize=False``)."""
-    x = _unit_rows(x) if normalize else as_rows(x)
-    variances = pca_variances(x)  # one SVD serves IsoScore and the top-PC share
+def spectral_profile(x) -> dict:
+    """Every isotropy number but the sampled positive-cosine fraction, from the d x d Gram matrices (rows taken
+    as given: normalise first). The centred one C = Xc^T Xc gives the principal variances (IsoScore, top-PC
+    share); X^T X = C + n mu mu^T (a sum: no cancellation) gives the eigenvectors of I(Z) and the singular
+    values of X (effective rank)."""
+    x = _checked(x, "spectral_profile")
+    n = len(x)
+    mean = x.mean(axis=0, dtype=np.float64)
+    centred = _gram(x, mean)
+    variances = np.clip(np.linalg.eigvalsh(centred)[::-1], 0.0, None) / (n - 1)
+    eigenvalues, vectors = np.linalg.eigh(centred + n * np.outer(mean, mean))
     return {
-        "n": int(len(x)),
+        "n": int(n),
         "dim": int(x.shape[1]),
         "mean_cosine": mean_cosine(x),
-        "positive_cosine_fraction": positive_cosine_fraction(x, max_pairs=max_pairs, seed=seed),
-        "partition_isotropy": partition_isotropy(x),
+        "partition_isotropy": partition_isotropy(x, eigenvectors=vectors),
         "isoscore": isoscore(variances=variances),
-        "effective_rank": effective_rank(x),
+        "effective_rank": effective_rank(singular=np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))),
         "top_pc_share": top_pc_share(variances=variances),
     }
+
+
+def isotropy_profile(x, normalize: bool = True, max_pairs: int = 200_000, seed: int = 0) -> dict:
+    """All isotropy numbers for one set of embeddings (rows L2-normalised first unless ``normalize=False``):
+    :func:`spectral_profile` and the positive-cosine fraction (sampled beyond ``max_pairs`` pairs, seeded)."""
+    x = _unit_rows(x) if normalize else as_rows(x)
+    profile = spectral_profile(x)
+    profile["positive_cosine_fraction"] = positive_cosine_fraction(x, max_pairs=max_pairs, seed=seed)
+    return profile

@@ -1,0 +1,87 @@
+"""Benchmark: what the geometry beside the STS scores (alignment, uniformity per task; isotropy of every sentence)
+costs ``simcse-lab eval``.
+
+The full 7-task suite (test split) on the offline all-MiniLM-L6-v2, ``simcse_lab.evaluation.sts.evaluate`` with
+``geometry=False`` and ``geometry=True`` on the same encoder, interleaved over ``--rounds`` rounds in one process
+(the shared machine's load hits both alike); data reading is outside the timers (the registry's files are read
+once before the first round). Reported for each: wall-clock seconds and the process's CPU seconds
+(``time.process_time``, every thread of the process: on a machine shared with other jobs the CPU seconds are
+the work done, the wall clock also counts the waiting), their medians and ratios, and the geometry's own
+seconds inside the runs with it. The STS numbers of both runs must be identical (checked).
+
+    python eval/bench_eval_geometry.py --rounds 2 --output eval/eval_geometry.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from simcse_lab.evaluation.sts import TASKS, evaluate, format_geometry, format_table, load_task
+from simcse_lab.modeling.encoder import load_encoder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--output", default=None)
+    args = ap.parse_args()
+
+    for task in TASKS:  # warm the registry's file reads: the timers see encoding and scoring only
+        load_task(task, "test")
+    encoder = load_encoder(args.model, precision=args.precision)
+    evaluate(encoder, ["stsb"], "test", geometry=True)  # warm-up: first-call allocations, kernels
+    runs = {"without": [], "with": [], "geometry_part": [], "cpu_without": [], "cpu_with": [], "cpu_geometry_part": []}
+    results = {}
+    for r in range(args.rounds):
+        for mode in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            start, cpu = time.perf_counter(), time.process_time()
+            result = evaluate(encoder, list(TASKS), "test", geometry=mode == "with")
+            runs[mode].append(time.perf_counter() - start)
+            runs[f"cpu_{mode}"].append(time.process_time() - cpu)
+            if mode == "with":
+                runs["geometry_part"].append(result["geometry"]["seconds"])
+                runs["cpu_geometry_part"].append(result["geometry"]["cpu_seconds"])
+            results[mode] = result
+            print(f"round {r + 1} {mode:<8} {runs[mode][-1]:.1f} s, cpu {runs[f'cpu_{mode}'][-1]:.1f} s",
+                  file=sys.stderr, flush=True)
+    same = all(results["with"]["tasks"][t]["spearman"] == results["without"]["tasks"][t]["spearman"] for t in TASKS)
+    if not same:
+        raise SystemExit("the STS numbers differ with and without the geometry")
+    median = {k: statistics.median(v) for k, v in runs.items()}
+    report = {
+        "command": "python eval/bench_eval_geometry.py " + " ".join(sys.argv[1:]),
+        "model": args.model, "precision": results["with"]["precision"], "device": results["with"]["device"],
+        "sentences_encoded": results["with"]["sentences_encoded"], "rounds": args.rounds,
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                    "processor": platform.processor(), "cuda": torch.cuda.get_device_name(0)
+                    if torch.cuda.is_available() else None},
+        "seconds": runs, "median_seconds": median,
+        "ratio_with_over_without": median["with"] / median["without"],
+        "geometry_share_of_run_without": median["geometry_part"] / median["without"],
+        "cpu_ratio_with_over_without": median["cpu_with"] / median["cpu_without"],
+        "cpu_geometry_share_of_run_without": median["cpu_geometry_part"] / median["cpu_without"],
+        "sts_identical": same,
+        "table": format_table([results["with"]]), "geometry_table": format_geometry([results["with"]]),
+    }
+    print(report["table"] + "\n\n" + report["geometry_table"])
+    for kind, key in (("wall", ""), ("cpu", "cpu_")):
+        print(f"{kind} median: without {median[key + 'without']:.2f} s, with {median[key + 'with']:.2f} s, ratio "
+              f"{report[key + 'ratio_with_over_without']:.3f}; geometry itself {median[key + 'geometry_part']:.2f} s"
+              f" = {100 * report[key + 'geometry_share_of_run_without']:.1f}% of the run without it")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
