@@ -33,8 +33,9 @@ class STSTask(Task):
     def load(self, split: str) -> dict[str, PairSet]:
         raise NotImplementedError
 
-    def evaluate(self, encoder, split: str, aggregate: str = "all", progress: bool = False) -> dict:
-        return evaluate_together(encoder, [self], split, aggregate, progress)["tasks"][self.name]
+    def evaluate(self, encoder, split: str, aggregate: str = "all", progress: bool = False,
+                 geometry: bool = True) -> dict:
+        return evaluate_together(encoder, [self], split, aggregate, progress, geometry)["tasks"][self.name]
 
 
 class SentEvalSTS(STSTask):
