@@ -28,6 +28,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.modeling.families import FAMILIES, check_pooler_fits, ensure_pad_token, family_of
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer
+from simcse_lab.modeling.lora import BackboneSetup, adapter_meta, add_lora, load_adapter, prepare_backbone
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
@@ -92,6 +93,8 @@ class SimCSEEmbedder(nn.Module):
         if projection is not None:  # whether it normalises travels with the weights (checkpoints, trajectories)
             self.register_buffer("projection_normalize", torch.tensor(bool(normalize)))
         self.lm_head = None
+        self.export_adapter: str | None = None  # the base model's name: exports are adapter directories on it
+        self.float_outputs = False  # frozen bf16 weights (--weights-dtype bf16): the head and loss see fp32 states
         if do_mlm:
             config = backbone.config
             self.lm_head = MaskedLMHead(config.hidden_size, config.vocab_size, getattr(config, "layer_norm_eps", 1e-12))
@@ -143,7 +146,13 @@ class SimCSEEmbedder(nn.Module):
 
     def _vectors(self, inputs: dict, pooler: str) -> torch.Tensor:
         out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
-        return self._pool(pooler, inputs, out.last_hidden_state, out.hidden_states)
+        states = out.hidden_states
+        if self.float_outputs and states is not None:
+            states = tuple(h.float() for h in states)
+        return self._pool(pooler, inputs, self._last_hidden(out), states)
+
+    def _last_hidden(self, out) -> torch.Tensor:
+        return out.last_hidden_state.float() if self.float_outputs else out.last_hidden_state
 
     @property
     def dim(self) -> int:
@@ -161,7 +170,7 @@ class SimCSEEmbedder(nn.Module):
     def _mlm_row_losses(self, inputs: dict) -> torch.Tensor:
         """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted)."""
         labels = inputs["mlm_labels"]
-        logits = self.lm_head(self.backbone(**{k: v for k, v in inputs.items() if k != "mlm_labels"}).last_hidden_state)
+        logits = self.lm_head(self._last_hidden(self.backbone(**{k: v for k, v in inputs.items() if k != "mlm_labels"})))
         losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                  reduction="none")
         return losses.view(labels.shape).sum(1)
@@ -201,10 +210,14 @@ def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_wid
 
 
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False):
+                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False,
+                  setup: BackboneSetup | None = None):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
     sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
-    ``projection`` adds a fresh one (+ normalisation) where the model has none."""
+    ``projection`` adds a fresh one (+ normalisation) where the model has none. ``setup``: how the backbone is
+    built for training (:class:`~simcse_lab.modeling.lora.BackboneSetup`: weights dtype, gradient checkpointing,
+    an adapter merged first, a new LoRA adapter); the default builds it as it always was."""
+    setup = setup or BackboneSetup()
     path = backbone_path(model)
     config = backbone_config(model, path)
     family = check_family(model, config, pooler, do_mlm, pack_width)
@@ -212,7 +225,7 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         tokenizer = ensure_pad_token(load_tokenizer(path), family, model)
         if do_mlm and tokenizer.mask_token_id is None:
             raise UserError(f"{model}: --do-mlm needs a tokenizer with a mask token")
-        backbone = load_model(path, config)
+        backbone = load_model(path, config, **setup.load_kwargs)
         root = resolve_model(model)
         # a sentence-transformers directory: its own projection head, if it has one
         head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None
@@ -221,5 +234,23 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
     if head is None and projection:
         head = new_projection(backbone.config.hidden_size), True
     layer, normalize = head if head is not None else (None, False)
-    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width,
-                                      mini_batch_size, layer, normalize)
+    embedder = SimCSEEmbedder(prepare_backbone(backbone, setup), pooler, mlp_only_train, do_mlm, length_chunks,
+                              pack_width, mini_batch_size, layer, normalize)
+    if setup.lora_r:  # after the embedder dropped the backbone's own pooler layer: no adapter goes on it
+        embedder.backbone = add_lora(embedder.backbone, setup, family)
+    embedder.float_outputs = setup.weights_dtype != "fp32"
+    return tokenizer, embedder
+
+
+def load_adapter_embedder(path: str):
+    """(tokenizer, SimCSEEmbedder) of an adapter directory simcse-lab wrote (``--no-merge-lora``): its base model
+    with the adapter attached, the pooler it was trained with, its own tokenizer."""
+    meta = adapter_meta(path)
+    _, embedder = load_embedder(meta["base_model"], meta["pooler"], mlp_only_train=False)
+    embedder.backbone = load_adapter(embedder.backbone, path)
+    family = family_of(embedder.backbone.config)
+    try:
+        tokenizer = ensure_pad_token(load_tokenizer(path), family, path)
+    except (OSError, ValueError) as err:
+        raise load_error(path, err) from None
+    return tokenizer, embedder

@@ -33,6 +33,7 @@ from simcse_lab.io import make_temp_dir, staged_dir
 from simcse_lab.modeling.embedder import SimCSEEmbedder
 from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
+from simcse_lab.modeling.lora import merged_backbone, save_adapter
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler
 from simcse_lab.modeling.projection import projection_modules
 
@@ -153,8 +154,12 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
 
 def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     """The model being trained as a sentence-transformers directory, with the pooler it exports
-    (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``)."""
+    (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``). A LoRA
+    backbone is saved merged into its weights (a copy: training goes on with the adapter), or, when the embedder
+    says so (``export_adapter``), as an adapter directory on its base model."""
     pooler = embedder.export_pooler
-    return save_sentence_transformer(embedder.backbone, tokenizer, pooler, output_dir,
+    if embedder.export_adapter is not None:
+        return save_adapter(embedder.backbone, tokenizer, pooler, embedder.export_adapter, output_dir)
+    return save_sentence_transformer(merged_backbone(embedder.backbone), tokenizer, pooler, output_dir,
                                      mlp=embedder.mlp if pooler == "cls" else None,
                                      projection=embedder.projection, normalize=embedder.normalize)
