@@ -332,3 +332,60 @@ def test_bert_takes_lora_on_its_declared_targets(tiny_bert):
                if p.requires_grad and "lora_A" in n}
     assert wrapped == {"query", "key", "value", "dense"}
     assert {n.split(".")[0] for n, p in embedder.named_parameters() if p.requires_grad and "lora_" not in n} == {"mlp"}
+
+
+def test_attention_dropout_is_the_configs(tmp_path, tiny_bert):
+    """LLM2Vec's simcse_dropout: the backbone config's attention_dropout, the noise of unsupervised SimCSE."""
+    from simcse_lab.training.backbone import resolve_backbone
+    from simcse_lab.training.config import TrainConfig
+
+    still = make_tiny_llama(tmp_path / "still", dropout=0.0)
+    tokenizer, embedder = lora_embedder(still, lora_dropout=0.0)
+    embedder.train()
+    batch = padded_batch(tokenizer, random_sentences(4, seed=3))
+    assert torch.equal(embedder(**batch), embedder(**batch))  # no dropout anywhere: one view
+    tokenizer, embedder = lora_embedder(still, lora_dropout=0.0, attention_dropout=0.3)
+    assert embedder.backbone.config.attention_dropout == 0.3
+    embedder.train()
+    assert not torch.allclose(embedder(**batch), embedder(**batch))
+    with pytest.raises(UserError, match="attention_dropout: its config .bert. has no attention_dropout key"):
+        resolve_backbone(TrainConfig(model=str(tiny_bert), attention_dropout=0.3))
+    with pytest.raises(UserError, match="attention_dropout must be -1"):
+        TrainConfig(attention_dropout=-0.5)
+
+
+LLM2VEC_CONFIGS = [name for name in __import__("simcse_lab.training.config", fromlist=["x"]).shipped_configs()
+                   if "/llm2vec-" in name]
+
+
+def test_the_llm2vec_configs_are_shipped():
+    assert sorted(c.rsplit("/", 1)[-1] for c in LLM2VEC_CONFIGS) == [
+        "llm2vec-mntp-llama3-8b.yaml", "llm2vec-mntp-qwen2-0.5b.yaml", "llm2vec-simcse-llama3-8b.yaml",
+        "llm2vec-simcse-qwen2-0.5b.yaml"]
+
+
+@pytest.mark.parametrize("name", LLM2VEC_CONFIGS)
+def test_llm2vec_configs_stop_offline_at_once_in_one_line(tmp_path, name):
+    """Offline, each paper config stops in one line, exit 2, before anything is written: on its data (wiki1m is
+    not in the test mirror, wikitext comes from the hub) and, given local data, on its hub model."""
+    from simcse_lab.training.config import OBJECTIVE_NAMES, load_config
+
+    if "mntp" in name and "mntp" not in OBJECTIVE_NAMES:
+        pytest.skip("--objective mntp is not in this build")
+    cfg = load_config(name)
+    assert cfg.lora_r == 16 and cfg.lora_alpha == 32 and cfg.max_steps == 1000 and cfg.seed == 42
+    if "simcse" in name:
+        assert (cfg.objective, cfg.batch_size, cfg.lr, cfg.max_seq_len, cfg.attention_dropout, cfg.pooler) == (
+            "unsup", 128, 3e-5, 128, 0.3, "avg")
+        assert cfg.init_adapter.endswith("mntp-" + name.rsplit("simcse-", 1)[-1].removesuffix(".yaml") + "/final")
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(300))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMCSE_LAB_DATA": str(tmp_path / "no-mirror")}
+    for extra, expected in (([], "error: "), (["--data", str(data)], f"cannot load model {cfg.model!r}")):
+        out = tmp_path / f"run{len(extra)}"
+        start = time.time()
+        proc = subprocess.run([sys.executable, "-m", "simcse_lab", "train", "--config", name, "--output-dir", str(out),
+                               *extra], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], proc.stderr
+        assert time.time() - start < 30 and not out.exists()

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                              "into the weights before the new LoRA adapter, as LLM2Vec stacks them",
              "weights_dtype": "fp32 (default) or bf16: the frozen backbone weights in bf16 under a LoRA adapter "
                               "(half the weights' memory)",
+             "attention_dropout": "the backbone config's attention dropout (LLM2Vec's simcse_dropout 0.3: the noise of "
+                                  "unsupervised SimCSE on decoders whose config has none); -1: the model's own (default)",
              "gradient_checkpointing": "recompute each layer's activations in the backward pass (transformers' "
                                        "gradient checkpointing): less activation memory, one more forward pass"}
     for name, field in FIELDS.items():

@@ -225,7 +225,7 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         tokenizer = ensure_pad_token(load_tokenizer(path), family, model)
         if do_mlm and tokenizer.mask_token_id is None:
             raise UserError(f"{model}: --do-mlm needs a tokenizer with a mask token")
-        backbone = load_model(path, config, **setup.load_kwargs)
+        backbone = load_model(path, setup.configure(config, model), **setup.load_kwargs)
         root = resolve_model(model)
         # a sentence-transformers directory: its own projection head, if it has one
         head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None

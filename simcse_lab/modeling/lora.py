@@ -50,11 +50,22 @@ class BackboneSetup:
     init_adapter: str = ""        # an adapter directory merged into the weights before the new adapter
     weights_dtype: str = "fp32"   # the backbone's weights (bf16: frozen in bf16; needs lora_r > 0)
     gradient_checkpointing: bool = False
+    attention_dropout: float = -1.0  # >= 0: the config's attention_dropout (LLM2Vec's simcse_dropout); -1: its own
 
     @classmethod
     def from_config(cls, cfg) -> BackboneSetup:
         return cls(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.init_adapter,
-                   cfg.weights_dtype, cfg.gradient_checkpointing)
+                   cfg.weights_dtype, cfg.gradient_checkpointing, cfg.attention_dropout)
+
+    def configure(self, config, model: str):
+        """The backbone's config with ``attention_dropout`` set, when asked (one line where it has no such key)."""
+        if self.attention_dropout < 0:
+            return config
+        if not hasattr(config, "attention_dropout"):
+            raise UserError(f"{model}: attention_dropout: its config ({config.model_type}) has no attention_dropout "
+                            f"key; leave it at -1 (the model's own dropout)")
+        config.attention_dropout = self.attention_dropout
+        return config
 
     def targets(self, family) -> list[str]:
         names = [t.strip() for t in self.lora_targets.split(",") if t.strip()]

@@ -12,7 +12,7 @@ import sys
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.embedder import backbone_config, check_family
 from simcse_lab.modeling.families import Family, family_of
-from simcse_lab.modeling.lora import check_adapter_dir, require_peft
+from simcse_lab.modeling.lora import BackboneSetup, check_adapter_dir, require_peft
 from simcse_lab.runtime.precision import launcher_precision
 
 
@@ -28,6 +28,7 @@ def resolve_backbone(cfg) -> Family:
         raise UserError(f"max_seq_len {cfg.max_seq_len} is more than the {usable} positions {cfg.model} can use "
                         f"({family.name} family); use --max-seq-len {usable} or less")
     check_adaptation(cfg)
+    BackboneSetup.from_config(cfg).configure(config, cfg.model)  # an attention_dropout its config cannot take
     return family
 
 

@@ -57,6 +57,7 @@ NUMBER_RANGES = {
     "lora_r": (0, None, False, False, " (0: no adapter, every weight trains)"),
     "lora_alpha": (0, None, True, False, ""),
     "lora_dropout": (0, 1, False, True, ""),
+    "attention_dropout": (-1, 1, False, True, " (-1: the model's own)"),
 }
 WEIGHTS_DTYPES = ("fp32", "bf16")  # as simcse_lab.modeling.lora.WEIGHTS_DTYPES (no torch import here)
 
@@ -105,6 +106,7 @@ class TrainConfig:
     adamw: str = "fused"          # AdamW kernel: fused (one pass), foreach, or for-loop (torch's CPU default)
     # the memory of a step, not its result
     mini_batch_size: int = 0      # > 0: encode at most N rows at a time, recomputed in backward (GradCache); 0: off
+    attention_dropout: float = -1.0  # the backbone config's attention_dropout (LLM2Vec's simcse_dropout); -1: its own
     gradient_checkpointing: bool = False  # recompute each layer's activations in backward (transformers' own)
     weights_dtype: str = "fp32"   # bf16: the frozen backbone weights in bf16 (with lora_r > 0)
     # LoRA through peft (the extra "llm"): only the adapter (and the pooler's head) trains
@@ -136,6 +138,8 @@ class TrainConfig:
 
     def _check_lora(self) -> None:
         self.init_adapter = expand_user(self.init_adapter) if self.init_adapter else self.init_adapter
+        if self.attention_dropout != -1 and self.attention_dropout < 0:
+            raise UserError(f"attention_dropout must be -1 (the model's own) or in [0, 1), got {self.attention_dropout}")
         if self.weights_dtype not in WEIGHTS_DTYPES:
             raise UserError(f"unknown weights_dtype {self.weights_dtype!r}; choose from {', '.join(WEIGHTS_DTYPES)}")
         if self.weights_dtype != "fp32" and not self.lora_r:
