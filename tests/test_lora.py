@@ -182,6 +182,21 @@ def test_memory_savers_give_the_plain_step_vectors_and_gradients(llama, memory):
     assert not torch.allclose(embedder(**batch, chunks=4), kept)
 
 
+def test_a_checkpoint_saved_in_bf16_trains_in_fp32_unless_asked(tmp_path, llama):
+    """transformers 5 loads a checkpoint in its saved dtype by default; --weights-dtype decides here."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from simcse_lab.modeling.embedder import load_embedder
+
+    saved = tmp_path / "bf16-saved"
+    AutoModel.from_pretrained(llama).to(torch.bfloat16).save_pretrained(saved)
+    AutoTokenizer.from_pretrained(llama).save_pretrained(saved)
+    _, embedder = load_embedder(str(saved), "avg", mlp_only_train=False)
+    assert {p.dtype for p in embedder.parameters()} == {torch.float32}
+    _, embedder = lora_embedder(saved, weights_dtype="bf16")
+    assert {p.dtype for n, p in embedder.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+
+
 def test_bf16_frozen_weights_under_an_fp32_adapter(tmp_path, llama):
     from sentence_transformers import SentenceTransformer
 

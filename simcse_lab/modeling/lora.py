@@ -73,10 +73,13 @@ class BackboneSetup:
 
     @property
     def load_kwargs(self) -> dict:
-        """What ``from_pretrained`` is given: nothing for fp32 (the backbone loads as it always did)."""
+        """What ``from_pretrained`` is given: the weights' dtype, always (transformers 5 loads a checkpoint in the
+        dtype it was saved in by default: a decoder saved in bf16, as most are on the hub, would train in bf16)."""
         import torch
+        import transformers
 
-        return {"dtype": torch.bfloat16} if self.weights_dtype == "bf16" else {}
+        name = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        return {name: torch.bfloat16 if self.weights_dtype == "bf16" else torch.float32}
 
 
 def prepare_backbone(backbone, setup: BackboneSetup):
