@@ -158,6 +158,26 @@ def still_family_models(tmp_path_factory, shared_data, family_tokenizers) -> dic
                           tokenizers=family_tokenizers)
 
 
+@pytest.fixture(scope="session")
+def decoder_models(tmp_path_factory, shared_data, family_tokenizers) -> dict[str, Path]:
+    """name -> directory of a tiny random decoder LLM of each decoder family (``families.DECODERS``: llama,
+    mistral, phi3, qwen2, qwen3, gemma, gemma2, gpt2), saved as the hub ships them (``*ForCausalLM``, GPT-2 as
+    ``GPT2Model``) with the family's own tokenizer (BOS, pad or none, padding side); dropout 0.1; once per session."""
+    from families import DECODERS, build_families
+
+    return build_families(tmp_path_factory.mktemp("decoders"), shared_data, names=tuple(DECODERS),
+                          tokenizers=family_tokenizers)
+
+
+@pytest.fixture(scope="session")
+def still_decoder_models(tmp_path_factory, shared_data, family_tokenizers) -> dict[str, Path]:
+    """As ``decoder_models`` with dropout off, the same tokenizers."""
+    from families import DECODERS, build_families
+
+    return build_families(tmp_path_factory.mktemp("still-decoders"), shared_data, names=tuple(DECODERS),
+                          dropout=0.0, tokenizers=family_tokenizers)
+
+
 @pytest.fixture
 def mirror_env(shared_data, monkeypatch):
     """Point the registry at ../shared/data for one test."""

@@ -9,6 +9,12 @@ so that ``AutoConfig`` / ``AutoTokenizer`` / ``AutoModel`` load them offline wit
   … ``[MASK]``; relative attention, ``position_biased_input=False``, ``type_vocab_size=0``), T5 (``<pad>`` = 0,
   ``</s>`` = 1, ``<unk>`` = 2, only ``</s>`` appended, no mask token; saved as ``T5EncoderModel``).
 
+Decoder LLMs (issue 21, :data:`DECODERS`, the ``decoder_models`` fixture): Llama, Mistral, Phi-3 (Metaspace BPE
+with byte fallback, ``<s>`` added, no pad, left padding), Qwen2, Qwen3 (byte-level BPE, no BOS, pad = eos =
+``<|endoftext|>``), Gemma, Gemma2, Gemma3 text (``<pad> <eos> <bos> <unk> <mask>``, ``<bos>`` added, left padding; Gemma3 with an
+8-token sliding window on its first layer), saved as
+their ``*ForCausalLM`` class, and GPT-2 (the no-pad model). None of their tokenizers appends EOS.
+
 Every model has 2 layers and hidden size 32; the position tables are small (64 usable positions) so that a long
 wiki sentence runs past them. Building is seeded and takes a few seconds for all of them (the tokenizers are
 trained on the first :data:`TRAIN_LINES` wiki lines). :func:`build_families` is what the session fixture in
@@ -40,6 +46,9 @@ class Family:
     usable_length: int | None   # the longest input the position table takes (None: no table)
     own_pooler_layer: bool    # the HF model class carries a pooler layer (BertPooler-like) in its weights
     packable: bool            # the issue says packing is exact for it (BERT, ELECTRA, the offset families)
+    decoder: bool = False     # a decoder LLM (issue 21): causal as shipped, no summary token
+    adds_bos: bool = False    # its tokenizer puts a BOS token first
+    padding_side: str = "right"  # the tokenizer's padding side as the family ships it
 
 
 FAMILIES = {f.name: f for f in [
@@ -53,9 +62,32 @@ FAMILIES = {f.name: f for f in [
     Family("modernbert", "modernbert", "[CLS]", "[MASK]", None, None, False, False),
     Family("t5", "t5", None, None, None, None, False, False),
 ]}
-# not one of the nine: a decoder's tokenizer as GPT-2 / Llama ship it, without a pad token
-NO_PAD = Family("gpt2-nopad", "gpt2", None, None, USABLE, USABLE, False, False)
+# not one of the nine: a decoder's tokenizer as GPT-2 / Llama ship it, without a pad token (a decoder family of
+# issue 21: trained bidirectionally by default, saved in simcse-lab's own layout)
+NO_PAD = Family("gpt2-nopad", "gpt2", None, None, USABLE, USABLE, False, False, True)
 ALL = {**FAMILIES, NO_PAD.name: NO_PAD}
+
+
+def _decoder(name, model_type, adds_bos, padding_side, mask_token=None):
+    return Family(name, model_type, None, mask_token, None, None, False, False, True, adds_bos, padding_side)
+
+
+# decoder LLMs (issue 21), saved as their *ForCausalLM class as the hub ships them (AutoModel loads the base);
+# tokenizers as shipped: Llama/Mistral/Phi-3 (Metaspace BPE with byte fallback, <s> added, no pad), Qwen2/Qwen3
+# (byte-level BPE, no BOS, pad = eos = <|endoftext|>), Gemma/Gemma2/Gemma3 (<pad> <eos> <bos> <unk> <mask>, <bos> added,
+# left padding), GPT-2 (the no-pad model above). No tokenizer appends EOS.
+DECODERS = {f.name: f for f in [
+    _decoder("llama", "llama", True, "left"),
+    _decoder("mistral", "mistral", True, "left"),
+    _decoder("phi3", "phi3", True, "left"),
+    _decoder("qwen2", "qwen2", False, "right"),
+    _decoder("qwen3", "qwen3", False, "right"),
+    _decoder("gemma", "gemma", True, "left", "<mask>"),
+    _decoder("gemma2", "gemma2", True, "left", "<mask>"),
+    _decoder("gemma3", "gemma3_text", True, "left", "<mask>"),
+    Family("gpt2", "gpt2", None, None, USABLE, USABLE, False, False, True, False, "right"),
+]}
+EVERY = {**ALL, **DECODERS}
 
 
 def wiki_lines(data: Path, n: int | None = None) -> list[str]:
@@ -101,7 +133,44 @@ def unigram_pieces(lines: list[str], specials: list[str], unk: str) -> list[tupl
     return [(piece, float(score)) for piece, score in model["vocab"]]
 
 
+BYTES = [f"<0x{i:02X}>" for i in range(256)]  # the byte-fallback pieces of Llama / Gemma vocabularies
+
+
+def metaspace_bpe(lines: list[str], specials: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A SentencePiece-like BPE (``▁`` word starts, the 256 byte pieces after ``specials``), as Llama and Gemma."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    model = _train(tok, trainers.BpeTrainer(vocab_size=VOCAB + len(BYTES), special_tokens=specials + BYTES,
+                                            show_progress=False), lines)
+    return model["vocab"], [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+
+
+def make_decoder_tokenizer(name: str, lines: list[str]):
+    """A decoder family's tokenizer as it ships (special tokens, BOS, pad or none, padding side)."""
+    import transformers as tf
+
+    side = dict(padding_side=DECODERS[name].padding_side)  # an init argument, so that it is saved
+    if name in ("llama", "mistral", "phi3"):  # <unk>=0 <s>=1 </s>=2, bytes; <s> added, no pad
+        vocab, merges = metaspace_bpe(lines, ["<unk>", "<s>", "</s>"])
+        tok = tf.LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, **side)
+    elif name in ("gemma", "gemma2", "gemma3"):  # <pad>=0 <eos>=1 <bos>=2 <unk>=3 <mask>=4, bytes; <bos> added
+        vocab, merges = metaspace_bpe(lines, ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])
+        tok = tf.GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, **side)
+    elif name in ("qwen2", "qwen3"):  # <|endoftext|> is eos and pad, no bos
+        vocab, merges = bytelevel_bpe(lines, ["<|endoftext|>"])
+        tok = tf.Qwen2Tokenizer(vocab=vocab, merges=merges, **side)
+    elif name == "gpt2":
+        tok = make_tokenizer("gpt2-nopad", lines)
+    else:
+        raise KeyError(name)
+    return tok
+
+
 def make_tokenizer(name: str, lines: list[str]):
+    if name in DECODERS:
+        return make_decoder_tokenizer(name, lines)
     import transformers as tf
 
     if name in ("bert", "distilbert", "electra"):
@@ -195,6 +264,34 @@ def make_model(name: str, tokenizer, dropout: float = 0.1):
     raise KeyError(name)
 
 
+def make_decoder(name: str, tokenizer, dropout: float = 0.1):
+    """A decoder family's tiny *ForCausalLM (GPT-2: the base GPT2Model, as the no-pad fixture)."""
+    import transformers as tf
+
+    if name == "gpt2":
+        return make_model("gpt2-nopad", tokenizer, dropout)
+    ids = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+               eos_token_id=tokenizer.eos_token_id)
+    shape = dict(hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                 num_key_value_heads=HEADS // 2, max_position_embeddings=4 * USABLE, attention_dropout=dropout)
+    head = dict(head_dim=HIDDEN // HEADS)
+    made = {
+        "llama": lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**ids, **shape)),
+        "mistral": lambda: tf.MistralForCausalLM(tf.MistralConfig(**ids, **shape, sliding_window=None)),
+        "phi3": lambda: tf.Phi3ForCausalLM(tf.Phi3Config(**ids, **shape, resid_pdrop=dropout, embd_pdrop=dropout)),
+        "qwen2": lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**ids, **shape, tie_word_embeddings=True)),
+        "qwen3": lambda: tf.Qwen3ForCausalLM(tf.Qwen3Config(**ids, **shape, **head, tie_word_embeddings=True)),
+        "gemma": lambda: tf.GemmaForCausalLM(tf.GemmaConfig(**ids, **shape, **head)),
+        "gemma2": lambda: tf.Gemma2ForCausalLM(tf.Gemma2Config(**ids, **shape, **head, query_pre_attn_scalar=8,
+                                                               sliding_window=2 * USABLE)),
+        # Gemma 3 text: a sliding window shorter than a long sentence on its first layer, full attention on the other
+        "gemma3": lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(
+            **ids, **shape, **head, query_pre_attn_scalar=8, sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"])),
+    }
+    return made[name]()
+
+
 def build_families(dest: Path, data: Path, names=tuple(ALL), dropout: float = 0.1, seed: int = 0,
                    tokenizers: dict | None = None) -> dict[str, Path]:
     """Save each named family's tiny model and tokenizer under ``dest/NAME``; return name -> directory.
@@ -209,7 +306,8 @@ def build_families(dest: Path, data: Path, names=tuple(ALL), dropout: float = 0.
         if name not in tokenizers:
             tokenizers[name] = make_tokenizer(name, lines)
         torch.manual_seed(seed + i)
-        model = make_model(name, tokenizers[name], dropout=dropout)
+        make = make_decoder if name in DECODERS else make_model
+        model = make(name, tokenizers[name], dropout=dropout)
         path = dest / name
         model.save_pretrained(path)
         tokenizers[name].save_pretrained(path)

@@ -127,6 +127,25 @@ def test_merged_export_and_adapter_directory_encode_like_the_adapter_model(tmp_p
     np.testing.assert_allclose(encode(reloaded, tokenizer2, SENTENCES), ours, atol=1e-6)
 
 
+def test_merged_export_of_a_bidirectional_decoder_encodes_like_the_adapter_model(tmp_path, llama):
+    """LLM2Vec's case: bidirectional attention + LoRA, merged on export into simcse-lab's own layout (no config
+    flag for Llama's bidirectional attention), reloaded by simcse-lab's loader."""
+    from simcse_lab.modeling.embedder import set_attention
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder = lora_embedder(llama)
+    set_attention(embedder.backbone, embedder.family, True)
+    randomise_adapter(embedder, seed=5)
+    ours = encode(embedder, tokenizer, SENTENCES)
+    save_embedder(embedder, tokenizer, tmp_path / "merged")
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    reloaded = Encoder(str(tmp_path / "merged"), precision="fp32", device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(reloaded, ours, atol=1e-5)
+    set_attention(embedder.backbone, embedder.family, False)  # causal: other vectors (the test can fail)
+    assert np.abs(encode(embedder, tokenizer, SENTENCES) - ours).max() > 1e-3
+
+
 def test_init_adapter_is_merged_before_the_new_adapter(tmp_path, llama):
     from simcse_lab.modeling.st_format import save_embedder
 
@@ -293,7 +312,7 @@ def test_lora_run_resumes_bit_exact_after_kill(tmp_path, llama):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     momentum_a, momentum_b = a["objective"]["momentum_encoder"], b["objective"]["momentum_encoder"]
     assert all(torch.equal(momentum_a[k], momentum_b[k]) for k in momentum_a)
-    assert (cut / "final" / "modules.json").is_file()  # merged on export by default
+    assert (cut / "final").is_dir() and not (cut / "final" / "adapter_config.json").exists()  # merged by default
 
 
 def test_adapter_export_run_and_test_table(tmp_path, llama):
@@ -304,8 +323,8 @@ def test_adapter_export_run_and_test_table(tmp_path, llama):
     summary = train(train_config(tmp_path, llama, objective="unsup", output_dir=str(out), max_steps=2,
                                  merge_lora=False, test_tasks="stsb"))
     assert (out / "final" / "adapter_config.json").is_file() and not (out / "final" / "modules.json").exists()
-    assert json.loads((out / "final" / "simcse_lab_adapter.json").read_text()) == {"base_model": str(llama),
-                                                                                   "pooler": "avg"}
+    assert json.loads((out / "final" / "simcse_lab_adapter.json").read_text()) == {
+        "base_model": str(llama), "pooler": "avg", "bidirectional": True}  # a decoder trains bidirectional
     assert summary["test_after"]["model"] == str(out / "final")
     assert summary["test_after"]["avg"] != summary["test_before"]["avg"]
 

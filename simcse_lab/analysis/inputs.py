@@ -145,6 +145,7 @@ class RunDir:
     pooler: str
     pooler_note: str
     metrics: Path | None
+    bidirectional: bool | None = None  # a decoder LLM's attention in training (None: not recorded)
 
 
 def read_run_dir(path) -> RunDir:
@@ -168,4 +169,5 @@ def read_run_dir(path) -> RunDir:
                 " (trained with cls + a kept MLP, whose fresh initialisation at step 0 is not saved: every point "
                 "is read without the MLP, for a like-for-like curve)")
     metrics = path / "metrics.jsonl"
-    return RunDir(path, cfg["model"], pooler, note, metrics if metrics.is_file() else None)
+    bidirectional = cfg.get("bidirectional") if isinstance(cfg.get("bidirectional"), bool) else None
+    return RunDir(path, cfg["model"], pooler, note, metrics if metrics.is_file() else None, bidirectional)

@@ -86,6 +86,7 @@ class Options:
     precision: str = "auto"
     batch_size: int = 128
     progress: bool = False
+    bidirectional: bool | None = None  # a decoder LLM's attention (None: as its recipe says, else causal)
 
 
 def sentence_metrics(x: np.ndarray, pairs: list[tuple[int, int]], max_pairs: int, seed: int) -> dict:
@@ -102,7 +103,8 @@ def sentence_metrics(x: np.ndarray, pairs: list[tuple[int, int]], max_pairs: int
 def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> tuple[dict, dict]:
     """(JSON summary, arrays for the figures) for one checkpoint."""
     start = time.perf_counter()
-    encoder = Encoder(ckpt.model, pooler=ckpt.pooler, precision=opts.precision, batch_size=opts.batch_size)
+    encoder = Encoder(ckpt.model, pooler=ckpt.pooler, precision=opts.precision, batch_size=opts.batch_size,
+                      bidirectional=opts.bidirectional)
     layered = encode_layers(encoder, data.sentences, progress=opts.progress)
     encode_seconds = time.perf_counter() - start
     memo = MemoEncoder(encoder)

@@ -15,6 +15,14 @@ def add_progress_flag(p: argparse.ArgumentParser) -> None:
                    help="show progress bars on stderr (default: when stderr is a terminal)")
 
 
+def add_bidirectional_flag(p: argparse.ArgumentParser) -> None:
+    """``--bidirectional`` / ``--no-bidirectional`` for a decoder LLM (default: as the model's saved recipe says,
+    else causal as shipped)."""
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="decoder LLMs: attend bidirectionally (LLM2Vec) or causally (--no-bidirectional); default: "
+                        "as the model was trained (its simcse_lab_recipe.json), else causal as shipped")
+
+
 def add_output_dir_flag(p: argparse.ArgumentParser, help_text: str) -> None:
     """``--output-dir``; ``--output``, its old spelling, still works."""
     p.add_argument("--output-dir", "--output", dest="output_dir", required=True, help=help_text)

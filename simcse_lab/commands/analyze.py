@@ -14,7 +14,7 @@ import sys
 
 from simcse_lab.analysis import flow as flow_module
 from simcse_lab.analysis.token_dynamics import MAX_OCCURRENCES, MAX_TYPES, MIN_CONTEXTS
-from simcse_lab.commands import add_progress_flag
+from simcse_lab.commands import add_bidirectional_flag, add_progress_flag
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.evaluation.sts import SPLITS
 from simcse_lab.modeling.pooling import POOLERS
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooler", choices=POOLERS, default=None,
                    help="pooler for --model (default: a sentence-transformers directory's own modules, else the "
                         "backbone family's natural one: cls, or avg for a family without [CLS] such as T5)")
+    add_bidirectional_flag(p)
     p.add_argument("--compare", nargs="+", default=[], metavar="MODEL[@POOLER]",
                    help="further checkpoints, side by side; an arrow is drawn from --model to each")
     p.add_argument("--output-dir", required=True, help="where report.json, report.md and the PNGs go")
@@ -165,7 +166,7 @@ def run(args) -> int:
                             sts_split=args.sts_split, token_dynamics=not args.no_token_dynamics, dynamics=dynamics,
                             dynamics_sentences=args.token_dynamics_sentences, max_pairs=args.max_pairs,
                             seed=args.seed, precision=args.precision, batch_size=args.batch_size,
-                            progress=args.progress)
+                            progress=args.progress, bidirectional=args.bidirectional)
     results, arrays = [], {}
     for ckpt in checkpoints:
         print(f"analysing {ckpt.label} ...", file=sys.stderr)
@@ -285,7 +286,8 @@ def measure_run(run_dir, steps, data, opts, analysis) -> list[dict]:
     from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.training.checkpoint import check_fits, load_checkpoint
 
-    common = dict(precision=opts.precision, batch_size=opts.batch_size)
+    # a decoder's checkpoints are read with the attention the run trained with (the starting model has no recipe)
+    common = dict(precision=opts.precision, batch_size=opts.batch_size, bidirectional=run_dir.bidirectional)
     start = Encoder(run_dir.model, pooler=run_dir.pooler, **common)
     expected = start.embedder_state_shapes()
     for _, path, shapes in steps:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.commands import add_progress_flag
+from simcse_lab.commands import add_bidirectional_flag, add_progress_flag
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooler", choices=POOLERS, default=None,
                    help="SimCSE pooler; default: a sentence-transformers directory's own modules, else the backbone "
                         "family's natural one (cls, or avg for a family without [CLS] such as T5)")
+    add_bidirectional_flag(p)
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all seven)")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--aggregate", choices=AGGREGATES, default="all",
@@ -72,7 +73,7 @@ def run(args) -> int:
     from simcse_lab.modeling.encoder import load_encoder
 
     encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
-                           batch_size=args.batch_size, max_length=args.max_length)
+                           batch_size=args.batch_size, max_length=args.max_length, bidirectional=args.bidirectional)
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "projection": "Sentence-T5's head: a bias-free dense projection (hidden x hidden) after pooling, then "
                            "L2 normalisation, trained with the model and exported as Dense -> Normalize (a "
                            "sentence-transformers --model that has one keeps its own)",
+             "bidirectional": "decoder LLMs (Llama, Mistral, Qwen2/3, Gemma, Phi-3, GPT-2): attend bidirectionally, "
+                              "as LLM2Vec (default); --no-bidirectional keeps them causal (SGPT, E5-Mistral). Saved "
+                              "with the model (simcse_lab_recipe.json); encoders are bidirectional anyway",
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "STS-B dev evaluation period (0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)", "resume": "continue from the last checkpoint",
              "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "

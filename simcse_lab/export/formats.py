@@ -17,6 +17,11 @@ are taken from the exported graph), output ``sentence_embedding``.
 Such a directory is itself a ``--model`` for ``eval``, ``index build`` and ``search``
 (:class:`~simcse_lab.modeling.onnx_encoder.OnnxEncoder`).
 
+Every export holds the model's recipe (``simcse_lab_recipe.json``, :mod:`simcse_lab.modeling.recipe`). A decoder
+LLM trained bidirectionally where transformers has no config flag for it (a run's ``best/`` in simcse-lab's own
+layout) is exported only as ONNX, traced with its bidirectional mask; ``sentence-transformers`` and ``hf`` would
+run it causal and are refused in one line before anything is loaded or written.
+
 ``--quantize int8`` (ONNX only) then applies onnxruntime's dynamic quantization: int8 weights (one scale per
 output channel) for the matmuls and the embedding tables, activations quantised per batch at run time. The fp32 graph is verified
 first (1e-4), then the int8 graph against the same fp32 source with a tolerance that fits 8-bit weights
@@ -45,9 +50,11 @@ from simcse_lab.io import check_replaceable, staged_dir
 from simcse_lab.modeling.encoder import Encoder
 from simcse_lab.modeling.loading import load_sentence_transformer, quiet, require_onnx
 from simcse_lab.modeling.onnx_encoder import CONFIG as ONNX_CONFIG, GRAPH as ONNX_GRAPH, OnnxEncoder
+from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.pooling import OWN_MODULES
+from simcse_lab.modeling.recipe import is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
-from simcse_lab.modeling.st_format import layer_weights, save_sentence_transformer
+from simcse_lab.modeling.st_format import layer_weights, model_recipe, save_sentence_transformer
 
 TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
 # int8 weights move each vector a little in every coordinate: on the verification sentences all-MiniLM-L6-v2
@@ -84,15 +91,42 @@ def load_source(spec: str, pooler: str | None):
         enc = Encoder(path, precision="fp32", device="cpu")
         return enc.st_model, {"source": spec, "path": path, "pooler": OWN_MODULES}, summary
     enc = Encoder(path, pooler=pooler, precision="fp32", device="cpu")
+    bidirectional = enc.family.causal and is_bidirectional(enc.hf_model)
     tmp = tempfile.mkdtemp(prefix="simcse-export-src-")
     try:
+        if bidirectional and not enc.family.bidirectional_config:  # only an in-memory model can run it: made so
+            set_bidirectional(enc.hf_model, False)                  # after the round trip (ONNX traces it)
         out = save_sentence_transformer(enc.hf_model, enc.tokenizer, enc.pooler, Path(tmp) / "st",
                                         mlp=enc.mlp if enc.pooler == "cls" else None,
                                         max_seq_length=enc.max_length)
         model = load_sentence_transformer(str(out), device="cpu")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if bidirectional:
+        set_bidirectional(model[0].model, True)
     return model, {"source": spec, "path": path, "pooler": enc.pooler}, summary
+
+
+def refuse_unreproducible(spec: str, fmt: str) -> None:
+    """A source in simcse-lab's own layout (a decoder run bidirectionally without a config flag for it) cannot be
+    written as a directory sentence-transformers / AutoModel load: one line naming the formats that can."""
+    path = _source_path(spec)
+    if fmt != "onnx" and path is not None and Path(path).is_dir() and is_own_layout(path):
+        raise UserError(f"{spec}: a decoder LLM trained with bidirectional attention, which a {fmt} directory would "
+                        f"run causal (transformers has no config flag for this family); export it with --format "
+                        f"onnx, or use it as it is with simcse-lab (eval / index --model {spec})")
+
+
+def export_recipe(model, description: dict):
+    """The recipe written with an export: the source's pooler (a module list's SimCSE equivalent where it has
+    one), bidirectional attention and EOS as the exported model runs them."""
+    pooler = description["pooler"]
+    if pooler == OWN_MODULES:
+        try:
+            pooler = describe_modules(model)["pooler"]
+        except UserError:
+            pass
+    return model_recipe(model[0].model, model.tokenizer, pooler)
 
 
 def st_encode(model, sentences: list[str]) -> np.ndarray:
@@ -313,6 +347,7 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
     """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``; with ``quantize``
     also ``fp32_max_abs_diff`` and ``min_cosine``)."""
     check_options(fmt, quantize)
+    refuse_unreproducible(model_spec, fmt)
     if fmt == "onnx":
         require_onnx()  # before anything is loaded or written
     output = Path(output)
@@ -329,6 +364,7 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
                 meta = _write_hf(model, tmp)
             else:
                 meta = _write_onnx(model, tmp)
+        export_recipe(model, description).write(tmp)
         got = reload_encode(fmt, tmp, meta, VERIFY_SENTENCES)
         if got.shape != reference.shape:
             raise UserError(f"export verification failed: shape {got.shape} != source {reference.shape}")

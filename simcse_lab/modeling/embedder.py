@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.families import FAMILIES, check_pooler_fits, ensure_pad_token, family_of
+from simcse_lab.modeling.attention import set_bidirectional
+from simcse_lab.modeling.families import FAMILIES, check_pooler_fits, ensure_eos, ensure_pad_token, family_of
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer
 from simcse_lab.modeling.lora import BackboneSetup, adapter_meta, add_lora, load_adapter, prepare_backbone
@@ -33,6 +34,7 @@ from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
 from simcse_lab.modeling.projection import new_projection, project, read_projection
+from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
 
 
@@ -178,10 +180,12 @@ class SimCSEEmbedder(nn.Module):
 
 def backbone_path(model: str) -> str:
     """Where the Hugging Face backbone of a model spec lives (an alias, HF dir, sentence-transformers dir's
-    Transformer folder, or hub id)."""
+    Transformer folder, simcse-lab's own layout's ``backbone/``, or hub id)."""
     path = resolve_model(model)
     if os.path.isdir(path) and is_sentence_transformers_dir(path):
         path = transformer_subdir(path)
+    elif os.path.isdir(path) and is_own_layout(path):
+        path = os.path.join(path, BACKBONE_DIR)
     return path
 
 
@@ -199,9 +203,9 @@ def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_wid
     pooler it cannot compute, ``--do-mlm`` where it has no MLM objective, packing where packed rows would not
     equal the padded batch are one line each."""
     family = family_of(config)
-    check_pooler_fits(family, pooler, model)
     if do_mlm and not family.mlm:
         raise UserError(f"{model}: --do-mlm: the {family.name} family has no masked-language-model objective")
+    check_pooler_fits(family, pooler, model)
     if pack_width and family.packing_position is None:
         packable = sorted({f.name for f in FAMILIES.values() if f.packing_position is not None})
         raise UserError(f"{model}: pack_width: packed rows would not equal the padded batch for the {family.name} "
@@ -209,23 +213,30 @@ def check_family(model: str, config, pooler: str, do_mlm: bool = False, pack_wid
     return family
 
 
+def set_attention(backbone, family, bidirectional: bool):
+    """A decoder LLM's backbone made to attend bidirectionally or causally (an encoder's: unchanged); returned."""
+    return set_bidirectional(backbone, bidirectional) if family.causal else backbone
+
+
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
                   pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False,
                   setup: BackboneSetup | None = None):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
     sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
-    ``projection`` adds a fresh one (+ normalisation) where the model has none. ``setup``: how the backbone is
-    built for training (:class:`~simcse_lab.modeling.lora.BackboneSetup`: weights dtype, gradient checkpointing,
-    an adapter merged first, a new LoRA adapter); the default builds it as it always was."""
+    ``projection`` adds a fresh one (+ normalisation) where the model has none. A decoder LLM family's backbone
+    comes causal, as shipped (training then sets its attention: :func:`set_attention`), and its tokenizer
+    appends EOS where the family says so. ``setup``: how the backbone is built for training
+    (:class:`~simcse_lab.modeling.lora.BackboneSetup`: weights dtype, gradient checkpointing, an adapter merged
+    first, a new LoRA adapter); the default builds it as it always was."""
     setup = setup or BackboneSetup()
     path = backbone_path(model)
     config = backbone_config(model, path)
     family = check_family(model, config, pooler, do_mlm, pack_width)
     try:
-        tokenizer = ensure_pad_token(load_tokenizer(path), family, model)
+        tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, model), model, family.append_eos)
         if do_mlm and tokenizer.mask_token_id is None:
             raise UserError(f"{model}: --do-mlm needs a tokenizer with a mask token")
-        backbone = load_model(path, setup.configure(config, model), **setup.load_kwargs)
+        backbone = set_attention(load_model(path, setup.configure(config, model), **setup.load_kwargs), family, False)
         root = resolve_model(model)
         # a sentence-transformers directory: its own projection head, if it has one
         head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None
@@ -244,13 +255,14 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
 
 def load_adapter_embedder(path: str):
     """(tokenizer, SimCSEEmbedder) of an adapter directory simcse-lab wrote (``--no-merge-lora``): its base model
-    with the adapter attached, the pooler it was trained with, its own tokenizer."""
+    with the adapter attached, attending as it trained (bidirectionally or not), the pooler it was trained with,
+    its own tokenizer."""
     meta = adapter_meta(path)
     _, embedder = load_embedder(meta["base_model"], meta["pooler"], mlp_only_train=False)
-    embedder.backbone = load_adapter(embedder.backbone, path)
-    family = family_of(embedder.backbone.config)
+    family = embedder.family
+    embedder.backbone = load_adapter(set_attention(embedder.backbone, family, bool(meta.get("bidirectional"))), path)
     try:
-        tokenizer = ensure_pad_token(load_tokenizer(path), family, path)
+        tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, path), path, family.append_eos)
     except (OSError, ValueError) as err:
         raise load_error(path, err) from None
     return tokenizer, embedder

@@ -9,6 +9,12 @@ token length and batched with dynamic padding, under ``torch.inference_mode`` an
 :class:`~simcse_lab.modeling.sentence_encoder.SentenceEncoder`. :func:`load_encoder` is what commands
 call: an :class:`Encoder`, or for an exported ONNX directory an
 :class:`~simcse_lab.modeling.onnx_encoder.OnnxEncoder` (onnxruntime, fp32 or int8).
+
+A model directory simcse-lab wrote carries its :class:`~simcse_lab.modeling.recipe.EmbeddingRecipe`; the
+:class:`Encoder` applies it (the pooler when none is asked for, bidirectional attention of a decoder, EOS
+appended), so a trained model embeds as training did, also from simcse-lab's own layout (``backbone/``), which
+only this loader runs. A decoder without a recipe (a hub model) runs as shipped: causal, with its family's EOS.
+``bidirectional`` (``--bidirectional`` / ``--no-bidirectional``) overrides either for a decoder.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from tqdm.auto import tqdm
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
-from simcse_lab.modeling.families import check_pooler_fits, ensure_pad_token, family_of
+from simcse_lab.modeling.families import check_pooler_fits, ensure_eos, ensure_pad_token, family_of
 from simcse_lab.modeling.loading import load_config, load_model, load_sentence_transformer, load_tokenizer
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, OWN_MODULES, check_pooler, pool
 from simcse_lab.modeling.projection import project
+from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
 from simcse_lab.runtime.precision import autocast_context, default_device, resolve_precision
@@ -39,16 +47,27 @@ class Encoder:
     ``self.pooler`` stays None and results record ``OWN_MODULES``); a plain Hugging Face model uses its
     backbone family's natural pooler (``cls`` where it has a sentence token, else ``avg``). Any explicit pooler
     runs the underlying Hugging Face encoder with that pooler; one the family cannot compute (``cls`` on a T5)
-    is refused before the weights load.
+    is refused before the weights load. ``self.recipe``: the saved model's recipe (None: it has none).
+    ``bidirectional``: a decoder's attention (None: as the recipe says, else causal as shipped).
     """
 
     def __init__(self, model: str, pooler: str | None = None, precision: str = "auto",
-                 batch_size: int = 128, max_length: int | None = None, device: str | None = None):
+                 batch_size: int = 128, max_length: int | None = None, device: str | None = None,
+                 bidirectional: bool | None = None):
         self.model_name = model
         self.path = resolve_model(model)
         self.device = torch.device(device) if device else default_device()
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
+        self.recipe = read_recipe(self.path) if os.path.isdir(self.path) else None
+        self._asked = bidirectional
+        self.bidirectional = bidirectional if bidirectional is not None else bool(self.recipe and
+                                                                                  self.recipe.bidirectional)
+        if self.recipe is not None and is_own_layout(self.path):  # only this loader runs it: the recipe's pooler
+            self.backend = "hf"
+            self.pooler = check_pooler(pooler or self.recipe.pooler)
+            self._load_hf(os.path.join(self.path, BACKBONE_DIR), max_length)
+            return
         local_st = os.path.isdir(self.path) and is_sentence_transformers_dir(self.path)
         hub_st = pooler is None and not os.path.isdir(self.path) and hub_is_sentence_transformers(self.path)
         if pooler is None and (local_st or hub_st):
@@ -124,6 +143,8 @@ class Encoder:
         if self.family is not None:
             ensure_pad_token(self.tokenizer, self.family, self.model_name)
             self.max_length = min(self.max_length, self.family.max_tokens(config))
+            # the modules run as saved (a recipe's EOS is in the saved tokenizer already) unless asked otherwise
+            self._decoder_rules(self.st_model[0].model, bool(self.recipe and self.recipe.append_eos), self._asked)
         self.dim = self.st_model.get_embedding_dimension()
 
     def _load_hf(self, path: str, max_length: int | None) -> None:
@@ -132,12 +153,16 @@ class Encoder:
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
         self.family = family_of(config)
-        self.pooler = check_pooler_fits(self.family, self.pooler or self.family.natural_pooler, self.model_name)
+        saved = self.recipe.pooler if self.recipe is not None else None
+        self.pooler = check_pooler_fits(self.family, self.pooler or saved or self.family.natural_pooler,
+                                        self.model_name)
         try:
             self.tokenizer = ensure_pad_token(load_tokenizer(path), self.family, self.model_name)
             self.hf_model, loading_info = load_model(path, config, output_loading_info=True)
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
+        self._decoder_rules(self.hf_model, self.recipe.append_eos if self.recipe else self.family.append_eos,
+                            self.bidirectional)
         self.hf_model.to(self.device).eval()
         self.mlp = backbone_mlp(self.hf_model)
         self.projection, self.normalize = None, False  # a run's projection head (from_embedder_state)
@@ -152,10 +177,26 @@ class Encoder:
         self.max_length = min(max_length or limit, limit)
         self.dim = self.hf_model.config.hidden_size
 
+    def _decoder_rules(self, model, append_eos: bool, attention: bool | None) -> None:
+        """A decoder's EOS rule on the tokenizer and its attention: bidirectional or causal as ``attention`` says
+        (None: as loaded); ``self.bidirectional`` then says which it is. An encoder: nothing to do."""
+        ensure_eos(self.tokenizer, self.model_name, append_eos)
+        if not self.family.causal:
+            if self._asked is False:
+                raise UserError(f"{self.model_name}: --no-bidirectional: the {self.family.name} family is an encoder, "
+                                f"bidirectional by design; the flag applies to decoder LLMs")
+            return
+        if attention is not None:
+            set_bidirectional(model, attention)
+        self.bidirectional = is_bidirectional(model)
+
     # -- encoding --------------------------------------------------------------------------------
     def describe(self) -> dict:
-        return {"model": self.model_name, "path": self.path, "backend": self.backend,
+        info = {"model": self.model_name, "path": self.path, "backend": self.backend,
                 "pooler": self.pooler or OWN_MODULES, "precision": self.precision, "device": str(self.device)}
+        if self.family is not None and self.family.causal:
+            info["bidirectional"] = self.bidirectional
+        return info
 
     def _forward(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -174,13 +215,16 @@ class Encoder:
 
 
 def load_encoder(model: str, pooler: str | None = None, precision: str = "auto", batch_size: int = 128,
-                 max_length: int | None = None, device: str | None = None):
+                 max_length: int | None = None, device: str | None = None, bidirectional: bool | None = None):
     """The encoder for a ``--model`` spec: an :class:`OnnxEncoder` for an exported ONNX directory (its pooling
-    is part of the graph, so no ``pooler``; CPU), else an :class:`Encoder`."""
+    and attention are part of the graph, so no ``pooler`` or ``bidirectional``; CPU), else an :class:`Encoder`."""
     path = resolve_model(model)
     if not is_onnx_dir(path):
         return Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, max_length=max_length,
-                       device=device)
+                       device=device, bidirectional=bidirectional)
+    if bidirectional is not None:
+        raise UserError(f"{model}: an ONNX export has its attention built into the graph; drop "
+                        f"--{'' if bidirectional else 'no-'}bidirectional")
     if pooler is not None:
         raise UserError(f"{model}: an ONNX export has its pooling built into the graph; drop --pooler {pooler}")
     if device not in (None, "cpu"):

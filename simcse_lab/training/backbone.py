@@ -3,7 +3,8 @@ data), before any work: the default pooler becomes the family's natural one (``c
 token, ``avg`` for T5 and models without one), a pooler it cannot compute, ``--do-mlm`` without an MLM
 objective, packing where it is not exact, a ``--max-seq-len`` beyond the positions the model can use
 (RoBERTa: 514 rows, 512 positions) are one line each; and fp16 for a family whose activations overflow it
-(T5) is refused when asked for, or replaced by fp32 with a one-line note when ``auto`` would have chosen it."""
+(T5) is refused when asked for, or replaced by fp32 with a one-line note when ``auto`` would have chosen it;
+``--no-bidirectional`` on an encoder is refused (it names a decoder's causal mask)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def resolve_backbone(cfg) -> Family:
     if not cfg.pooler:
         cfg.pooler = family.natural_pooler
     check_family(cfg.model, config, cfg.pooler, cfg.do_mlm, cfg.pack_width)
+    check_bidirectional(cfg, family)
     usable = family.usable_max_length(config)
     if usable is not None and cfg.max_seq_len > usable:
         raise UserError(f"max_seq_len {cfg.max_seq_len} is more than the {usable} positions {cfg.model} can use "
@@ -44,6 +46,17 @@ def check_adaptation(cfg) -> None:
         raise UserError("--no-merge-lora: an adapter directory carries the backbone's adapter only, not the "
                         f"{'projection' if cfg.projection else 'MLP head of pooler cls'} this model exports; use "
                         "--merge-lora")
+
+
+def check_bidirectional(cfg, family: Family) -> None:
+    """``--no-bidirectional`` names a decoder's causal mask, which an encoder does not have; a projection head
+    cannot travel with a bidirectional decoder saved in simcse-lab's own layout (no config flag for it)."""
+    if not cfg.bidirectional and not family.causal:
+        raise UserError(f"--no-bidirectional: {cfg.model} ({family.name} family) is an encoder, bidirectional by "
+                        f"design; the flag applies to decoder LLMs")
+    if cfg.projection and family.causal and cfg.bidirectional and not family.bidirectional_config:
+        raise UserError(f"--projection: a bidirectional {family.name} model is saved in simcse-lab's own layout, "
+                        f"which has no projection head; drop --projection or add --no-bidirectional")
 
 
 def family_precision(family: Family, precision: str, requested: str, note: bool = True) -> str:

@@ -72,6 +72,7 @@ class TrainConfig:
     pooler: str = ""              # "": the backbone family's natural pooler (cls; avg for T5), set once its config is read
     mlp_only_train: bool = True
     projection: bool = False      # Sentence-T5's bias-free projection + normalisation after pooling (kept from an ST dir)
+    bidirectional: bool = True    # a decoder LLM attends bidirectionally (LLM2Vec); False: causal (SGPT, E5-Mistral)
     temperature: float = 0.05
     hard_negative_weight: float = 0.0
     dup_rate: float = 0.32

@@ -33,7 +33,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.evaluation.dev import dev_metrics
 from simcse_lab.evaluation.sts import parse_tasks
 from simcse_lab.io import write_json
-from simcse_lab.modeling.embedder import load_embedder
+from simcse_lab.modeling.embedder import load_embedder, set_attention
 from simcse_lab.modeling.lora import BackboneSetup
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
 from simcse_lab.training.backbone import family_precision, resolve_backbone
@@ -113,6 +113,7 @@ def train(cfg: TrainConfig) -> dict:
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
                                         cfg.pack_width, cfg.mini_batch_size, cfg.projection,
                                         BackboneSetup.from_config(cfg))
+    set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # a decoder LLM's --bidirectional
     if not cfg.merge_lora:  # best/ and final/ are adapter directories on cfg.model
         embedder.export_adapter = cfg.model
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)

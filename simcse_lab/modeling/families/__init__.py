@@ -1,8 +1,8 @@
 """Backbone families: what differs between BERT, RoBERTa/XLM-R, DistilBERT, ELECTRA, MPNet, DeBERTa-v2/v3,
-ModernBERT and T5 encoders, each declared once in its own module (``FAMILY = Family(...)``, see
+ModernBERT and T5 encoders and the decoder LLMs (Llama, Mistral, Qwen2/3, Gemma 1-3, Phi-3, GPT-2), each declared once in its own module (``FAMILY = Family(...)``, see
 :mod:`.base`), found by :func:`family_of` from a config's ``model_type``. An unknown model type gets the
 generic rule (:mod:`.generic`), with a note once. Adding a family is one module here (found by itself)
-plus its test fixture. Tests: tests/test_families.py."""
+plus its test fixture. Tests: tests/test_families.py, tests/test_decoders.py."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def family_of(config) -> Family:
 def check_pooler_fits(family: Family, pooler: str, model: str) -> str:
     """``pooler`` if the family can compute it; a pooler reading a sentence token on a family without one is a
     one-line UserError naming the family and the poolers that fit."""
+    if pooler in family.refused_poolers:
+        raise UserError(f"{model}: pooler {pooler!r} is refused for the {family.name} family "
+                        f"({family.refused_poolers[pooler]}); use one of {', '.join(family.fitting_poolers)}")
     if pooler in SUMMARY_POOLERS and family.summary_token is None:
         raise UserError(f"{model}: pooler {pooler!r} reads a sentence token ([CLS]), which the {family.name} family "
                         f"does not have (position 0 is an ordinary token); use one of "
@@ -78,4 +81,69 @@ def ensure_pad_token(tokenizer, family: Family, model: str):
                     f"with; add a pad token to its tokenizer_config.json")
 
 
-__all__ = ["FAMILIES", "GENERIC", "Family", "check_pooler_fits", "ensure_pad_token", "family_of"]
+def appends_eos(tokenizer) -> bool:
+    """Whether the tokenizer itself puts its EOS token last."""
+    ids = tokenizer("a")["input_ids"]
+    return tokenizer.eos_token_id is not None and bool(ids) and ids[-1] == tokenizer.eos_token_id
+
+
+def _template(piece: dict) -> str:
+    kind, value = next(iter(piece.items()))
+    return f"{'$' if kind == 'Sequence' else ''}{value['id']}:{value['type_id']}"
+
+
+def _rebuild(definition: dict):
+    """A tokenizers post-processor from its JSON (ByteLevel and the like: its fields are its arguments)."""
+    from tokenizers import processors
+
+    return getattr(processors, definition["type"])(**{k: v for k, v in definition.items() if k != "type"})
+
+
+def _appending(definition: dict | None, eos: str, eos_id: int):
+    """A post-processor doing what ``definition`` (a tokenizers post-processor as JSON, or None) does, then
+    appending ``eos`` to each sequence: a template gets EOS at its end (a Sequence: its template does)."""
+    from tokenizers import processors
+
+    kind = (definition or {}).get("type")
+    if kind == "Sequence":
+        parts = definition["processors"]
+        if any(p.get("type") == "TemplateProcessing" for p in parts):
+            return processors.Sequence([_appending(p, eos, eos_id) if p.get("type") == "TemplateProcessing"
+                                        else _rebuild(p) for p in parts])
+    specials = {eos: eos_id}
+    single, pair = ["$A:0"], ["$A:0", f"{eos}:0", "$B:1"]
+    if kind == "TemplateProcessing":
+        single = [_template(p) for p in definition["single"]]
+        pair = [_template(p) for p in definition["pair"]]
+        pair.insert(next(i for i, t in enumerate(pair) if t.endswith(":1")), f"{eos}:0")
+        specials.update({name: token["ids"][0] for name, token in definition["special_tokens"].items()})
+    append = processors.TemplateProcessing(single=" ".join(single + [f"{eos}:0"]), pair=" ".join(pair + [f"{eos}:1"]),
+                                           special_tokens=list(specials.items()))
+    if kind in (None, "TemplateProcessing"):
+        return append
+    return processors.Sequence([_rebuild(definition), append])
+
+
+def ensure_eos(tokenizer, model: str, on: bool):
+    """The tokenizer, made to append its EOS token to every input when ``on`` (a decoder family's rule,
+    :attr:`Family.append_eos`, or a saved model's recipe) and it does not already: its post-processor is
+    followed by one that appends EOS, so truncation keeps room for it, every caller (encoding, training data,
+    exports, sentence-transformers reloading a saved tokenizer) gets it, and the tokenised-data cache key (the
+    tokenizer's definition) changes with it. Nothing changes when ``on`` is false or the tokenizer adds it."""
+    if not on or appends_eos(tokenizer):
+        return tokenizer
+    backend, eos = getattr(tokenizer, "backend_tokenizer", None), tokenizer.eos_token
+    if backend is None or eos is None:
+        raise UserError(f"{model}: the family appends EOS to every input, which needs a fast tokenizer with an "
+                        f"eos token; this one has {'no eos token' if eos is None else 'no tokenizers backend'}")
+    import json
+
+    definition = json.loads(backend.to_str()).get("post_processor")
+    backend.post_processor = _appending(definition, eos, tokenizer.eos_token_id)
+    if not appends_eos(tokenizer):
+        raise UserError(f"{model}: could not make the tokenizer append its eos token {eos!r}")
+    return tokenizer
+
+
+__all__ = ["FAMILIES", "GENERIC", "Family", "appends_eos", "check_pooler_fits", "ensure_eos", "ensure_pad_token",
+           "family_of"]

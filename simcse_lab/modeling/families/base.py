@@ -4,7 +4,10 @@ A family is one record, read where the code used to assume BERT: how the encoder
 token is (or that there is none), how padding works when the tokenizer has no pad token, which positions the
 model can use (:meth:`Family.usable_max_length`), whether packed rows give exactly the padded batch's vectors
 (:attr:`Family.packing_position`), whether the family has an MLM objective, and its matmul shape for the FLOP
-count (:meth:`Family.flop_shape`). Nothing here imports torch or transformers: a config is checked before
+count (:meth:`Family.flop_shape`). A decoder LLM (:func:`decoder`, issue 21) is causal as shipped and has no
+sentence token; its tokenizer is made to append EOS (:attr:`Family.append_eos`), it trains bidirectionally by
+default (:mod:`simcse_lab.modeling.attention`), and where transformers has a config flag that runs it
+bidirectionally on load (Gemma) the family names it (:attr:`Family.bidirectional_config`). Nothing here imports torch or transformers: a config is checked before
 anything loads.
 """
 
@@ -67,6 +70,7 @@ def shape_from(hidden: tuple[str, ...], ffn: tuple[str, ...], layers: tuple[str,
 
 
 BERT_SHAPE = shape_from(("hidden_size",), ("intermediate_size",), ("num_hidden_layers",))
+GLU_SHAPE = shape_from(("hidden_size",), ("intermediate_size",), ("num_hidden_layers",), gated=lambda config: True)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,11 @@ class Family:
     mlm: bool = True                          # an MLM objective exists for it (--do-mlm; a mask token is needed too)
     fp16_safe: bool = True                    # False: activations overflow fp16 (T5), training takes bf16/fp32
     note: str = ""                            # said once when the family is used (the generic fallback)
+    causal: bool = False                      # a decoder LLM: causal attention as shipped (--bidirectional applies)
+    append_eos: bool = False                  # EOS appended to every input where the tokenizer does not add it
+    bidirectional_config: dict = field(default_factory=dict)  # config values that make transformers itself run it
+    #                                           bidirectionally on load ({}: none, a saved model cannot say so)
+    refused_poolers: dict = field(default_factory=dict)  # pooler -> why the family refuses it
     lora_targets: tuple[str, ...] = LLM2VEC_LORA_TARGETS  # module names a LoRA adapter goes on (--lora-targets)
 
     @property
@@ -93,7 +102,8 @@ class Family:
 
     @property
     def fitting_poolers(self) -> tuple[str, ...]:
-        return tuple(p for p in POOLERS if self.summary_token is not None or p not in SUMMARY_POOLERS)
+        return tuple(p for p in POOLERS if (self.summary_token is not None or p not in SUMMARY_POOLERS)
+                     and p not in self.refused_poolers)
 
     def usable_max_length(self, config) -> int | None:
         """How many tokens a sequence may have (None: no position table limits it)."""
@@ -107,3 +117,16 @@ class Family:
     def model_class(self, config) -> str | None:
         """The transformers class that loads the encoder alone (T5EncoderModel), or None for AutoModel."""
         return self.encoder_classes.get(getattr(config, "model_type", None))
+
+
+DECODER_REFUSED = {"avg_first_last": "its first layer is a decoder LLM's near-embedding layer, not a sentence "
+                                    "representation (LLM2Vec pools the last layer)"}
+
+
+def decoder(name: str, model_types: tuple[str, ...], **kwargs) -> Family:
+    """A decoder LLM family: no sentence token (position 0 is the first word, or BOS, which sees nothing of the
+    sentence in a causal model), EOS appended, padding with EOS where there is no pad token, no MLM objective,
+    ``avg_first_last`` refused; a GLU feed-forward unless ``flop_shape`` says otherwise."""
+    settings = dict(summary_token=None, causal=True, append_eos=True, mlm=False, flop_shape=GLU_SHAPE,
+                    pad_fallback=("eos_token", "unk_token"), refused_poolers=DECODER_REFUSED)
+    return Family(name, model_types, **{**settings, **kwargs})
