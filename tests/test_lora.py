@@ -423,3 +423,25 @@ def test_llm2vec_configs_stop_offline_at_once_in_one_line(tmp_path, name):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], proc.stderr
         assert time.time() - start < 30 and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2", "gemma", "gpt2", "phi3"])
+def test_lora_on_each_decoder_family_merges_to_what_it_encodes(tmp_path, decoder_models, name):
+    """The tiny decoders of tests/families.py (their own tokenizers, BOS/padding rules): the adapter goes on every
+    module the family declares, and the merged bidirectional export reloads to the adapter model's vectors."""
+    from simcse_lab.modeling.embedder import set_attention
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder = lora_embedder(decoder_models[name])
+    wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, p in embedder.named_parameters()
+               if p.requires_grad and "lora_A" in n}
+    assert wrapped == set(embedder.family.lora_targets), name
+    set_attention(embedder.backbone, embedder.family, True)
+    randomise_adapter(embedder, seed=2)
+    ours = encode(embedder, tokenizer, SENTENCES)
+    save_embedder(embedder, tokenizer, tmp_path / "merged")
+    reloaded = Encoder(str(tmp_path / "merged"), precision="fp32", device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(reloaded, ours, atol=1e-5)
+    with embedder.backbone.disable_adapter():
+        assert np.abs(encode(embedder, tokenizer, SENTENCES) - ours).max() > 1e-3
