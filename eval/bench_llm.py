@@ -14,7 +14,9 @@ beside it. Seconds per step: the median of the steps after the first (the first 
 
     python eval/bench_llm.py [--steps 3]
 
-Writes eval/bench_llm.json and eval/bench_llm.md (after each configuration, so a cut run keeps what it has).
+Writes eval/bench_llm.json and eval/bench_llm.md (``--stem``: other names), after each configuration, so a cut run
+keeps what it has. ``--layers`` fewer than 24 and ``--only`` a subset are for a machine too slow or too small
+for the whole: the report says which it measured.
 """
 
 from __future__ import annotations
@@ -205,9 +207,9 @@ def verdicts(runs: dict) -> list[str]:
     return out
 
 
-def write(report: dict) -> None:
-    (ROOT / "eval" / "bench_llm.json").write_text(json.dumps(report, indent=1) + "\n")
-    (ROOT / "eval" / "bench_llm.md").write_text(render(report))
+def write(report: dict, stem: str) -> None:
+    (ROOT / "eval" / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (ROOT / "eval" / f"{stem}.md").write_text(render(report))
 
 
 def main() -> None:
@@ -215,6 +217,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="steps per configuration, the first a warm-up (default 3)")
     p.add_argument("--only", default="", help="comma-separated configurations (default: all, then the peer)")
     p.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
+    p.add_argument("--stem", default="bench_llm", help="the outputs: eval/STEM.json and eval/STEM.md")
     p.add_argument("--peer", type=Path, default=None, help=argparse.SUPPRESS)  # the peer's own process
     p.add_argument("--peer-output", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)
@@ -243,7 +246,7 @@ def main() -> None:
             report["runs"][name] = run
             print(f"  {json.dumps({k: v for k, v in run.items() if k != 'command'})}", file=sys.stderr, flush=True)
             report["machine_end"] = machine()
-            write(report)
+            write(report, args.stem)
     print(render(report))
 
 
