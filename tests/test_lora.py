@@ -445,3 +445,12 @@ def test_lora_on_each_decoder_family_merges_to_what_it_encodes(tmp_path, decoder
     np.testing.assert_allclose(reloaded, ours, atol=1e-5)
     with embedder.backbone.disable_adapter():
         assert np.abs(encode(embedder, tokenizer, SENTENCES) - ours).max() > 1e-3
+
+
+def test_a_lora_run_is_refused_as_a_trajectory_in_one_line(tmp_path):
+    from simcse_lab.analysis.inputs import read_run_dir
+    from simcse_lab.errors import InputError
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"model": "m", "pooler": "avg", "lora_r": 16}))
+    with pytest.raises(InputError, match="a LoRA run .* analyze its best/ or final/ with --model instead"):
+        read_run_dir(tmp_path)
