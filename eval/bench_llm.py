@@ -173,14 +173,14 @@ def render(report: dict) -> str:
              "```bash", report["command"], "```", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, native bf16: {m['native_bf16']} (AMX: {m['amx']}), torch "
              f"{m['torch']}; {busy_note(m, report.get('machine_end', m))}.", "",
-             "| configuration | training peak (GB) | vs full | process peak (GB) | s/step | steps (s) | tokens/step |",
-             "|---|---|---|---|---|---|---|"]
+             "| configuration | training peak (GB) | vs full | process peak (GB) | s/step | steps (s) | tokens/step | "
+             "load (start, end) |", "|---|---|---|---|---|---|---|---|"]
     full = runs.get("full-fp32", {}).get("train_peak_gb")
     for run in runs.values():
         ratio = f"{run['train_peak_gb'] / full:.2f}×" if full and run["train_peak_gb"] else ""
         lines.append(f"| {run['what']} | {run['train_peak_gb']} | {ratio} | {run['process_peak_gb']} | "
                      f"{run['seconds_per_step']} | {', '.join(map(str, run['step_seconds']))} | "
-                     f"{run['tokens_per_step']} |")
+                     f"{run['tokens_per_step']} | {', '.join(map(str, run.get('load_average_1min', [])))} |")
     lines += [""] + verdicts(runs)
     failed = [f"{r['name']} ({' / '.join(r['log_tail'])})" for r in runs.values()
               if r["returncode"] != 0 or r["steps"] != report["steps"]]
@@ -241,8 +241,10 @@ def main() -> None:
         report["parameters"] = _parameters(model_dir)
         for name in names:
             print(f"{name} ...", file=sys.stderr, flush=True)
+            load = os.getloadavg()[0]
             run = run_peer(workdir, model_dir, args.steps, env) if name == PEER else \
                 run_ours(workdir, model_dir, name, args.steps, env)
+            run["load_average_1min"] = [round(load, 1), round(os.getloadavg()[0], 1)]  # at its start, at its end
             report["runs"][name] = run
             print(f"  {json.dumps({k: v for k, v in run.items() if k != 'command'})}", file=sys.stderr, flush=True)
             report["machine_end"] = machine()
