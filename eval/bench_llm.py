@@ -169,9 +169,9 @@ def render(report: dict) -> str:
              f"{report['steps']} steps per configuration: the first is a warm-up, s/step is the median of the "
              f"other {report['steps'] - 1}. Each configuration is a fresh process; *training peak* is its peak RSS "
              "(ru_maxrss) after its last step, *process peak* its whole life's (the end-of-run export included: "
-             "a merged copy for LoRA, the training-state checkpoint).", "",
+             "a merged copy for LoRA, the training-state checkpoint).", *_layers_note(report), "",
              "```bash", report["command"], "```", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, native bf16: {m['native_bf16']} (AMX: {m['amx']}), torch "
+             f"Machine: {report.get('cpu_model', m['cpu'])}, {m['cores']} cores, native bf16: {m['native_bf16']} (AMX: {m['amx']}), torch "
              f"{m['torch']}; {busy_note(m, report.get('machine_end', m))}.", "",
              "| configuration | training peak (GB) | vs full | process peak (GB) | s/step | steps (s) | tokens/step | "
              "load (start, end) |", "|---|---|---|---|---|---|---|---|"]
@@ -180,13 +180,30 @@ def render(report: dict) -> str:
         ratio = f"{run['train_peak_gb'] / full:.2f}×" if full and run["train_peak_gb"] else ""
         lines.append(f"| {run['what']} | {run['train_peak_gb']} | {ratio} | {run['process_peak_gb']} | "
                      f"{run['seconds_per_step']} | {', '.join(map(str, run['step_seconds']))} | "
-                     f"{run['tokens_per_step']} | {', '.join(map(str, run.get('load_average_1min', [])))} |")
+                     f"{run['tokens_per_step']} | {', '.join(map(str, run.get('load_average_1min', []))) or 'not recorded'} |")
     lines += [""] + verdicts(runs)
     failed = [f"{r['name']} ({' / '.join(r['log_tail'])})" for r in runs.values()
               if r["returncode"] != 0 or r["steps"] != report["steps"]]
     if failed:
         lines += ["", f"Runs that did not finish: {'; '.join(failed)}."]
     return "\n".join(lines) + "\n"
+
+
+def _layers_note(report: dict) -> list[str]:
+    layers = report["model"]["num_hidden_layers"]
+    if layers == QWEN2_05B["num_hidden_layers"]:
+        return []
+    return ["", f"**{layers} of Qwen2-0.5B's {QWEN2_05B['num_hidden_layers']} layers** (every other shape as "
+            "Qwen2-0.5B's, the 151,936 x 896 embedding table included): on this shared 2-core CPU one step of the "
+            "24-layer model takes minutes, too long for every configuration. Fewer layers make the fixed part "
+            "(the embedding table, the Python process) a larger share of every peak."]
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 def verdicts(runs: dict) -> list[str]:
@@ -218,6 +235,7 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated configurations (default: all, then the peer)")
     p.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
     p.add_argument("--stem", default="bench_llm", help="the outputs: eval/STEM.json and eval/STEM.md")
+    p.add_argument("--render", action="store_true", help="only write eval/STEM.md again from eval/STEM.json")
     p.add_argument("--peer", type=Path, default=None, help=argparse.SUPPRESS)  # the peer's own process
     p.add_argument("--peer-output", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)
@@ -229,7 +247,12 @@ def main() -> None:
     if args.peer:
         return peer(args.peer, args.steps, args.peer_output)
     names = [n for n in args.only.split(",") if n] or [*CONFIGS, PEER]
+    if args.render:  # the .md again from its .json (e.g. after a change of wording), on the machine it ran on
+        report = json.loads((ROOT / "eval" / f"{args.stem}.json").read_text())
+        report.setdefault("cpu_model", cpu_model())
+        return write(report, args.stem)
     report = {"command": "python " + shlex.join(["eval/bench_llm.py", *sys.argv[1:]]), "machine": machine(),
+              "cpu_model": cpu_model(),
               "steps": args.steps, "model": {**QWEN2_05B, "num_hidden_layers": args.layers}, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
