@@ -256,6 +256,7 @@ def main() -> None:
               "steps": args.steps, "model": {**QWEN2_05B, "num_hidden_layers": args.layers}, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         model_dir = workdir / "qwen2-0.5b-shapes"
         env = _env({"SIMCSE_LAB_CACHE": str(workdir / "cache"), "OMP_NUM_THREADS": str(os.cpu_count())})
         if not (model_dir / "config.json").is_file():
