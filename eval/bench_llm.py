@@ -181,7 +181,7 @@ def render(report: dict) -> str:
         lines.append(f"| {run['what']} | {run['train_peak_gb']} | {ratio} | {run['process_peak_gb']} | "
                      f"{run['seconds_per_step']} | {', '.join(map(str, run['step_seconds']))} | "
                      f"{run['tokens_per_step']} | {', '.join(map(str, run.get('load_average_1min', []))) or 'not recorded'} |")
-    lines += [""] + verdicts(runs)
+    lines += [""] + verdicts(runs) + [f"- {note}" for note in report.get("notes", [])]
     failed = [f"{r['name']} ({' / '.join(r['log_tail'])})" for r in runs.values()
               if r["returncode"] != 0 or r["steps"] != report["steps"]]
     if failed:
@@ -236,6 +236,7 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
     p.add_argument("--stem", default="bench_llm", help="the outputs: eval/STEM.json and eval/STEM.md")
     p.add_argument("--render", action="store_true", help="only write eval/STEM.md again from eval/STEM.json")
+    p.add_argument("--note", action="append", default=[], help="with --render: a line added to the report's notes")
     p.add_argument("--peer", type=Path, default=None, help=argparse.SUPPRESS)  # the peer's own process
     p.add_argument("--peer-output", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)
@@ -250,6 +251,7 @@ def main() -> None:
     if args.render:  # the .md again from its .json (e.g. after a change of wording), on the machine it ran on
         report = json.loads((ROOT / "eval" / f"{args.stem}.json").read_text())
         report.setdefault("cpu_model", cpu_model())
+        report["notes"] = report.get("notes", []) + args.note
         return write(report, args.stem)
     report = {"command": "python " + shlex.join(["eval/bench_llm.py", *sys.argv[1:]]), "machine": machine(),
               "cpu_model": cpu_model(),
