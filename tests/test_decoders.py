@@ -37,7 +37,7 @@ def test_a_decoder_family_declares_the_decoder_rules(name):
 
     family = FAMILIES[DECODERS[name].model_type]
     assert (family.summary_token, family.causal, family.append_eos, family.natural_pooler) == (None, True, True, "avg")
-    assert family.pad_fallback[0] == "eos_token" and not family.mlm
+    assert family.pad_fallback[0] == "eos_token" and family.mlm and family.masked_lm.name == "mntp"  # tests/test_mntp.py
     for pooler in ("cls", "cls_before_pooler", "avg_first_last"):
         with pytest.raises(UserError) as err:
             check_pooler_fits(family, pooler, name)
@@ -372,3 +372,21 @@ def test_gemmas_config_flag_reloads_bidirectional_through_plain_automodel(still_
         reloaded = AutoModel.from_pretrained(tmp_path / str(on)).eval()
         assert is_bidirectional(reloaded) == on and is_bidirectional(model) == on  # the config restored after
         torch.testing.assert_close(_hidden(reloaded, ids, mask), _hidden(model, ids, mask), atol=1e-6, rtol=0)
+
+
+def test_eos_joins_a_llama3_style_post_processor(still_decoder_models):
+    """Llama 3 ships byte-level BPE with a Sequence(ByteLevel, Template '<|begin_of_text|> $A') post-processor:
+    EOS goes after the sentence, BOS stays first, once each."""
+    from tokenizers import processors
+
+    from simcse_lab.modeling.families import ensure_eos
+    from simcse_lab.modeling.loading import load_tokenizer
+
+    tok = load_tokenizer(str(still_decoder_models["qwen2"]))
+    bos = tok.eos_token_id  # <|endoftext|> stands in for <|begin_of_text|>
+    tok.backend_tokenizer.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|endoftext|>:0 $A:0", special_tokens=[("<|endoftext|>", bos)])])
+    plain = tok("a man plays")["input_ids"]
+    assert plain[0] == bos and plain[-1] != tok.eos_token_id
+    assert ensure_eos(tok, "llama3-like", True)("a man plays")["input_ids"] == plain + [tok.eos_token_id]

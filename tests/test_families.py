@@ -140,7 +140,7 @@ def test_a_summary_pooler_on_a_family_without_one_is_refused(tiny, pooler):
 
     path = str(tiny("t5"))
     with pytest.raises(UserError, match=rf"pooler '{pooler}' reads a sentence token .* t5 family .* avg, "
-                                        r"avg_first_last, avg_top2$"):
+                                        r"avg_first_last, avg_top2, last_token, weighted_avg$"):
         Encoder(path, pooler=pooler, precision="fp32")
     with pytest.raises(UserError, match="t5 family"):
         resolve_backbone(TrainConfig(model=path, pooler=pooler))
@@ -323,6 +323,11 @@ def _by_definition(model, tokenizer, pooler: str, sentence: str, max_length: int
             return model.pooler.activation(model.pooler.dense(hs[-1][0, 0])).numpy()
         if pooler == "cls_before_pooler":
             return hs[-1][0, 0].numpy()
+        if pooler == "last_token":
+            return hs[-1][0, -1].numpy()
+        if pooler == "weighted_avg":  # SGPT: token k (1..L) weighs k
+            weights = torch.arange(1, hs[-1].shape[1] + 1, dtype=hs[-1].dtype)
+            return ((hs[-1][0] * weights[:, None]).sum(0) / weights.sum()).numpy()
         pair = {"avg": (hs[-1], hs[-1]), "avg_first_last": (hs[1], hs[-1]), "avg_top2": (hs[-2], hs[-1])}[pooler]
         return ((pair[0][0] + pair[1][0]) / 2).mean(0).numpy()
 

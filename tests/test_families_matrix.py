@@ -126,7 +126,8 @@ class Matrix:
         args = {"unsup": ("--objective", "unsup", "--data", self.wiki),  # the family's default pooler
                 "sup": ("--objective", "sup", "--data", self.nli, "--pooler", natural_pooler(family)),
                 "esimcse": ("--objective", "esimcse", "--data", self.wiki, "--pooler", "avg"),
-                "mlm": ("--objective", "unsup", "--data", self.wiki, "--do-mlm", "--pooler", "avg_first_last")}[cell]
+                "mlm": ("--objective", "unsup", "--data", self.wiki, "--do-mlm", "--pooler",
+                        "avg_top2" if ALL[family].decoder else "avg_first_last")}[cell]
         return cli("train", "--model", self.models[family], *args, *TRAIN_COMMON, "--output-dir", out), out
 
     def run_dir(self, family: str) -> Path:
@@ -228,10 +229,14 @@ def test_fixture_model_loads_offline_with_its_family_tokenizer(family_models, sh
 @pytest.mark.parametrize("cell", TRAIN_CELLS)
 @pytest.mark.parametrize("family", EVERY)
 def test_train(matrix, family, cell):
-    """unsup (the family's default pooler), sup (its natural raw pooler), esimcse (avg), --do-mlm (avg_first_last):
-    2 steps each; --do-mlm on a family without a mask token is a one-line refusal."""
+    """unsup (the family's default pooler), sup (its natural raw pooler), esimcse (avg), --do-mlm (avg_first_last;
+    a decoder: avg_top2, and its MNTP, masking with "_" where the tokenizer has no mask token): 2 steps each;
+    --do-mlm on an encoder family without a mask token is a one-line refusal."""
     result, out = matrix.train(family, cell)
-    if cell == "mlm" and ALL[family].mask_token is None:
+    if cell == "mlm" and ALL[family].decoder:
+        works(result, f"{family} train {cell}")
+        assert json.loads((out / "summary.json").read_text())["masked_lm"]["objective"] == "mntp"
+    if cell == "mlm" and ALL[family].mask_token is None and not ALL[family].decoder:
         refused(result, f"{family} --do-mlm", "mask")
         assert not (out / "final").exists()
         return

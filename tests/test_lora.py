@@ -454,3 +454,35 @@ def test_a_lora_run_is_refused_as_a_trajectory_in_one_line(tmp_path):
     (tmp_path / "train_config.json").write_text(json.dumps({"model": "m", "pooler": "avg", "lora_r": 16}))
     with pytest.raises(InputError, match="a LoRA run .* analyze its best/ or final/ with --model instead"):
         read_run_dir(tmp_path)
+
+
+def test_llm2vec_pipeline_mntp_adapter_then_simcse_from_it(tmp_path):
+    """LLM2Vec's stacking on a tiny Llama whose vocabulary has "_": MNTP trains a LoRA adapter (the model's own LM
+    head frozen, so the checkpoint holds the adapter only) saved unmerged; SimCSE starts from it merged."""
+    from tiny_decoders import make_tiny_decoder
+
+    from simcse_lab.modeling.embedder import load_adapter_embedder, load_embedder
+    from simcse_lab.modeling.lora import merged_backbone
+    from simcse_lab.training.config import OBJECTIVE_NAMES
+    from simcse_lab.training.loop import train
+
+    if "mntp" not in OBJECTIVE_NAMES:
+        pytest.skip("--objective mntp is not in this build")
+    model = make_tiny_decoder(tmp_path / "llama", "llama", seed=4)
+    mntp = tmp_path / "mntp"
+    train(train_config(tmp_path, model, objective="mntp", mlm_probability=0.2, output_dir=str(mntp), max_steps=2,
+                       merge_lora=False))
+    state = torch.load(mntp / "checkpoints" / "step-0000002" / "state.pt", weights_only=True)
+    assert state["model"] and all("lora_" in k for k in state["model"])  # no LM head, no base weight
+    assert (mntp / "final" / "adapter_config.json").is_file()
+
+    train(train_config(tmp_path, model, objective="unsup", output_dir=str(tmp_path / "simcse"), max_steps=2,
+                       init_adapter=str(mntp / "final")))
+    _, stacked = load_embedder(str(model), "avg", False, setup=BackboneSetup(lora_r=4, init_adapter=str(mntp / "final")))
+    _, adapted = load_adapter_embedder(str(mntp / "final"))
+    _, plain = load_embedder(str(model), "avg", False)
+    name = "layers.0.self_attn.q_proj.weight"
+    merged = merged_backbone(adapted.backbone).state_dict()[name]
+    start = stacked.backbone.get_base_model().state_dict()[name.replace("q_proj.", "q_proj.base_layer.")]
+    torch.testing.assert_close(start, merged, atol=1e-6, rtol=0)
+    assert (start - plain.backbone.state_dict()[name]).abs().max() > 1e-4  # the MNTP adapter moved it

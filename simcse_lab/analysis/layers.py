@@ -17,7 +17,7 @@ import torch
 
 from simcse_lab.modeling.encoder import encode_texts
 from simcse_lab.modeling.families import family_of
-from simcse_lab.modeling.pooling import masked_mean, pool
+from simcse_lab.modeling.pooling import masked_mean, model_inputs, pool
 
 
 @dataclass
@@ -54,21 +54,22 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
 
         def forward(batch):
             batch = {k: v.to(device) for k, v in batch.items()}
-            out = encoder.st_model(batch)
-            return _concat(out["sentence_embedding"], out["all_layer_embeddings"], batch["attention_mask"], summary)
+            out = encoder.st_model(encoder.st_features(batch))
+            return _concat(out["sentence_embedding"], out["all_layer_embeddings"], _tokens(batch), summary)
     else:
         previous = None
 
         def forward(batch):
             batch = {k: v.to(device) for k, v in batch.items()}
-            out = model(**batch, output_hidden_states=True)
+            out = model(**model_inputs(batch), output_hidden_states=True)
             main = pool(encoder.pooler, batch, out.last_hidden_state, out.hidden_states, encoder.mlp, summary=summary)
-            return _concat(main, out.hidden_states, batch["attention_mask"], summary)
+            return _concat(main, out.hidden_states, _tokens(batch), summary)
 
     try:
         flat = encode_texts(sentences, encoder.tokenizer, forward, dim + per_layer_vectors * layers * hidden,
                             batch_size=encoder.batch_size, max_length=encoder.max_length,
-                            precision=encoder.precision, device=device, progress=progress)
+                            precision=encoder.precision, device=device, progress=progress,
+                            instruction=getattr(encoder, "instruction", ""))
     finally:
         if previous is not None:
             config.output_hidden_states = previous
@@ -76,6 +77,11 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
     per_layer = flat[:, dim:].reshape(n, per_layer_vectors, layers, hidden)
     cls = np.ascontiguousarray(per_layer[:, 1].transpose(1, 0, 2)) if summary is not None else None
     return LayerEmbeddings(sentence=flat[:, :dim], avg=np.ascontiguousarray(per_layer[:, 0].transpose(1, 0, 2)), cls=cls)
+
+
+def _tokens(batch: dict) -> torch.Tensor:
+    """The sentence's tokens: without an instruction's (``embed_mask``) where one precedes it."""
+    return batch.get("embed_mask", batch["attention_mask"])
 
 
 def _concat(main: torch.Tensor, hidden_states, attention_mask: torch.Tensor, summary: int | None) -> torch.Tensor:

@@ -22,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooler", choices=POOLERS, default=None,
                    help="SimCSE pooler; default: a sentence-transformers directory's own modules, else the backbone "
                         "family's natural one (cls, or avg for a family without [CLS] such as T5)")
+    p.add_argument("--instruction", default=None,
+                   help="text put before every sentence, its tokens left out of the pooled ones (LLM2Vec's instruction "
+                        "masking; a token pooler: avg, avg_first_last, avg_top2, last_token, weighted_avg); default: "
+                        "the one saved with the model, if any")
     add_bidirectional_flag(p)
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all seven)")
     p.add_argument("--split", choices=SPLITS, default="test")
@@ -73,7 +77,8 @@ def run(args) -> int:
     from simcse_lab.modeling.encoder import load_encoder
 
     encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
-                           batch_size=args.batch_size, max_length=args.max_length, bidirectional=args.bidirectional)
+                           batch_size=args.batch_size, max_length=args.max_length, bidirectional=args.bidirectional,
+                           instruction=args.instruction)
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)

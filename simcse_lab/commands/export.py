@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooler", choices=POOLERS, default=None,
                    help="SimCSE pooler for a plain HF checkpoint (default: an ST dir's own modules; HF: the "
                         "backbone family's natural one, cls or avg)")
+    p.add_argument("--instruction", default=None,
+                   help="with --pooler: text put before every sentence, left out of pooling (saved as the "
+                        "sentence-transformers model's default prompt; other formats are refused)")
     p.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="onnx only: int8 dynamic quantization (onnxruntime), verified against the fp32 source")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
@@ -29,7 +32,7 @@ def run(args) -> int:
     from simcse_lab.export.formats import export
 
     report = export(args.model, args.format, args.output_dir, pooler=args.pooler, overwrite=args.overwrite,
-                    quantize=args.quantize)
+                    quantize=args.quantize, instruction=args.instruction)
     print(f"exported {report['source']} ({report['source_path']}) as {report['format']} -> {report['output']}")
     print(f"modules: {' -> '.join(report['modules'])}; pooler: {report['pooler']}; dimension {report['dimension']}")
     if "quantization" in report:

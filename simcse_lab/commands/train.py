@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from simcse_lab.training.config import FIELDS
 
     p.add_argument("--config", default=None, help="YAML file of options (flags given here override it)")
-    helps = {"objective": "unsup, sup or esimcse",
+    helps = {"objective": "unsup, sup, esimcse, or mntp (a decoder's masked next-token prediction alone, LLM2Vec's "
+                          "step before SimCSE)",
              "data": "a registry NAME[:SPLIT] (wiki, nli, wiki1m, nli_for_simcse ...; fetched and verified on first "
                      "use), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:OWNER/NAME[:CONFIG][@SPLIT]",
              "columns": "the sentence[,positive[,hard negative]] columns of --data (default: a known naming "
@@ -21,8 +22,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "report_to": "experiment trackers through accelerate, comma-separated: none, tensorboard, wandb, "
                           "mlflow, ... or all (metrics.jsonl is always written; TensorBoard under OUTPUT/logs)",
              "model": "model directory, hub id or alias",
-             "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2 (default: the backbone family's natural "
-                       "one: cls, or avg for T5)",
+             "pooler": "cls, cls_before_pooler, avg, avg_first_last, avg_top2, last_token (the last real token, "
+                       "either padding side), weighted_avg (SGPT's position weights) (default: the backbone family's "
+                       "natural one: cls, or avg for T5)",
+             "instruction": "text put before every sentence, its tokens left out of the pooled ones (LLM2Vec's "
+                            "instruction masking; token poolers only); saved with the model (its "
+                            "sentence-transformers default prompt), so eval, index and search embed with it",
+             "mlm_probability": "share of the tokens masked by --do-mlm / --objective mntp (default 0.15; "
+                                "LLM2Vec: 0.2, Mistral 0.8 with all_mask)",
+             "mlm_masking": "80/10/10 (mask / random / kept, default) or all_mask (every chosen token masked)",
+             "do_mlm": "add the auxiliary masked-token loss (BERT: MLM; a decoder: MNTP with its own LM head and "
+                       "the mask token '_' where its tokenizer has none)",
              "projection": "Sentence-T5's head: a bias-free dense projection (hidden x hidden) after pooling, then "
                            "L2 normalisation, trained with the model and exported as Dense -> Normalize (a "
                            "sentence-transformers --model that has one keeps its own)",

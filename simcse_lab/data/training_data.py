@@ -65,19 +65,26 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
-def cache_key(source_fingerprint: str, tokenizer, max_length: int, columns: list[str]) -> str:
-    payload = json.dumps({"source": source_fingerprint, "tokenizer": tokenizer_fingerprint(tokenizer),
-                          "max_length": max_length, "columns": columns, "format": FORMAT_VERSION})
+def cache_key(source_fingerprint: str, tokenizer, max_length: int, columns: list[str], prefix: str = "") -> str:
+    """``prefix``: text put before every cell before tokenising (an instruction); keyed only when given, so the
+    entries of runs without one keep their keys."""
+    fields = {"source": source_fingerprint, "tokenizer": tokenizer_fingerprint(tokenizer),
+              "max_length": max_length, "columns": columns, "format": FORMAT_VERSION}
+    payload = json.dumps({**fields, "prefix": prefix} if prefix else fields)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 def _tokenize_batch(batch: dict, indices: list[int], tokenizer, columns: list[str], max_length: int,
-                    source: str = "", one_row_a_line: bool = False) -> dict:
-    """Token ids of a batch of rows; a long row is cut first where that keeps its tokens (data.long_rows)."""
+                    source: str = "", one_row_a_line: bool = False, prefix: str = "") -> dict:
+    """Token ids of a batch of rows (each cell after ``prefix``); a long row is cut first where that keeps its
+    tokens (data.long_rows)."""
     def where(i: int) -> str:
         return f"{source}:{indices[i] + 1}" if one_row_a_line else f"{source}: row {indices[i]}"
 
-    return {f"ids{i}": tokenize_bounded(tokenizer, batch[c], max_length, where) for i, c in enumerate(columns)}
+    def texts(column: str) -> list[str]:
+        return [prefix + text for text in batch[column]] if prefix else batch[column]
+
+    return {f"ids{i}": tokenize_bounded(tokenizer, texts(c), max_length, where) for i, c in enumerate(columns)}
 
 
 def _processes(rows: int) -> int | None:
@@ -111,7 +118,7 @@ def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[
 
 
 def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[str], cache_root: Path,
-                    progress: bool = False, fingerprint: str | None = None):
+                    progress: bool = False, fingerprint: str | None = None, prefix: str = ""):
     """Tokenise ``spec`` into ``cache_root/KEY`` unless a sound entry is already there; return the memory-mapped
     dataset, the key and whether it was a hit.
 
@@ -120,14 +127,15 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     and largest id (below the tokenizer's vocabulary); for a local file, the file's size and sample digest
     must also be those it was built from (a remembered digest that names another file's entry is read
     again). An unsound entry is a cache's damage: one line says why, and it is discarded and built again.
-    ``fingerprint``: ``spec.fingerprint()``, when the caller has computed it already."""
+    ``fingerprint``: ``spec.fingerprint()``, when the caller has computed it already; ``prefix``: text put before
+    every cell (an instruction), part of the key."""
     import datasets
 
     if not progress:
         datasets.disable_progress_bars()
     cache_root.mkdir(parents=True, exist_ok=True)
     fingerprint = fingerprint or spec.fingerprint()
-    key = cache_key(fingerprint, tokenizer, max_length, columns)
+    key = cache_key(fingerprint, tokenizer, max_length, columns, prefix)
     dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length, len(tokenizer))
     if problem is not None and _source_files(spec):
         # the key may come from a remembered digest: before building (or blaming the entry), the file's own
@@ -136,7 +144,7 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
         if fresh != fingerprint:
             memo = content_hash.memo_path(Path(spec.path).resolve())
             _say(f"{spec.describe()}: the sha256 remembered in {memo} is not this file's; read the file again")
-            fingerprint, key = fresh, cache_key(fresh, tokenizer, max_length, columns)
+            fingerprint, key = fresh, cache_key(fresh, tokenizer, max_length, columns, prefix)
             dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length,
                                            len(tokenizer))
     if problem is None:
@@ -160,7 +168,8 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
         tokenized = raw.map(_tokenize_batch, batched=True, batch_size=2000, remove_columns=raw.column_names,
                             features=features, num_proc=_processes(len(raw)), with_indices=True,
                             fn_kwargs={"tokenizer": tokenizer, "columns": columns, "max_length": max_length,
-                                       "source": spec.describe(), "one_row_a_line": one_row_a_line},
+                                       "source": spec.describe(), "one_row_a_line": one_row_a_line,
+                                       "prefix": prefix},
                             cache_file_name=str(work / "tokenized.arrow"), new_fingerprint=key,
                             desc="tokenising")
         rows, max_id = len(tokenized), _write_large_batches(tokenized, work / "dataset" / DATA_FILE)
@@ -342,16 +351,17 @@ class TrainingExamples(Sequence):
 def load_training_examples(data: str, tokenizer, max_length: int, needed_columns: int, with_index: bool = False,
                            columns: list[str] | None = None, progress: bool = False,
                            cache_root: Path | None = None, vocab_size: int | None = None,
-                           fingerprint: str | None = None) -> TrainingExamples:
+                           fingerprint: str | None = None, prefix: str = "") -> TrainingExamples:
     """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result). ``vocab_size``:
     the model's input embeddings, which every id must index (the entry's recorded largest id is compared);
-    ``fingerprint``: the source's (``DataSpec.fingerprint``), when the caller has computed it already."""
+    ``fingerprint``: the source's (``DataSpec.fingerprint``), when the caller has computed it already; ``prefix``:
+    text put before every cell before tokenising (an instruction)."""
     spec = parse_spec(data)
     available = source_columns(spec)
     chosen = choose_columns(available, needed_columns, columns, spec.describe())
     root = cache_root or registry.cache_dir() / "tokenized"
     dataset, key, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress,
-                                      fingerprint=fingerprint)
+                                      fingerprint=fingerprint, prefix=prefix)
     if vocab_size is not None:
         manifest = _read_manifest(root / key / MANIFEST)
         max_id = manifest.get("max_id", -1) if isinstance(manifest, dict) else -1

@@ -48,7 +48,7 @@ from simcse_lab.evaluation.vectors import l2_normalize
 from simcse_lab.export import check_options
 from simcse_lab.io import check_replaceable, staged_dir
 from simcse_lab.modeling.encoder import Encoder
-from simcse_lab.modeling.loading import load_sentence_transformer, quiet, require_onnx
+from simcse_lab.modeling.loading import default_prompt, load_sentence_transformer, quiet, require_onnx
 from simcse_lab.modeling.onnx_encoder import CONFIG as ONNX_CONFIG, GRAPH as ONNX_GRAPH, OnnxEncoder
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.pooling import OWN_MODULES
@@ -83,14 +83,15 @@ def _source_path(spec: str) -> str | None:
         return None
 
 
-def load_source(spec: str, pooler: str | None):
-    """(SentenceTransformer, description dict, summary path): the source as one canonical ST model (fp32, CPU)."""
+def load_source(spec: str, pooler: str | None, instruction: str | None = None):
+    """(SentenceTransformer, description dict, summary path): the source as one canonical ST model (fp32, CPU);
+    ``instruction`` (with a pooler) becomes its default prompt, left out of pooling."""
     source = resolve(spec)
     path, summary = source.path, source.summary
     if pooler is None and (not Path(path).is_dir() or is_sentence_transformers_dir(path)):
         enc = Encoder(path, precision="fp32", device="cpu")
         return enc.st_model, {"source": spec, "path": path, "pooler": OWN_MODULES}, summary
-    enc = Encoder(path, pooler=pooler, precision="fp32", device="cpu")
+    enc = Encoder(path, pooler=pooler, precision="fp32", device="cpu", instruction=instruction)
     bidirectional = enc.family.causal and is_bidirectional(enc.hf_model)
     tmp = tempfile.mkdtemp(prefix="simcse-export-src-")
     try:
@@ -98,13 +99,14 @@ def load_source(spec: str, pooler: str | None):
             set_bidirectional(enc.hf_model, False)                  # after the round trip (ONNX traces it)
         out = save_sentence_transformer(enc.hf_model, enc.tokenizer, enc.pooler, Path(tmp) / "st",
                                         mlp=enc.mlp if enc.pooler == "cls" else None,
-                                        max_seq_length=enc.max_length)
+                                        max_seq_length=enc.max_length, instruction=enc.instruction)
         model = load_sentence_transformer(str(out), device="cpu")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if bidirectional:
         set_bidirectional(model[0].model, True)
-    return model, {"source": spec, "path": path, "pooler": enc.pooler}, summary
+    described = {"source": spec, "path": path, "pooler": enc.pooler}
+    return model, {**described, "instruction": enc.instruction} if enc.instruction else described, summary
 
 
 def refuse_unreproducible(spec: str, fmt: str) -> None:
@@ -126,12 +128,26 @@ def export_recipe(model, description: dict):
             pooler = describe_modules(model)["pooler"]
         except UserError:
             pass
-    return model_recipe(model[0].model, model.tokenizer, pooler)
+    return model_recipe(model[0].model, model.tokenizer, pooler, default_prompt(model))
 
 
 def st_encode(model, sentences: list[str]) -> np.ndarray:
     with torch.inference_mode():
         return model.encode(sentences, convert_to_numpy=True, batch_size=4).astype(np.float32)
+
+
+# sentence-transformers Pooling mode -> the simcse-lab pooler of the same computation (layer poolers: below)
+SIMCSE_POOLERS = {"mean": "avg", "lasttoken": "last_token", "weightedmean": "weighted_avg"}
+
+
+def check_format_keeps_prompt(model, fmt: str) -> None:
+    """A source with a default prompt (an instruction) exports only where the prompt travels with it: the plain HF
+    folder and the ONNX graph take token ids without it, so they are refused with one line, before anything is
+    written."""
+    prompt = default_prompt(model)
+    if prompt and fmt != "sentence-transformers":
+        raise UserError(f"--format {fmt} would encode without the model's instruction {prompt!r} (its tokens are "
+                        f"prepended and left out of pooling); export it as --format sentence-transformers")
 
 
 # -- the simcse pooler behind a sentence-transformers module list (for the plain HF export) -------------
@@ -153,7 +169,7 @@ def describe_modules(model) -> dict:
                 raise UserError("the model's Dense module is not dense+tanh, which a plain HF export cannot express; "
                                 "export it as sentence-transformers (or onnx)")
             info["dense"] = m.linear
-    if kinds[:1] != ["Transformer"] or mode not in ("cls", "mean"):
+    if kinds[:1] != ["Transformer"] or mode not in ("cls", *SIMCSE_POOLERS):
         raise UserError(f"modules {names} have no SimCSE pooler equivalent; export it as sentence-transformers")
     if layer_pool is not None:
         if mode != "mean":
@@ -165,8 +181,8 @@ def describe_modules(model) -> dict:
                 info["pooler"] = name  # with 2 layers both name the same layers; the first is kept
         if info["pooler"] is None:
             raise UserError(f"WeightedLayerPooling {got} matches no SimCSE pooler; export it as sentence-transformers")
-    elif mode == "mean":
-        info["pooler"] = "avg"
+    elif mode in SIMCSE_POOLERS:
+        info["pooler"] = SIMCSE_POOLERS[mode]
     else:
         info["pooler"] = "cls" if info["dense"] is not None else "cls_before_pooler"
     if info["dense"] is not None and info["pooler"] != "cls":
@@ -343,7 +359,7 @@ def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[
 
 
 def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwrite: bool = False,
-           quantize: str | None = None) -> dict:
+           quantize: str | None = None, instruction: str | None = None) -> dict:
     """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``; with ``quantize``
     also ``fp32_max_abs_diff`` and ``min_cosine``)."""
     check_options(fmt, quantize)
@@ -352,7 +368,11 @@ def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwri
         require_onnx()  # before anything is loaded or written
     output = Path(output)
     check_replaceable(output, "export", overwrite, sources=[model_spec, _source_path(model_spec)])
-    model, description, summary = load_source(model_spec, pooler)
+    if instruction and pooler is None:
+        raise UserError("--instruction applies to a Hugging Face checkpoint exported with a --pooler (a "
+                        "sentence-transformers directory keeps its own prompts)")
+    model, description, summary = load_source(model_spec, pooler, instruction)
+    check_format_keeps_prompt(model, fmt)
     reference = st_encode(model, VERIFY_SENTENCES)
     module_names = [type(m).__name__ for m in model]
     with staged_dir(output, kind="export") as tmp:  # replaces ``output`` only once verified; else deleted

@@ -26,13 +26,14 @@ from torch import nn
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.attention import set_bidirectional
-from simcse_lab.modeling.families import FAMILIES, check_pooler_fits, ensure_eos, ensure_pad_token, family_of
+from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eos, ensure_pad_token, family_of,
+                                         mask_token)
 from simcse_lab.modeling.length_chunks import chunked_forward
-from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer
+from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer, load_with_lm_head
 from simcse_lab.modeling.lora import BackboneSetup, adapter_meta, add_lora, load_adapter, prepare_backbone
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, pool
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, model_inputs, pool
 from simcse_lab.modeling.projection import new_projection, project, read_projection
 from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
@@ -75,9 +76,13 @@ class MaskedLMHead(nn.Module):
 
 
 class SimCSEEmbedder(nn.Module):
+    """``lm_head``: the head of the masked-token loss when it is the model's own (MNTP: its causal LM head, kept in
+    training checkpoints, not in exports; None with ``do_mlm``: SimCSE's fresh :class:`MaskedLMHead`); the family's
+    declared ``masked_lm.shift`` says which position predicts a masked token (0: its own; 1: the one before)."""
+
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False,
                  length_chunks: int = 1, pack_width: int = 0, mini_batch_size: int = 0,
-                 projection: nn.Linear | None = None, normalize: bool = False):
+                 projection: nn.Linear | None = None, normalize: bool = False, lm_head: nn.Module | None = None):
         super().__init__()
         check_pooler(pooler)
         if pack_width and mini_batch_size:
@@ -88,16 +93,18 @@ class SimCSEEmbedder(nn.Module):
         self.backbone = backbone
         self.family = family_of(backbone.config)  # where its sentence token is, whether it packs
         self.pooler = pooler
+        self.instruction = ""  # text put before every sentence, its tokens not pooled (--instruction; load_embedder)
         self.mlp_only_train = mlp_only_train
         self.mlp = MLPHead(backbone.config.hidden_size) if pooler == "cls" else None
         # Sentence-T5's head after pooling: a bias-free projection (+ normalisation), in training and in exports
         self.projection = projection
         if projection is not None:  # whether it normalises travels with the weights (checkpoints, trajectories)
             self.register_buffer("projection_normalize", torch.tensor(bool(normalize)))
-        self.lm_head = None
+        self.lm_head = lm_head
+        self.mlm_shift = self.family.masked_lm.shift
         self.export_adapter: str | None = None  # the base model's name: exports are adapter directories on it
         self.float_outputs = False  # frozen bf16 weights (--weights-dtype bf16): the head and loss see fp32 states
-        if do_mlm:
+        if do_mlm and lm_head is None:
             config = backbone.config
             self.lm_head = MaskedLMHead(config.hidden_size, config.vocab_size, getattr(config, "layer_norm_eps", 1e-12))
 
@@ -113,13 +120,16 @@ class SimCSEEmbedder(nn.Module):
         return "cls_before_pooler" if self.pooler == "cls" and self.mlp_only_train else self.pooler
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler: str | None = None,
-                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None):
+                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None,
+                embed_mask=None, mlm_only: bool = False):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
         as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
         ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1);
         ``pack``: pack the sentences into rows of ``pack_width`` (default: in training mode when it is set).
         With ``mini_batch_size``, in training mode with gradients on, at least as many chunks as hold that many
-        rows each, recomputed in the backward pass."""
+        rows each, recomputed in the backward pass. ``embed_mask``: the tokens to pool where an instruction
+        precedes the sentences (:mod:`simcse_lab.modeling.pooling`). ``mlm_only``: the masked-token loss alone
+        (``--objective mntp``), no sentence vectors."""
         pooler = pooler or self.active_pooler
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
@@ -134,7 +144,11 @@ class SimCSEEmbedder(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        if pack and is_prefix_mask(attention_mask):
+        if embed_mask is not None:  # read by the poolers only (packing unpacks into this padded layout)
+            inputs["embed_mask"] = embed_mask
+        if mlm_only:
+            vectors = None
+        elif pack and is_prefix_mask(attention_mask):
             vectors = packed_forward(self.backbone, inputs, pooler, self._pool, self.pack_width or input_ids.shape[1],
                                      self.family.packing_position(self.backbone.config))
         else:
@@ -144,17 +158,16 @@ class SimCSEEmbedder(nn.Module):
         # the mean over every predicted token of the batch: per-row sums (chunked like the vectors) / count
         per_row = chunked_forward(run(self._mlm_row_losses), {**inputs, "input_ids": mlm_input_ids,
                                                           "mlm_labels": mlm_labels}, chunks)
-        return vectors, per_row.sum() / (mlm_labels != -100).sum()
+        loss = per_row.sum() / (mlm_labels[:, self.mlm_shift:] != -100).sum()
+        return loss if mlm_only else (vectors, loss)
 
     def _vectors(self, inputs: dict, pooler: str) -> torch.Tensor:
-        out = self.backbone(**inputs, output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
+        out = self.backbone(**model_inputs(inputs), output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
         states = out.hidden_states
         if self.float_outputs and states is not None:
             states = tuple(h.float() for h in states)
-        return self._pool(pooler, inputs, self._last_hidden(out), states)
-
-    def _last_hidden(self, out) -> torch.Tensor:
-        return out.last_hidden_state.float() if self.float_outputs else out.last_hidden_state
+        last = out.last_hidden_state.float() if self.float_outputs else out.last_hidden_state
+        return self._pool(pooler, inputs, last, states)
 
     @property
     def dim(self) -> int:
@@ -170,9 +183,13 @@ class SimCSEEmbedder(nn.Module):
         return project(vectors, self.projection, self.normalize)
 
     def _mlm_row_losses(self, inputs: dict) -> torch.Tensor:
-        """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted)."""
+        """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted); token i is
+        predicted from position i - ``mlm_shift`` (MNTP: the logits of i - 1 against the label of i)."""
         labels = inputs["mlm_labels"]
-        logits = self.lm_head(self._last_hidden(self.backbone(**{k: v for k, v in inputs.items() if k != "mlm_labels"})))
+        hidden = self.backbone(**model_inputs({k: v for k, v in inputs.items() if k != "mlm_labels"})).last_hidden_state
+        logits = self.lm_head(hidden.to(next(self.lm_head.parameters()).dtype))  # bf16 weights: the head's dtype
+        if self.mlm_shift:
+            logits, labels = logits[:, :-self.mlm_shift], labels[:, self.mlm_shift:]
         losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                  reduction="none")
         return losses.view(labels.shape).sum(1)
@@ -232,11 +249,17 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
     path = backbone_path(model)
     config = backbone_config(model, path)
     family = check_family(model, config, pooler, do_mlm, pack_width)
+    lm_head = None
     try:
         tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, model), model, family.append_eos)
-        if do_mlm and tokenizer.mask_token_id is None:
-            raise UserError(f"{model}: --do-mlm needs a tokenizer with a mask token")
-        backbone = set_attention(load_model(path, setup.configure(config, model), **setup.load_kwargs), family, False)
+        if do_mlm:
+            mask_token(tokenizer, family, model)  # the tokenizer's, or the family's fallback; else refused here
+        config = setup.configure(config, model)
+        if do_mlm and family.masked_lm.own_head:
+            backbone, lm_head = load_with_lm_head(path, config, model, **setup.load_kwargs)
+        else:
+            backbone = load_model(path, config, **setup.load_kwargs)
+        backbone = set_attention(backbone, family, False)
         root = resolve_model(model)
         # a sentence-transformers directory: its own projection head, if it has one
         head = read_projection(root) if os.path.isdir(root) and is_sentence_transformers_dir(root) else None
@@ -245,8 +268,10 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
     if head is None and projection:
         head = new_projection(backbone.config.hidden_size), True
     layer, normalize = head if head is not None else (None, False)
+    if lm_head is not None and setup.lora_r:
+        lm_head.requires_grad_(False)  # the model's own LM head stays as it is under LoRA (LLM2Vec's MNTP)
     embedder = SimCSEEmbedder(prepare_backbone(backbone, setup), pooler, mlp_only_train, do_mlm, length_chunks,
-                              pack_width, mini_batch_size, layer, normalize)
+                              pack_width, mini_batch_size, layer, normalize, lm_head)
     if setup.lora_r:  # after the embedder dropped the backbone's own pooler layer: no adapter goes on it
         embedder.backbone = add_lora(embedder.backbone, setup, family)
     embedder.float_outputs = setup.weights_dtype != "fp32"

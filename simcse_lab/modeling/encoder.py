@@ -30,9 +30,11 @@ from simcse_lab.modeling.batching import pad_batch
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
 from simcse_lab.modeling.families import check_pooler_fits, ensure_eos, ensure_pad_token, family_of
-from simcse_lab.modeling.loading import load_config, load_model, load_sentence_transformer, load_tokenizer
+from simcse_lab.modeling.loading import (default_prompt, load_config, load_model, load_sentence_transformer,
+                                         load_tokenizer)
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, OWN_MODULES, check_pooler, pool
+from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check_instruction, check_pooler,
+                                         embed_mask, instruction_length, instruction_prefix, model_inputs, pool)
 from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
@@ -48,18 +50,22 @@ class Encoder:
     backbone family's natural pooler (``cls`` where it has a sentence token, else ``avg``). Any explicit pooler
     runs the underlying Hugging Face encoder with that pooler; one the family cannot compute (``cls`` on a T5)
     is refused before the weights load. ``self.recipe``: the saved model's recipe (None: it has none).
-    ``bidirectional``: a decoder's attention (None: as the recipe says, else causal as shipped).
+    ``bidirectional``: a decoder's attention (None: as the recipe says, else causal as shipped). ``instruction``:
+    text put before every sentence, its tokens not pooled (None: as the recipe says; a sentence-transformers
+    directory run through its own modules applies its own default prompt).
     """
 
     def __init__(self, model: str, pooler: str | None = None, precision: str = "auto",
                  batch_size: int = 128, max_length: int | None = None, device: str | None = None,
-                 bidirectional: bool | None = None):
+                 bidirectional: bool | None = None, instruction: str | None = None):
         self.model_name = model
         self.path = resolve_model(model)
         self.device = torch.device(device) if device else default_device()
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         self.recipe = read_recipe(self.path) if os.path.isdir(self.path) else None
+        # the text put before every sentence, out of the pooled tokens: asked for, else the recipe's, else none
+        self.instruction = instruction if instruction is not None else (self.recipe.instruction if self.recipe else "")
         self._asked = bidirectional
         self.bidirectional = bidirectional if bidirectional is not None else bool(self.recipe and
                                                                                   self.recipe.bidirectional)
@@ -71,6 +77,9 @@ class Encoder:
         local_st = os.path.isdir(self.path) and is_sentence_transformers_dir(self.path)
         hub_st = pooler is None and not os.path.isdir(self.path) and hub_is_sentence_transformers(self.path)
         if pooler is None and (local_st or hub_st):
+            if instruction:
+                raise UserError(f"{model}: a sentence-transformers directory runs its own modules and prompts; "
+                                f"drop --instruction, or give --pooler to run its transformer with the instruction")
             self.backend = "sentence-transformers"
             self.pooler = None
             self._load_st(max_length)
@@ -146,6 +155,9 @@ class Encoder:
             # the modules run as saved (a recipe's EOS is in the saved tokenizer already) unless asked otherwise
             self._decoder_rules(self.st_model[0].model, bool(self.recipe and self.recipe.append_eos), self._asked)
         self.dim = self.st_model.get_embedding_dimension()
+        # its default prompt (an instruction saved by simcse-lab, or the hub model's own): put before every sentence
+        # here as SentenceTransformer.encode does, its length handed to Pooling (which drops it if so configured)
+        self.instruction = default_prompt(self.st_model)
 
     def _load_hf(self, path: str, max_length: int | None) -> None:
         try:
@@ -156,6 +168,7 @@ class Encoder:
         saved = self.recipe.pooler if self.recipe is not None else None
         self.pooler = check_pooler_fits(self.family, self.pooler or saved or self.family.natural_pooler,
                                         self.model_name)
+        check_instruction(self.pooler, self.instruction)
         try:
             self.tokenizer = ensure_pad_token(load_tokenizer(path), self.family, self.model_name)
             self.hf_model, loading_info = load_model(path, config, output_loading_info=True)
@@ -196,35 +209,49 @@ class Encoder:
                 "pooler": self.pooler or OWN_MODULES, "precision": self.precision, "device": str(self.device)}
         if self.family is not None and self.family.causal:
             info["bidirectional"] = self.bidirectional
+        if self.instruction:
+            info["instruction"] = self.instruction
         return info
 
     def _forward(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.backend == "sentence-transformers":
-            return self.st_model(batch)["sentence_embedding"]
-        out = self.hf_model(**batch, output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
+            return self.st_model(self.st_features(batch))["sentence_embedding"]
+        out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)
         return project(vectors, self.projection, self.normalize)
+
+    def st_features(self, batch: dict) -> dict:
+        """A batch of :func:`encode_texts` as the sentence-transformers model's features: no pooling-only entries,
+        and its prompt's length (which its Pooling drops from the pooled tokens if so configured)."""
+        features = model_inputs(batch)
+        if self.instruction:
+            features["prompt_length"] = instruction_length(self.tokenizer, self.instruction)
+        return features
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
         return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
                             max_length=self.max_length, precision=self.precision, device=self.device,
-                            progress=progress)
+                            progress=progress, instruction=self.instruction)
 
 
 def load_encoder(model: str, pooler: str | None = None, precision: str = "auto", batch_size: int = 128,
-                 max_length: int | None = None, device: str | None = None, bidirectional: bool | None = None):
+                 max_length: int | None = None, device: str | None = None, bidirectional: bool | None = None,
+                 instruction: str | None = None):
     """The encoder for a ``--model`` spec: an :class:`OnnxEncoder` for an exported ONNX directory (its pooling
     and attention are part of the graph, so no ``pooler`` or ``bidirectional``; CPU), else an :class:`Encoder`."""
     path = resolve_model(model)
     if not is_onnx_dir(path):
         return Encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, max_length=max_length,
-                       device=device, bidirectional=bidirectional)
+                       device=device, bidirectional=bidirectional, instruction=instruction)
     if bidirectional is not None:
         raise UserError(f"{model}: an ONNX export has its attention built into the graph; drop "
                         f"--{'' if bidirectional else 'no-'}bidirectional")
+    if instruction:
+        raise UserError(f"{model}: an ONNX export takes token ids without an instruction mask; drop --instruction "
+                        f"(encode with the model it was exported from, or its sentence-transformers export)")
     if pooler is not None:
         raise UserError(f"{model}: an ONNX export has its pooling built into the graph; drop --pooler {pooler}")
     if device not in (None, "cpu"):
@@ -234,12 +261,16 @@ def load_encoder(model: str, pooler: str | None = None, precision: str = "auto",
 
 def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
                  max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
-                 progress: bool = False) -> np.ndarray:
+                 progress: bool = False, instruction: str = "") -> np.ndarray:
     """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once, sort by token length,
-    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order."""
+    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order.
+    With ``instruction``, each sentence is encoded as ``instruction + sentence`` and the batch carries
+    ``embed_mask`` without the instruction's tokens (:mod:`simcse_lab.modeling.pooling`)."""
     device = device or torch.device("cpu")
     if not sentences:
         return np.zeros((0, dim), dtype=np.float32)
+    prefix = instruction_prefix(tokenizer, instruction, max_length)
+    sentences = [instruction + s for s in sentences] if instruction else sentences
     enc = tokenizer(list(sentences), truncation=True, max_length=max_length, padding=False,
                     return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
     ids, types = enc["input_ids"], enc.get("token_type_ids")
@@ -253,6 +284,8 @@ def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_si
             idx = order[start: start + batch_size]
             batch = pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
                               [types[i] for i in idx] if types is not None else None)
+            if prefix:
+                batch["embed_mask"] = embed_mask(batch["attention_mask"], prefix)
             out[idx] = forward(batch).float().cpu().numpy()
     return out
 
@@ -262,9 +295,9 @@ class EmbedderEncoder:
     model's train/eval mode is restored afterwards."""
 
     def __init__(self, embedder: SimCSEEmbedder, tokenizer, precision: str, device, name: str,
-                 batch_size: int = 128):
+                 batch_size: int = 128, instruction: str = ""):
         self.embedder, self.tokenizer, self.precision, self.device = embedder, tokenizer, precision, device
-        self.name, self.batch_size = name, batch_size
+        self.name, self.batch_size, self.instruction = name, batch_size, instruction
 
     @property
     def dim(self) -> int:
@@ -282,6 +315,7 @@ class EmbedderEncoder:
         self.embedder.eval()
         try:
             return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
-                                precision=self.precision, device=self.device, progress=progress)
+                                precision=self.precision, device=self.device, progress=progress,
+                                instruction=self.instruction)
         finally:
             self.embedder.train(was_training)

@@ -121,6 +121,25 @@ def load_model(path: str, config=None, **kwargs):
         return model_class.from_pretrained(path, config=config, **kwargs, **NO_REMOTE_CODE)
 
 
+def load_with_lm_head(path: str, config, model: str, **kwargs):
+    """(the base model, its LM head) of the causal LM at ``path`` (``AutoModelForCausalLM``, no remote code;
+    ``**kwargs`` to ``from_pretrained`` as :func:`load_model` takes them, e.g. a dtype): the head MNTP predicts with. A checkpoint without trained LM-head weights (an encoder saved alone) is a one-line
+    UserError: a randomly initialised head would be trained as if it were the model's."""
+    import transformers
+
+    check_local_model(path)
+    with quiet():
+        causal, info = transformers.AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True,
+                                                                        **kwargs, **NO_REMOTE_CODE)
+    head = causal.get_output_embeddings()
+    tied = head.weight is causal.get_input_embeddings().weight
+    missing = [k for k in info.get("missing_keys", []) if k.split(".")[0] in ("lm_head", "embed_out", "output")]
+    if missing and not tied:
+        raise UserError(f"{model}: no LM-head weights ({missing[0]}) to predict masked tokens with; MNTP needs the "
+                        f"causal LM checkpoint (a saved encoder has none; continue an MNTP run with --resume)")
+    return causal.base_model, head
+
+
 def load_sentence_transformer(path: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 
@@ -129,12 +148,19 @@ def load_sentence_transformer(path: str, device: str | None = None):
         return SentenceTransformer(path, device=device, **NO_REMOTE_CODE)
 
 
-def sentence_transformer_from_modules(modules, device: str | None = None):
-    """A SentenceTransformer assembled from module objects (nothing read from disk)."""
+def default_prompt(model) -> str:
+    """The prompt a SentenceTransformer puts before every text it encodes by default ("" for none)."""
+    name = getattr(model, "default_prompt_name", None)
+    return (getattr(model, "prompts", None) or {}).get(name, "") if name else ""
+
+
+def sentence_transformer_from_modules(modules, device: str | None = None, prompts: dict | None = None):
+    """A SentenceTransformer assembled from module objects (nothing read from disk); ``prompts``: its
+    ``prompts`` / ``default_prompt_name`` arguments, where it has them."""
     from sentence_transformers import SentenceTransformer
 
     with quiet():
-        return SentenceTransformer(modules=modules, device=device)
+        return SentenceTransformer(modules=modules, device=device, **(prompts or {}))
 
 
 def transformer_module(path: str, **kwargs):

@@ -5,7 +5,21 @@
 - ``cls_before_pooler``: the raw [CLS] vector of the last layer;
 - ``avg``: mean of the last layer over real (non-padding) tokens;
 - ``avg_first_last``: mean over tokens of the average of the first transformer layer and the last;
-- ``avg_top2``: mean over tokens of the average of the last two layers.
+- ``avg_top2``: mean over tokens of the average of the last two layers;
+- ``last_token``: the last real (attended) token of each row, wherever the padding is (right or left): the
+  only token a causal decoder has run over the whole sentence (SGPT, E5-Mistral; sentence-transformers'
+  ``lasttoken``);
+- ``weighted_avg``: SGPT's position-weighted mean: real token k of a row (k = 1..L, counted from the row's first
+  real token, so left padding does not shift it) weighs k / (1 + ... + L) (sentence-transformers'
+  ``weightedmean``).
+
+Instruction masking (LLM2Vec, ``--instruction``): the instruction text is put before each sentence for the
+forward pass, and the batch carries ``embed_mask``, the attention mask with the instruction's tokens zeroed
+(:func:`embed_mask`). Every pooler that reads tokens (the means and ``last_token``) then reads only the
+sentence's tokens; ``weighted_avg`` keeps each sentence token's weight from its position in the whole row
+(instruction included), as sentence-transformers' ``include_prompt=False`` does. ``embed_mask`` is no model
+input (:func:`model_inputs`). The instruction's length follows sentence-transformers' prompt rule
+(:func:`instruction_length`), so an exported model with the same prompt masks the same tokens.
 
 ([CLS] is the backbone family's sentence token, at the position its family declares; a family without one,
 such as T5, takes only the mean poolers: :mod:`simcse_lab.modeling.families`.)
@@ -24,8 +38,10 @@ from simcse_lab.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg")
 NEEDS_HIDDEN_STATES = ("avg_first_last", "avg_top2")  # they read layers other than the last
+TOKEN_POOLERS = ("avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg")  # may skip an instruction
+POOLING_ONLY = ("embed_mask",)  # batch entries the poolers read and the model must not be given
 OWN_MODULES = "modules"  # the "pooler" recorded for a sentence-transformers directory's own modules
 
 
@@ -34,6 +50,76 @@ def check_pooler(pooler: str, where: str = "") -> str:
     if pooler not in POOLERS:
         raise UserError(f"unknown pooler {pooler!r}{where}; choose from {', '.join(POOLERS)}")
     return pooler
+
+
+def check_instruction(pooler: str, instruction: str) -> str:
+    """``instruction`` if ``pooler`` can exclude it; the sentence-token poolers cannot (their token would read the
+    instruction along with the sentence, which a sentence-transformers prompt does not reproduce): one line."""
+    if instruction and pooler not in TOKEN_POOLERS:
+        raise UserError(f"--instruction masks the instruction's tokens out of the pooled ones; pooler {pooler!r} "
+                        f"reads one sentence token instead; use one of {', '.join(TOKEN_POOLERS)}")
+    return instruction
+
+
+def instruction_length(tokenizer, instruction: str) -> int:
+    """How many leading tokens of ``instruction + sentence`` belong to the instruction: the instruction tokenised
+    alone (special tokens included), less a trailing special token (EOS, [SEP]): sentence-transformers' rule for a
+    prompt's length, so its ``include_prompt=False`` masks exactly these."""
+    ids = tokenizer(instruction)["input_ids"]
+    if ids and ids[-1] in set(tokenizer.all_special_ids):
+        return len(ids) - 1
+    return len(ids)
+
+
+def instruction_prefix(tokenizer, instruction: str, max_length: int) -> int:
+    """How many leading tokens the instruction takes (0 without one); one that leaves no room for a sentence
+    token within ``max_length`` is a one-line UserError."""
+    if not instruction:
+        return 0
+    length = instruction_length(tokenizer, instruction)
+    if length >= max_length:
+        raise UserError(f"--instruction takes {length} tokens, which leaves none of the {max_length} for the sentence; "
+                        f"shorten it or raise the maximum length (max_seq_len)")
+    return length
+
+
+def embed_mask(attention_mask: torch.Tensor, lengths) -> torch.Tensor:
+    """The attention mask with each row's first ``lengths`` (an int, or one per row) real tokens zeroed, wherever
+    the row's padding is."""
+    import torch
+
+    real = attention_mask.long()
+    rank = real.cumsum(1)  # 1.. over a row's real tokens
+    lengths = torch.as_tensor(lengths, device=attention_mask.device).reshape(-1, 1)
+    return (real * (rank > lengths)).to(attention_mask.dtype)
+
+
+def model_inputs(batch: dict) -> dict:
+    """``batch`` without the entries only the poolers read (``embed_mask``)."""
+    return {k: v for k, v in batch.items() if k not in POOLING_ONLY}
+
+
+def last_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Per row, the index of the last nonzero position of ``mask`` (0 for a row with none)."""
+    import torch
+
+    positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+    return ((mask != 0).long() * positions).argmax(1)
+
+
+def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_positions(mask)]
+
+
+def weighted_mean(hidden: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """SGPT's weights: position k (1..) among the row's real tokens of ``attention_mask``, over the tokens of
+    ``mask`` (``attention_mask`` less an instruction), normalised to sum 1."""
+    import torch
+
+    weights = (attention_mask.long().cumsum(1) * (mask != 0)).unsqueeze(-1).to(torch.float32)  # exact to 2**24
+    return ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)).to(hidden.dtype)
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -45,13 +131,17 @@ def pool(pooler: str, batch, last_hidden: torch.Tensor, hidden_states: tuple[tor
          mlp: torch.nn.Module | None = None, *, summary: int | None) -> torch.Tensor:
     """Sentence vectors (batch, dim) from one forward pass.
 
-    ``batch`` holds the model inputs (``attention_mask``, ``input_ids``, ...: a pooler may read any position);
+    ``batch`` holds the model inputs (``attention_mask``, ``input_ids``, ...: a pooler may read any position) and
+    ``embed_mask`` where an instruction precedes the sentences;
     ``hidden_states`` is the tuple from ``output_hidden_states=True`` (index 0 = embedding layer, index 1 =
     first transformer layer); ``mlp`` is the dense+tanh head that ``cls`` applies; ``summary`` is the position
     of the family's sentence token ([CLS], <s>; :attr:`Family.summary_token`), None where it has none.
     """
     attention_mask = batch["attention_mask"]
+    mask = batch.get("embed_mask", attention_mask)  # the tokens to pool: the sentence's, without an instruction
     if pooler in ("cls", "cls_before_pooler"):
+        if "embed_mask" in batch:
+            check_instruction(pooler, "an instruction")  # refuses: the sentence token reads the instruction too
         if summary is None:
             raise ValueError(f"pooler {pooler!r} needs a sentence token, which this backbone family does not have")
         if pooler == "cls_before_pooler":
@@ -60,7 +150,11 @@ def pool(pooler: str, batch, last_hidden: torch.Tensor, hidden_states: tuple[tor
             raise ValueError("pooler 'cls' needs an MLP head (dense + tanh)")
         return mlp(last_hidden[:, summary])
     if pooler == "avg":
-        return masked_mean(last_hidden, attention_mask)
+        return masked_mean(last_hidden, mask)
+    if pooler == "last_token":
+        return last_token(last_hidden, mask)
+    if pooler == "weighted_avg":
+        return weighted_mean(last_hidden, attention_mask, mask)
     check_pooler(pooler)
     if hidden_states is None:
         raise ValueError(f"pooler {pooler!r} needs output_hidden_states=True")
@@ -68,4 +162,4 @@ def pool(pooler: str, batch, last_hidden: torch.Tensor, hidden_states: tuple[tor
         pair = (hidden_states[1], hidden_states[-1])
     else:
         pair = (hidden_states[-2], hidden_states[-1])
-    return masked_mean((pair[0] + pair[1]) / 2.0, attention_mask)
+    return masked_mean((pair[0] + pair[1]) / 2.0, mask)

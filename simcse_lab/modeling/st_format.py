@@ -10,6 +10,15 @@ as ``simcse_lab.modeling.pooling.pool``; cosine similarity is unaffected):
                                         weights [1, 0, ..., 0, 1]), Pooling("mean")
 - ``avg_top2``                       -> Transformer(output_hidden_states), WeightedLayerPooling(layer_start=L-1,
                                         weights [1, 1]), Pooling("mean")
+- ``last_token``                     -> Transformer, Pooling("lasttoken") (the last attended position, either
+                                        padding side)
+- ``weighted_avg``                   -> Transformer, Pooling("weightedmean") (weights 1..L from each row's first
+                                        attended token: SGPT's, as :func:`~simcse_lab.modeling.pooling.weighted_mean`)
+
+An instruction (``--instruction``) becomes the model's default prompt (``prompts={"instruction": ...}``,
+``default_prompt_name``) and the Pooling module's ``include_prompt=False``: sentence-transformers then prepends it
+to every text and leaves its tokens out of the pooled ones, with the same count of tokens
+(:func:`~simcse_lab.modeling.pooling.instruction_length`); the sentence-token poolers take no instruction.
 
 followed, for a model with Sentence-T5's projection head (:mod:`simcse_lab.modeling.projection`), by
 Dense(no bias, identity) [+ Normalize].
@@ -41,9 +50,14 @@ from simcse_lab.modeling.embedder import SimCSEEmbedder
 from simcse_lab.modeling.families import appends_eos, family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
 from simcse_lab.modeling.lora import merged_backbone, save_adapter
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_instruction, check_pooler
 from simcse_lab.modeling.projection import projection_modules
 from simcse_lab.modeling.recipe import BACKBONE_DIR, EmbeddingRecipe
+
+# simcse-lab pooler -> sentence-transformers Pooling mode (the layer poolers average layers first, then "mean")
+POOLING_MODES = {"cls": "cls", "cls_before_pooler": "cls", "avg": "mean", "avg_first_last": "mean",
+                 "avg_top2": "mean", "last_token": "lasttoken", "weighted_avg": "weightedmean"}
+PROMPT_NAME = "instruction"  # the name an instruction is saved under as the default prompt
 
 
 def _mlp_linear(mlp: torch.nn.Module) -> torch.nn.Linear:
@@ -92,10 +106,12 @@ def has_pooler_weights(model_dir: str) -> bool:
 
 def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None = None,
                   max_seq_length: int = 512, projection: torch.nn.Linear | None = None,
-                  normalize: bool = False) -> list[torch.nn.Module]:
+                  normalize: bool = False, instruction: str = "") -> list[torch.nn.Module]:
     """The sentence-transformers module list reproducing ``pooler`` on the HF model in ``transformer_dir``
-    (then Sentence-T5's ``projection`` as a bias-free Dense [+ Normalize], when given)."""
+    (then Sentence-T5's ``projection`` as a bias-free Dense [+ Normalize], when given); with ``instruction`` the
+    Pooling leaves the prompt's tokens out (the prompt itself is the model's: :func:`save_sentence_transformer`)."""
     _check_head(pooler, mlp)
+    check_instruction(pooler, instruction)
     config_kwargs = {"output_hidden_states": True} if pooler in NEEDS_HIDDEN_STATES else {}
     transformer = transformer_module(transformer_dir, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
     dim = transformer.get_embedding_dimension()
@@ -117,7 +133,7 @@ def build_modules(transformer_dir: str, pooler: str, mlp: torch.nn.Module | None
         start, weights = layer_weights(pooler, num_layers)
         modules.append(WeightedLayerPooling(dim, num_hidden_layers=num_layers, layer_start=start,
                                             layer_weights=torch.nn.Parameter(torch.tensor(weights))))
-    modules.append(Pooling(dim, pooling_mode="cls" if pooler.startswith("cls") else "mean"))
+    modules.append(Pooling(dim, pooling_mode=POOLING_MODES[pooler], include_prompt=not instruction))
     if pooler == "cls":
         linear = _mlp_linear(mlp)
         dense = Dense(linear.in_features, linear.out_features, bias=linear.bias is not None,
@@ -149,16 +165,19 @@ def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) ->
 
 def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,
                               max_seq_length: int = 512, model_card: str | None = None,
-                              projection: torch.nn.Linear | None = None, normalize: bool = False) -> Path:
+                              projection: torch.nn.Linear | None = None, normalize: bool = False,
+                              instruction: str = "") -> Path:
     """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ ``mlp`` for ``cls``)
     as a sentence-transformers directory at ``output_dir``; return its path.
 
     ``SentenceTransformer(output_dir)`` reproduces ``pool(pooler, ...)`` (and the mlp+tanh) on the
-    backbone's outputs. ``model_card`` (markdown) is written as README.md when given. A backbone that
+    backbone's outputs. ``model_card`` (markdown) is written as README.md when given. ``instruction`` is saved
+    as the default prompt, excluded from pooling (see the module docstring). A backbone that
     sentence-transformers cannot run as it runs now (a bidirectional decoder without a config flag) is refused:
     :func:`save_own_layout` is the directory for it.
     """
     _check_head(pooler, mlp)
+    check_instruction(pooler, instruction)
     family = family_of(backbone.config)
     if not reproducible_on_load(backbone, family):
         raise UserError(f"the {family.name} model runs bidirectionally, which sentence-transformers would run causal "
@@ -174,16 +193,23 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
                 backbone.save_pretrained(hf_dir)
                 tokenizer.save_pretrained(hf_dir)
             modules = build_modules(str(hf_dir), pooler, mlp=mlp, max_seq_length=max_seq_length,
-                                    projection=projection, normalize=normalize)
-            model = sentence_transformer_from_modules(modules, device="cpu")
+                                    projection=projection, normalize=normalize, instruction=instruction)
+            model = sentence_transformer_from_modules(modules, device="cpu", prompts=instruction_prompts(instruction))
             with quiet():
                 model.save(str(tmp))
         finally:
             shutil.rmtree(hf_dir, ignore_errors=True)
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
-        model_recipe(backbone, tokenizer, pooler).write(tmp)
+        model_recipe(backbone, tokenizer, pooler, instruction).write(tmp)
     return output_dir
+
+
+def instruction_prompts(instruction: str) -> dict:
+    """The SentenceTransformer arguments that make ``instruction`` the prompt of every encode call (none without)."""
+    if not instruction:
+        return {}
+    return {"prompts": {PROMPT_NAME: instruction}, "default_prompt_name": PROMPT_NAME}
 
 
 def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
@@ -199,7 +225,9 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here
             raise ValueError("a projection head is not saved in simcse-lab's own layout")
-        return save_own_layout(backbone, tokenizer, model_recipe(backbone, tokenizer, pooler), output_dir)
+        return save_own_layout(backbone, tokenizer, model_recipe(backbone, tokenizer, pooler, embedder.instruction),
+                               output_dir)
     return save_sentence_transformer(backbone, tokenizer, pooler, output_dir,
                                      mlp=embedder.mlp if pooler == "cls" else None,
-                                     projection=embedder.projection, normalize=embedder.normalize)
+                                     projection=embedder.projection, normalize=embedder.normalize,
+                                     instruction=embedder.instruction)

@@ -14,6 +14,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.modeling.embedder import backbone_config, check_family
 from simcse_lab.modeling.families import Family, family_of
 from simcse_lab.modeling.lora import BackboneSetup, check_adapter_dir, require_peft
+from simcse_lab.modeling.pooling import check_instruction
 from simcse_lab.runtime.precision import launcher_precision
 
 
@@ -23,7 +24,8 @@ def resolve_backbone(cfg) -> Family:
     family = family_of(config)
     if not cfg.pooler:
         cfg.pooler = family.natural_pooler
-    check_family(cfg.model, config, cfg.pooler, cfg.do_mlm, cfg.pack_width)
+    check_family(cfg.model, config, cfg.pooler, cfg.needs_lm_head, cfg.pack_width)
+    check_instruction(cfg.pooler, cfg.instruction)
     check_bidirectional(cfg, family)
     usable = family.usable_max_length(config)
     if usable is not None and cfg.max_seq_len > usable:

@@ -17,7 +17,7 @@ from simcse_lab.data.columns import parse_columns
 from simcse_lab.data.readers import line_number
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.io import expand_user
-from simcse_lab.modeling.pooling import check_pooler
+from simcse_lab.modeling.pooling import check_instruction, check_pooler
 from simcse_lab.runtime.numbers import SEED_LIMIT, check_number
 from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
@@ -25,7 +25,10 @@ from simcse_lab.runtime.progress import progress_default
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
 # (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
-OBJECTIVE_NAMES = ["unsup", "sup", "esimcse"]
+OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp"]
+# the objectives that are the masked-token loss themselves (no sentence vectors; ``Objective.masked_tokens``)
+MASKED_TOKEN_OBJECTIVES = ["mntp"]
+MLM_MASKINGS = ("80/10/10", "all_mask")  # training.mlm.MASKINGS
 ADAMW_KERNELS = ("fused", "foreach", "for-loop")
 # every numeric option: (low, high, low excluded, high excluded, note); NaN and infinities are always refused
 # (tests/test_config.py walks this table: each option gets a value below, above and nan)
@@ -36,6 +39,7 @@ NUMBER_RANGES = {
     "momentum": (0, 1, False, True, ""),
     "queue_ratio": (0, None, False, False, ""),
     "mlm_weight": (0, None, False, False, ""),
+    "mlm_probability": (0, 1, True, False, ""),
     "cos_reg": (0, None, False, False, " (0: off)"),
     "max_seq_len": (1, None, False, False, ""),
     "batch_size": (1, None, False, False, ""),
@@ -70,6 +74,7 @@ class TrainConfig:
     columns: str = ""             # "a,b,c": the sentence / positive / hard-negative columns ("": a known naming)
     output_dir: str = "runs/unsup"
     pooler: str = ""              # "": the backbone family's natural pooler (cls; avg for T5), set once its config is read
+    instruction: str = ""         # text before every sentence, its tokens not pooled (LLM2Vec); saved with the model
     mlp_only_train: bool = True
     projection: bool = False      # Sentence-T5's bias-free projection + normalisation after pooling (kept from an ST dir)
     bidirectional: bool = True    # a decoder LLM attends bidirectionally (LLM2Vec); False: causal (SGPT, E5-Mistral)
@@ -81,6 +86,8 @@ class TrainConfig:
     queue_ratio: float = 2.5
     do_mlm: bool = False          # SimCSE's auxiliary MLM loss
     mlm_weight: float = 0.1
+    mlm_probability: float = 0.15  # share of tokens masked (--do-mlm, --objective mntp; LLM2Vec: 0.2, Mistral 0.8)
+    mlm_masking: str = "80/10/10"  # the masked tokens: 80% mask / 10% random / 10% kept, or all_mask (all masked)
     cos_reg: float = 0.0          # weight of the cosine regulariser on the anchors' embeddings; 0: off
     max_seq_len: int = 32
     batch_size: int = 64
@@ -124,10 +131,18 @@ class TrainConfig:
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
         if self.pooler:
-            check_pooler(self.pooler)
+            check_instruction(check_pooler(self.pooler), self.instruction)
+        if self.instruction and self.objective == "esimcse":
+            raise UserError("--instruction with esimcse: its word repetition would repeat the instruction's tokens "
+                            "too; use unsup or sup")
         if self.precision not in TRAINING_PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; choose from {', '.join(TRAINING_PRECISIONS)}")
         parse_columns(self.columns)
+        if self.mlm_masking not in MLM_MASKINGS:
+            raise UserError(f"unknown mlm_masking {self.mlm_masking!r}; choose from {', '.join(MLM_MASKINGS)}")
+        if self.objective in MASKED_TOKEN_OBJECTIVES and (self.do_mlm or self.cos_reg):
+            raise UserError(f"objective {self.objective} is the masked-token loss alone (no sentence vectors): drop "
+                            f"{'--do-mlm' if self.do_mlm else '--cos-reg'}")
         if self.adamw not in ADAMW_KERNELS:
             raise UserError(f"unknown adamw {self.adamw!r}; choose from {', '.join(ADAMW_KERNELS)}")
         for name, (low, high, low_open, high_open, note) in NUMBER_RANGES.items():
@@ -151,6 +166,11 @@ class TrainConfig:
                             "--no-merge-lora")
         if self.lora_targets and not self.lora_r:
             raise UserError("lora_targets without lora_r: add --lora-r 16")
+
+    @property
+    def needs_lm_head(self) -> bool:
+        """Whether the run trains a masked-token loss (``--do-mlm``, or an objective that is one)."""
+        return self.do_mlm or self.objective in MASKED_TOKEN_OBJECTIVES
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -59,4 +59,4 @@ def load_training_examples(cfg: TrainConfig, tokenizer, vocab_size: int | None =
     return training_data.load_training_examples(cfg.data, tokenizer, cfg.max_seq_len, objective.data_columns,
                                                 with_index=objective.with_index, columns=data["columns"],
                                                 progress=cfg.progress, vocab_size=vocab_size,
-                                                fingerprint=data["fingerprint"])
+                                                fingerprint=data["fingerprint"], prefix=cfg.instruction)

@@ -44,7 +44,7 @@ from simcse_lab.training.tracking import LOG_DIR, PROJECT, parse_report_to, trac
 from simcse_lab.training.objectives import build_objective
 from simcse_lab.training.run_state import (LossWindow, MetricsLog, check_can_start, checkpoint_state, dev_encoder,
                                            evaluate_before, finish_run, new_summary, non_finite_loss,
-                                           read_resume_point, resume_or_start, select_best)
+                                           read_resume_point, record_masking, resume_or_start, select_best)
 from simcse_lab.training.sampler import global_batch, local_slice
 from simcse_lab.training.throughput import StepWork
 
@@ -110,10 +110,11 @@ def train(cfg: TrainConfig) -> dict:
 
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
-    tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm, cfg.length_chunks,
-                                        cfg.pack_width, cfg.mini_batch_size, cfg.projection,
+    tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.needs_lm_head,
+                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection,
                                         BackboneSetup.from_config(cfg))
     set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # a decoder LLM's --bidirectional
+    embedder.instruction = cfg.instruction  # saved with the model (its recipe; a sentence-transformers default prompt)
     if not cfg.merge_lora:  # best/ and final/ are adapter directories on cfg.model
         embedder.export_adapter = cfg.model
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
@@ -133,6 +134,7 @@ def train(cfg: TrainConfig) -> dict:
 
     # a fresh start, or weights, optimizer, schedule, RNG and objective state from the last checkpoint
     summary, log = new_summary(cfg, processes, precision, device, data), MetricsLog(out / "metrics.jsonl", main)
+    record_masking(objective, summary, main)
     run = resume_or_start(cfg, out, accelerator, embedder, optimizer, scheduler, objective, summary, log, point)
     announce(cfg, out, accelerator, trackers, precision, len(examples), total)
     if main and run.step == 0:  # the untrained model: the test table "before" and the first dev point

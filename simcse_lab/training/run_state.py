@@ -70,6 +70,17 @@ def new_summary(cfg: TrainConfig, processes: int, precision: str, device, data: 
     return summary
 
 
+def record_masking(objective, summary: dict, main: bool) -> None:
+    """The masked-token loss's settings (objective, mask token and where it comes from, share, masking) into the
+    summary, and a one-line note when the mask token is a fallback the tokenizer does not have (MNTP's "_")."""
+    if objective.mlm is None:
+        return
+    summary["masked_lm"] = dict(objective.mlm.described)
+    if main and summary["masked_lm"].get("mask_token_from", "tokenizer") != "tokenizer":
+        print(f"note: the tokenizer has no mask token; masking with {summary['masked_lm']['mask_token']!r} "
+              f"(id {summary['masked_lm']['mask_token_id']}) as LLM2Vec does", file=sys.stderr)
+
+
 def peak_memory_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -235,7 +246,8 @@ def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, s
 
 
 def dev_encoder(embedder, tokenizer, precision: str, device, cfg: TrainConfig, name: str | None = None):
-    return EmbedderEncoder(embedder, tokenizer, precision, device, name or cfg.model, cfg.eval_batch_size)
+    return EmbedderEncoder(embedder, tokenizer, precision, device, name or cfg.model, cfg.eval_batch_size,
+                           instruction=cfg.instruction)
 
 
 def select_best(run: RunState, dev: dict, embedder, tokenizer, out: Path) -> None:

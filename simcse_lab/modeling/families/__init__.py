@@ -11,7 +11,7 @@ import pkgutil
 import sys
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.families.base import SUMMARY_POOLERS, Family
+from simcse_lab.modeling.families.base import MLM, MNTP, SUMMARY_POOLERS, Family, MaskedTokens
 
 _NOT_FAMILIES = {"base", "generic"}
 
@@ -81,6 +81,25 @@ def ensure_pad_token(tokenizer, family: Family, model: str):
                     f"with; add a pad token to its tokenizer_config.json")
 
 
+def mask_token(tokenizer, family: Family, model: str) -> tuple[int, str, bool]:
+    """(id, token, whether the tokenizer has it as its mask token) of the token that masks for the family's
+    masked-token objective: the tokenizer's mask token, else the family's fallback (MNTP: "_") where it is one
+    token of the vocabulary; otherwise a one-line UserError."""
+    if tokenizer.mask_token_id is not None:
+        return tokenizer.mask_token_id, tokenizer.mask_token, True
+    fallback = family.masked_lm.mask_fallback
+    if fallback is None:
+        raise UserError(f"{model}: --do-mlm needs a tokenizer with a mask token")
+    token_id = tokenizer.convert_tokens_to_ids(fallback)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        ids = tokenizer(fallback, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise UserError(f"{model}: the tokenizer has no mask token and {fallback!r} (the {family.masked_lm.name} "
+                            f"fallback) is not one token of its vocabulary; add a mask token to its tokenizer")
+        token_id = ids[0]
+    return int(token_id), fallback, False
+
+
 def appends_eos(tokenizer) -> bool:
     """Whether the tokenizer itself puts its EOS token last."""
     ids = tokenizer("a")["input_ids"]
@@ -115,7 +134,7 @@ def _appending(definition: dict | None, eos: str, eos_id: int):
     if kind == "TemplateProcessing":
         single = [_template(p) for p in definition["single"]]
         pair = [_template(p) for p in definition["pair"]]
-        pair.insert(next(i for i, t in enumerate(pair) if t.endswith(":1")), f"{eos}:0")
+        pair.insert(next((i for i, t in enumerate(pair) if t.endswith(":1")), len(pair)), f"{eos}:0")
         specials.update({name: token["ids"][0] for name, token in definition["special_tokens"].items()})
     append = processors.TemplateProcessing(single=" ".join(single + [f"{eos}:0"]), pair=" ".join(pair + [f"{eos}:1"]),
                                            special_tokens=list(specials.items()))
@@ -145,5 +164,5 @@ def ensure_eos(tokenizer, model: str, on: bool):
     return tokenizer
 
 
-__all__ = ["FAMILIES", "GENERIC", "Family", "appends_eos", "check_pooler_fits", "ensure_eos", "ensure_pad_token",
-           "family_of"]
+__all__ = ["FAMILIES", "GENERIC", "MLM", "MNTP", "Family", "MaskedTokens", "appends_eos", "check_pooler_fits",
+           "ensure_eos", "ensure_pad_token", "family_of", "mask_token"]

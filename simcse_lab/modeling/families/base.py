@@ -69,6 +69,23 @@ def shape_from(hidden: tuple[str, ...], ffn: tuple[str, ...], layers: tuple[str,
     return shape
 
 
+@dataclass(frozen=True)
+class MaskedTokens:
+    """A family's masked-token objective (``--do-mlm``; ``--objective mntp``): which position's output predicts a
+    masked token, which head predicts it, and the mask token where the tokenizer has none."""
+
+    name: str
+    shift: int                  # token i is predicted from position i - shift (0: BERT's MLM; 1: next-token, MNTP)
+    own_head: bool              # the model's own LM head (its ForCausalLM's); False: SimCSE's fresh MLM head
+    mask_fallback: str | None   # the mask token where the tokenizer has none (None: refused without one)
+
+
+MLM = MaskedTokens("mlm", shift=0, own_head=False, mask_fallback=None)
+# LLM2Vec's masked next-token prediction: a decoder predicts token i from position i - 1 with its own LM head; a
+# tokenizer without a mask token masks with "_" (LLM2Vec's mask_token_type "blank")
+MNTP = MaskedTokens("mntp", shift=1, own_head=True, mask_fallback="_")
+
+
 BERT_SHAPE = shape_from(("hidden_size",), ("intermediate_size",), ("num_hidden_layers",))
 GLU_SHAPE = shape_from(("hidden_size",), ("intermediate_size",), ("num_hidden_layers",), gated=lambda config: True)
 
@@ -86,6 +103,7 @@ class Family:
     encoder_classes: dict = field(default_factory=dict)  # model_type -> transformers class of the encoder alone
     pad_fallback: tuple[str, ...] = ("eos_token", "sep_token", "unk_token")  # when the tokenizer has no pad token
     mlm: bool = True                          # an MLM objective exists for it (--do-mlm; a mask token is needed too)
+    masked_lm: MaskedTokens = MLM             # which one: BERT's MLM, or MNTP for a decoder
     fp16_safe: bool = True                    # False: activations overflow fp16 (T5), training takes bf16/fp32
     note: str = ""                            # said once when the family is used (the generic fallback)
     causal: bool = False                      # a decoder LLM: causal attention as shipped (--bidirectional applies)
@@ -125,8 +143,9 @@ DECODER_REFUSED = {"avg_first_last": "its first layer is a decoder LLM's near-em
 
 def decoder(name: str, model_types: tuple[str, ...], **kwargs) -> Family:
     """A decoder LLM family: no sentence token (position 0 is the first word, or BOS, which sees nothing of the
-    sentence in a causal model), EOS appended, padding with EOS where there is no pad token, no MLM objective,
+    sentence in a causal model), EOS appended, padding with EOS where there is no pad token, MNTP as its masked-token
+    objective (its own LM head, token i from position i - 1, "_" as the mask token where the tokenizer has none),
     ``avg_first_last`` refused; a GLU feed-forward unless ``flop_shape`` says otherwise."""
-    settings = dict(summary_token=None, causal=True, append_eos=True, mlm=False, flop_shape=GLU_SHAPE,
+    settings = dict(summary_token=None, causal=True, append_eos=True, mlm=True, masked_lm=MNTP, flop_shape=GLU_SHAPE,
                     pad_fallback=("eos_token", "unk_token"), refused_poolers=DECODER_REFUSED)
     return Family(name, model_types, **{**settings, **kwargs})

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.modeling.pooling import embed_mask, instruction_prefix
 from simcse_lab.runtime.distributed import gather_with_grad, global_targets
-from simcse_lab.training.config import OBJECTIVE_NAMES
+from simcse_lab.training.config import MASKED_TOKEN_OBJECTIVES, OBJECTIVE_NAMES
 from simcse_lab.training.mlm import MaskedLMAuxiliary
 from simcse_lab.training.objectives.cos_reg import CosineRegularizer
 
@@ -50,6 +51,8 @@ def register(name: str):
         OBJECTIVES[name] = cls
         if name not in OBJECTIVE_NAMES:
             OBJECTIVE_NAMES.append(name)
+        if cls.masked_tokens and name not in MASKED_TOKEN_OBJECTIVES:
+            MASKED_TOKEN_OBJECTIVES.append(name)
         return cls
     return add
 
@@ -71,6 +74,7 @@ class Objective(nn.Module):
 
     data_columns: int = 1     # text columns per example: sentence[, positive[, hard negative]]
     with_index: bool = False  # collate receives (example index, ids) pairs
+    masked_tokens: bool = False  # the objective is the masked-token loss itself (mntp): the model needs its LM head
 
     def __init__(self, tokenizer, temperature: float = 0.05):
         super().__init__()
@@ -81,15 +85,22 @@ class Objective(nn.Module):
         self.mlm_weight = 0.0
         self.cos_reg: CosineRegularizer | None = None
         self.loss_parts: dict[str, torch.Tensor] = {}  # detached parts of the last loss (with --cos-reg)
+        self.instruction_tokens = 0  # leading tokens of every row that are the instruction's (--instruction)
 
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder: nn.Module) -> Objective:
         """The objective a TrainConfig asks for; override to read more options."""
         return cls(tokenizer, cfg.temperature)
 
-    def add_mlm(self, tokenizer, weight: float) -> None:
-        """SimCSE's auxiliary MLM loss (``--do-mlm``): a per-rank term, so DDP's mean is exact for it too."""
-        self.mlm, self.mlm_weight = MaskedLMAuxiliary(None, tokenizer), weight
+    def add_mlm(self, tokenizer, weight: float, masking: MaskedLMAuxiliary | None = None) -> None:
+        """SimCSE's auxiliary MLM loss (``--do-mlm``; MNTP on a decoder): a per-rank term, so DDP's mean is exact
+        for it too. ``masking``: the run's (:meth:`MaskedLMAuxiliary.for_run`); default BERT's MLM at 15%."""
+        self.mlm, self.mlm_weight = masking or MaskedLMAuxiliary(None, tokenizer), weight
+
+    def add_instruction(self, tokenizer, instruction: str, max_length: int) -> None:
+        """``--instruction``: the data is tokenised as instruction + sentence (the examples' cache keys it); each
+        batch :meth:`pad` builds then carries ``embed_mask`` without the instruction's tokens, as encoding does."""
+        self.instruction_tokens = instruction_prefix(tokenizer, instruction, max_length)
 
     def add_cos_reg(self, weight: float) -> None:
         """The cosine regulariser on the global batch's anchor embeddings (``--cos-reg``; see the module docstring)."""
@@ -97,7 +108,10 @@ class Objective(nn.Module):
 
     def pad(self, token_ids: list[list[int]]) -> dict:
         """Dynamically padded model inputs of single sentences (token_type_ids all 0)."""
-        return pad_batch(token_ids, self.pad_id, [[0] * len(ids) for ids in token_ids] if self.with_types else None)
+        batch = pad_batch(token_ids, self.pad_id, [[0] * len(ids) for ids in token_ids] if self.with_types else None)
+        if self.instruction_tokens:
+            batch["embed_mask"] = embed_mask(batch["attention_mask"], self.instruction_tokens)
+        return batch
 
     def collate(self, examples: list, step: int) -> dict:
         raise NotImplementedError
