@@ -161,6 +161,10 @@ def read_run_dir(path) -> RunDir:
     if not (isinstance(cfg, dict) and isinstance(cfg.get("model"), str) and isinstance(cfg.get("pooler"), str)):
         raise InputError(config_path, None, "no 'model' and 'pooler' strings (a simcse-lab train_config.json "
                                             "expected)")
+    if cfg.get("lora_r") or cfg.get("init_adapter"):
+        raise InputError(config_path, None, "a LoRA run (lora_r/init_adapter): its checkpoints hold the adapter only, "
+                                            "not the weights a trajectory point is read from; analyze its best/ or "
+                                            "final/ with --model instead")
     pooler, note = check_pooler(cfg["pooler"]), ""
     if pooler == "cls":  # the run's sentence vector without its MLP head, as training evaluates an unsup run
         pooler = "cls_before_pooler"

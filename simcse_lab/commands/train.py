@@ -57,7 +57,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                  "analyze --trajectory RUN_DIR",
              "mini_batch_size": "encode at most N sentences at a time and recompute them in the backward pass "
                                 "(gradient cache): activation memory of N sentences whatever --batch-size, for one "
-                                "more forward pass per step; the same loss and gradients (0: off, default)"}
+                                "more forward pass per step; the same loss and gradients (0: off, default)",
+             "lora_r": "train a LoRA adapter of this rank (peft; pip install 'simcse-lab[llm]') instead of every "
+                       "weight; 0: off (default)",
+             "lora_alpha": "LoRA scaling alpha (default 32; LLM2Vec: 2 x r)",
+             "lora_dropout": "dropout on the LoRA adapter's input (default 0.05)",
+             "lora_targets": "comma-separated module names that get an adapter (default: the backbone family's "
+                             "attention and MLP projections, LLM2Vec's q,k,v,o,gate,up,down_proj for Llama-style "
+                             "decoders)",
+             "merge_lora": "best/ and final/ with the adapter merged into the weights (default), or "
+                           "--no-merge-lora: adapter directories on --model",
+             "init_adapter": "an adapter directory (e.g. an MNTP run's final/ saved with --no-merge-lora) merged "
+                             "into the weights before the new LoRA adapter, as LLM2Vec stacks them",
+             "weights_dtype": "fp32 (default) or bf16: the frozen backbone weights in bf16 under a LoRA adapter "
+                              "(half the weights' memory)",
+             "attention_dropout": "the backbone config's attention dropout (LLM2Vec's simcse_dropout 0.3: the noise of "
+                                  "unsupervised SimCSE on decoders whose config has none); -1: the model's own (default)",
+             "gradient_checkpointing": "recompute each layer's activations in the backward pass (transformers' "
+                                       "gradient checkpointing): less activation memory, one more forward pass"}
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)

@@ -30,6 +30,7 @@ from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eo
                                          mask_token)
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer, load_with_lm_head
+from simcse_lab.modeling.lora import BackboneSetup, adapter_meta, add_lora, load_adapter, prepare_backbone
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, model_inputs, pool
@@ -101,6 +102,8 @@ class SimCSEEmbedder(nn.Module):
             self.register_buffer("projection_normalize", torch.tensor(bool(normalize)))
         self.lm_head = lm_head
         self.mlm_shift = self.family.masked_lm.shift
+        self.export_adapter: str | None = None  # the base model's name: exports are adapter directories on it
+        self.float_outputs = False  # frozen bf16 weights (--weights-dtype bf16): the head and loss see fp32 states
         if do_mlm and lm_head is None:
             config = backbone.config
             self.lm_head = MaskedLMHead(config.hidden_size, config.vocab_size, getattr(config, "layer_norm_eps", 1e-12))
@@ -160,7 +163,11 @@ class SimCSEEmbedder(nn.Module):
 
     def _vectors(self, inputs: dict, pooler: str) -> torch.Tensor:
         out = self.backbone(**model_inputs(inputs), output_hidden_states=pooler in NEEDS_HIDDEN_STATES)
-        return self._pool(pooler, inputs, out.last_hidden_state, out.hidden_states)
+        states = out.hidden_states
+        if self.float_outputs and states is not None:
+            states = tuple(h.float() for h in states)
+        last = out.last_hidden_state.float() if self.float_outputs else out.last_hidden_state
+        return self._pool(pooler, inputs, last, states)
 
     @property
     def dim(self) -> int:
@@ -179,7 +186,8 @@ class SimCSEEmbedder(nn.Module):
         """Each row's summed cross-entropy over its predicted tokens (labels -100: not predicted); token i is
         predicted from position i - ``mlm_shift`` (MNTP: the logits of i - 1 against the label of i)."""
         labels = inputs["mlm_labels"]
-        logits = self.lm_head(self.backbone(**model_inputs({k: v for k, v in inputs.items() if k != "mlm_labels"})).last_hidden_state)
+        hidden = self.backbone(**model_inputs({k: v for k, v in inputs.items() if k != "mlm_labels"})).last_hidden_state
+        logits = self.lm_head(hidden.to(next(self.lm_head.parameters()).dtype))  # bf16 weights: the head's dtype
         if self.mlm_shift:
             logits, labels = logits[:, :-self.mlm_shift], labels[:, self.mlm_shift:]
         losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
@@ -228,12 +236,16 @@ def set_attention(backbone, family, bidirectional: bool):
 
 
 def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False):
+                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False,
+                  setup: BackboneSetup | None = None):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
     sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
     ``projection`` adds a fresh one (+ normalisation) where the model has none. A decoder LLM family's backbone
     comes causal, as shipped (training then sets its attention: :func:`set_attention`), and its tokenizer
-    appends EOS where the family says so."""
+    appends EOS where the family says so. ``setup``: how the backbone is built for training
+    (:class:`~simcse_lab.modeling.lora.BackboneSetup`: weights dtype, gradient checkpointing, an adapter merged
+    first, a new LoRA adapter); the default builds it as it always was."""
+    setup = setup or BackboneSetup()
     path = backbone_path(model)
     config = backbone_config(model, path)
     family = check_family(model, config, pooler, do_mlm, pack_width)
@@ -242,10 +254,11 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
         tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, model), model, family.append_eos)
         if do_mlm:
             mask_token(tokenizer, family, model)  # the tokenizer's, or the family's fallback; else refused here
+        config = setup.configure(config, model)
         if do_mlm and family.masked_lm.own_head:
-            backbone, lm_head = load_with_lm_head(path, config, model)
+            backbone, lm_head = load_with_lm_head(path, config, model, **setup.load_kwargs)
         else:
-            backbone = load_model(path, config)
+            backbone = load_model(path, config, **setup.load_kwargs)
         backbone = set_attention(backbone, family, False)
         root = resolve_model(model)
         # a sentence-transformers directory: its own projection head, if it has one
@@ -255,5 +268,26 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
     if head is None and projection:
         head = new_projection(backbone.config.hidden_size), True
     layer, normalize = head if head is not None else (None, False)
-    return tokenizer, SimCSEEmbedder(backbone, pooler, mlp_only_train, do_mlm, length_chunks, pack_width,
-                                      mini_batch_size, layer, normalize, lm_head)
+    if lm_head is not None and setup.lora_r:
+        lm_head.requires_grad_(False)  # the model's own LM head stays as it is under LoRA (LLM2Vec's MNTP)
+    embedder = SimCSEEmbedder(prepare_backbone(backbone, setup), pooler, mlp_only_train, do_mlm, length_chunks,
+                              pack_width, mini_batch_size, layer, normalize, lm_head)
+    if setup.lora_r:  # after the embedder dropped the backbone's own pooler layer: no adapter goes on it
+        embedder.backbone = add_lora(embedder.backbone, setup, family)
+    embedder.float_outputs = setup.weights_dtype != "fp32"
+    return tokenizer, embedder
+
+
+def load_adapter_embedder(path: str):
+    """(tokenizer, SimCSEEmbedder) of an adapter directory simcse-lab wrote (``--no-merge-lora``): its base model
+    with the adapter attached, attending as it trained (bidirectionally or not), the pooler it was trained with,
+    its own tokenizer."""
+    meta = adapter_meta(path)
+    _, embedder = load_embedder(meta["base_model"], meta["pooler"], mlp_only_train=False)
+    family = embedder.family
+    embedder.backbone = load_adapter(set_attention(embedder.backbone, family, bool(meta.get("bidirectional"))), path)
+    try:
+        tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, path), path, family.append_eos)
+    except (OSError, ValueError) as err:
+        raise load_error(path, err) from None
+    return tokenizer, embedder

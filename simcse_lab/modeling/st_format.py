@@ -49,6 +49,7 @@ from simcse_lab.modeling.attention import is_bidirectional, reproducible_on_load
 from simcse_lab.modeling.embedder import SimCSEEmbedder
 from simcse_lab.modeling.families import appends_eos, family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
+from simcse_lab.modeling.lora import merged_backbone, save_adapter
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_instruction, check_pooler
 from simcse_lab.modeling.projection import projection_modules
 from simcse_lab.modeling.recipe import BACKBONE_DIR, EmbeddingRecipe
@@ -214,14 +215,19 @@ def instruction_prompts(instruction: str) -> dict:
 def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     """The model being trained as a sentence-transformers directory, with the pooler it exports
     (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``) and its
-    recipe; a bidirectional decoder that sentence-transformers would run causal in simcse-lab's own layout."""
+    recipe; a bidirectional decoder that sentence-transformers would run causal in simcse-lab's own layout. A LoRA
+    backbone is saved merged into its weights (a copy: training goes on with the adapter), or, when the embedder
+    says so (``export_adapter``), as an adapter directory on its base model."""
     pooler = embedder.export_pooler
-    if not reproducible_on_load(embedder.backbone, embedder.family):
+    if embedder.export_adapter is not None:
+        return save_adapter(embedder.backbone, tokenizer, pooler, embedder.export_adapter, output_dir)
+    backbone = merged_backbone(embedder.backbone)
+    if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here
             raise ValueError("a projection head is not saved in simcse-lab's own layout")
-        return save_own_layout(embedder.backbone, tokenizer,
-                               model_recipe(embedder.backbone, tokenizer, pooler, embedder.instruction), output_dir)
-    return save_sentence_transformer(embedder.backbone, tokenizer, pooler, output_dir,
+        return save_own_layout(backbone, tokenizer, model_recipe(backbone, tokenizer, pooler, embedder.instruction),
+                               output_dir)
+    return save_sentence_transformer(backbone, tokenizer, pooler, output_dir,
                                      mlp=embedder.mlp if pooler == "cls" else None,
                                      projection=embedder.projection, normalize=embedder.normalize,
                                      instruction=embedder.instruction)

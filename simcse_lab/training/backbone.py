@@ -13,6 +13,7 @@ import sys
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.embedder import backbone_config, check_family
 from simcse_lab.modeling.families import Family, family_of
+from simcse_lab.modeling.lora import BackboneSetup, check_adapter_dir, require_peft
 from simcse_lab.modeling.pooling import check_instruction
 from simcse_lab.runtime.precision import launcher_precision
 
@@ -30,7 +31,23 @@ def resolve_backbone(cfg) -> Family:
     if usable is not None and cfg.max_seq_len > usable:
         raise UserError(f"max_seq_len {cfg.max_seq_len} is more than the {usable} positions {cfg.model} can use "
                         f"({family.name} family); use --max-seq-len {usable} or less")
+    check_adaptation(cfg)
+    BackboneSetup.from_config(cfg).configure(config, cfg.model)  # an attention_dropout its config cannot take
     return family
+
+
+def check_adaptation(cfg) -> None:
+    """LoRA settings that cannot work, one line each before any weights load: peft missing, an ``init_adapter``
+    that is no adapter directory, an adapter export (``--no-merge-lora``) of a model whose exported pooler keeps
+    a trained head (``cls`` with its MLP, a projection) that an adapter directory would not carry."""
+    if cfg.lora_r or cfg.init_adapter:
+        require_peft()
+    if cfg.init_adapter:
+        check_adapter_dir(cfg.init_adapter)
+    if not cfg.merge_lora and ((cfg.pooler == "cls" and not cfg.mlp_only_train) or cfg.projection):
+        raise UserError("--no-merge-lora: an adapter directory carries the backbone's adapter only, not the "
+                        f"{'projection' if cfg.projection else 'MLP head of pooler cls'} this model exports; use "
+                        "--merge-lora")
 
 
 def check_bidirectional(cfg, family: Family) -> None:

@@ -58,7 +58,12 @@ NUMBER_RANGES = {
     "length_chunks": (1, None, False, False, ""),
     "pack_width": (0, None, False, False, " (0: off)"),
     "mini_batch_size": (0, None, False, False, " (0: off)"),
+    "lora_r": (0, None, False, False, " (0: no adapter, every weight trains)"),
+    "lora_alpha": (0, None, True, False, ""),
+    "lora_dropout": (0, 1, False, True, ""),
+    "attention_dropout": (-1, 1, False, True, " (-1: the model's own)"),
 }
+WEIGHTS_DTYPES = ("fp32", "bf16")  # as simcse_lab.modeling.lora.WEIGHTS_DTYPES (no torch import here)
 
 
 @dataclass
@@ -110,6 +115,16 @@ class TrainConfig:
     adamw: str = "fused"          # AdamW kernel: fused (one pass), foreach, or for-loop (torch's CPU default)
     # the memory of a step, not its result
     mini_batch_size: int = 0      # > 0: encode at most N rows at a time, recomputed in backward (GradCache); 0: off
+    attention_dropout: float = -1.0  # the backbone config's attention_dropout (LLM2Vec's simcse_dropout); -1: its own
+    gradient_checkpointing: bool = False  # recompute each layer's activations in backward (transformers' own)
+    weights_dtype: str = "fp32"   # bf16: the frozen backbone weights in bf16 (with lora_r > 0)
+    # LoRA through peft (the extra "llm"): only the adapter (and the pooler's head) trains
+    lora_r: int = 0               # the adapter's rank; 0: no adapter, every weight trains
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = ""        # "q_proj,v_proj": the modules that get an adapter; "": the family's declared ones
+    merge_lora: bool = True       # best/ and final/ merged into the weights; False: adapter directories
+    init_adapter: str = ""        # an adapter directory (an MNTP run's) merged into the weights before the new LoRA
 
     def __post_init__(self):
         # ``output_dir: ~/runs/x`` in a YAML file (or a quoted flag) is under the home directory, never ./~
@@ -136,9 +151,25 @@ class TrainConfig:
         from simcse_lab.evaluation.tasks import parse_select
 
         parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
+        self._check_lora()
         if self.pack_width and self.mini_batch_size:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")
+
+    def _check_lora(self) -> None:
+        self.init_adapter = expand_user(self.init_adapter) if self.init_adapter else self.init_adapter
+        if self.attention_dropout != -1 and self.attention_dropout < 0:
+            raise UserError(f"attention_dropout must be -1 (the model's own) or in [0, 1), got {self.attention_dropout}")
+        if self.weights_dtype not in WEIGHTS_DTYPES:
+            raise UserError(f"unknown weights_dtype {self.weights_dtype!r}; choose from {', '.join(WEIGHTS_DTYPES)}")
+        if self.weights_dtype != "fp32" and not self.lora_r:
+            raise UserError(f"weights_dtype {self.weights_dtype}: the weights would be trained in {self.weights_dtype}; "
+                            f"it keeps frozen weights in {self.weights_dtype} under a LoRA adapter: add --lora-r 16")
+        if not self.merge_lora and not self.lora_r:
+            raise UserError("--no-merge-lora saves the LoRA adapter, and there is none: add --lora-r 16, or drop "
+                            "--no-merge-lora")
+        if self.lora_targets and not self.lora_r:
+            raise UserError("lora_targets without lora_r: add --lora-r 16")
 
     @property
     def needs_lm_head(self) -> bool:

@@ -35,6 +35,7 @@ from simcse_lab.evaluation.sts import parse_tasks
 from simcse_lab.evaluation.tasks import parse_select
 from simcse_lab.io import write_json
 from simcse_lab.modeling.embedder import load_embedder, set_attention
+from simcse_lab.modeling.lora import BackboneSetup
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
 from simcse_lab.training.backbone import family_precision, resolve_backbone
 from simcse_lab.training.checkpoint import save_checkpoint
@@ -114,9 +115,12 @@ def train(cfg: TrainConfig) -> dict:
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.needs_lm_head,
-                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection)
+                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection,
+                                        BackboneSetup.from_config(cfg))
     set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # a decoder LLM's --bidirectional
     embedder.instruction = cfg.instruction  # saved with the model (its recipe; a sentence-transformers default prompt)
+    if not cfg.merge_lora:  # best/ and final/ are adapter directories on cfg.model
+        embedder.export_adapter = cfg.model
     objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
         examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings,
@@ -124,7 +128,9 @@ def train(cfg: TrainConfig) -> dict:
     if len(examples) < cfg.batch_size:
         raise UserError(f"{cfg.data}: {len(examples)} examples, fewer than one batch of {cfg.batch_size}")
     total = cfg.max_steps or (len(examples) // cfg.batch_size) * cfg.epochs
-    optimizer = torch.optim.AdamW(embedder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    # what trains: every weight, or (LoRA) the adapter and the pooler's head; frozen weights get no AdamW state
+    trained = [p for p in embedder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   **ADAMW_KERNELS[cfg.adamw])
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
     model, optimizer = accelerator.prepare(embedder, optimizer)

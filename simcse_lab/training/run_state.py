@@ -25,7 +25,9 @@ from simcse_lab.evaluation.dev import selection_metrics
 from simcse_lab.evaluation.sts import evaluate, format_geometry, format_table
 from simcse_lab.evaluation.tasks import Selection
 from simcse_lab.io import open_own_file, write_json, write_text
+from simcse_lab.modeling.embedder import load_adapter_embedder
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
+from simcse_lab.modeling.lora import is_adapter_dir, load_trained_state, trained_state
 from simcse_lab.modeling.st_format import save_embedder
 from simcse_lab.training.checkpoint import (check_fits, latest_checkpoint, load_checkpoint, set_rng_state,
                                            tensor_shapes)
@@ -34,7 +36,8 @@ from simcse_lab.training.examples import check_training_data
 
 # settings that define a run: --resume refuses to continue a checkpoint under other values
 RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "projection",
-               "max_seq_len", "epochs", "max_steps", "select")
+               "max_seq_len", "epochs", "max_steps", "select", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
+               "init_adapter", "weights_dtype", "attention_dropout", "bidirectional", "instruction")
 # and what the data is: --data names it, these say what it holds (summary["data"], kept in every checkpoint)
 DATA_KEYS = {"fingerprint": "data content", "columns": "columns"}
 
@@ -174,7 +177,8 @@ def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimize
         log.keep_until(None)
         return RunState()
     state, ckpt = point.state, point.path
-    check_fits(ckpt, tensor_shapes(state["model"]), tensor_shapes(embedder.state_dict()), accelerator.process_index)
+    # a LoRA run's checkpoint holds the adapter and heads only: the frozen weights come from the model itself
+    check_fits(ckpt, tensor_shapes(state["model"]), tensor_shapes(trained_state(embedder)), accelerator.process_index)
     try:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -186,7 +190,7 @@ def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimize
         raise UserError(f"{ckpt / 'state.pt'}: its optimizer, schedule or objective state does not fit this run "
                         f"({first_line(err, 200)}); use another --output-dir") from None
     check_optimizer_state(ckpt, optimizer)
-    embedder.load_state_dict(state["model"])
+    load_trained_state(embedder, state["model"])
     if "test_before" in state["summary"]:
         summary["test_before"] = state["summary"]["test_before"]
     saved_data = state["summary"].get("data")
@@ -231,7 +235,7 @@ def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, s
                      scaler=None) -> dict:
     """What a checkpoint holds (the RNG states are added per process by ``save_checkpoint``); under fp16 also
     accelerate's gradient scaler, so a resumed run continues with the loss scale it had."""
-    state = {"model": embedder.state_dict(), "optimizer": optimizer.state_dict(),
+    state = {"model": trained_state(embedder), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "step": run.step, "best": run.best, "best_step": run.best_step,
              "summary": {k: v for k, v in summary.items() if k in ("test_before", "config", "data")}}
     extra = objective.extra_state()
@@ -317,7 +321,7 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
         summary.update({"select": selection.text, "best_select": best})
     chosen = out / ("best" if run.best_step is not None else "final")
     if test_tasks:
-        summary["test_after"] = evaluate(Encoder(str(chosen), precision=precision), test_tasks, "test")
+        summary["test_after"] = evaluate(saved_encoder(chosen, precision, device), test_tasks, "test")
         summary["test_after"]["model"] = str(chosen)
         results = [r for r in (summary.get("test_before"), summary["test_after"]) if r]
         summary["table"] = format_table(results, [r["model"] for r in results])
@@ -327,6 +331,15 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
     what = "dev" if selection.is_default else selection.text
     print(f"done: {run.step} steps, {summary['seconds_per_step'] or 0:.3f} s/step; best {what} "
           f"{best} at step {run.best_step}; wrote {out}")
+
+
+def saved_encoder(path: Path, precision: str, device):
+    """An encoder of a saved model: a sentence-transformers directory, or (--no-merge-lora) an adapter directory
+    on its base model."""
+    if is_adapter_dir(path):
+        tokenizer, embedder = load_adapter_embedder(str(path))
+        return EmbedderEncoder(embedder.to(device), tokenizer, precision, device, str(path))
+    return Encoder(str(path), precision=precision)
 
 
 def evaluate_before(cfg: TrainConfig, embedder, tokenizer, precision: str, device, test_tasks: list[str],

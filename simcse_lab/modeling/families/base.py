@@ -20,6 +20,10 @@ from simcse_lab.modeling.pooling import POOLERS
 
 SUMMARY_POOLERS = ("cls", "cls_before_pooler")  # the poolers that read the sentence token
 DEFAULT_MAX_LENGTH = 512  # a family with no position table (relative positions) and no length of its own
+# the modules a LoRA adapter goes on by default (--lora-targets): LLM2Vec's attention and MLP projections of the
+# Llama-style decoders (Llama, Mistral, Qwen2, Gemma, Phi-3 split), and BERT's attention and feed-forward layers
+LLM2VEC_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+BERT_LORA_TARGETS = ("query", "key", "value", "dense")
 
 
 def config_value(config, *names, default=None):
@@ -107,6 +111,7 @@ class Family:
     bidirectional_config: dict = field(default_factory=dict)  # config values that make transformers itself run it
     #                                           bidirectionally on load ({}: none, a saved model cannot say so)
     refused_poolers: dict = field(default_factory=dict)  # pooler -> why the family refuses it
+    lora_targets: tuple[str, ...] = LLM2VEC_LORA_TARGETS  # module names a LoRA adapter goes on (--lora-targets)
 
     @property
     def natural_pooler(self) -> str:

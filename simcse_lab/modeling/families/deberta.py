@@ -5,4 +5,5 @@ sentence-transformers caps its tokenizer at on reload, so an export encodes as t
 
 from simcse_lab.modeling.families.base import Family
 
-FAMILY = Family("deberta", ("deberta-v2", "deberta"), summary_token=0)
+FAMILY = Family("deberta", ("deberta-v2", "deberta"), summary_token=0,
+                lora_targets=("query_proj", "key_proj", "value_proj", "dense"))

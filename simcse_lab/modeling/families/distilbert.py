@@ -4,4 +4,5 @@
 from simcse_lab.modeling.families.base import Family, shape_from
 
 FAMILY = Family("distilbert", ("distilbert",), summary_token=0,
-                flop_shape=shape_from(("dim",), ("hidden_dim",), ("n_layers",)))
+                flop_shape=shape_from(("dim",), ("hidden_dim",), ("n_layers",)),
+                lora_targets=("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"))

@@ -5,4 +5,5 @@ from simcse_lab.modeling.families.base import Family, shape_from
 
 FAMILY = Family("modernbert", ("modernbert",), summary_token=0,
                 flop_shape=shape_from(("hidden_size",), ("intermediate_size",), ("num_hidden_layers",),
-                                      gated=lambda config: True))
+                                      gated=lambda config: True),
+                lora_targets=("Wqkv", "Wo", "Wi"))

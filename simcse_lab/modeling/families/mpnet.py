@@ -8,4 +8,5 @@ MPNET_PADDING_IDX = 1  # transformers' MPNetEmbeddings.padding_idx
 
 FAMILY = Family("mpnet", ("mpnet",), summary_token=0,
                 usable_positions=offset_positions(lambda config: MPNET_PADDING_IDX),
-                packing_position=lambda config: MPNET_PADDING_IDX + 1)
+                packing_position=lambda config: MPNET_PADDING_IDX + 1,
+                lora_targets=("q", "k", "v", "o", "dense"))

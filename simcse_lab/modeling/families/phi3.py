@@ -3,4 +3,4 @@
 
 from simcse_lab.modeling.families.base import decoder
 
-FAMILY = decoder("phi3", ("phi3",))
+FAMILY = decoder("phi3", ("phi3",), lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))  # fused names

@@ -3,7 +3,7 @@
 (roberta-base: 514 rows, 512 tokens). Packing writes ``padding_idx + 1 + arange(n)`` per sentence, the ids
 the model builds itself from ``input_ids``."""
 
-from simcse_lab.modeling.families.base import Family, offset_positions
+from simcse_lab.modeling.families.base import BERT_LORA_TARGETS, Family, offset_positions
 
 
 def _padding_idx(config) -> int:
@@ -12,4 +12,4 @@ def _padding_idx(config) -> int:
 
 FAMILY = Family("roberta", ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm"),
                 summary_token=0, usable_positions=offset_positions(_padding_idx),
-                packing_position=lambda config: _padding_idx(config) + 1)
+                packing_position=lambda config: _padding_idx(config) + 1, lora_targets=BERT_LORA_TARGETS)

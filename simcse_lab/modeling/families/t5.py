@@ -10,4 +10,5 @@ FAMILY = Family("t5", ("t5", "mt5", "umt5"), summary_token=None, usable_position
                 flop_shape=shape_from(("d_model",), ("d_ff",), ("num_layers",),
                                       gated=lambda config: getattr(config, "is_gated_act", False)),
                 encoder_classes={"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"},
-                pad_fallback=("eos_token", "unk_token"), mlm=False, fp16_safe=False)
+                pad_fallback=("eos_token", "unk_token"), mlm=False, fp16_safe=False,
+                lora_targets=("q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"))

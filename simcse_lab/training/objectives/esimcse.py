@@ -68,8 +68,8 @@ class ESimCSE(Objective):
         self.momentum_encoder.update(model)
 
     def extra_state(self) -> dict:
-        return {"queue": self.queue.state_dict(), "momentum_encoder": self.momentum_encoder.model.state_dict()}
+        return {"queue": self.queue.state_dict(), "momentum_encoder": self.momentum_encoder.state()}
 
     def load_extra_state(self, state: dict) -> None:
         self.queue.load_state_dict(state["queue"])
-        self.momentum_encoder.model.load_state_dict(state["momentum_encoder"])
+        self.momentum_encoder.load_state(state["momentum_encoder"])

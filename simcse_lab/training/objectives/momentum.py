@@ -7,14 +7,20 @@ import copy
 import torch
 from torch import nn
 
+from simcse_lab.modeling.lora import frozen_names, load_trained_state, trained_state
+
 
 class MomentumEncoder(nn.Module):
     """A frozen, eval-mode deep copy of ``model`` (taken before training, so it starts from the same
-    pretrained weights), updated as ``θ_m ← m·θ_m + (1 − m)·θ``."""
+    pretrained weights), updated as ``θ_m ← m·θ_m + (1 − m)·θ``. The weights ``model`` does not train (a LoRA
+    backbone's base weights) are not copied but shared: they are the same in both, in memory once, and neither
+    updated nor saved with its state."""
 
     def __init__(self, model: nn.Module, momentum: float = 0.995):
         super().__init__()
-        self.model = copy.deepcopy(model)
+        self.frozen = frozen_names(model)
+        shared = {id(p): p for p in model.parameters() if not p.requires_grad}
+        self.model = copy.deepcopy(model, memo=shared)
         self.model.eval()
         self.model.requires_grad_(False)
         self.momentum = momentum
@@ -25,7 +31,16 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         for p_m, p in zip(self.model.parameters(), model.parameters()):
+            if not p.requires_grad:
+                continue
             p_m.mul_(self.momentum).add_(p.detach().to(p_m.dtype), alpha=1.0 - self.momentum)
+
+    def state(self) -> dict:
+        """The weights that move (a LoRA run: the adapter and heads), as a state dict."""
+        return trained_state(self.model, self.frozen)
+
+    def load_state(self, state: dict) -> None:
+        load_trained_state(self.model, state, self.frozen)
 
     @torch.no_grad()
     def forward(self, **inputs) -> torch.Tensor:
