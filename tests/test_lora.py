@@ -486,3 +486,14 @@ def test_llm2vec_pipeline_mntp_adapter_then_simcse_from_it(tmp_path):
     start = stacked.backbone.get_base_model().state_dict()[name.replace("q_proj.", "q_proj.base_layer.")]
     torch.testing.assert_close(start, merged, atol=1e-6, rtol=0)
     assert (start - plain.backbone.state_dict()[name]).abs().max() > 1e-4  # the MNTP adapter moved it
+
+
+def test_resume_refuses_another_merge_lora(tmp_path, llama):
+    """best/ and final/ of one run are all merged or all adapter directories: --resume keeps --no-merge-lora."""
+    from simcse_lab.training.loop import train
+
+    out = tmp_path / "run"
+    train(train_config(tmp_path, llama, objective="unsup", output_dir=str(out), max_steps=2, save_steps=2))
+    with pytest.raises(UserError, match=r"--resume with changed merge_lora \(saved: merge_lora=True\)"):
+        train(train_config(tmp_path, llama, objective="unsup", output_dir=str(out), max_steps=2, save_steps=2,
+                           merge_lora=False, resume=True))

@@ -37,7 +37,7 @@ from simcse_lab.training.examples import check_training_data
 # settings that define a run: --resume refuses to continue a checkpoint under other values
 RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "projection",
                "max_seq_len", "epochs", "max_steps", "select", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-               "init_adapter", "weights_dtype", "attention_dropout", "bidirectional", "instruction")
+               "init_adapter", "weights_dtype", "attention_dropout", "bidirectional", "instruction", "merge_lora")
 # and what the data is: --data names it, these say what it holds (summary["data"], kept in every checkpoint)
 DATA_KEYS = {"fingerprint": "data content", "columns": "columns"}
 
