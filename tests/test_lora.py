@@ -497,3 +497,18 @@ def test_resume_refuses_another_merge_lora(tmp_path, llama):
     with pytest.raises(UserError, match=r"--resume with changed merge_lora \(saved: merge_lora=True\)"):
         train(train_config(tmp_path, llama, objective="unsup", output_dir=str(out), max_steps=2, save_steps=2,
                            merge_lora=False, resume=True))
+
+
+def test_an_adapter_with_pickled_weights_only_is_refused(tmp_path, llama):
+    """peft would torch.load an adapter_model.bin: simcse-lab reads adapters from safetensors only."""
+    from simcse_lab.modeling.lora import load_adapter
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder = lora_embedder(llama)
+    embedder.export_adapter = str(llama)
+    save_embedder(embedder, tokenizer, tmp_path / "adapter")
+    (tmp_path / "adapter" / "adapter_model.safetensors").rename(tmp_path / "adapter" / "adapter_model.bin")
+    _, base = lora_embedder(llama, r=0)
+    with pytest.raises(UserError, match="no adapter_model.safetensors; simcse-lab reads adapter weights from "
+                                        "safetensors only"):
+        load_adapter(base.backbone, str(tmp_path / "adapter"))

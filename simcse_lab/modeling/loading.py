@@ -12,6 +12,8 @@ Why one place: a model folder is data, possibly someone else's, and must never r
   data file is refused (onnxruntime would read that file relative to the working directory, even for a
   graph handed over as bytes); the graph goes to onnxruntime with no custom-op library registered, so it
   can only use onnxruntime's own operators (:func:`load_onnx_session`);
+- a peft (LoRA) adapter directory is read from its ``adapter_model.safetensors`` only; one holding pickled
+  weights alone (``adapter_model.bin``) is refused (:func:`load_peft_adapter`);
 - transformers' "Loading weights" / "Writing model shards" progress bars and its LOAD REPORT table
   (whose MISSING rows are, for simcse-lab, the pooler it drops on purpose) are silenced for the
   duration of each call: the verbosity goes to ERROR, so real errors are still logged, and loading
@@ -138,6 +140,22 @@ def load_with_lm_head(path: str, config, model: str, **kwargs):
         raise UserError(f"{model}: no LM-head weights ({missing[0]}) to predict masked tokens with; MNTP needs the "
                         f"causal LM checkpoint (a saved encoder has none; continue an MNTP run with --resume)")
     return causal.base_model, head
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's safetensors file; its adapter_model.bin is a pickle
+
+
+def load_peft_adapter(backbone, path: str):
+    """``peft.PeftModel.from_pretrained(backbone, path)``, the adapter's weights from safetensors only: a directory
+    without :data:`ADAPTER_WEIGHTS` (pickled weights, which peft would read with ``torch.load``) is one line."""
+    import peft
+
+    if not (Path(path) / ADAPTER_WEIGHTS).is_file():
+        raise UserError(f"{path}: no {ADAPTER_WEIGHTS}; simcse-lab reads adapter weights from safetensors only "
+                        f"(save the adapter with peft's safe_serialization=True)")
+    _refuse_auto_map(Path(path))
+    with quiet():
+        return peft.PeftModel.from_pretrained(backbone, path)
 
 
 def load_sentence_transformer(path: str, device: str | None = None):

@@ -149,9 +149,11 @@ def add_lora(backbone, setup: BackboneSetup, family):
 
 def merge_adapter_dir(backbone, path: str):
     """``backbone`` with the adapter at ``path`` merged into its weights (LLM2Vec: the MNTP adapter before SimCSE)."""
-    peft = require_peft()
+    from simcse_lab.modeling.loading import load_peft_adapter
+
+    require_peft()
     try:
-        return peft.PeftModel.from_pretrained(backbone, path).merge_and_unload()
+        return load_peft_adapter(backbone, path).merge_and_unload()
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise UserError(f"--init-adapter {path}: does not fit this model ({str(err).splitlines()[0][:200]})") from None
 
@@ -192,9 +194,11 @@ def save_adapter(backbone, tokenizer, pooler: str, base_model: str, output_dir) 
 
 def load_adapter(backbone, path: str):
     """``backbone`` with the adapter at ``path`` attached (not merged, not trainable), for encoding."""
-    peft = require_peft()
+    from simcse_lab.modeling.loading import load_peft_adapter
+
+    require_peft()
     try:
-        return peft.PeftModel.from_pretrained(backbone, path)
+        return load_peft_adapter(backbone, path)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise UserError(f"{path}: the adapter does not fit its base model ({str(err).splitlines()[0][:200]})") from None
 
