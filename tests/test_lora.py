@@ -323,8 +323,11 @@ def test_adapter_export_run_and_test_table(tmp_path, llama):
     summary = train(train_config(tmp_path, llama, objective="unsup", output_dir=str(out), max_steps=2,
                                  merge_lora=False, test_tasks="stsb"))
     assert (out / "final" / "adapter_config.json").is_file() and not (out / "final" / "modules.json").exists()
+    from simcse_lab.modeling.resolve import model_identity
+
     assert json.loads((out / "final" / "simcse_lab_adapter.json").read_text()) == {
-        "base_model": str(llama), "pooler": "avg", "bidirectional": True}  # a decoder trains bidirectional
+        "base_model": str(llama), "base_model_sha256": model_identity(llama), "pooler": "avg",
+        "bidirectional": True, "append_eos": True, "instruction": ""}  # a decoder trains bidirectional
     assert summary["test_after"]["model"] == str(out / "final")
     assert summary["test_after"]["avg"] != summary["test_before"]["avg"]
 
@@ -512,3 +515,65 @@ def test_an_adapter_with_pickled_weights_only_is_refused(tmp_path, llama):
     with pytest.raises(UserError, match="no adapter_model.safetensors; simcse-lab reads adapter weights from "
                                         "safetensors only"):
         load_adapter(base.backbone, str(tmp_path / "adapter"))
+
+
+def adapter_dir(tmp_path, llama, instruction: str = "", bidirectional: bool = False) -> tuple:
+    """(an adapter directory saved from a random adapter on ``llama``, its embedder, tokenizer)."""
+    from simcse_lab.modeling.embedder import set_attention
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder = lora_embedder(llama)
+    set_attention(embedder.backbone, embedder.family, bidirectional)
+    randomise_adapter(embedder, seed=7)
+    embedder.export_adapter, embedder.instruction = str(llama), instruction
+    save_embedder(embedder, tokenizer, tmp_path / "adapter")
+    return tmp_path / "adapter", embedder, tokenizer
+
+
+def test_an_adapter_directory_embeds_with_its_instruction(tmp_path, llama):
+    """--no-merge-lora --instruction: the reloaded adapter (train's test table) embeds with the instruction."""
+    from simcse_lab.modeling.encoder import EmbedderEncoder
+    from simcse_lab.training.run_state import saved_encoder
+
+    path, embedder, tokenizer = adapter_dir(tmp_path, llama, instruction="Represent the sentence: ")
+    trained = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "tiny",
+                              instruction="Represent the sentence: ").encode(SENTENCES)
+    reloaded = saved_encoder(path, "fp32", torch.device("cpu")).encode(SENTENCES)
+    np.testing.assert_allclose(reloaded, trained, atol=1e-6)
+    assert np.abs(encode(embedder, tokenizer, SENTENCES) - trained).max() > 1e-3  # the instruction matters
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({"pooler": "avg"}, "no 'base_model' field"),
+    ({"base_model": 5, "pooler": "avg"}, "'base_model' must be a str, not 5"),
+    ({"base_model": "m", "pooler": "avg", "bidirectional": "false"}, "'bidirectional' must be a bool, not 'false'"),
+    ({"base_model": "m"}, "no 'pooler' field"),
+    ({"base_model": "m", "pooler": "avg", "extra": 1}, "unknown field 'extra'"),
+    ([1, 2], "is not a JSON object"),
+])
+def test_a_malformed_adapter_meta_is_one_line_naming_it(tmp_path, meta, message):
+    from simcse_lab.modeling.embedder import load_adapter_embedder
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    (tmp_path / "simcse_lab_adapter.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError) as err:
+        load_adapter_embedder(str(tmp_path))
+    assert str(err.value) == f"{tmp_path / 'simcse_lab_adapter.json'}: {message}"
+
+
+def test_init_adapter_of_another_base_model_or_attention_is_refused(tmp_path, llama):
+    """before any weights load: an adapter goes only on the base model and the attention it trained with."""
+    from simcse_lab.modeling.families import family_of
+    from simcse_lab.modeling.loading import load_config
+    from simcse_lab.training.backbone import check_adaptation
+    from simcse_lab.training.config import TrainConfig
+
+    path, _, _ = adapter_dir(tmp_path, llama, bidirectional=True)
+    family = family_of(load_config(str(llama)))
+    check_adaptation(TrainConfig(model=str(llama), lora_r=4, init_adapter=str(path)), family)  # its own base
+    other = make_tiny_llama(tmp_path / "other", seed=1)
+    with pytest.raises(UserError, match=f"--init-adapter {path}: trained on the base model {llama}, not on {other}"):
+        check_adaptation(TrainConfig(model=str(other), lora_r=4, init_adapter=str(path)), family)
+    with pytest.raises(UserError, match="trained with bidirectional attention, this run's is causal; train with "
+                                        "--bidirectional"):
+        check_adaptation(TrainConfig(model=str(llama), lora_r=4, init_adapter=str(path), bidirectional=False), family)

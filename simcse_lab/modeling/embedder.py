@@ -30,7 +30,8 @@ from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eo
                                          mask_token)
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer, load_with_lm_head
-from simcse_lab.modeling.lora import BackboneSetup, adapter_meta, add_lora, load_adapter, prepare_backbone
+from simcse_lab.modeling.lora import (BackboneSetup, adapter_meta, add_lora, check_adapter_base, load_adapter,
+                                     prepare_backbone)
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, model_inputs, pool
@@ -280,12 +281,14 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
 
 def load_adapter_embedder(path: str):
     """(tokenizer, SimCSEEmbedder) of an adapter directory simcse-lab wrote (``--no-merge-lora``): its base model
-    with the adapter attached, attending as it trained (bidirectionally or not), the pooler it was trained with,
-    its own tokenizer."""
+    (refused in one line where its weights changed) with the adapter attached, embedding by the adapter's recipe
+    (the pooler, bidirectional attention or not, the instruction: ``embedder.instruction``), its own tokenizer."""
     meta = adapter_meta(path)
-    _, embedder = load_embedder(meta["base_model"], meta["pooler"], mlp_only_train=False)
+    check_adapter_base(path, meta, meta.base_model, "adapter")
+    _, embedder = load_embedder(meta.base_model, meta.recipe.pooler, mlp_only_train=False)
     family = embedder.family
-    embedder.backbone = load_adapter(set_attention(embedder.backbone, family, bool(meta.get("bidirectional"))), path)
+    embedder.backbone = load_adapter(set_attention(embedder.backbone, family, meta.recipe.bidirectional), path)
+    embedder.instruction = meta.recipe.instruction
     try:
         tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, path), path, family.append_eos)
     except (OSError, ValueError) as err:

@@ -9,8 +9,9 @@ or the ones ``--lora-targets`` names.
 
 An export is merged (:func:`merged_backbone`: a copy, the training model keeps its adapter) or an adapter
 directory (:func:`save_adapter`: peft's ``adapter_config.json`` + ``adapter_model.safetensors``, the
-tokenizer, and :data:`ADAPTER_META` naming the base model and the pooler), which :func:`load_adapter` reads
-back. peft is the optional extra ``llm``; without it a LoRA setting is one line naming the extra.
+tokenizer, and :data:`ADAPTER_META`: the base model, its content identity, and the
+:class:`~simcse_lab.modeling.recipe.EmbeddingRecipe` it embeds with), which :func:`load_adapter` reads back; an
+adapter is refused, in one line, on a base model other than the one it was trained on. peft is the optional extra ``llm``; without it a LoRA setting is one line naming the extra.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from simcse_lab.errors import UserError
+from simcse_lab.errors import InputError, UserError
+from simcse_lab.modeling.recipe import EmbeddingRecipe
 
 EXTRA = "llm"
 ADAPTER_CONFIG = "adapter_config.json"  # peft's name
-ADAPTER_META = "simcse_lab_adapter.json"  # the base model and the pooler the adapter was trained with
+ADAPTER_META = "simcse_lab_adapter.json"  # the base model (name, identity) and the recipe the adapter trained with
+BASE_KEYS = ("base_model", "base_model_sha256")  # ADAPTER_META's fields beside the recipe's
 WEIGHTS_DTYPES = ("fp32", "bf16")
 
 
@@ -117,12 +120,53 @@ def check_adapter_dir(path: str, what: str = "--init-adapter") -> None:
                         f"directory a run saved with --no-merge-lora")
 
 
-def adapter_meta(path) -> dict:
-    """{"base_model", "pooler"} of an adapter directory simcse-lab wrote."""
-    if not os.path.isfile(os.path.join(path, ADAPTER_META)):
+@dataclass(frozen=True)
+class AdapterMeta:
+    """What :data:`ADAPTER_META` records: the base model the adapter goes on, and how the pair embeds."""
+
+    base_model: str
+    base_sha256: str  # the base model folder's content identity (modeling.resolve.model_identity); "": a hub id
+    recipe: EmbeddingRecipe
+
+
+def adapter_meta(path) -> AdapterMeta:
+    """The :class:`AdapterMeta` of an adapter directory simcse-lab wrote; a malformed file is one line naming it."""
+    where = Path(path) / ADAPTER_META
+    if not where.is_file():
         raise UserError(f"{path}: an adapter directory without {ADAPTER_META}: simcse-lab does not know its base "
                         f"model and pooler; load it with peft, or save it with simcse-lab train --no-merge-lora")
-    return _adapter_json(path, ADAPTER_META)
+    data = _adapter_json(path, ADAPTER_META)  # a JSON object, or one line naming the file
+    base = {key: data.get(key, "") for key in BASE_KEYS}
+    for key, value in base.items():
+        if not isinstance(value, str):
+            raise InputError(where, None, f"{key!r} must be a str, not {value!r}")
+    if not base["base_model"]:
+        raise InputError(where, None, "no 'base_model' field")
+    recipe = EmbeddingRecipe.from_dict({k: v for k, v in data.items() if k not in BASE_KEYS}, where)
+    return AdapterMeta(base["base_model"], base["base_model_sha256"], recipe)
+
+
+def base_identity(model: str) -> str:
+    """The content identity of ``model``'s local folder (cached per file state); "" for a hub id."""
+    from simcse_lab.modeling.resolve import model_identity, resolve_model
+
+    local = resolve_model(model)
+    return model_identity(local) if os.path.isdir(local) else ""
+
+
+def check_adapter_base(path, meta: AdapterMeta, model: str, what: str = "--init-adapter") -> None:
+    """Refuse, in one line, the adapter at ``path`` on ``model`` when it was trained on another base model (by
+    content where the adapter recorded it, else by name)."""
+    if meta.base_sha256:
+        same = base_identity(model) == meta.base_sha256
+    else:  # an adapter written before the identity was recorded
+        from simcse_lab.modeling.resolve import resolve_model
+
+        same = os.path.realpath(resolve_model(meta.base_model)) == os.path.realpath(resolve_model(model))
+    if not same:
+        raise UserError(f"{what} {path}: trained on the base model {meta.base_model}"
+                        f"{' (other weights than ' + model + ' now)' if meta.base_model == model else ''}, not on "
+                        f"{model}; use that base model, or an adapter trained on {model}")
 
 
 def _target_error(backbone, targets: list[str], err: Exception) -> UserError:
@@ -175,19 +219,20 @@ def merged_backbone(backbone):
     return merged.merge_and_unload()
 
 
-def save_adapter(backbone, tokenizer, pooler: str, base_model: str, output_dir) -> Path:
-    """The adapter alone as a directory (peft's files + the tokenizer + :data:`ADAPTER_META`: the base model, the
-    pooler and whether the model attends bidirectionally), written to a temporary sibling and renamed into place."""
-    from simcse_lab.modeling.attention import is_bidirectional
+def save_adapter(backbone, tokenizer, recipe: EmbeddingRecipe, base_model: str, output_dir) -> Path:
+    """The adapter alone as a directory (peft's files + the tokenizer + :data:`ADAPTER_META`: the base model, its
+    content identity and ``recipe``, how the pair embeds), written to a temporary sibling and renamed into place."""
+    from dataclasses import asdict
+
     from simcse_lab.io import staged_dir
     from simcse_lab.modeling.loading import quiet
 
     output_dir = Path(output_dir)
+    meta = {"base_model": base_model, "base_model_sha256": base_identity(base_model), **asdict(recipe)}
     with staged_dir(output_dir) as tmp:
         with quiet():
             backbone.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
-        meta = {"base_model": base_model, "pooler": pooler, "bidirectional": is_bidirectional(backbone)}
         (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n")
     return output_dir
 

@@ -54,7 +54,12 @@ class EmbeddingRecipe:
             raise InputError(where, None, f"not valid JSON ({err})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InputError(where, None, f"not a simcse-lab embedding recipe of format {FORMAT}")
-        data = {k: v for k, v in data.items() if k != "format"}
+        return cls.from_dict({k: v for k, v in data.items() if k != "format"}, where)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str | Path = RECIPE_FILE) -> EmbeddingRecipe:
+        """The recipe of the fields in ``data``; an unknown or missing field, a wrong type is one line naming
+        ``where``."""
         expected = {f.name: type(f.default) if f.name != "pooler" else str for f in fields(cls)}
         unknown = sorted(set(data) - set(expected))
         if unknown or "pooler" not in data:

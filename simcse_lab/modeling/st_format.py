@@ -220,7 +220,8 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     says so (``export_adapter``), as an adapter directory on its base model."""
     pooler = embedder.export_pooler
     if embedder.export_adapter is not None:
-        return save_adapter(embedder.backbone, tokenizer, pooler, embedder.export_adapter, output_dir)
+        recipe = model_recipe(embedder.backbone, tokenizer, pooler, embedder.instruction)
+        return save_adapter(embedder.backbone, tokenizer, recipe, embedder.export_adapter, output_dir)
     backbone = merged_backbone(embedder.backbone)
     if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here

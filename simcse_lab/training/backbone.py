@@ -8,12 +8,14 @@ objective, packing where it is not exact, a ``--max-seq-len`` beyond the positio
 
 from __future__ import annotations
 
+import os
 import sys
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.embedder import backbone_config, check_family
 from simcse_lab.modeling.families import Family, family_of
-from simcse_lab.modeling.lora import BackboneSetup, check_adapter_dir, require_peft
+from simcse_lab.modeling.lora import (ADAPTER_META, BackboneSetup, adapter_meta, check_adapter_base, check_adapter_dir,
+                                     require_peft)
 from simcse_lab.modeling.pooling import check_instruction
 from simcse_lab.runtime.precision import launcher_precision
 
@@ -31,23 +33,40 @@ def resolve_backbone(cfg) -> Family:
     if usable is not None and cfg.max_seq_len > usable:
         raise UserError(f"max_seq_len {cfg.max_seq_len} is more than the {usable} positions {cfg.model} can use "
                         f"({family.name} family); use --max-seq-len {usable} or less")
-    check_adaptation(cfg)
+    check_adaptation(cfg, family)
     BackboneSetup.from_config(cfg).configure(config, cfg.model)  # an attention_dropout its config cannot take
     return family
 
 
-def check_adaptation(cfg) -> None:
+def check_adaptation(cfg, family: Family | None = None) -> None:
     """LoRA settings that cannot work, one line each before any weights load: peft missing, an ``init_adapter``
-    that is no adapter directory, an adapter export (``--no-merge-lora``) of a model whose exported pooler keeps
+    that is no adapter directory or that simcse-lab trained on another base model (``family``: with another
+    attention, bidirectional or causal, than this run's), an adapter export (``--no-merge-lora``) of a model whose exported pooler keeps
     a trained head (``cls`` with its MLP, a projection) that an adapter directory would not carry."""
     if cfg.lora_r or cfg.init_adapter:
         require_peft()
     if cfg.init_adapter:
         check_adapter_dir(cfg.init_adapter)
+        check_init_adapter(cfg, family)
     if not cfg.merge_lora and ((cfg.pooler == "cls" and not cfg.mlp_only_train) or cfg.projection):
         raise UserError("--no-merge-lora: an adapter directory carries the backbone's adapter only, not the "
                         f"{'projection' if cfg.projection else 'MLP head of pooler cls'} this model exports; use "
                         "--merge-lora")
+
+
+def check_init_adapter(cfg, family: Family | None) -> None:
+    """An ``init_adapter`` simcse-lab wrote (one with its metadata) goes only on the base model and the attention
+    it was trained with; a peft adapter from elsewhere records neither, and is merged as it is."""
+    if not os.path.isfile(os.path.join(cfg.init_adapter, ADAPTER_META)):
+        return
+    meta = adapter_meta(cfg.init_adapter)
+    check_adapter_base(cfg.init_adapter, meta, cfg.model)
+    attends = bool(cfg.bidirectional and family is not None and family.causal)
+    if family is not None and meta.recipe.bidirectional != attends:
+        trained = "bidirectional" if meta.recipe.bidirectional else "causal"
+        raise UserError(f"--init-adapter {cfg.init_adapter}: trained with {trained} attention, this run's is "
+                        f"{'bidirectional' if attends else 'causal'}; train with "
+                        f"--{'' if meta.recipe.bidirectional else 'no-'}bidirectional")
 
 
 def check_bidirectional(cfg, family: Family) -> None:

@@ -338,7 +338,8 @@ def saved_encoder(path: Path, precision: str, device):
     on its base model."""
     if is_adapter_dir(path):
         tokenizer, embedder = load_adapter_embedder(str(path))
-        return EmbedderEncoder(embedder.to(device), tokenizer, precision, device, str(path))
+        return EmbedderEncoder(embedder.to(device), tokenizer, precision, device, str(path),
+                               instruction=embedder.instruction)
     return Encoder(str(path), precision=precision)
 
 
