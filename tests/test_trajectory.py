@@ -159,3 +159,32 @@ def test_trajectory_checks_every_checkpoint_before_measuring_any(tmp_path, tiny_
     assert f"{middle / 'state.pt'}: tensor {key!r} has shape [3, 5]" in err and "Traceback" not in err
     assert f"move step-0000002 out of {middle.parent} to measure the others" in err
     assert "trajectory: step 0" not in err  # nothing measured yet
+
+
+def test_a_trajectory_point_of_an_instruction_run_is_the_runs_own_encoder(tmp_path, tiny_bert):
+    """--instruction: every point (step 0 too) embeds with the run's instruction, as its saved model does."""
+    from simcse_lab.commands.analyze import measure_run, read_run
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    run = tmp_path / "run"
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(32))
+    train(TrainConfig(model=str(tiny_bert), data=str(data), objective="unsup", pooler="avg", batch_size=8,
+                      max_seq_len=24, lr=1e-3, max_steps=1, save_steps=1, keep_checkpoints=0, eval_steps=0,
+                      test_tasks="none", precision="fp32", log_steps=1, progress=False, output_dir=str(run),
+                      instruction="Represent the sentence: "))
+    sentences = random_sentences(6, seed=5)
+    analysis = SimpleNamespace(measure_point=lambda encoder, label, d, o: {
+        "vectors": encoder.encode(sentences), "instruction": encoder.instruction})
+    run_dir, steps = read_run(run)
+    points = measure_run(run_dir, steps, None, SimpleNamespace(precision="fp32", batch_size=8), analysis)
+    assert [p["step"] for p in points] == [0, 1]
+    assert all(p["instruction"] == "Represent the sentence: " for p in points)
+    own = Encoder(str(run / "final"), precision="fp32", device="cpu").encode(sentences)
+    np.testing.assert_allclose(points[-1]["vectors"], own, atol=1e-5)
+    start = dict(pooler="avg", precision="fp32", device="cpu")
+    np.testing.assert_allclose(points[0]["vectors"], Encoder(str(tiny_bert), instruction="Represent the sentence: ",
+                                                             **start).encode(sentences), atol=1e-5)
+    plain = Encoder(str(tiny_bert), instruction="", **start).encode(sentences)
+    assert np.abs(plain - points[0]["vectors"]).max() > 1e-3  # the instruction changes the vectors

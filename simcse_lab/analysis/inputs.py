@@ -146,6 +146,7 @@ class RunDir:
     pooler_note: str
     metrics: Path | None
     bidirectional: bool | None = None  # a decoder LLM's attention in training (None: not recorded)
+    instruction: str = ""  # the text put before every input in training (--instruction; "": none)
 
 
 def read_run_dir(path) -> RunDir:
@@ -174,4 +175,8 @@ def read_run_dir(path) -> RunDir:
                 "is read without the MLP, for a like-for-like curve)")
     metrics = path / "metrics.jsonl"
     bidirectional = cfg.get("bidirectional") if isinstance(cfg.get("bidirectional"), bool) else None
-    return RunDir(path, cfg["model"], pooler, note, metrics if metrics.is_file() else None, bidirectional)
+    instruction = cfg.get("instruction", "")
+    if not isinstance(instruction, str):
+        raise InputError(config_path, None, f"'instruction' must be a string, not {instruction!r}")
+    return RunDir(path, cfg["model"], pooler, note, metrics if metrics.is_file() else None, bidirectional,
+                  instruction)

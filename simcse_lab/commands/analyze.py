@@ -286,8 +286,10 @@ def measure_run(run_dir, steps, data, opts, analysis) -> list[dict]:
     from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.training.checkpoint import check_fits, load_checkpoint
 
-    # a decoder's checkpoints are read with the attention the run trained with (the starting model has no recipe)
-    common = dict(precision=opts.precision, batch_size=opts.batch_size, bidirectional=run_dir.bidirectional)
+    # every point is read with the attention and the instruction the run trained with (the starting model has no
+    # recipe)
+    common = dict(precision=opts.precision, batch_size=opts.batch_size, bidirectional=run_dir.bidirectional,
+                  instruction=run_dir.instruction)
     start = Encoder(run_dir.model, pooler=run_dir.pooler, **common)
     expected = start.embedder_state_shapes()
     for _, path, shapes in steps:
