@@ -470,3 +470,44 @@ def test_senteval_dir_expands_the_home_directory(tmp_path, monkeypatch, capsys):
 def test_senteval_dir_without_a_transfer_task_is_refused(tmp_path, capsys):
     code = run_cli(["eval", "--tasks", "stsb", "--senteval-dir", str(tmp_path)])
     assert code == 2 and "no transfer task" in capsys.readouterr().err
+
+
+def _never_load(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was checked")
+
+    monkeypatch.setattr("simcse_lab.modeling.encoder.load_encoder", never)
+    monkeypatch.setattr("simcse_lab.modeling.resolve.resolve_model", never)
+
+
+def test_an_mrpc_label_other_than_0_or_1_is_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(5)
+    train, test = paraphrase_rows(20, 0, rng, {}), paraphrase_rows(10, 100, rng, {})
+    train[3] = (train[3][0], train[3][1], 2)
+    write_mrpc(tmp_path, {"train": train, "test": test})
+    _never_load(monkeypatch)
+    code = run_cli(["eval", "--transfer", "MRPC", "--senteval-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "msr_paraphrase_train.txt:5: MRPC label 2 is not 0 or 1" in err
+
+
+def test_a_split_with_one_class_is_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    sentences, _, _ = separable_set(n=40)
+    write_binary(tmp_path / "downstream", "MR", sentences, [1] * 40)  # rt-polarity.neg is empty
+    _never_load(monkeypatch)
+    code = run_cli(["eval", "--transfer", "MR", "--senteval-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "MR: its all split holds only one class (label 1, 40 rows" in err
+
+
+def test_an_sst2_split_with_one_class_is_refused(tmp_path):
+    folder = tmp_path / "downstream" / "SST" / "binary"
+    folder.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        labels = [0, 1] * 5 if split != "dev" else [1] * 10
+        (folder / f"sentiment-{split}").write_text("".join(f"{sentence(i, 3)}\t{y}\n" for i, y in enumerate(labels)),
+                                                   encoding="utf-8")
+    with pytest.raises(UserError, match="SST2: its dev split holds only one class"):
+        load_transfer(["SST2"], tmp_path)
