@@ -511,3 +511,28 @@ def test_an_sst2_split_with_one_class_is_refused(tmp_path):
                                                    encoding="utf-8")
     with pytest.raises(UserError, match="SST2: its dev split holds only one class"):
         load_transfer(["SST2"], tmp_path)
+
+
+def test_a_class_too_small_for_the_folds_is_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    sentences, _, _ = separable_set(n=46)
+    write_binary(tmp_path / "downstream", "MR", sentences, [1] * 35 + [0] * 11)
+    _never_load(monkeypatch)
+    code = run_cli(["eval", "--transfer", "MR", "--transfer-mode", "test", "--senteval-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    # 10 outer folds leave 11 - 2 = 9 rows of label 0 to the inner 10 folds: 12 are needed (12 - 2 = 10)
+    assert "MR: label 0 has 11 rows; test mode's 10 stratified folds (inner_kfold) need at least 12 rows" in err
+
+
+def test_fold_sizes_are_checked_on_the_rows_the_protocol_folds():
+    def data(task, splits):
+        return transfer_data.TransferData(task, {s: transfer_data.TransferSplit(("x",) * len(y), tuple(y))
+                                                 for s, y in splits.items()}, 2, "test")
+
+    transfer.check_fold_sizes(data("MR", {"all": [0] * 7 + [1] * 7}), "fast")  # 7 - 2 = 5 rows for 5 inner folds
+    with pytest.raises(UserError, match="label 1 has 6 rows"):
+        transfer.check_fold_sizes(data("MR", {"all": [0] * 7 + [1] * 6}), "fast")
+    transfer.check_fold_sizes(data("MRPC", {"train": [0] * 5 + [1] * 5, "test": [0, 1]}), "fast")
+    with pytest.raises(UserError, match=r"MRPC: label 0 has 9 rows; test mode's 10 stratified folds \(kfold\)"):
+        transfer.check_fold_sizes(data("MRPC", {"train": [0] * 9 + [1] * 30, "test": [0, 1]}), "test")
+    transfer.check_fold_sizes(data("SST2", {"train": [0, 1], "dev": [0, 1], "test": [0, 1]}), "test")  # no folds
