@@ -102,7 +102,7 @@ def test_eval_geometry_equals_analyze_sentence_metrics_on_the_same_vectors():
     rows = {s: i for i, s in enumerate(sentences)}
     vectors = np.random.default_rng(1).standard_normal((len(sentences), 8)).astype(np.float32) + 0.3
     task = task_geometry(unit_rows(vectors), rows, [ps], POSITIVE_GOLD)
-    suite = suite_geometry(unit_rows(vectors), {"x": task}, POSITIVE_GOLD)
+    suite = suite_geometry(unit_rows(vectors), {"x": task})
     pairs = [(rows[a], rows[b]) for a, b, g in zip(ps.sent1, ps.sent2, ps.scores) if g > POSITIVE_GOLD]
     ref = sentence_metrics(vectors, pairs, max_pairs=200_000, seed=0)
     assert task["alignment_pairs"] == ref["alignment_pairs"] == 7  # 4.5 5.0 4.2 4.8 4.5 5.0 4.2: both 4.0 excluded
@@ -227,3 +227,28 @@ def test_real_model_stsb_dev_equals_analyze(mirror_env, tmp_path):
     assert stsb["uniformity"] == pytest.approx(ref["uniformity"], rel=1e-4)
     for key in ("mean_cosine", "isoscore", "partition_isotropy", "effective_rank", "top_pc_share"):
         assert result["geometry"]["isotropy"][key] == pytest.approx(ref[key], rel=1e-3), key
+
+
+def test_a_user_file_on_another_scale_reports_its_own_cut_off(tiny_bert, fake_sts, tmp_path, capsys):
+    """``eval --tasks stsb,sts:FILE`` with 0-1 gold: the file's alignment cuts at 0.8 (4 of 0-5), and the result,
+    the suite label and the printed table say so, task by task, instead of one "gold > 4.0"."""
+    from simcse_lab.evaluation.sts_geometry import cutoff_label
+
+    ps = fake_set("mine", 4, 12)
+    path = tmp_path / "mine.tsv"
+    path.write_text("score\tsentence1\tsentence2\n" + "".join(
+        f"{g / 5:.2f}\t{a}\t{b}\n" for a, b, g in zip(ps.sent1, ps.sent2, ps.scores)), encoding="utf-8")
+    spec, out = f"sts:{path}", tmp_path / "eval.json"
+    assert run_cli(["eval", "--model", str(tiny_bert), "--pooler", "avg", "--precision", "fp32",
+                    "--tasks", f"stsb,{spec}", "--split", "test", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    mine, stsb = result["tasks"][spec], result["tasks"]["stsb"]
+    assert mine["score_range"] == [0.0, 1.0] and mine["positive_gold"] == pytest.approx(0.8)
+    assert stsb["positive_gold"] == POSITIVE_GOLD
+    assert mine["alignment_pairs"] == sum(g > 4.0 for g in ps.scores) == 5  # 4.5 5.0 4.2 4.8 4.5; 0.80 is not > 0.8
+    assert result["geometry"]["positive_gold"] == f"stsb > 4, {spec} > 0.8"
+    assert "gold > 4.0" not in printed and "geometry (gold > the row below)" in printed
+    (cut_row,) = [line for line in printed.splitlines() if line.startswith("positive: gold >")]
+    assert cut_row.split()[3:] == ["4", "0.8"]
+    assert cutoff_label({spec: mine}) == "> 0.8" and cutoff_label({"stsb": stsb, "sickr": stsb}) == "> 4.0"

@@ -161,6 +161,19 @@ def test_the_wrapper_encodes_each_distinct_text_once_and_keeps_mtebs_order():
 
 
 @needs_mteb
+def test_default_name_tells_instructions_apart():
+    from simcse_lab.evaluation.mteb_model import default_name
+
+    described = {"model": "toy-model", "pooler": "avg", "precision": "fp32"}
+    plain = default_name(described)
+    first = default_name({**described, "instruction": "Retrieve similar sentences: "})
+    second = default_name({**described, "instruction": "Classify the sentiment: "})
+    assert plain == "simcse-lab/toy-model__avg__fp32"
+    assert len({plain, first, second}) == 3 and first.startswith(plain + "__instr-")
+    assert first == default_name({**described, "instruction": "Retrieve similar sentences: "})
+
+
+@needs_mteb
 def test_mteb_scores_equal_simcse_labs_and_its_result_files_load_in_mteb(tiny_bert, mirror_env, tmp_path, capsys):
     """The tiny model on the full STS-B and SICK-R test sets: mteb's cosine Spearman x 100 is simcse-lab's."""
     from mteb.cache import ResultCache

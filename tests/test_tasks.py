@@ -91,13 +91,31 @@ def test_select_specs(tmp_path, monkeypatch):
     write(tmp_path / "my.tsv", "score\tsentence1\tsentence2\n1\ta\tb\n2\tc\td\n")
     default = parse_select("stsb:dev:spearman")
     assert default.key == "dev_spearman" and default.is_default and default.split == "dev"
-    assert parse_select("stsb:test:pearson").key == "stsb:test:pearson"
+    assert parse_select("sickr:dev:pearson").key == "sickr:dev:pearson"
     user = parse_select("sts:my.tsv:spearman")
     assert user.task.name == "sts:my.tsv" and user.split == "file" and user.key == "sts:my.tsv:spearman"
     ranged = parse_select("sts:my.tsv:0-5:pearson")
     assert ranged.task.given_range == (0.0, 5.0) and ranged.metric.name == "pearson"
     assert parse_select("retrieval:my.tsv:mrr@10").task.metadata.type == "retrieval"
     assert [t.name for t in parse_tasks("STSB, sickr,stsb")] == ["stsb", "sickr"]
+
+
+@pytest.mark.parametrize("spec", ["stsb:test:spearman", "sickr:test:pearson", "mr:test:test_acc", "mrpc:test_f1",
+                                  "sts12:test:spearman"])
+def test_select_refuses_a_test_split(spec):
+    with pytest.raises(UserError) as err:
+        parse_select(spec)
+    assert "tunes on the test set" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_select_after_a_kind_reads_a_file_not_a_split(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="^test: unknown evaluation file type ''"):  # the file 'test', not a split
+        parse_select("sts:test:spearman")
+    write(tmp_path / "test.tsv", "score\tsentence1\tsentence2\n1\ta\tb\n2\tc\td\n")
+    chosen = parse_select("sts:test.tsv:file:spearman")
+    assert chosen.task.name == "sts:test.tsv" and chosen.split == "file"
+    assert parse_select("mr:test:dev_acc").metric.name == "dev_acc"  # cross-validated on training rows
 
 
 def test_user_sts_file_formats_and_inferred_range(tmp_path):

@@ -470,3 +470,69 @@ def test_senteval_dir_expands_the_home_directory(tmp_path, monkeypatch, capsys):
 def test_senteval_dir_without_a_transfer_task_is_refused(tmp_path, capsys):
     code = run_cli(["eval", "--tasks", "stsb", "--senteval-dir", str(tmp_path)])
     assert code == 2 and "no transfer task" in capsys.readouterr().err
+
+
+def _never_load(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was checked")
+
+    monkeypatch.setattr("simcse_lab.modeling.encoder.load_encoder", never)
+    monkeypatch.setattr("simcse_lab.modeling.resolve.resolve_model", never)
+
+
+def test_an_mrpc_label_other_than_0_or_1_is_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(5)
+    train, test = paraphrase_rows(20, 0, rng, {}), paraphrase_rows(10, 100, rng, {})
+    train[3] = (train[3][0], train[3][1], 2)
+    write_mrpc(tmp_path, {"train": train, "test": test})
+    _never_load(monkeypatch)
+    code = run_cli(["eval", "--transfer", "MRPC", "--senteval-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "msr_paraphrase_train.txt:5: MRPC label 2 is not 0 or 1" in err
+
+
+def test_a_split_with_one_class_is_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    sentences, _, _ = separable_set(n=40)
+    write_binary(tmp_path / "downstream", "MR", sentences, [1] * 40)  # rt-polarity.neg is empty
+    _never_load(monkeypatch)
+    code = run_cli(["eval", "--transfer", "MR", "--senteval-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "MR: its all split holds only one class (label 1, 40 rows" in err
+
+
+def test_an_sst2_split_with_one_class_is_refused(tmp_path):
+    folder = tmp_path / "downstream" / "SST" / "binary"
+    folder.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        labels = [0, 1] * 5 if split != "dev" else [1] * 10
+        (folder / f"sentiment-{split}").write_text("".join(f"{sentence(i, 3)}\t{y}\n" for i, y in enumerate(labels)),
+                                                   encoding="utf-8")
+    with pytest.raises(UserError, match="SST2: its dev split holds only one class"):
+        load_transfer(["SST2"], tmp_path)
+
+
+def test_a_class_too_small_for_the_folds_is_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    sentences, _, _ = separable_set(n=46)
+    write_binary(tmp_path / "downstream", "MR", sentences, [1] * 35 + [0] * 11)
+    _never_load(monkeypatch)
+    code = run_cli(["eval", "--transfer", "MR", "--transfer-mode", "test", "--senteval-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    # 10 outer folds leave 11 - 2 = 9 rows of label 0 to the inner 10 folds: 12 are needed (12 - 2 = 10)
+    assert "MR: label 0 has 11 rows; test mode's 10 stratified folds (inner_kfold) need at least 12 rows" in err
+
+
+def test_fold_sizes_are_checked_on_the_rows_the_protocol_folds():
+    def data(task, splits):
+        return transfer_data.TransferData(task, {s: transfer_data.TransferSplit(("x",) * len(y), tuple(y))
+                                                 for s, y in splits.items()}, 2, "test")
+
+    transfer.check_fold_sizes(data("MR", {"all": [0] * 7 + [1] * 7}), "fast")  # 7 - 2 = 5 rows for 5 inner folds
+    with pytest.raises(UserError, match="label 1 has 6 rows"):
+        transfer.check_fold_sizes(data("MR", {"all": [0] * 7 + [1] * 6}), "fast")
+    transfer.check_fold_sizes(data("MRPC", {"train": [0] * 5 + [1] * 5, "test": [0, 1]}), "fast")
+    with pytest.raises(UserError, match=r"MRPC: label 0 has 9 rows; test mode's 10 stratified folds \(kfold\)"):
+        transfer.check_fold_sizes(data("MRPC", {"train": [0] * 9 + [1] * 30, "test": [0, 1]}), "test")
+    transfer.check_fold_sizes(data("SST2", {"train": [0, 1], "dev": [0, 1], "test": [0, 1]}), "test")  # no folds

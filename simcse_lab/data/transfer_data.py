@@ -147,7 +147,10 @@ def read_mrpc(path: Path) -> TransferSplit:
         fields = line.strip().split("\t")
         if len(fields) < 5:
             raise InputError(path, lineno, "expected 'label<TAB>id1<TAB>id2<TAB>sentence1<TAB>sentence2'")
-        rows.append((_words(fields[3]), _words(fields[4]), _label(path, lineno, fields[0])))
+        label = _label(path, lineno, fields[0])
+        if label not in (0, 1):
+            raise InputError(path, lineno, f"MRPC label {label} is not 0 or 1")
+        rows.append((_words(fields[3]), _words(fields[4]), label))
     rows.sort(key=lambda r: (len(r[0].split()), len(r[1].split()), r[2]))
     return TransferSplit(tuple(r[0] for r in rows), tuple(r[2] for r in rows), tuple(r[1] for r in rows))
 
@@ -211,10 +214,19 @@ def load_transfer(tasks: list[str], senteval_dir: str | Path | None = None) -> l
     for task in tasks:
         splits = {split: _read_split(task, [locate(rel) for rel in rels]) for split, rels in FILES[task].items()}
         for split, rows in splits.items():
-            if len(rows) == 0:
-                raise UserError(f"{task}: its {split} split has no rows ({', '.join(FILES[task][split])})")
+            _check_split(task, split, rows)
         out.append(TransferData(task, splits, NCLASSES.get(task, 2), source=source))
     return out
+
+
+def _check_split(task: str, split: str, rows: TransferSplit) -> None:
+    """A split with no rows, or with one class only (nothing to classify: any score would be meaningless), is one line."""
+    files = ", ".join(FILES[task][split])
+    if len(rows) == 0:
+        raise UserError(f"{task}: its {split} split has no rows ({files})")
+    if len(set(rows.labels)) < 2:
+        raise UserError(f"{task}: its {split} split holds only one class (label {rows.labels[0]}, {len(rows)} rows; "
+                        f"{files}); a transfer task needs at least two")
 
 
 def required_files(tasks: list[str]) -> list[str]:

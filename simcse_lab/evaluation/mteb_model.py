@@ -11,13 +11,15 @@ call process r encodes its contiguous shard of the distinct texts and the shards
 holds all vectors and mteb scores them identically everywhere (scoring is cheap next to encoding); only the main
 process writes result files. A failure on one process stops all of them (``agree`` semantics).
 
-The model's mteb name is ``simcse-lab/<model>__<pooler>__<precision>`` (or the user's ``--mteb-name``); its revision
+The model's mteb name is ``simcse-lab/<model>__<pooler>__<precision>`` (then what else makes the vectors differ, an
+instruction's digest included; or the user's ``--mteb-name``); its revision
 is the content identity of a local model directory (a digest of its files), so results of different checkpoints
 never share a results folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -35,10 +37,13 @@ PAIR_TASKS = ("STS", "PairClassification")  # mteb task types that encode two co
 
 def default_name(described: dict) -> str:
     """``simcse-lab/<model's last path part>__<pooler>__<precision>``, then whatever else makes the vectors differ:
-    ``__bidirectional`` (a decoder run with bidirectional attention), ``__whitening`` / ``__flow``."""
+    ``__bidirectional`` (a decoder run with bidirectional attention), ``__whitening`` / ``__flow``, and
+    ``__instr-<8 hex digits of the instruction's sha256>`` (an instruction put before every sentence)."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(described["model"]).rstrip("/").split("/")[-1]) or "model"
     extra = ["bidirectional"] if described.get("bidirectional") else []
     extra += [m for m in ("whitening", "flow") if m in described]
+    if described.get("instruction"):
+        extra.append("instr-" + hashlib.sha256(str(described["instruction"]).encode("utf-8")).hexdigest()[:8])
     return "__".join([f"simcse-lab/{base}", str(described["pooler"]), str(described["precision"]), *extra])
 
 

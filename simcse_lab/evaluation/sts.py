@@ -141,7 +141,7 @@ def score_sets(encoder: SentenceEncoder, data: dict[str, dict[str, PairSet]], sp
         for task, subsets in data.items():
             cut = (positive_gold or {}).get(task, POSITIVE_GOLD)
             results[task].update(task_geometry(unit, rows, list(subsets.values()), cut))
-        extra["geometry"] = {**suite_geometry(unit, results, POSITIVE_GOLD),
+        extra["geometry"] = {**suite_geometry(unit, results),
                              "seconds": time.perf_counter() - geometry_start,
                              "cpu_seconds": time.process_time() - geometry_cpu}
     seconds = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """The geometry beside the STS scores, from the vectors the STS evaluation already encoded (no second pass).
 
 Per task: alignment over its pairs with gold > ``POSITIVE_GOLD`` (SimCSE's p_pos: STS pairs "with a score higher
-than 4") and uniformity over its distinct sentences (SimCSE's p_data: all its sentences); for every sentence
+than 4"; a user's file on another scale: the same point of its range, e.g. 0.8 of 0-1, kept in its result) and uniformity over its distinct sentences (SimCSE's p_data: all its sentences); for every sentence
 encoded, the isotropy measures of ``analyze`` (:func:`simcse_lab.evaluation.isotropy.spectral_profile`: mean
 cosine, IsoScore, I(Z), effective rank, top-PC share). Rows are L2-normalised in float32, as
 ``analyze`` normalises them (:func:`unit_rows`), so the numbers equal ``analyze``'s on the same sentences.
@@ -31,13 +31,22 @@ def task_geometry(unit: np.ndarray, rows: dict[str, int], pairsets, positive_gol
     b = [rows[s] for ps in pairsets for s, g in zip(ps.sent2, ps.scores) if g > positive_gold]
     own = sorted({rows[s] for ps in pairsets for s in ps.sent1 + ps.sent2})
     return {"alignment": alignment(unit[a], unit[b]) if a else None, "alignment_pairs": len(a),
-            "uniformity": uniformity(unit[own]), "sentences": len(own)}
+            "positive_gold": float(positive_gold), "uniformity": uniformity(unit[own]), "sentences": len(own)}
 
 
-def suite_geometry(unit: np.ndarray, per_task: dict[str, dict], positive_gold: float) -> dict:
-    """The top-level ``geometry`` entry: isotropy of every sentence encoded, the task means, the cut-off."""
+def cutoff_label(per_task: dict[str, dict]) -> str:
+    """The alignment cut-off of the tasks: ``> 4.0`` when they share one, else each task's (``stsb > 4, x > 0.8``)."""
+    cuts = {task: g["positive_gold"] for task, g in per_task.items()}
+    if len(set(cuts.values())) == 1:
+        return f"> {next(iter(cuts.values()))}"
+    return ", ".join(f"{task} > {cut:g}" for task, cut in cuts.items())
+
+
+def suite_geometry(unit: np.ndarray, per_task: dict[str, dict]) -> dict:
+    """The top-level ``geometry`` entry: isotropy of every sentence encoded, the task means, the cut-off(s) (each
+    task's own is in its result: a user's file on another scale cuts at the same point of its own range)."""
     aligned = [g["alignment"] for g in per_task.values() if g["alignment"] is not None]
-    return {"positive_gold": f"> {positive_gold}", "normalised": "L2, float32",
+    return {"positive_gold": cutoff_label(per_task), "normalised": "L2, float32",
             "isotropy": spectral_profile(unit),
             "avg": {"alignment": float(np.mean(aligned)) if aligned else None,
                     "uniformity": float(np.mean([g["uniformity"] for g in per_task.values()]))}}
@@ -55,10 +64,14 @@ def geometry_table(results: list[dict], names: list[str], labels: dict[str, str]
         return ""
     results, names = [r for r, _ in kept], [n for _, n in kept]
     tasks = list(results[0]["tasks"])
-    head = [f"geometry (gold {results[0]['geometry']['positive_gold']})"] + [labels.get(t, t) for t in tasks]
-    rows = [[f"{name}  {metric}"] + [_cell(r["tasks"][t][metric]) for t in tasks]
-            + [_cell(r["geometry"]["avg"][metric])]
-            for metric in ("alignment", "uniformity") for name, r in zip(names, results)]
+    cuts = [results[0]["tasks"][t].get("positive_gold") for t in tasks]  # None: a result written before they were kept
+    shared = len(set(cuts)) == 1 or None in cuts
+    head = [f"geometry (gold {results[0]['geometry']['positive_gold'] if shared else '> the row below'})"]
+    head += [labels.get(t, t) for t in tasks]
+    rows = [] if shared else [["positive: gold >"] + [f"{cut:g}" for cut in cuts] + [""]]
+    rows += [[f"{name}  {metric}"] + [_cell(r["tasks"][t][metric]) for t in tasks]
+             + [_cell(r["geometry"]["avg"][metric])]
+             for metric in ("alignment", "uniformity") for name, r in zip(names, results)]
     iso_head = [f"isotropy of the {results[0]['geometry']['isotropy']['n']} sentences"] + list(ISOTROPY.values())
     iso_rows = [[name] + [_cell(r["geometry"]["isotropy"][k], 1 if k == "effective_rank" else 3) for k in ISOTROPY]
                 for name, r in zip(names, results)]

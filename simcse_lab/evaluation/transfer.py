@@ -68,6 +68,23 @@ def stratified_folds(y: np.ndarray, k: int, seed: int = SEED) -> list[tuple[np.n
         raise UserError(f"{len(y)} rows cannot be split into {k} stratified folds ({first_line(err)})") from None
 
 
+def check_fold_sizes(data, mode: str) -> None:
+    """Every class of the rows the protocol folds has rows enough for its stratified folds (inner k-fold: also in
+    each outer training part), else one line (before anything is encoded): scikit-learn would only warn and fold
+    the class unevenly, some folds holding none of it."""
+    protocol, k = PROTOCOL[data.task], MODES[mode].kfold
+    if protocol == "split":
+        return
+    labels = data.splits["all" if protocol == "inner_kfold" else "train"].labels
+    needed = k if protocol == "kfold" else next(c for c in range(k, 4 * k) if c - -(-c // k) >= k)
+    counts = {y: labels.count(y) for y in sorted(set(labels))}
+    small = {y: n for y, n in counts.items() if n < needed}
+    if small:
+        label, n = next(iter(small.items()))
+        raise UserError(f"{data.task}: label {label} has {n} rows; {mode} mode's {k} stratified folds ({protocol}) "
+                        f"need at least {needed} rows of each class")
+
+
 def _percent(fraction: float) -> float:
     return round(100 * float(fraction), 2)
 

@@ -4,8 +4,10 @@
 ``NAME`` is a registered task (``stsb``, ``sickr-retrieval`` ...), ``KIND:ARGUMENT`` one of a registered kind
 (``sts:FILE[:LOW-HIGH]``, ``retrieval:FILE``). In ``--select`` the metric is the last ``:`` field and the split the
 one before it when it is a split name; a task with one split (a user's file) may leave it out, so
-``sts:my.tsv:spearman`` and ``stsb:dev:spearman`` both read. An unknown task, split or metric is one line,
-before any model loads."""
+``sts:my.tsv:spearman`` and ``stsb:dev:spearman`` both read (after a kind, the field is its argument: ``sts:test:spearman``
+reads the file ``test``). A ``test`` split is refused unless the metric is a ``dev_`` one (a transfer task's
+cross-validation accuracy on its training rows): selecting on test scores tunes on the test set. An unknown task,
+split or metric is one line, before any model loads."""
 
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ def parse_select(text: str) -> Selection:
     if not sep or not head or not metric:
         raise UserError(f"--select {text!r}: expected TASK:SPLIT:METRIC (e.g. {DEFAULT_SELECT}, sts:FILE:spearman)")
     task_text, sep, split = head.rpartition(":")
-    if sep and split in known_splits():
+    if sep and split in known_splits() and task_text.strip().lower() not in KINDS:  # sts:test:... names a file
         task = parse_task(task_text)
     else:
         task = parse_task(head)
@@ -93,4 +95,8 @@ def parse_select(text: str) -> Selection:
                             f"({', '.join(task.metadata.splits)}): TASK:SPLIT:METRIC")
         split = task.metadata.splits[0]
     task.check_split(split)
-    return Selection(written, task, split, task.metadata.metric(metric))
+    chosen = task.metadata.metric(metric)
+    if split == "test" and not chosen.name.startswith("dev_"):
+        raise UserError(f"--select {text!r}: selecting a checkpoint on the test split tunes on the test set; select on "
+                        f"a dev split (e.g. {DEFAULT_SELECT}), a transfer task's dev_acc, or your own file (sts:FILE:METRIC)")
+    return Selection(written, task, split, chosen)

@@ -47,7 +47,9 @@ class SentEvalTransfer(Task):
     def check(self, split: str) -> None:
         self.check_split(split)
         if self.data is None:
-            (self.data,) = load_transfer([self.task], self.senteval_dir)
+            (data,) = load_transfer([self.task], self.senteval_dir)
+            engine.check_fold_sizes(data, self.mode)
+            self.data = data
 
     def evaluate(self, encoder, split: str = SPLIT, progress: bool = False, **_) -> dict:
         import torch
