@@ -90,7 +90,10 @@ def test_select_with_a_user_sts_file_picks_the_checkpoint_it_scores_best(tmp_pat
     dev = {r["step"]: r["dev_spearman"] for r in default_records if "dev_spearman" in r}
     mine = {r["step"]: r[key] for r in records if key in r}
     assert sorted(dev) == sorted(mine) == [0, 1, 2, 3]
-    for step in dev:  # the same seeded run: the file's Spearman is STS-B dev's, negated
+    # the same seeded run up to step 2: the file's Spearman is STS-B dev's, negated. After step 2 exactly one of
+    # the two runs wrote best/, whose module initialisation draws from torch's RNG (see select_best): the
+    # trajectories part there
+    for step in (0, 1, 2):
         assert mine[step] == pytest.approx(-dev[step], abs=1e-6), (step, dev, mine)
     candidates = [1, 2, 3]  # the dev evaluations after a step (step 0 is the untrained model's record)
     assert len({round(dev[s], 6) for s in candidates}) == 3, "the trajectory must distinguish the checkpoints"
