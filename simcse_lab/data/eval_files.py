@@ -19,7 +19,7 @@ from pathlib import Path
 
 from simcse_lab.data.columns import listing
 from simcse_lab.data.readers import PairSet, _parse_score
-from simcse_lab.data.streaming import JSON_KINDS, _csv_header, _csv_reader, iter_lines, json_object
+from simcse_lab.data.streaming import csv_header, csv_reader, iter_lines, json_object, json_string
 from simcse_lab.errors import InputError, UserError
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
@@ -60,12 +60,12 @@ def records(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:
             for lineno, line in lines:
                 yield lineno, json_object(path, lineno, line)
         return columns, objects()
-    header = _csv_header(path, delimiter)
+    header = csv_header(path, delimiter)
     return header, _csv_rows(path, delimiter, header)
 
 
 def _csv_rows(path: Path, delimiter: str, header: list[str]) -> Iterator[tuple[int, dict]]:
-    reader, where = _csv_reader(path, delimiter)
+    reader, where = csv_reader(path, delimiter)
     next(reader)
     try:
         for row in reader:
@@ -87,9 +87,7 @@ def find_columns(path: Path, columns: list[str], choices, what: str) -> tuple[st
 
 
 def _text(path: Path, lineno: int, row: dict, column: str) -> str:
-    value = row.get(column)
-    if value is not None and not isinstance(value, str):
-        raise InputError(path, lineno, f"{column!r} must be a string, found a JSON {JSON_KINDS.get(type(value), 'value')}")
+    value = json_string(path, lineno, row, column)
     if value is None or not value.strip():
         raise InputError(path, lineno, f"missing column: {column!r} is empty or absent")
     return value.strip()

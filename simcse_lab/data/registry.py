@@ -52,9 +52,6 @@ def manifest() -> dict[str, DatasetInfo]:
     return _manifest(MANIFEST)
 
 
-manifest.cache_clear = lambda: _manifest.cache_clear()  # a test that rewrote a manifest file in place
-
-
 @lru_cache(maxsize=4)
 def _manifest(path) -> dict[str, DatasetInfo]:
     if path is not None:
@@ -76,6 +73,9 @@ def _manifest(path) -> dict[str, DatasetInfo]:
             offline_note=d.get("offline_note"),
         )
     return out
+
+
+manifest.cache_clear = _manifest.cache_clear  # a test that rewrote a manifest file in place
 
 
 def info(name: str) -> DatasetInfo:

@@ -56,7 +56,7 @@ def _text_rows(path: Path, column: str = "text") -> Iterator[dict]:
         raise InputError(path, None, "no sentences")
 
 
-def _csv_reader(path: Path, delimiter: str):
+def csv_reader(path: Path, delimiter: str):
     lines = iter_lines(path)
     numbered = {"line": 0}
 
@@ -68,8 +68,8 @@ def _csv_reader(path: Path, delimiter: str):
     return csv.reader(feed(), delimiter=delimiter), numbered
 
 
-def _csv_header(path: Path, delimiter: str) -> list[str]:
-    reader, _ = _csv_reader(path, delimiter)
+def csv_header(path: Path, delimiter: str) -> list[str]:
+    reader, _ = csv_reader(path, delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -82,7 +82,7 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
 
 
 def _csv_rows(path: Path, delimiter: str, columns: list[str]) -> Iterator[dict]:
-    reader, where = _csv_reader(path, delimiter)
+    reader, where = csv_reader(path, delimiter)
     header = next(reader)
     index = {c: header.index(c) for c in columns}
     count = 0
@@ -132,10 +132,16 @@ def _jsonl_rows(path: Path, columns: list[str]) -> Iterator[dict]:
 JSON_KINDS = {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}
 
 
-def _jsonl_text(path: Path, lineno: int, obj: dict, column: str) -> str:
+def json_string(path: Path, lineno: int, obj: dict, column: str) -> str | None:
+    """``obj[column]`` if it is a string, None if absent; any other JSON value is a ``file:line`` error."""
     value = obj.get(column)
     if value is not None and not isinstance(value, str):
         raise InputError(path, lineno, f"{column!r} must be a string, found a JSON {JSON_KINDS.get(type(value), 'value')}")
+    return value
+
+
+def _jsonl_text(path: Path, lineno: int, obj: dict, column: str) -> str:
+    value = json_string(path, lineno, obj, column)
     if value is None or not value.strip():
         raise InputError(path, lineno, f"{column!r} must be a non-empty string, found {value!r}")
     return value
@@ -247,7 +253,7 @@ def source_columns(spec: DataSpec) -> list[str]:
     if spec.kind == "txt":
         return ["text"]
     if spec.kind in ("csv", "tsv"):
-        return _csv_header(spec.path, "," if spec.kind == "csv" else "\t")
+        return csv_header(spec.path, "," if spec.kind == "csv" else "\t")
     if spec.kind == "jsonl":
         return _jsonl_columns(spec.path)
     if spec.kind == "parquet":

@@ -121,10 +121,7 @@ def read_sst(path: Path) -> TransferSplit:
         fields = line.strip().split("\t")
         if len(fields) < 2:
             raise InputError(path, lineno, "expected 'sentence<TAB>label'")
-        label = _label(path, lineno, fields[1])
-        if label not in (0, 1):
-            raise InputError(path, lineno, f"SST-2 label {label} is not 0 or 1")
-        rows.append((_words(fields[0]), label))
+        rows.append((_words(fields[0]), _binary_label(path, lineno, fields[1], "SST-2")))
     return _sorted_split(rows)
 
 
@@ -147,12 +144,17 @@ def read_mrpc(path: Path) -> TransferSplit:
         fields = line.strip().split("\t")
         if len(fields) < 5:
             raise InputError(path, lineno, "expected 'label<TAB>id1<TAB>id2<TAB>sentence1<TAB>sentence2'")
-        label = _label(path, lineno, fields[0])
-        if label not in (0, 1):
-            raise InputError(path, lineno, f"MRPC label {label} is not 0 or 1")
-        rows.append((_words(fields[3]), _words(fields[4]), label))
+        rows.append((_words(fields[3]), _words(fields[4]), _binary_label(path, lineno, fields[0], "MRPC")))
     rows.sort(key=lambda r: (len(r[0].split()), len(r[1].split()), r[2]))
     return TransferSplit(tuple(r[0] for r in rows), tuple(r[2] for r in rows), tuple(r[1] for r in rows))
+
+
+def _binary_label(path: Path, lineno: int, text: str, task: str) -> int:
+    """A 0/1 label (SST-2, MRPC), else a ``file:line`` error."""
+    label = _label(path, lineno, text)
+    if label not in (0, 1):
+        raise InputError(path, lineno, f"{task} label {label} is not 0 or 1")
+    return label
 
 
 def _sorted_split(rows: list[tuple[str, int]]) -> TransferSplit:
