@@ -82,6 +82,17 @@ def rewrite_state(ckpt: Path, change) -> None:
     (ckpt / "checksums.json").write_text(json.dumps(sums))
 
 
+def one_line_refusal(argv: list[str], capsys) -> str:
+    """Run the CLI on ``argv``; assert it stopped with exit 2 and one line on stderr, no traceback; that line."""
+    from simcse_lab.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines))
     return path

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from conftest import one_line_refusal as _one_line
+
 from simcse_lab.cli import main
 from simcse_lab.errors import UserError
 
@@ -26,14 +28,6 @@ def no_model_loads(monkeypatch):
     if "simcse_lab.training.loop" in sys.modules:  # imported by an earlier test: it holds its own name for it
         monkeypatch.setattr("simcse_lab.training.loop.load_embedder", refuse)
     monkeypatch.setattr("simcse_lab.search.index.Index", refuse)
-
-
-def _one_line(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import free_port, one_line_refusal as one_line
 
 from simcse_lab.cli import main
 
@@ -33,14 +33,6 @@ def no_model_loads(monkeypatch):
 
     monkeypatch.setattr("simcse_lab.modeling.encoder.Encoder", refuse)
     monkeypatch.setattr("simcse_lab.modeling.encoder.OnnxEncoder", refuse)
-
-
-def one_line(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 def succeeds(argv) -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from conftest import random_sentences, write_lines
+from conftest import random_sentences, write_lines, one_line_refusal as _refused
 from test_tasks import VOCAB, WordCounts
 
 from simcse_lab.cli import main
@@ -106,14 +106,6 @@ def test_select_with_a_user_sts_file_picks_the_checkpoint_it_scores_best(tmp_pat
     task = parse_select(key).task
     again = task.evaluate(Encoder(str(tmp_path / "rev" / "best"), precision="fp32", batch_size=512), "file")
     assert again["spearman"] == pytest.approx(chosen["best_select"], abs=1e-4)
-
-
-def _refused(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.mark.parametrize("select, problem", [
