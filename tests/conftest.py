@@ -82,6 +82,23 @@ def rewrite_state(ckpt: Path, change) -> None:
     (ckpt / "checksums.json").write_text(json.dumps(sums))
 
 
+def killed_at_checkpoint(args: list[str], target: Path, timeout: float) -> None:
+    """Run ``args`` (a training command) in a subprocess and SIGKILL it as soon as the checkpoint ``target``
+    exists (or it ended, or ``timeout`` seconds passed); assert the checkpoint was reached."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + timeout
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.exists(), f"the run did not reach its {target.name} checkpoint"
+
+
 def one_line_refusal(argv: list[str], capsys) -> str:
     """Run the CLI on ``argv``; assert it stopped with exit 2 and one line on stderr, no traceback; that line."""
     from simcse_lab.cli import main

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import WORDS, padded_batch, random_sentences, write_lines
+from conftest import WORDS, killed_at_checkpoint, padded_batch, random_sentences, write_lines
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.lora import BackboneSetup
@@ -294,15 +293,7 @@ def test_lora_run_resumes_bit_exact_after_kill(tmp_path, llama):
     cut = tmp_path / "cut"
     args = [sys.executable, "-m", "simcse_lab", "train", "--model", str(llama), "--data", cfg.data, *CLI,
             "--output-dir", str(cut)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    target = cut / "checkpoints" / "step-0000002"
-    deadline = time.time() + 180
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert target.exists(), "the run did not reach its step-2 checkpoint"
+    killed_at_checkpoint(args, cut / "checkpoints" / "step-0000002", timeout=180)
     assert not (cut / "final").exists(), "killed too late to test resuming"
     train(train_config(tmp_path, llama, output_dir=str(cut), max_steps=6, save_steps=2, resume=True))
 

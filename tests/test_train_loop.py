@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import WORDS, random_sentences, write_lines
+from conftest import WORDS, killed_at_checkpoint, random_sentences, write_lines
 
 from simcse_lab.errors import UserError
 from simcse_lab.training.config import TrainConfig, load_config
@@ -78,15 +74,7 @@ def test_resume_after_kill_reproduces_uninterrupted_losses(tmp_path, tiny_bert):
             "--queue-ratio", "1.0", "--batch-size", "8", "--max-seq-len", "16", "--lr", "1e-3", "--eval-steps", "0",
             "--test-tasks", "none", "--precision", "fp32", "--log-steps", "1", "--no-progress",
             "--output-dir", str(cut)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    target = cut / "checkpoints" / "step-0000004"
-    deadline = time.time() + 120
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert target.exists(), "the run did not reach its step-4 checkpoint"
+    killed_at_checkpoint(args, cut / "checkpoints" / "step-0000004", timeout=120)
     assert not (cut / "final").exists(), "killed too late to test resuming"
     (cut / "checkpoints" / ".tmp-step-0000099").mkdir()  # a half-written checkpoint must be ignored
 
