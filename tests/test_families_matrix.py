@@ -36,7 +36,7 @@ EVERY = list(ALL)  # the nine and gpt2-nopad
 ST_SAVED = [name for name in EVERY if not ALL[name].decoder]
 NO_SUMMARY = [name for name, f in ALL.items() if f.summary_token is None]  # t5, gpt2-nopad
 SUMMARY_POOLERS = ("cls", "cls_before_pooler")
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg")
 SENTENCES = ["A man is playing a guitar.", "A woman slices an onion on a wooden board in the kitchen.",
              "Dogs run.", "The physicist was born in Ulm and later moved to the United States of America.",
              "An old red car is parked outside the small house near the river."]
@@ -422,6 +422,11 @@ def reference_vectors(path: Path, pooler: str, sentences: list[str], max_length:
                 rows.append(out.last_hidden_state[0].mean(0))
             elif pooler == "avg_first_last":
                 rows.append(((states[1][0] + states[-1][0]) / 2).mean(0))
+            elif pooler == "last_token":
+                rows.append(out.last_hidden_state[0, -1])
+            elif pooler == "weighted_avg":  # SGPT: position weights 1..L, normalised
+                weights = torch.arange(1, out.last_hidden_state.shape[1] + 1, dtype=out.last_hidden_state.dtype)
+                rows.append((weights[:, None] * out.last_hidden_state[0]).sum(0) / weights.sum())
             else:
                 rows.append(((states[-2][0] + states[-1][0]) / 2).mean(0))
     return torch.stack(rows).numpy()
