@@ -1,25 +1,19 @@
-"""BERT-flow's hyper-parameters as flags (``--flow-levels`` ... ``--flow-max-steps``), the same for
-``analyze --flow`` and ``eval --flow``; defaults are the phase-1 module's (:mod:`simcse_lab.analysis.flow`)."""
+"""The post-hoc maps' own settings as flags (``--whiten-k``; BERT-flow's ``--flow-levels`` ...
+``--flow-max-steps``), the same for ``analyze`` and ``eval``; each map declares its flags and reads its
+settings back (:mod:`simcse_lab.analysis.post_hoc`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from simcse_lab.analysis import flow
-
-# (fit_flow keyword, type, default)
-FLOW_SETTINGS = (("levels", int, flow.LEVELS), ("depth", int, flow.DEPTH), ("hidden", int, flow.HIDDEN),
-                 ("coupling", str, "affine"), ("lr", float, flow.LR), ("batch_size", int, flow.BATCH_SIZE),
-                 ("epochs", float, flow.EPOCHS), ("max_steps", int, flow.MAX_STEPS))
+from simcse_lab.analysis.maps import MAPS
 
 
-def add_flow_settings(p: argparse.ArgumentParser) -> None:
-    for name, kind, default in FLOW_SETTINGS:
-        extra = {"choices": flow.COUPLINGS} if name == "coupling" else {}
-        p.add_argument("--flow-" + name.replace("_", "-"), type=kind, default=default,
-                       help=f"flow {name.replace('_', ' ')} (default {default})", **extra)
+def add_map_settings(p: argparse.ArgumentParser) -> None:
+    for method in MAPS:
+        method.add_flags(p)
 
 
-def flow_settings(args) -> dict:
-    """fit_flow's keyword arguments from the parsed --flow-* flags."""
-    return {name: getattr(args, f"flow_{name}") for name, _, _ in FLOW_SETTINGS}
+def chosen_settings(args, methods) -> dict:
+    """{map name: its checked settings} of the chosen maps: a bad setting is one line, before any corpus is read."""
+    return {m.name: m.settings(args) for m in methods}
