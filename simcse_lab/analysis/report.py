@@ -21,7 +21,7 @@ from simcse_lab.analysis.inputs import Checkpoint, SentenceData
 from simcse_lab.analysis.layers import encode_layers
 from simcse_lab.analysis.sections.base import Common, Section, Subject
 from simcse_lab.analysis.sections.post_hoc_maps import comparison_rows, comparison_table  # noqa: F401 (API)
-from simcse_lab.analysis.sections.sentence_geometry import sentence_metrics, sentence_table  # noqa: F401 (API)
+from simcse_lab.analysis.sections.geometry import sentence_metrics, sentence_table  # noqa: F401 (API)
 from simcse_lab.analysis.sections.token_dynamics import stop_list_sentence  # noqa: F401 (API)
 from simcse_lab.modeling.encoder import Encoder
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder

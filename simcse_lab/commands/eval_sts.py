@@ -10,7 +10,6 @@ import argparse
 
 from simcse_lab.analysis.maps import MAPS
 from simcse_lab.commands import _mteb, add_bidirectional_flag, add_progress_flag
-from simcse_lab.commands._flow_flags import add_map_settings, chosen_settings
 from simcse_lab.commands._transfer import add_transfer_flags, configure_transfer, print_transfer, task_list
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
@@ -51,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for method in MAPS:
         post_hoc.add_argument(f"--{method.flag}", default=None, metavar="CORPUS", help=method.help)
     p.add_argument("--fit-max", type=int, default=5000, help="sub-sample the --whiten/--flow corpus (seeded)")
-    add_map_settings(p)
+    for method in MAPS:
+        method.add_flags(p)  # its own settings (--whiten-k; --flow-levels ...), the same as analyze's
     add_transfer_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus sub-sample and of the flow")
     _mteb.add_mteb_arguments(p)
@@ -83,7 +83,7 @@ def run(args) -> int:
     if method is not None:
         from simcse_lab.analysis.inputs import load_corpus
 
-        settings = chosen_settings(args, [method])[method.name]
+        settings = method.settings(args)  # a bad setting: one line, before the corpus is read
         corpus = load_corpus(getattr(args, method.flag), "train", limit=args.fit_max, seed=args.seed)
     from simcse_lab.modeling.encoder import load_encoder
 

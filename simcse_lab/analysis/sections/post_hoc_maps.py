@@ -8,7 +8,7 @@ from simcse_lab.analysis import inputs
 from simcse_lab.analysis.maps import MAPS
 from simcse_lab.analysis.post_hoc import MappedEncoder, fit_on_corpus
 from simcse_lab.analysis.sections.base import Section, Subject, at_least, fmt
-from simcse_lab.analysis.sections.sentence_geometry import sentence_metrics, sentence_table
+from simcse_lab.analysis.sections.geometry import sentence_metrics, sentence_table
 from simcse_lab.evaluation.sts import SPLITS, evaluate, parse_tasks
 from simcse_lab.evaluation.tables import markdown_table, text_table
 
