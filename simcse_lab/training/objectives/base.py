@@ -75,6 +75,7 @@ class Objective(nn.Module):
     data_columns: int = 1     # text columns per example: sentence[, positive[, hard negative]]
     with_index: bool = False  # collate receives (example index, ids) pairs
     masked_tokens: bool = False  # the objective is the masked-token loss itself (mntp): the model needs its LM head
+    forward_only_inputs: tuple[str, ...] = ()  # batch inputs encoded without gradient (throughput counts a forward)
 
     def __init__(self, tokenizer, temperature: float = 0.05):
         super().__init__()
