@@ -258,13 +258,6 @@ NOT_YET_WITHIN_LIMITS = {
     "simcse_lab/training/run_state.py:resume_or_start",
     "simcse_lab/training/run_state.py:finish_run",
     "simcse_lab/training/run_state.py:evaluate_before",
-    "eval/bench_index.py:main",
-    "eval/bench_roofline.py:main",
-    "eval/bench_scale.py:ours",
-    "eval/bench_scale.py:main",
-    "eval/bench_serving.py:main",
-    "eval/bench_step_changes.py:main",
-    "eval/gpu_check.py:run_checks",
 }
 
 
