@@ -62,7 +62,7 @@ class StepRunner:
                     module.p = 0.0  # BERT's attention reads its dropout probability from this module too
         if compile_backbone:
             self.embedder.backbone.compile(dynamic=False)
-        self.objective = build_objective(cfg.objective, cfg, self.tokenizer, self.embedder)
+        self.objective = build_objective(cfg, self.tokenizer, self.embedder)
         self.examples = examples_for(cfg, self.tokenizer)
         total = cfg.max_steps or (len(self.examples) // cfg.batch_size) * cfg.epochs
         self.optimizer = torch.optim.AdamW(self.embedder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,

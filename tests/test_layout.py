@@ -251,9 +251,6 @@ NOT_YET_WITHIN_LIMITS = {
     "simcse_lab/modeling/embedder.py:SimCSEEmbedder.__init__",
     "simcse_lab/modeling/embedder.py:SimCSEEmbedder.forward",
     "simcse_lab/modeling/embedder.py:load_embedder",
-    "simcse_lab/training/run_state.py:resume_or_start",
-    "simcse_lab/training/run_state.py:finish_run",
-    "simcse_lab/training/run_state.py:evaluate_before",
 }
 
 

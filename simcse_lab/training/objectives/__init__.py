@@ -11,9 +11,9 @@ from simcse_lab.training.objectives import esimcse, mntp, sup, unsup  # noqa: F4
 from simcse_lab.training.objectives.base import OBJECTIVES, Objective
 
 
-def build_objective(name: str, cfg, tokenizer, embedder) -> Objective:
-    """The registered objective ``name`` set up from ``cfg`` (the name was checked by TrainConfig)."""
-    objective = OBJECTIVES[name].from_config(cfg, tokenizer, embedder)
+def build_objective(cfg, tokenizer, embedder) -> Objective:
+    """The registered objective ``cfg.objective`` set up from ``cfg`` (the name was checked by TrainConfig)."""
+    objective = OBJECTIVES[cfg.objective].from_config(cfg, tokenizer, embedder)
     if cfg.instruction:
         objective.add_instruction(tokenizer, cfg.instruction, cfg.max_seq_len)
     if cfg.do_mlm:
