@@ -9,7 +9,7 @@ registry's data (``wiki``, ``nli``, the STS test sets), and checks:
    (``state.pt["scaler"]``), and ``--resume`` restores it: resumed from the middle checkpoint the run ends
    with the scale of the uninterrupted run, and resumed from a checkpoint whose scale was rewritten to a
    value a fresh scaler cannot reach (checksums rewritten with it) it ends at or below that value;
-2. **mini-batches with the CUDA generator replayed** (tests/test_mini_batches.py's logic, on the GPU): dropout
+2. **mini-batches with the CUDA generator replayed** (tests/modeling/test_mini_batches.py's logic, on the GPU): dropout
    on, the vectors and gradients of ``mini_batch_size`` (chunks recomputed in backward) equal those of the
    same chunks kept in memory, the generator continues the same, and a different dropout draw is far off
    (so the equality is not trivial); then whole sup runs, ``--mini-batch-size`` against ``--length-chunks``
@@ -31,7 +31,7 @@ when any check FAILs (a check that could not run in the time budget FAILs too), 
 Without a GPU (or with ``--dry-run``) the same plumbing runs on the CPU with tiny step counts: training
 runs in this process in fp32, the mini-batch equality on the CPU generator, evaluation on a slice of the
 STS data, speed in a few steps. It says that no GPU was found, lists every GPU check as SKIP, and reports
-no GPU number (its JSON has ``"gpu": null``; its speed ratios are marked as CPU plumbing). tests/test_gpu_check.py
+no GPU number (its JSON has ``"gpu": null``; its speed ratios are marked as CPU plumbing). tests/runtime/test_gpu_check.py
 runs it on a tiny model. How to run it on the device machine: eval/gpu_check.md.
 
     python eval/gpu_check.py [--output eval/gpu_check.json] [--dry-run] [--budget-s 450]
@@ -377,7 +377,7 @@ def check_mini_batches(ctx: Context) -> None:
 
 
 def check_gradients(ctx: Context) -> None:
-    """tests/test_mini_batches.py::test_same_vectors_and_gradients_as_the_chunks_kept_in_memory on this device."""
+    """tests/modeling/test_mini_batches.py::test_same_vectors_and_gradients_as_the_chunks_kept_in_memory on this device."""
     import torch
 
     from simcse_lab.data import registry
@@ -434,7 +434,7 @@ def check_gradients(ctx: Context) -> None:
 
 
 def check_mini_batch_runs(ctx: Context) -> None:
-    """tests/test_mini_batches.py::test_a_training_run_matches_step_by_step (sup) on this device, in fp32."""
+    """tests/modeling/test_mini_batches.py::test_a_training_run_matches_step_by_step (sup) on this device, in fp32."""
     s = ctx.sizes
     chunks = 3
     rows = 3 * s.mb_batch_size

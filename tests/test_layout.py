@@ -113,7 +113,7 @@ def test_top_level_holds_only_entry_points_and_subpackages():
     assert len(packages) >= 5 and packages <= set(ALLOWED)
     for init in sorted(PACKAGE.rglob("*/__init__.py")):  # each subpackage: what lives there, which tests cover it
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
-        tests = re.findall(r"tests/\w+\.py", doc.split("Tests:", 1)[-1]) if "Tests:" in doc else []
+        tests = re.findall(r"tests/(?:\w+/)?\w+\.py", doc.split("Tests:", 1)[-1]) if "Tests:" in doc else []
         assert tests, f"{init}: the docstring names no covering tests (a 'Tests:' line)"
         missing = [t for t in tests if not (PACKAGE.parent / t).is_file()]
         assert not missing, f"{init}: names missing tests {missing}"

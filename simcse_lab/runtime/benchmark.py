@@ -11,7 +11,7 @@
   (``render(report) -> str``), so every ``eval/NAME.md`` can be written again from ``eval/NAME.json``.
 
 A new benchmark is one script ``eval/bench_NAME.py`` with a ``render(report)`` and a ``main`` that measures and
-calls :func:`write_report`; list its report in tests' re-render check (tests/test_eval_reports.py).
+calls :func:`write_report`; list its report in tests' re-render check (tests/runtime/test_eval_reports.py).
 Reports recorded before this harness describe the machine with older keys (``cpus``, a ``load_average`` list
 without ``load_average_1min``); :func:`cores` and :func:`load_1min` read both.
 """

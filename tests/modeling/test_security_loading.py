@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "simcse_lab"
+PACKAGE = Path(__file__).resolve().parents[2] / "simcse_lab"
 
 
 def _cli(args, tmp_path, stdin: str = "y\n") -> subprocess.CompletedProcess:

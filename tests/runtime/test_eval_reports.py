@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-EVAL = Path(__file__).resolve().parents[1] / "eval"
+EVAL = Path(__file__).resolve().parents[2] / "eval"
 
 # eval/STEM.md -> the script whose render(report) writes it from eval/STEM.json
 RENDERED = {
