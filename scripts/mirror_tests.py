@@ -14,8 +14,10 @@ unique across folders (the folders are not packages).
 What it rewrites: ``tests/test_NAME.py`` -> ``tests/FOLDER/test_NAME.py`` in every tracked text file (the
 subpackage docstrings' "Tests:" lines, README, docs, comments), and in a moved file
 ``Path(__file__).resolve().parents[1]`` (the repository root, one level deeper now) -> ``parents[2]``. It can be
-run again after a merge: moved files are not moved twice, and a test file that is in no folder of MAPPING is
-listed (add it to MAPPING, or to STAY). Afterwards: ``python scripts/layout.py --write`` (the README's Layout).
+run again after a merge or a change of MAPPING: a file already in its folder stays, one in another folder
+moves, and a test file that MAPPING does not name is listed (add it to MAPPING, or to STAY). A test module that
+imports another test module (``from test_tasks import ...``) must sit in that module's folder: pytest puts each
+test file's own folder on ``sys.path``, and only ``tests/`` besides. Afterwards: ``python scripts/layout.py --write`` (the README's Layout).
 """
 
 from __future__ import annotations
@@ -31,18 +33,20 @@ TESTS = ROOT / "tests"
 
 MAPPING = {
     "data": ["content_hash", "data_fetch", "data_inspect", "readers", "registry", "sources", "training_data"],
-    "modeling": ["decoder_poolers", "decoders", "families", "length_chunks", "lora", "mini_batches", "packing",
-                 "pooling", "resolve", "security_loading", "sentence_encoder", "st_format"],
+    "modeling": ["decoder_poolers", "families", "length_chunks", "lora", "mini_batches", "packing", "pooling",
+                 "resolve", "security_loading", "sentence_encoder", "st_format"],
     "training": ["checkpoint_safety", "config", "cos_reg", "mntp", "momentum", "objective_plugin", "objectives",
-                 "repetition", "sampler", "select", "tracking", "train_data", "training_precision", "trajectory"],
-    "evaluation": ["eval_geometry", "geometry", "mteb", "retrieval", "sts_aggregation", "tables", "tasks",
+                 "repetition", "sampler", "tracking", "train_data", "training_precision", "trajectory"],
+    # test_select imports test_tasks' word-count encoder: a test module imports another only in its own folder
+    "evaluation": ["eval_geometry", "geometry", "mteb", "retrieval", "select", "sts_aggregation", "tables", "tasks",
                    "transfer"],
     "analysis": ["analyze", "degeneration", "eval_post_hoc", "flow", "token_dynamics", "whitening"],
     "search": ["index", "index_integrity"],
     "export": ["export", "onnx_serving"],
     "runtime": ["eval_reports", "gpu_check"],
     "commands": ["cli_flags", "cli_validation", "output_dirs"],
-    "integration": ["distributed", "families_matrix", "index_sharded", "sts_integration", "train_loop",
+    # test_decoders runs the CLI on every decoder family through test_families_matrix's helpers
+    "integration": ["decoders", "distributed", "families_matrix", "index_sharded", "sts_integration", "train_loop",
                     "wheel_install"],
 }
 STAY = {"layout", "file_safety"}  # package-wide: the layout of every subpackage, io's files and directories
@@ -65,8 +69,8 @@ def tracked_text_files() -> list[Path]:
 
 
 def rewrite(text: str, folders: dict[str, str]) -> str:
-    """``tests/test_NAME.py`` (not already inside a folder) -> ``tests/FOLDER/test_NAME.py``."""
-    return re.sub(r"(?<![\w/])tests/test_(\w+)\.py",
+    """``tests/test_NAME.py`` or ``tests/OTHER/test_NAME.py`` -> ``tests/FOLDER/test_NAME.py`` (MAPPING's folder)."""
+    return re.sub(r"(?<![\w/])tests/(?:\w+/)?test_(\w+)\.py",
                   lambda m: f"tests/{folders[m.group(1)]}/test_{m.group(1)}.py" if m.group(1) in folders
                   else m.group(0), text)
 
@@ -76,16 +80,19 @@ def main() -> int:
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args()
     folders = folder_of()
-    flat = sorted(TESTS.glob("test_*.py"))
-    unmapped = [f.name for f in flat if f.stem[5:] not in folders and f.stem[5:] not in STAY]
-    moves = [(f, TESTS / folders[f.stem[5:]] / f.name) for f in flat if f.stem[5:] in folders]
+    found = sorted(TESTS.glob("test_*.py")) + sorted(TESTS.glob("*/test_*.py"))
+    unmapped = [str(f.relative_to(TESTS)) for f in found if f.stem[5:] not in folders and f.stem[5:] not in STAY]
+    moves = [(f, TESTS / folders[f.stem[5:]] / f.name) for f in found
+             if f.stem[5:] in folders and f.parent != TESTS / folders[f.stem[5:]]]
     for src, dst in moves:
         print(f"git mv {src.relative_to(ROOT)} {dst.relative_to(ROOT)}")
         if not args.dry_run:
             dst.parent.mkdir(exist_ok=True)
             subprocess.run(["git", "mv", str(src), str(dst)], cwd=ROOT, check=True)
             text = dst.read_text()
-            dst.write_text(text.replace("Path(__file__).resolve().parents[1]", "Path(__file__).resolve().parents[2]"))
+            if src.parent == TESTS:  # one level deeper now: the repository root is parents[2]
+                dst.write_text(text.replace("Path(__file__).resolve().parents[1]",
+                                            "Path(__file__).resolve().parents[2]"))
     for path in tracked_text_files():
         text = path.read_text(errors="surrogateescape")
         new = rewrite(text, folders)

@@ -316,3 +316,20 @@ def test_readme_layout_is_generated():
     if block != layout.render():
         pytest.fail("README.md's Layout section differs from the package docstrings: "
                     "run `python scripts/layout.py --write`")
+
+
+def test_a_test_module_imports_test_modules_of_its_own_folder_only():
+    """pytest puts each test file's own folder on sys.path, and tests/ (the conftest's): a test module imported
+    from another folder resolves only when that folder happened to be collected first."""
+    tests = PACKAGE.parent / "tests"
+    helpers = {p.stem for p in tests.glob("*.py")}  # conftest, families, tiny_backbones, ...
+    found = []
+    for path in sorted(tests.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for name in names:
+                top = name.split(".")[0]
+                if top.startswith("test_") and top not in helpers and not (path.parent / f"{top}.py").is_file():
+                    found.append(f"{path.relative_to(tests)}:{node.lineno} imports {top}")
+    assert not found, "\n".join(found)

@@ -8,4 +8,4 @@ encoders (torch, onnxruntime for ONNX exports, and one rebuilt from an embedder 
 padding, the sentence-transformers saved format. Tests: tests/modeling/test_resolve.py, tests/modeling/test_security_loading.py,
 tests/modeling/test_pooling.py, tests/modeling/test_sentence_encoder.py, tests/modeling/test_st_format.py, tests/training/test_trajectory.py,
 tests/modeling/test_length_chunks.py, tests/modeling/test_packing.py, tests/modeling/test_mini_batches.py, tests/export/test_onnx_serving.py, tests/modeling/test_families.py,
-tests/modeling/test_decoders.py, tests/modeling/test_decoder_poolers.py, tests/training/test_mntp.py."""
+tests/integration/test_decoders.py, tests/modeling/test_decoder_poolers.py, tests/training/test_mntp.py."""
