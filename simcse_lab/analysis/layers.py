@@ -5,7 +5,7 @@ every transformer layer, the mean-pooled and the [CLS] vector (the backbone fami
 without one, such as T5, has no [CLS] profile: ``cls`` is None).
 
 Works for both :class:`~simcse_lab.modeling.encoder.Encoder` backends and reuses its fast batching loop
-(:func:`~simcse_lab.modeling.encoder.encode_texts`), so a report encodes each sentence once per checkpoint.
+(:func:`~simcse_lab.modeling.batching.encode_texts`), so a report encodes each sentence once per checkpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from simcse_lab.modeling.encoder import encode_texts
+from simcse_lab.modeling.batching import EncodeSettings, encode_texts
 from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.pooling import masked_mean, model_inputs, pool
 
@@ -66,10 +66,10 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
             return _concat(main, out.hidden_states, _tokens(batch), summary)
 
     try:
-        flat = encode_texts(sentences, encoder.tokenizer, forward, dim + per_layer_vectors * layers * hidden,
-                            batch_size=encoder.batch_size, max_length=encoder.max_length,
-                            precision=encoder.precision, device=device, progress=progress,
-                            instruction=getattr(encoder, "instruction", ""))
+        settings = EncodeSettings(batch_size=encoder.batch_size, max_length=encoder.max_length,
+                                  precision=encoder.precision, device=device, progress=progress,
+                                  instruction=getattr(encoder, "instruction", ""))
+        flat = encode_texts(sentences, encoder.tokenizer, forward, dim + per_layer_vectors * layers * hidden, settings)
     finally:
         if previous is not None:
             config.output_hidden_states = previous

@@ -4,5 +4,5 @@ SimCSE's protocol), evaluation tasks as declared objects (tasks/: metadata, regi
 dev metrics of model selection, the vector measures they share (L2, cosine, alignment, uniformity, the isotropy
 measures), one table printer; and, with the mteb extra, any encoder scored by mteb's own evaluators (simcse-lab's
 STS data as local mteb tasks).
-Tests: tests/test_sts_aggregation.py, tests/test_sts_integration.py, tests/test_retrieval.py, tests/test_tables.py,
-tests/test_tasks.py, tests/test_transfer.py, tests/test_mteb.py, tests/test_geometry.py, tests/test_eval_geometry.py."""
+Tests: tests/evaluation/test_sts_aggregation.py, tests/integration/test_sts_integration.py, tests/evaluation/test_retrieval.py, tests/evaluation/test_tables.py,
+tests/evaluation/test_tasks.py, tests/evaluation/test_transfer.py, tests/evaluation/test_mteb.py, tests/evaluation/test_geometry.py, tests/evaluation/test_eval_geometry.py."""

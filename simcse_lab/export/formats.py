@@ -54,7 +54,7 @@ from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.pooling import OWN_MODULES
 from simcse_lab.modeling.recipe import is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
-from simcse_lab.modeling.st_format import layer_weights, model_recipe, save_sentence_transformer
+from simcse_lab.modeling.st_format import PooledLayers, layer_weights, model_recipe, save_sentence_transformer
 
 TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
 # int8 weights move each vector a little in every coordinate: on the verification sentences all-MiniLM-L6-v2
@@ -98,7 +98,7 @@ def load_source(spec: str, pooler: str | None, instruction: str | None = None):
         if bidirectional and not enc.family.bidirectional_config:  # only an in-memory model can run it: made so
             set_bidirectional(enc.hf_model, False)                  # after the round trip (ONNX traces it)
         out = save_sentence_transformer(enc.hf_model, enc.tokenizer, enc.pooler, Path(tmp) / "st",
-                                        mlp=enc.mlp if enc.pooler == "cls" else None,
+                                        PooledLayers(mlp=enc.mlp if enc.pooler == "cls" else None),
                                         max_seq_length=enc.max_length, instruction=enc.instruction)
         model = load_sentence_transformer(str(out), device="cpu")
     finally:

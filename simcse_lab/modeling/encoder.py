@@ -3,7 +3,7 @@
 An :class:`Encoder` turns sentences into vectors either through a sentence-transformers directory's
 own modules (the default for such a directory) or through a Hugging Face encoder plus one of
 SimCSE's poolers; an :class:`EmbedderEncoder` does the same for the model being trained. Whatever the
-path, encoding is done the fast way (:func:`encode_texts`): sentences are tokenised once, sorted by
+path, encoding is done the fast way (:func:`~simcse_lab.modeling.batching.encode_texts`): sentences are tokenised once, sorted by
 token length and batched with dynamic padding, under ``torch.inference_mode`` and, with
 ``precision="auto"`` on hardware that supports it, bf16 autocast. Both implement
 :class:`~simcse_lab.modeling.sentence_encoder.SentenceEncoder`. :func:`load_encoder` is what commands
@@ -23,10 +23,9 @@ import os
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.modeling.batching import EncodeSettings, encode_texts
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
 from simcse_lab.modeling.families import check_pooler_fits, ensure_eos, ensure_pad_token, family_of
@@ -34,12 +33,12 @@ from simcse_lab.modeling.loading import (default_prompt, load_config, load_model
                                          load_tokenizer)
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check_instruction, check_pooler,
-                                         embed_mask, instruction_length, instruction_prefix, model_inputs, pool)
+                                         instruction_length, model_inputs, pool)
 from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
-from simcse_lab.runtime.precision import autocast_context, default_device, resolve_precision
+from simcse_lab.runtime.precision import default_device, resolve_precision
 
 
 class Encoder:
@@ -232,9 +231,9 @@ class Encoder:
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
-        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
-                            max_length=self.max_length, precision=self.precision, device=self.device,
-                            progress=progress, instruction=self.instruction)
+        settings = EncodeSettings(batch_size=self.batch_size, max_length=self.max_length, precision=self.precision,
+                                  device=self.device, progress=progress, instruction=self.instruction)
+        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, settings)
 
 
 def load_encoder(model: str, pooler: str | None = None, precision: str = "auto", batch_size: int = 128,
@@ -257,37 +256,6 @@ def load_encoder(model: str, pooler: str | None = None, precision: str = "auto",
     if device not in (None, "cpu"):
         raise UserError(f"{model}: an ONNX export runs on the CPU (onnxruntime), not on {device}")
     return OnnxEncoder(path, name=model, precision=precision, batch_size=batch_size, max_length=max_length)
-
-
-def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
-                 max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
-                 progress: bool = False, instruction: str = "") -> np.ndarray:
-    """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once, sort by token length,
-    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order.
-    With ``instruction``, each sentence is encoded as ``instruction + sentence`` and the batch carries
-    ``embed_mask`` without the instruction's tokens (:mod:`simcse_lab.modeling.pooling`)."""
-    device = device or torch.device("cpu")
-    if not sentences:
-        return np.zeros((0, dim), dtype=np.float32)
-    prefix = instruction_prefix(tokenizer, instruction, max_length)
-    sentences = [instruction + s for s in sentences] if instruction else sentences
-    enc = tokenizer(list(sentences), truncation=True, max_length=max_length, padding=False,
-                    return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
-    ids, types = enc["input_ids"], enc.get("token_type_ids")
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    out = np.empty((len(ids), dim), dtype=np.float32)
-    starts = range(0, len(order), batch_size)
-    if progress:
-        starts = tqdm(starts, desc="encode", unit="batch")
-    with torch.inference_mode(), autocast_context(precision, device):
-        for start in starts:
-            idx = order[start: start + batch_size]
-            batch = pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
-                              [types[i] for i in idx] if types is not None else None)
-            if prefix:
-                batch["embed_mask"] = embed_mask(batch["attention_mask"], prefix)
-            out[idx] = forward(batch).float().cpu().numpy()
-    return out
 
 
 class EmbedderEncoder:
@@ -314,8 +282,8 @@ class EmbedderEncoder:
         was_training = self.embedder.training
         self.embedder.eval()
         try:
-            return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
-                                precision=self.precision, device=self.device, progress=progress,
-                                instruction=self.instruction)
+            settings = EncodeSettings(batch_size=self.batch_size, precision=self.precision, device=self.device,
+                                      progress=progress, instruction=self.instruction)
+            return encode_texts(sentences, self.tokenizer, self._forward, self.dim, settings)
         finally:
             self.embedder.train(was_training)

@@ -37,6 +37,7 @@ half-written model and an existing model at ``output_dir`` is replaced only once
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -163,12 +164,21 @@ def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) ->
     return output_dir
 
 
-def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,
+@dataclass(frozen=True)
+class PooledLayers:
+    """The layers after the pooler: SimCSE's MLP + tanh (``mlp``, for ``cls``), Sentence-T5's bias-free
+    ``projection`` and its L2 normalisation."""
+
+    mlp: torch.nn.Module | None = None
+    projection: torch.nn.Linear | None = None
+    normalize: bool = False
+
+
+def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, layers: PooledLayers = PooledLayers(),
                               max_seq_length: int = 512, model_card: str | None = None,
-                              projection: torch.nn.Linear | None = None, normalize: bool = False,
                               instruction: str = "") -> Path:
-    """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ ``mlp`` for ``cls``)
-    as a sentence-transformers directory at ``output_dir``; return its path.
+    """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ the ``layers`` after
+    it: the MLP for ``cls``) as a sentence-transformers directory at ``output_dir``; return its path.
 
     ``SentenceTransformer(output_dir)`` reproduces ``pool(pooler, ...)`` (and the mlp+tanh) on the
     backbone's outputs. ``model_card`` (markdown) is written as README.md when given. ``instruction`` is saved
@@ -176,7 +186,7 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     sentence-transformers cannot run as it runs now (a bidirectional decoder without a config flag) is refused:
     :func:`save_own_layout` is the directory for it.
     """
-    _check_head(pooler, mlp)
+    _check_head(pooler, layers.mlp)
     check_instruction(pooler, instruction)
     family = family_of(backbone.config)
     if not reproducible_on_load(backbone, family):
@@ -192,8 +202,8 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
             with quiet(), saving_config(backbone, family):
                 backbone.save_pretrained(hf_dir)
                 tokenizer.save_pretrained(hf_dir)
-            modules = build_modules(str(hf_dir), pooler, mlp=mlp, max_seq_length=max_seq_length,
-                                    projection=projection, normalize=normalize, instruction=instruction)
+            modules = build_modules(str(hf_dir), pooler, mlp=layers.mlp, max_seq_length=max_seq_length,
+                                    projection=layers.projection, normalize=layers.normalize, instruction=instruction)
             model = sentence_transformer_from_modules(modules, device="cpu", prompts=instruction_prompts(instruction))
             with quiet():
                 model.save(str(tmp))
@@ -228,7 +238,7 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
             raise ValueError("a projection head is not saved in simcse-lab's own layout")
         return save_own_layout(backbone, tokenizer, model_recipe(backbone, tokenizer, pooler, embedder.instruction),
                                output_dir)
-    return save_sentence_transformer(backbone, tokenizer, pooler, output_dir,
-                                     mlp=embedder.mlp if pooler == "cls" else None,
-                                     projection=embedder.projection, normalize=embedder.normalize,
+    layers = PooledLayers(mlp=embedder.mlp if pooler == "cls" else None, projection=embedder.projection,
+                          normalize=embedder.normalize)
+    return save_sentence_transformer(backbone, tokenizer, pooler, output_dir, layers,
                                      instruction=embedder.instruction)

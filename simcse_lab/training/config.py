@@ -23,7 +23,7 @@ from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
 
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
-# (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
+# (tests/training/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
 OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp"]
 # the objectives that are the masked-token loss themselves (no sentence vectors; ``Objective.masked_tokens``)
@@ -31,7 +31,7 @@ MASKED_TOKEN_OBJECTIVES = ["mntp"]
 MLM_MASKINGS = ("80/10/10", "all_mask")  # training.mlm.MASKINGS
 ADAMW_KERNELS = ("fused", "foreach", "for-loop")
 # every numeric option: (low, high, low excluded, high excluded, note); NaN and infinities are always refused
-# (tests/test_config.py walks this table: each option gets a value below, above and nan)
+# (tests/training/test_config.py walks this table: each option gets a value below, above and nan)
 NUMBER_RANGES = {
     "temperature": (0, None, True, False, ""),
     "hard_negative_weight": (None, None, False, False, " (a log-weight, any sign)"),

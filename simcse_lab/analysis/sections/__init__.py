@@ -2,7 +2,7 @@
 token degeneration, post-hoc maps (and the comparison table), token dynamics, trajectory. Each owns its flags,
 its measurement, its chapter of report.md, its figures and its printed summary lines; ``analyze`` only wires
 them, in place order. A new measure is one module here, listed in :func:`build`.
-Tests: tests/test_report_sections.py, tests/test_analyze.py, tests/test_tables.py, tests/test_trajectory.py."""
+Tests: tests/analysis/test_report_sections.py, tests/analysis/test_analyze.py, tests/evaluation/test_tables.py, tests/training/test_trajectory.py."""
 
 from __future__ import annotations
 

@@ -142,12 +142,12 @@ def test_step_work_counts_trained_and_forward_only_inputs():
     config = SimpleNamespace(hidden_size=8, intermediate_size=32, num_hidden_layers=2)
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
     one = forward_flops([3, 2], 8, 32, 2, padded=False)
-    plain = SimpleNamespace(mlm=None)
+    plain = SimpleNamespace(mlm=None, forward_only_inputs=())  # what the Objective base declares
     assert StepWork(plain, config)({"input_ids": mask, "attention_mask": mask}) == (5, 3 * one)
     momentum = SimpleNamespace(mlm=None, forward_only_inputs=("momentum",))
     nested = {"online": {"attention_mask": mask}, "momentum": {"attention_mask": mask}}
     assert StepWork(momentum, config)(nested) == (10, 4 * one)
-    with_mlm = SimpleNamespace(mlm=object())
+    with_mlm = SimpleNamespace(mlm=object(), forward_only_inputs=())
     assert StepWork(with_mlm, config)({"attention_mask": mask}) == (10, 6 * one)
     assert StepWork(plain, config, chunks=2).padded_flops({"attention_mask": mask}) == 3 * one
     assert StepWork(plain, config).padded_flops({"attention_mask": mask}) == 3 * forward_flops([3, 3], 8, 32, 2, False)

@@ -37,7 +37,7 @@ def test_a_decoder_family_declares_the_decoder_rules(name):
 
     family = FAMILIES[DECODERS[name].model_type]
     assert (family.summary_token, family.causal, family.append_eos, family.natural_pooler) == (None, True, True, "avg")
-    assert family.pad_fallback[0] == "eos_token" and family.mlm and family.masked_lm.name == "mntp"  # tests/test_mntp.py
+    assert family.pad_fallback[0] == "eos_token" and family.mlm and family.masked_lm.name == "mntp"  # tests/training/test_mntp.py
     for pooler in ("cls", "cls_before_pooler", "avg_first_last"):
         with pytest.raises(UserError) as err:
             check_pooler_fits(family, pooler, name)

@@ -57,7 +57,7 @@ def test_output_files_are_checked_before_any_model_loads(places, capsys, no_mode
      "--batch-size must be at least 1"),
     (["index", "build", "--model", "all-MiniLM-L6-v2", "--corpus", "wiki", "--output", "OUT", "--chunk-size", "0"],
      "--chunk-size must be at least 1"),
-    # train: every numeric option finite and in range (the table: tests/test_config.py)
+    # train: every numeric option finite and in range (the table: tests/training/test_config.py)
     (["train", "--output-dir", "OUT", "--max-grad-norm", "-1"], "max_grad_norm must be >= 0 (0: off), got -1"),
     (["train", "--output-dir", "OUT", "--max-grad-norm", "nan"], "max_grad_norm must be >= 0 (0: off) and finite"),
     (["train", "--output-dir", "OUT", "--lr", "inf"], "lr must be > 0 and finite, got inf"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "simcse_lab"
+PACKAGE = Path(__file__).resolve().parents[2] / "simcse_lab"
 
 
 def _cli(args, tmp_path, stdin: str = "y\n") -> subprocess.CompletedProcess:
@@ -79,11 +79,11 @@ def test_sentence_transformers_modules_outside_the_library_are_refused(tiny_bert
 
 
 def test_search_refuses_an_index_whose_manifest_names_such_a_folder(tiny_bert, tmp_path):
-    from simcse_lab.search.index import build_index
+    from simcse_lab.search.index import IndexBuild, build_index
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"sentence {i} about a dog in the park\n" for i in range(12)))
-    build_index(str(tiny_bert), str(corpus), tmp_path / "ix", pooler="avg", precision="fp32", progress=False)
+    build_index(IndexBuild(str(tiny_bert), str(corpus), tmp_path / "ix", pooler="avg", precision="fp32", progress=False))
     pwned = tmp_path / "PWNED"
     model = _hostile_model(tiny_bert, tmp_path / "model", pwned, "config.json")
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())

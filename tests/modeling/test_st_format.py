@@ -36,12 +36,12 @@ def backbone(tmp_path_factory):
 def test_round_trip_every_pooler(backbone, tmp_path, pooler):
     from sentence_transformers import SentenceTransformer
 
-    from simcse_lab.modeling.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import PooledLayers, save_sentence_transformer
 
     model, tokenizer = backbone
     mlp = torch.nn.Sequential(model.pooler.dense, model.pooler.activation) if pooler == "cls" else None
     out = save_sentence_transformer(model, tokenizer, pooler, tmp_path / "st",
-                                    mlp=model.pooler.dense if pooler == "cls" else None)
+                                    PooledLayers(mlp=model.pooler.dense if pooler == "cls" else None))
     modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
     assert "Normalize" not in modules
     assert ("Dense" in modules) == (pooler == "cls")
@@ -63,7 +63,7 @@ def test_poolers_differ(backbone, tmp_path):
 
 
 def test_cls_without_mlp_is_refused(backbone, tmp_path):
-    from simcse_lab.modeling.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import PooledLayers, save_sentence_transformer
 
     model, tokenizer = backbone
     with pytest.raises(ValueError, match="cls"):
@@ -72,7 +72,7 @@ def test_cls_without_mlp_is_refused(backbone, tmp_path):
 
 
 def test_overwrite_replaces_complete_dir(backbone, tmp_path):
-    from simcse_lab.modeling.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import PooledLayers, save_sentence_transformer
 
     model, tokenizer = backbone
     out = tmp_path / "best"
@@ -91,7 +91,7 @@ def test_saved_pooler_weights_are_never_random(tmp_path, tiny_bert):
 
     from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.errors import UserError
-    from simcse_lab.modeling.st_format import save_sentence_transformer
+    from simcse_lab.modeling.st_format import PooledLayers, save_sentence_transformer
 
     tok = AutoTokenizer.from_pretrained(tiny_bert)
     backbone = AutoModel.from_pretrained(tiny_bert)
@@ -103,7 +103,7 @@ def test_saved_pooler_weights_are_never_random(tmp_path, tiny_bert):
         Encoder(str(out), pooler="cls", precision="fp32")
 
     mlp = torch.nn.Linear(32, 32)
-    out = save_sentence_transformer(backbone, tok, "cls", tmp_path / "mlp", mlp=mlp)
+    out = save_sentence_transformer(backbone, tok, "cls", tmp_path / "mlp", PooledLayers(mlp=mlp))
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         torch.testing.assert_close(f.get_tensor("pooler.dense.weight"), mlp.weight.detach())
     via_hf = Encoder(str(out), pooler="cls", precision="fp32").encode(["a test", "another one here"])

@@ -293,7 +293,7 @@ def test_training_with_an_instruction_pools_and_exports_it(decoder, tmp_path):
     assert all(examples[i][:len(head)] == head for i in range(4))
     assert all(examples[i][-1] == tok.eos_token_id for i in range(4)) == bool(tok("a")["input_ids"][-1] ==
                                                                             tok.eos_token_id)
-    objective = build_objective("unsup", cfg, tok, embedder)
+    objective = build_objective(cfg, tok, embedder)
     batch = objective.collate([examples[i] for i in range(4)], 0)
     skip = instruction_length(tok, instruction)
     assert batch["embed_mask"][:, :skip].sum() == 0

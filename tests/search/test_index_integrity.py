@@ -16,13 +16,13 @@ from simcse_lab.cli import main
 @pytest.fixture(scope="module")
 def indexes(tiny_bert, tmp_path_factory):
     """Two flat indexes of 20 sentences each, built with the same model: ``a`` and ``b``."""
-    from simcse_lab.search.index import build_index
+    from simcse_lab.search.index import IndexBuild, build_index
 
     root = tmp_path_factory.mktemp("indexes")
     for name, topic in (("a", "a YMCA building in South Australia"), ("b", "a river flowing through the valley")):
         corpus = root / f"{name}.txt"
         corpus.write_text("".join(f"{topic}, fact number {i}\n" for i in range(20)))
-        build_index(str(tiny_bert), str(corpus), root / name, pooler="avg", precision="fp32", progress=False)
+        build_index(IndexBuild(str(tiny_bert), str(corpus), root / name, pooler="avg", precision="fp32", progress=False))
     return root
 
 
@@ -111,7 +111,7 @@ def test_the_model_is_recorded_absolute_and_checked_by_content(tiny_bert, tmp_pa
     directory the search failed misleadingly, asked the hub, or opened another local model of that name. The
     manifest keeps the absolute path and the model's content identity; a missing or different model is refused
     in one line before it loads, and a moved model can be named with --model."""
-    from simcse_lab.search.index import build_index
+    from simcse_lab.search.index import IndexBuild, build_index
 
     built_in, elsewhere = tmp_path / "built-in", tmp_path / "elsewhere"
     built_in.mkdir()
@@ -119,7 +119,7 @@ def test_the_model_is_recorded_absolute_and_checked_by_content(tiny_bert, tmp_pa
     shutil.copytree(tiny_bert, built_in / "m")
     (built_in / "c.txt").write_text("".join(f"a YMCA building, fact number {i}\n" for i in range(20)))
     monkeypatch.chdir(built_in)
-    build_index("m", "c.txt", built_in / "ix", pooler="avg", precision="fp32", progress=False)
+    build_index(IndexBuild("m", "c.txt", built_in / "ix", pooler="avg", precision="fp32", progress=False))
     manifest = json.loads((built_in / "ix" / "manifest.json").read_text())
     assert manifest["path"] == str(built_in / "m") and manifest["path_as_given"] == "m"
     assert manifest["model_local"] is True and len(manifest["model_sha256"]) == 64

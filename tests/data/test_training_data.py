@@ -399,10 +399,11 @@ def test_stale_build_cleanup_spares_other_hosts_and_live_builds(runs, tokenizer,
 def test_ids_beyond_the_models_embeddings_are_one_line(runs, tokenizer, cache):
     """The entry records its largest id; a model with fewer input embeddings (a tokenizer that is not the
     model's) would be an IndexError at the first step."""
-    examples = load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, vocab_size=len(tokenizer))
+    examples = load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1,
+                                      options=training_data.LoadOptions(vocab_size=len(tokenizer)))
     top = max(max(examples[i]) for i in range(len(examples)))
     with pytest.raises(UserError, match=rf"c1.txt: the tokenizer gives ids up to {top}, the model has {top} input "):
-        load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, vocab_size=top)
+        load_training_examples(str(runs / "c1.txt"), tokenizer, 32, 1, options=training_data.LoadOptions(vocab_size=top))
 
 
 # -- long rows: cut before tokenising only where the kept tokens cannot change (data.long_rows) ----------------
@@ -467,7 +468,7 @@ def test_a_row_that_cannot_be_cut_is_refused_with_its_line(tokenizer, cache, tmp
     path = tmp_path / "blob.txt"
     path.write_text("a short sentence\n" + "x" * (long_rows_bound := 32 * 8 * 64 + 1) + "\nanother one\n")
     with pytest.raises(UserError, match=rf"blob\.txt:2: a row of {long_rows_bound} characters that cannot be cut"):
-        load_training_examples(str(path), tokenizer, 8, 1, cache_root=cache)
+        load_training_examples(str(path), tokenizer, 8, 1, options=training_data.LoadOptions(cache_root=cache))
 
 
 def test_one_very_long_line_costs_bounded_memory(tmp_path):

@@ -20,11 +20,11 @@ def corpus(tmp_path_factory):
 
 def test_flat_search_is_exact(tiny_bert, corpus, tmp_path):
     from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.search.index import Index, build_index, normalize
+    from simcse_lab.search.index import Index, IndexBuild, build_index, normalize
 
     path, lines = corpus
-    m = build_index(str(tiny_bert), str(path), tmp_path / "idx", kind="flat", pooler="avg", precision="fp32",
-                    chunk_size=64, progress=False)
+    m = build_index(IndexBuild(str(tiny_bert), str(path), tmp_path / "idx", kind="flat", pooler="avg",
+                               precision="fp32", chunk_size=64, progress=False))
     assert m["count"] == len(lines) and m["dimension"] == 32 and m["pooler"] == "avg"
     assert [json.loads(s) for s in (tmp_path / "idx" / "texts.jsonl").read_text().splitlines()] == lines
     queries = ["a dog plays with a red ball", "woman eats food", lines[5]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_flop_shape_reads_each_familys_own_config_names(model_type, shape):
     from simcse_lab.training.throughput import StepWork
 
     config = tiny_config(model_type, 100, pad_id=0)
-    objective = torch.nn.Module()
+    objective = SimpleNamespace(mlm=None, forward_only_inputs=())  # what the Objective base declares
     work = StepWork(objective, config)
     assert work.shape == shape
     tokens, flops = work({"input_ids": torch.ones(2, 5, dtype=torch.long),
@@ -96,7 +97,7 @@ def test_offset_position_families_truncate_to_their_usable_length(tiny, tmp_path
     from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.modeling.loading import load_sentence_transformer
     from simcse_lab.modeling.st_format import save_sentence_transformer
-    from simcse_lab.search.index import build_index
+    from simcse_lab.search.index import IndexBuild, build_index
 
     path = tiny(model_type)
     enc = Encoder(str(path), pooler="avg", precision="fp32")
@@ -106,7 +107,8 @@ def test_offset_position_families_truncate_to_their_usable_length(tiny, tmp_path
     assert load_sentence_transformer(str(out)).max_seq_length == usable
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"{s}\n" for s in SENTENCES))
-    build_index(str(path), str(corpus), str(tmp_path / "index"), pooler="avg", precision="fp32", progress=False)
+    build_index(IndexBuild(str(path), str(corpus), str(tmp_path / "index"), pooler="avg", precision="fp32",
+                           progress=False))
 
 
 def test_a_tokenizer_without_a_pad_token_pads_with_its_eos(tiny, tmp_path, capsys):

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 NINE = list(FAMILIES)
 EVERY = list(ALL)  # the nine and gpt2-nopad
 # the families whose default run is a sentence-transformers directory: not a decoder trained bidirectionally
-# without a config flag for it (gpt2-nopad: simcse-lab's own layout, exported as ONNX only; tests/test_decoders.py)
+# without a config flag for it (gpt2-nopad: simcse-lab's own layout, exported as ONNX only; tests/integration/test_decoders.py)
 ST_SAVED = [name for name in EVERY if not ALL[name].decoder]
 NO_SUMMARY = [name for name, f in ALL.items() if f.summary_token is None]  # t5, gpt2-nopad
 SUMMARY_POOLERS = ("cls", "cls_before_pooler")

@@ -175,7 +175,7 @@ def test_senteval_sts_tasks_score_what_sts_evaluate_scores(mirror_env):
     words = sorted({w for task in ("stsb", "sickr") for ps in sts.load_task(task, "dev").values()
                     for s in ps.sent1 + ps.sent2 for w in s.split()})
     encoder = WordCounts(words)
-    # geometry off: it is tested on its own (tests/test_eval_geometry.py), and on word-count vectors of this
+    # geometry off: it is tested on its own (tests/evaluation/test_eval_geometry.py), and on word-count vectors of this
     # vocabulary's width its isotropy takes minutes
     old = sts.evaluate(encoder, ["stsb", "sickr"], "dev", geometry=False)
     new = evaluate_together(encoder, [TASKS["stsb"], TASKS["sickr"]], "dev", geometry=False)

@@ -24,7 +24,7 @@ def launch(n: int, model, data, out, objective: str, extra: tuple[str, ...] = ()
              "--eval-steps", "0", "--test-tasks", "none", "--precision", "fp32", "--log-steps", "1",
              "--hard-negative-weight", "0.5", "--no-progress", "--output-dir", str(out),
              # one chunk: 8 rows in one process and 4 + 4 in two would otherwise be cut into different shapes,
-             # whose rounding differs (chunked = unchunked is tests/test_length_chunks.py's job)
+             # whose rounding differs (chunked = unchunked is tests/modeling/test_length_chunks.py's job)
              "--length-chunks", "1", *extra]
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     if n == 1:
