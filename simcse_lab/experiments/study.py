@@ -11,6 +11,7 @@ that have no completed, running or waiting trial and continues; a finished trial
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,27 +56,30 @@ def _journal_storage(path: str, heartbeat: int, callback):
     return HeartbeatJournalStorage(JournalFileBackend(path))
 
 
-def open_storage(url: str, heartbeat: int = 30):
+def open_storage(url: str, heartbeat: int = 30, attempts: int = 3):
     """The storage at ``url`` with a heartbeat every ``heartbeat`` seconds (stale after twice that); one line
-    when it cannot be opened."""
+    when it cannot be opened. Workers starting together race to create the tables: the loser tries again."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat: experimental since 2.8
     callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    try:
-        if url.startswith(JOURNAL):
-            path = Path(url[len(JOURNAL):]).expanduser()
-            if not path.parent.is_dir():
-                raise UserError(f"--storage {url}: no directory {path.parent}")
-            return _journal_storage(str(path), heartbeat, callback)
-        engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                          heartbeat_stale_trial_callback=callback)
-    except UserError:
-        raise
-    except Exception as err:  # sqlalchemy's URL, driver and connection errors, a journal that cannot be opened
-        raise UserError(f"--storage {url}: cannot open it ({type(err).__name__}: {first_line(err, 200)})") from None
+    if url.startswith(JOURNAL):
+        path = Path(url[len(JOURNAL):]).expanduser()
+        if not path.parent.is_dir():
+            raise UserError(f"--storage {url}: cannot open it (no directory {path.parent})")
+        return _journal_storage(str(path), heartbeat, callback)
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                              heartbeat_stale_trial_callback=callback)
+        except Exception as err:  # sqlalchemy's URL, driver and connection errors; the table-creation race
+            if attempt + 1 == attempts or type(err).__name__ not in ("IntegrityError", "OperationalError"):
+                raise UserError(f"--storage {url}: cannot open it ({type(err).__name__}: "
+                                f"{first_line(err, 200)})") from None
+            time.sleep(1 + attempt)
 
 
 def open_study(storage, sweep: SweepFile):
@@ -170,16 +174,11 @@ def work(study, objective, catch: tuple, heartbeat: int, budget: int | None = No
     """One worker: run waiting trials until none is left (a search: new ones too, until ``budget`` trials are
     complete, running or waiting); while other workers' trials still run, wait (a dead worker's trial goes
     stale after two heartbeats and comes back as a waiting one)."""
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
     from optuna.storages import fail_stale_trials
 
     said = None
     while True:
-        with warnings.catch_warnings():  # Optuna's own heartbeat check, experimental since 2.9
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            fail_stale_trials(study)
+        fail_stale_trials(study)
         state = progress(study)
         if state.waiting or (budget is not None and state.waiting + state.running + state.complete < budget):
             study.optimize(objective, n_trials=1, catch=catch)

@@ -23,6 +23,8 @@ from simcse_lab.experiments.study import claimed_elsewhere
 from simcse_lab.experiments.sweep_file import SweepFile
 
 TRIALS = "trials"
+# tests only: the module run as ``python -m MODULE train ...`` instead of simcse_lab (a fake, fast trainer)
+TRAINER_HOOK = "SIMCSE_LAB_SWEEP_TRAINER"
 
 
 class TrialFailed(Exception):
@@ -58,9 +60,10 @@ class TrialRunner:
     log: object = print
 
     def command(self, options: dict, run_dir: Path) -> list[str]:
-        head = [sys.executable, "-m", "simcse_lab"]
+        module = os.environ.get(TRAINER_HOOK, "simcse_lab")
+        head = [sys.executable, "-m", module]
         if self.launch is not None:
-            head = [sys.executable, "-m", "accelerate.commands.launch", *shlex.split(self.launch), "-m", "simcse_lab"]
+            head = [sys.executable, "-m", "accelerate.commands.launch", *shlex.split(self.launch), "-m", module]
         config = ["--config", self.sweep.config] if self.sweep.config else []
         return [*head, "train", *config, *flags(self.sweep.trial_options(options)), "--output-dir", str(run_dir),
                 "--resume", "--no-progress"]
