@@ -12,15 +12,13 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    options = dict(zip(argv[1::2], argv[2::2])) if argv[:1] == ["train"] else {}
-    flags = [a for a in argv if a.startswith("--")]
     out, seed = Path(argv[argv.index("--output-dir") + 1]), int(argv[argv.index("--seed") + 1])
     with open(os.environ["FAKE_TRAIN_LOG"], "a") as log:
         log.write(f"{out} {os.getpid()}\n")
     time.sleep(float(os.environ.get("FAKE_TRAIN_SECONDS", "0")))
     out.mkdir(parents=True, exist_ok=True)
     spearman = 70.0 + seed
-    summary = {"best_dev_spearman": 80.0 + seed, "flags": flags, "options": options,
+    summary = {"best_dev_spearman": 80.0 + seed,
                "test_after": {"tasks": {"stsb": {"spearman": spearman}, "sickr": {"spearman": spearman - 1}},
                               "avg": spearman - 0.5, "geometry": {"avg": {"alignment": 0.1, "uniformity": -2.0},
                                                                   "isotropy": {"isoscore": 0.3}}}}

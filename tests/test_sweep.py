@@ -60,10 +60,13 @@ GRID4 = "train:\n  max_steps: 2\ngrid:\n  temperature: [0.05, 0.1]\n  seed: [1, 
 def test_two_workers_share_one_study_and_run_no_trial_twice(tmp_path, store):
     spec, out = sweep_file(tmp_path / "grid.yaml", GRID4), tmp_path / "sweep"
     url = f"sqlite:///{tmp_path / 'store.db'}" if store == "sqlite" else f"journal:{tmp_path / 'journal.log'}"
-    # two workers started at once, as on two machines: both enqueue the grid, so points are queued twice
-    workers = [subprocess.Popen(sweep_command(spec, out, "--storage", url), env=env(tmp_path, 0.5),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
-    assert [w.wait(timeout=120) for w in workers] == [0, 0], [w.stderr.read() for w in workers]
+    # SQLite: two commands started at once, as on two machines (both queue the grid: points queued twice);
+    # the journal: one command with --workers 2
+    commands = ([sweep_command(spec, out, "--storage", url)] * 2 if store == "sqlite"
+                else [sweep_command(spec, out, "--storage", url, "--workers", "2")])
+    workers = [subprocess.Popen(command, env=env(tmp_path, 0.5), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for command in commands]
+    assert {w.wait(timeout=120) for w in workers} == {0}, [w.stderr.read() for w in workers]
     started = runs(tmp_path)
     assert sorted(started) == sorted({str(out / "trials" / f"{i:04d}") for i in range(4)})  # each point once
     complete = [t for t in study_trials(url) if t.state.name == "COMPLETE"]
@@ -94,6 +97,18 @@ def test_a_killed_workers_trial_is_retried_by_another(tmp_path):
         for _ in range(50):
             os.kill(killed_trainer, 0)
             time.sleep(0.1)
+
+
+def test_a_random_search_runs_its_budget_of_trials(tmp_path):
+    spec = sweep_file(tmp_path / "search.yaml", "grid:\n  seed: [1, 2, 3]\nsearch:\n  sampler: random\n  n_trials: 3\n"
+                                                "  seed: 0\n  space:\n    lr: {low: 1.0e-5, high: 1.0e-4, log: true}\n")
+    out = tmp_path / "sweep"
+    done = subprocess.run(sweep_command(spec, out), env=env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    trials = [t for t in study_trials(f"sqlite:///{out / 'sweep.db'}") if t.state.name == "COMPLETE"]
+    assert len(trials) == 3 and len(runs(tmp_path)) == 3
+    assert all(1e-5 <= t.params["lr"] <= 1e-4 and t.params["seed"] in (1, 2, 3) for t in trials)
+    assert all(f"--lr {t.params['lr']}" in t.user_attrs["command"] for t in trials)
 
 
 @pytest.mark.integration
