@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the sweep file to run, or 'report' followed by the sweep's directory")
     p.add_argument("directory", nargs="?", default=None, help="with 'report': the sweep's --output-dir")
     p.add_argument("--output-dir", default=None, help="the sweep's directory: DIR/trials/NNNN (one training run "
-                                                      "per trial), DIR/sweep.db (the default storage), the report")
+                                                      "per trial), DIR/sweep.db (the default storage), the report; "
+                                                      "with 'report': where the report goes (default: DIR)")
     p.add_argument("--storage", default=None,
                    help="the Optuna storage: an RDB URL (postgresql://..., mysql+pymysql://..., sqlite:///...) or "
                         "journal:PATH (a journal file on a shared filesystem); default sqlite:///DIR/sweep.db")
@@ -37,10 +38,9 @@ def run(args) -> int:
     from simcse_lab.errors import UserError
 
     if args.what == "report":
-        directory = args.directory or args.output_dir
-        if directory is None:
-            raise UserError("sweep report: name the sweep's directory (sweep report DIR)")
-        return report(Path(directory), args.storage)
+        if args.directory is None:
+            raise UserError("sweep report: name the sweep's directory (sweep report DIR [--output-dir OUT])")
+        return report(Path(args.directory), args.storage, Path(args.output_dir or args.directory))
     if args.output_dir is None:
         raise UserError("sweep: --output-dir DIR is required")
     if args.workers < 1 or args.heartbeat < 1:
@@ -102,9 +102,13 @@ def _workers(args, url: str) -> int:
         raise
 
 
-def report(directory: Path, storage: str | None) -> int:
+def report(directory: Path, storage: str | None, out: Path) -> int:
+    """``sweep report DIR``: the report of the sweep in DIR, written into ``out`` (DIR unless --output-dir)."""
+    import shlex
+
     from simcse_lab.errors import UserError
     from simcse_lab.experiments.report import write_report
+    from simcse_lab.io import claim_output_dir
 
     settings_path = directory / SETTINGS
     try:
@@ -114,5 +118,9 @@ def report(directory: Path, storage: str | None) -> int:
     url = storage or settings["storage"]
     if "***" in url:
         raise UserError(f"{directory}: the sweep's storage needs a password; pass --storage URL")
-    print(write_report(directory, url, settings))
+    command = shlex.join(["simcse-lab", "sweep", "report", str(directory)] + (
+        ["--output-dir", str(out)] if out != directory else []) + (["--storage", storage] if storage else []))
+    if out != directory:
+        claim_output_dir(out, "analysis")
+    print(write_report(url, settings, out, command))
     return 0

@@ -117,14 +117,14 @@ def geometry_rows(entries: list[dict]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def build_report(study, directory: Path, settings: dict) -> dict:
-    """report.json's content."""
+def build_report(study, command: str, settings: dict) -> dict:
+    """report.json's content; ``command`` is the one that writes it."""
     entries = configurations(study)
     for entry in entries:
         entry["stats"] = summarise(entry)
     direction = settings.get("direction", "maximize")
     complete = sum(len(e["trials"]) for e in entries)
-    return {"command": f"simcse-lab sweep report {directory}", "sweep_file": settings.get("sweep_file"),
+    return {"command": command, "sweep_file": settings.get("sweep_file"),
             "storage": settings.get("storage"), "metric": study.user_attrs.get("metric"), "direction": direction,
             "points": sum(e["points"] for e in entries), "complete": complete, "machines": machines(entries),
             "best_on_dev": best_on_dev(entries, direction), "configurations": entries}
@@ -167,8 +167,8 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", name).strip("_") or "base"
 
 
-def write_report(directory: Path, url: str, settings: dict) -> str:
-    """DIR/report.json, report.md and seeds-*.png from the study at ``url``; the printed tables."""
+def write_report(url: str, settings: dict, directory: Path, command: str) -> str:
+    """``directory``/report.json, report.md and seeds-*.png from the study at ``url``; the printed tables."""
     import optuna
 
     from simcse_lab.experiments.figures import seed_distribution
@@ -177,7 +177,7 @@ def write_report(directory: Path, url: str, settings: dict) -> str:
         study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(url))
     except KeyError:
         raise UserError(f"{url}: holds no sweep study") from None
-    report = build_report(study, directory, settings)
+    report = build_report(study, command, settings)
     figures = {}
     for entry in report["configurations"]:
         if entry["trials"]:
