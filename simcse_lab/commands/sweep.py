@@ -48,7 +48,7 @@ def run(args) -> int:
     return sweep(args)
 
 
-def _settings(directory: Path, url: str, sweep_file) -> dict:
+def _settings(url: str, sweep_file) -> dict:
     from sqlalchemy.engine import make_url
 
     try:
@@ -73,7 +73,7 @@ def sweep(args) -> int:
     url = storage_url(out, args.storage)
     storage = storage or open_storage(url, args.heartbeat)
     study = open_study(storage, sweep_file)
-    write_json(out / SETTINGS, _settings(out, url, sweep_file))
+    write_json(out / SETTINGS, _settings(url, sweep_file))
     if sweep_file.search is None:
         queued = enqueue_missing(study, sweep_file.points())
         print(f"sweep: {len(sweep_file.points())} points, {queued} queued now; storage {url}", flush=True)

@@ -43,11 +43,19 @@ def flags(options: dict) -> list[str]:
     return out
 
 
-def _die_with_parent() -> None:  # runs in the child before exec
+def _prctl():
+    """libc's prctl, looked up here in the worker: the child only calls it (nothing loaded after the fork)."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the trainer may outlive a killed worker
+        return None
+
+
+PRCTL = _prctl()
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: SIGKILL when the worker dies
 
 
 @dataclass
@@ -112,7 +120,8 @@ class TrialRunner:
         with open(log_path, "a") as log:
             log.write(f"$ {shlex.join(command)}\n")
             log.flush()
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       preexec_fn=_die_with_parent if PRCTL else None)
             try:
                 code = process.wait()
             except BaseException:
