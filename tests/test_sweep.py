@@ -35,9 +35,10 @@ def env(tmp_path: Path, seconds: float = 0.0, fake: bool = True) -> dict:
     return {**os.environ, **extra}
 
 
-def sweep_command(spec: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "simcse_lab", "sweep", str(spec), "--output-dir", str(out), "--heartbeat", "1",
-            *extra]
+def sweep_command(spec: Path, out: Path, *extra: str, heartbeat: int = 10) -> list[str]:
+    """The sweep command; a heartbeat that a loaded machine keeps (a live worker's trial must not go stale)."""
+    return [sys.executable, "-m", "simcse_lab", "sweep", str(spec), "--output-dir", str(out), "--heartbeat",
+            str(heartbeat), *extra]
 
 
 def runs(tmp_path: Path) -> list[str]:
@@ -76,7 +77,7 @@ def test_two_workers_share_one_study_and_run_no_trial_twice(tmp_path, store):
 
 def test_a_killed_workers_trial_is_retried_by_another(tmp_path):
     spec, out = sweep_file(tmp_path / "grid.yaml", GRID4), tmp_path / "sweep"
-    first = subprocess.Popen(sweep_command(spec, out), env=env(tmp_path, 60), stdout=subprocess.DEVNULL,
+    first = subprocess.Popen(sweep_command(spec, out, heartbeat=2), env=env(tmp_path, 60), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not runs(tmp_path) and time.time() < deadline:
@@ -84,7 +85,7 @@ def test_a_killed_workers_trial_is_retried_by_another(tmp_path):
     first.send_signal(signal.SIGKILL)  # mid-trial: its trial stays RUNNING in the study
     first.wait()
     killed_trainer = int((tmp_path / "runs.log").read_text().split()[1])
-    second = subprocess.run(sweep_command(spec, out), env=env(tmp_path, 0), capture_output=True, text=True,
+    second = subprocess.run(sweep_command(spec, out, heartbeat=2), env=env(tmp_path, 0), capture_output=True, text=True,
                             timeout=600)
     assert second.returncode == 0, second.stderr
     started = runs(tmp_path)
