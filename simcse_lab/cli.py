@@ -22,6 +22,8 @@ COMMANDS = {
     "retrieval-eval": ("retrieval_eval", "recall@k / MRR@10 retrieval evaluation on STS-B and SICK-R (gold >= 4)"),
     "analyze": ("analyze", "embedding geometry report: alignment/uniformity, isotropy, layers, token degeneration "
                            "and dynamics, whitening / flow, training trajectory"),
+    "sweep": ("sweep", "a grid or search of training runs over options and seeds on an Optuna study (many "
+                       "workers, resumable), and its report: mean ± std over seeds"),
 }
 
 

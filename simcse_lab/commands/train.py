@@ -41,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                               "with the model (simcse_lab_recipe.json); encoders are bidirectional anyway",
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "dev evaluation period (--select; 0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)",
+             "test_before": "also the test table of the untrained model, before training (default); "
+                            "--no-test-before skips it (a sweep's trials share one baseline)",
+             "deterministic": "torch's deterministic algorithms (torch.use_deterministic_algorithms, cuDNN "
+                              "deterministic, CUBLAS_WORKSPACE_CONFIG): slower, the same numbers on the same "
+                              "machine and versions",
+             "momentum": "ESimCSE's momentum encoder coefficient (default 0.995)",
+             "momentum_half_life": "ESimCSE: the momentum from a half-life in steps, m = 0.5 ** (1 / STEPS), tying "
+                                   "it to the run's length (0.995 is a half-life of 138 steps); not with --momentum",
              "select": "TASK:SPLIT:METRIC whose best value picks OUTPUT/best at each dev evaluation (default "
                        "stsb:dev:spearman; any task of eval --tasks and its metrics, its direction respected, e.g. "
                        "sickr:dev:pearson, stsb-retrieval:dev:mrr@10, a user's sts:FILE[:LOW-HIGH]:spearman or "

@@ -37,6 +37,7 @@ NUMBER_RANGES = {
     "hard_negative_weight": (None, None, False, False, " (a log-weight, any sign)"),
     "dup_rate": (0, 1, False, False, ""),
     "momentum": (0, 1, False, True, ""),
+    "momentum_half_life": (0, None, False, False, " (0: off, --momentum applies)"),
     "queue_ratio": (0, None, False, False, ""),
     "mlm_weight": (0, None, False, False, ""),
     "mlm_probability": (0, 1, True, False, ""),
@@ -83,6 +84,7 @@ class TrainConfig:
     dup_rate: float = 0.32
     fixed_repetition: bool = False
     momentum: float = 0.995
+    momentum_half_life: float = 0.0  # > 0: ESimCSE's momentum from a half-life in steps, 0.5 ** (1 / half_life)
     queue_ratio: float = 2.5
     do_mlm: bool = False          # SimCSE's auxiliary MLM loss
     mlm_weight: float = 0.1
@@ -106,6 +108,8 @@ class TrainConfig:
     report_to: str = "none"       # accelerate trackers, comma-separated: tensorboard, wandb, ... (metrics.jsonl always)
     eval_batch_size: int = 128
     test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
+    test_before: bool = True      # False: no test table of the untrained model (a sweep's trials share one)
+    deterministic: bool = False   # torch's deterministic algorithms (runtime.provenance.make_deterministic)
     select: str = "stsb:dev:spearman"  # TASK:SPLIT:METRIC that picks OUTPUT/best (any task, a user's sts:FILE ...)
     resume: bool = False
     progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
@@ -152,6 +156,8 @@ class TrainConfig:
 
         parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
         self._check_lora()
+        if self.momentum_half_life:  # the momentum a half-life of that many steps means (m ** half_life = 0.5)
+            self.momentum = 0.5 ** (1 / self.momentum_half_life)
         if self.pack_width and self.mini_batch_size:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")
@@ -208,6 +214,9 @@ def _coerce(name: str, value, where: str):
         return str(value)
     except (TypeError, ValueError):
         raise UserError(f"{where}: {name} must be a {kind}, got {value!r}") from None
+
+
+coerce_value = _coerce  # one option's value as its field's type (a sweep file's values too); one line if not
 
 
 def read_yaml(path) -> dict:
@@ -272,4 +281,7 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, "command line")
+    if values.get("momentum_half_life") and "momentum" in values:
+        raise UserError("momentum and momentum_half_life both given: the half-life sets the momentum "
+                        f"(0.5 ** (1 / {values['momentum_half_life']:g})); keep one")
     return TrainConfig(**values)

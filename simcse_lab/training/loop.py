@@ -36,6 +36,7 @@ from simcse_lab.evaluation.tasks import parse_select
 from simcse_lab.io import write_json
 from simcse_lab.modeling.embedder import load_embedder, set_attention
 from simcse_lab.modeling.lora import BackboneSetup
+from simcse_lab.runtime.provenance import make_deterministic
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
 from simcse_lab.training.backbone import family_precision, resolve_backbone
 from simcse_lab.training.checkpoint import save_checkpoint
@@ -114,6 +115,8 @@ def train(cfg: TrainConfig) -> dict:
     point = read_resume_point(cfg, out, accelerator.process_index, data)
 
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
+    if cfg.deterministic:
+        make_deterministic()
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.needs_lm_head,
                                         cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection,

@@ -29,6 +29,7 @@ from simcse_lab.modeling.embedder import load_adapter_embedder
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
 from simcse_lab.modeling.lora import is_adapter_dir, load_trained_state, trained_state
 from simcse_lab.modeling.st_format import save_embedder
+from simcse_lab.runtime.provenance import reproducibility_record
 from simcse_lab.training.checkpoint import (check_fits, latest_checkpoint, load_checkpoint, set_rng_state,
                                            tensor_shapes)
 from simcse_lab.training.config import TrainConfig
@@ -94,7 +95,8 @@ def check_can_start(cfg: TrainConfig, out: Path, processes: int) -> None:
 def new_summary(cfg: TrainConfig, processes: int, precision: str, device, data: dict | None = None) -> dict:
     """The run's summary; ``data`` (:func:`~simcse_lab.training.examples.data_identity`) is what it trains on."""
     summary = {"command": shlex.join(sys.argv), "config": cfg.to_dict(), "world_size": processes,
-               "precision": precision, "device": str(device)}
+               "precision": precision, "device": str(device),
+               "reproducibility": reproducibility_record(cfg, processes, precision, device, data)}
     if data is not None:
         summary["data"] = dict(data)
     return summary
@@ -376,7 +378,7 @@ def saved_encoder(path: Path, precision: str, device):
 def evaluate_before(cfg: TrainConfig, trainee: Trainee, judging: Judging, summary: dict, log: MetricsLog) -> None:
     """The untrained model's STS test table (for before -> after) and the first dev point (step 0)."""
     embedder, tokenizer, precision, device = trainee.embedder, trainee.tokenizer, trainee.precision, trainee.device
-    if judging.test_tasks:
+    if judging.test_tasks and cfg.test_before:
         encoder = dev_encoder(embedder, tokenizer, precision, device, cfg, f"{cfg.model} (untrained)")
         summary["test_before"] = evaluate(encoder, judging.test_tasks, "test")
     if cfg.eval_steps:
