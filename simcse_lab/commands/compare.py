@@ -147,7 +147,7 @@ def scored_models(args):
         encoder = load_encoder(checkpoint.model, pooler=checkpoint.pooler, precision=args.precision,
                                batch_size=args.batch_size, max_length=args.max_length,
                                bidirectional=args.bidirectional)
-        result = evaluate_tasks(encoder, tasks, args.split, "all", args.progress, geometry=False, pairs=True)
+        result = evaluate_tasks(encoder, tasks, args.split, "all", args.progress, geometry=False, keep_pairs=True)
         scored.append(scored_result(result, checkpoint.label))
     return scored
 

@@ -104,7 +104,7 @@ def run(args) -> int:
     if mteb_plan is not None:
         return _mteb.run(mteb_plan, encoder, args, fitted)
     result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress, geometry=args.geometry,
-                            pairs=args.save_scores)
+                            keep_pairs=args.save_scores)
     if fitted is not None:
         result["post_hoc"] = fitted
     print_result(result, tasks, fitted, args.subsets)

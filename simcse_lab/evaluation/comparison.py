@@ -1,5 +1,4 @@
-"""``compare``'s reports: two models on the same STS pairs, or groups of runs over seeds; as JSON-ready dicts,
-printed tables and markdown.
+"""``compare``'s reports (two models on the same STS pairs, groups of runs over seeds): JSON, tables, markdown.
 
 Every difference is reported with its 95% interval, and the words say only what the interval says: that it
 excludes 0 (the data show a difference, in its sign) or covers 0 (they do not show one); never a ranking
@@ -10,6 +9,7 @@ without the interval beside it. The tests are in :mod:`simcse_lab.evaluation.sig
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 
 from simcse_lab.evaluation.pair_scores import ScoredResult
 from simcse_lab.evaluation.run_results import RunResult
@@ -17,12 +17,16 @@ from simcse_lab.evaluation.seed_groups import MIN_RUNS, group_test
 from simcse_lab.evaluation.significance import holm, paired_tests
 from simcse_lab.evaluation.sts import LABELS
 from simcse_lab.evaluation.tables import markdown_table, text_table
+from simcse_lab.evaluation.tasks.sts import RANGE
 
 AVG = "avg"
 ASO_THRESHOLD = 0.5  # deepsig's reading of ε_min: below it, the first almost stochastically dominates the second
 
 
 def label(task: str) -> str:
+    """A column or row head: SentEval's names, a user's file ``sts:PATH[:LOW-HIGH]`` by its file's stem."""
+    if task.startswith("sts:"):
+        return Path(RANGE.sub(r"\g<path>", task[4:])).stem
     return "Avg." if task == AVG else LABELS.get(task, task)
 
 
@@ -118,10 +122,12 @@ def group_verdict(a: str, b: str, avg: dict) -> str:
     if avg["ci"] is None:
         return (f"Avg. Spearman, {a} - {b} = {signed(avg['delta'])} points over {avg['n_a']} vs {avg['n_b']} runs: "
                 f"{avg['note']}.")
-    boot, welch = interval_words(avg["ci"]), interval_words(avg["welch_ci"]) if avg["welch_ci"] else None
-    both = (f"both intervals {boot}" if boot == welch
-            else f"the bootstrap interval {boot}" + (f", Welch's {welch}" if welch else ""))
-    reading = ("the runs show a difference in its sign" if boot == "excludes 0" and welch in (None, "excludes 0")
+    boot = interval_words(avg["ci"])
+    welch = interval_words(avg["welch_ci"]) if avg["welch_ci"] else "is not defined (no spread)"
+    plural = {"excludes 0": "exclude 0", "covers 0": "cover 0"}
+    both = (f"both intervals {plural[boot]}" if boot == welch
+            else f"the bootstrap interval {boot}, Welch's {welch}")
+    reading = ("the runs show a difference in its sign" if boot == "excludes 0" and welch != "covers 0"
                else "the runs do not show a difference")
     ci, wci = avg["ci"], avg["welch_ci"] or [None, None]
     return (f"Avg. Spearman, {a} - {b} = {signed(avg['delta'])} points over {avg['n_a']} vs {avg['n_b']} runs, 95% "
