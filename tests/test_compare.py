@@ -157,7 +157,7 @@ def test_groups_over_seeds(tmp_path, capsys, monkeypatch):
         assert row["delta"] == pytest.approx(np.mean(hi) - np.mean(lo)) and row["n_a"] == row["n_b"] == 5
     avg = comparison["rows"][-1]
     assert avg["task"] == "avg" and avg["ci"][0] > 0 and avg["aso_eps_min_a_over_b"] < 0.5
-    assert "excludes 0" in comparison["verdict"] and "hi almost stochastically dominates lo" in comparison["verdict"]
+    assert "both intervals exclude 0" in comparison["verdict"] and "hi almost stochastically dominates lo" in comparison["verdict"]
     assert "ε(A>B)" in printed.out
 
 
@@ -172,6 +172,37 @@ def test_few_runs_and_differing_records(tmp_path, capsys, monkeypatch):
     assert "seed" not in printed.err
     assert "n too small for an interval" in printed.out
     assert "n too small" in (tmp_path / "few.md").read_text()
+
+
+def test_groups_chosen_by_training_options(tmp_path, capsys, monkeypatch):
+    """A sweep names its trials by number: the variants are told apart by the options in their summary.json."""
+    monkeypatch.setattr(seed_groups, "ASO_ITERATIONS", 100)
+    for point, (objective, half_life, shift) in enumerate([("unsup", None, 0.0)] * 3 + [("esimcse", None, 0.5)] * 3
+                                                          + [("esimcse", 6, 1.0)] * 3):
+        run = tmp_path / "trials" / f"{point:04d}"
+        run.mkdir(parents=True)
+        tasks = {"stsb": {"spearman": 70.0 + shift + 0.1 * (point % 3)}}
+        (run / "summary.json").write_text(json.dumps({
+            "test_after": {"tasks": tasks}, "config": {"objective": objective, "momentum_half_life": half_life,
+                                                       "seed": point % 3}}))
+        (tmp_path / "trials" / f"{point:04d}.log").write_text("a trial's log beside its directory\n")
+    trials = f"{tmp_path}/trials/*/"
+    assert run_cli(["compare", "--group", f"unsup={trials}:objective=unsup", "--group",
+                    f"esimcse={trials}:objective=esimcse,momentum_half_life=null", "--group",
+                    f"hl6={trials}:momentum_half_life=6", "--resamples", RESAMPLES,
+                    "--output", str(tmp_path / "variants.json")]) == 0
+    report = json.loads((tmp_path / "variants.json").read_text())
+    assert report["groups"]["unsup"] == [str(tmp_path / "trials" / f"{i:04d}") for i in range(3)]
+    assert [len(v) for v in report["groups"].values()] == [3, 3, 3]
+    assert capsys.readouterr().err == "warning: 9 of 9 runs carry no reproducibility record\n"
+    means = {(c["a"], c["b"]): c["rows"][-1]["delta"] for c in report["comparisons"]}
+    assert means == pytest.approx({("unsup", "esimcse"): -0.5, ("unsup", "hl6"): -1.0, ("esimcse", "hl6"): -0.5})
+    assert "no run matched has a training option 'objectiv'" in one_line_refusal(
+        ["compare", "--group", f"a={trials}:objectiv=unsup", "--group", f"b={trials}"], capsys)
+    assert "has objective=mlm" in one_line_refusal(
+        ["compare", "--group", f"a={trials}:objective=mlm", "--group", f"b={trials}"], capsys)
+    assert "not a JSON file" in one_line_refusal(  # the glob without the slash matches the logs too
+        ["compare", "--group", f"a={tmp_path}/trials/*:objective=unsup", "--group", f"b={trials}"], capsys)
 
 
 def test_bad_groups_are_one_line(tmp_path, capsys):

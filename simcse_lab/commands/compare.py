@@ -4,10 +4,11 @@
   same pairs; ``--scores A.json --scores B.json``: two ``eval --save-scores`` results. Per task and for the
   average: Spearman of A and B, Δ with a paired bootstrap 95% interval, a paired permutation p-value, and Holm's
   adjustment across the rows (:mod:`simcse_lab.evaluation.significance`).
-- ``--group NAME=GLOB`` (two or more): runs over seeds (training run directories, e.g. ``DIR/trials/*`` of a
-  sweep, or eval JSON files): per task and for the average, mean ± std (n) per group, Δ of the means with a
-  bootstrap interval over runs (Welch's beside it) and Almost Stochastic Order both ways
-  (:mod:`simcse_lab.evaluation.seed_groups`), for each pair of groups.
+- ``--group NAME=GLOB[:KEY=VALUE,...]`` (two or more): runs over seeds (training run directories, e.g.
+  ``DIR/trials/*/`` of a sweep, only those whose training options have the values given; or eval JSON files): per
+  task and for the average, mean ± std (n) per group, Δ of the means with a bootstrap interval over runs (Welch's
+  beside it) and Almost Stochastic Order both ways (:mod:`simcse_lab.evaluation.seed_groups`), for each pair of
+  groups.
 
 Two runs whose reproducibility records differ get a one-line warning (the seed is expected to differ across
 runs of a group). Everything the inputs can get wrong is one line (exit 2) before any model loads or test runs.
@@ -35,9 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "its pooler")
     what.add_argument("--scores", action="append", metavar="FILE",
                       help="an eval --save-scores JSON file (twice): its per-pair similarities")
-    what.add_argument("--group", action="append", metavar="NAME=GLOB",
+    what.add_argument("--group", action="append", metavar="NAME=GLOB[:KEY=VALUE,...]",
                       help="a group of runs over seeds (two or more): run directories (their summary.json) or "
-                           "eval JSON files matched by GLOB, e.g. unsup='runs/sweep/trials/*unsup*'")
+                           "eval JSON files matched by GLOB, only those whose training options have the values "
+                           "given, e.g. unsup='runs/sweep/trials/*/:objective=unsup'")
     p.add_argument("--tasks", default=None,
                    help=f"comma-separated STS tasks (default: {','.join(TASKS)} for --model, else those of the "
                         "inputs)")
@@ -101,7 +103,7 @@ def warn_records(records: dict[str, dict], ignore: tuple[str, ...] = ()) -> None
 
     line = record_differences(records, ignore)
     if line:
-        print(f"warning: the runs differ in their reproducibility record: {line}", file=sys.stderr)
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def compare_pair(args) -> dict:
@@ -162,7 +164,7 @@ def parse_group(spec: str) -> tuple[str, str]:
 def compare_groups(args) -> dict:
     """--group NAME=GLOB ...: every run read and checked before any test runs."""
     from simcse_lab.evaluation.comparison import group_report
-    from simcse_lab.evaluation.run_results import common_tasks, expand, read_run
+    from simcse_lab.evaluation.run_results import common_tasks, read_group
     from simcse_lab.evaluation.seed_groups import aso_function
 
     aso_function()  # the stats extra, before any work
@@ -171,7 +173,7 @@ def compare_groups(args) -> dict:
         name, pattern = parse_group(spec)
         if name in groups:
             raise UserError(f"--group {name} is named twice")
-        groups[name] = [read_run(path) for path in expand(pattern, f"--group {name}")]
+        groups[name] = read_group(pattern, f"--group {name}")
     runs = [r for group in groups.values() for r in group]
     seen = {}
     for name, group in groups.items():

@@ -1,8 +1,11 @@
 """The STS test table of finished runs, read for a comparison over seeds, and their reproducibility records.
 
 A run is a training run directory (its ``summary.json``: ``test_after``, the chosen checkpoint's STS test table,
-and ``reproducibility``, the versions, hardware, precision, seed and data a run records), a ``summary.json``
-itself, or an ``eval --output`` JSON file (its ``tasks``). Reading only JSON, nothing of training is imported.
+``config``, its training options, and ``reproducibility``, the versions, hardware, precision, seed and data a run
+records), a ``summary.json`` itself, or an ``eval --output`` JSON file (its ``tasks``). A group is the runs a glob
+matches, optionally only those whose training options have given values (``KEY=VALUE``: a sweep names its
+trials by number, ``DIR/trials/0007``, so its variants are told apart by their options). Reading only JSON,
+nothing of training is imported.
 """
 
 from __future__ import annotations
@@ -10,13 +13,17 @@ from __future__ import annotations
 import glob
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from simcse_lab.errors import UserError
 
 RECORD_KEY = "reproducibility"
 VALUE_WIDTH = 40  # a differing value is shown up to this many characters
+FILTERS = re.compile(r"^(?P<pattern>.+?):(?P<filters>[A-Za-z_]\w*=[^,]*(?:,[A-Za-z_]\w*=[^,]*)*)$")
 
 
 @dataclass
@@ -24,6 +31,7 @@ class RunResult:
     source: str
     spearman: dict[str, float]   # task -> Spearman x100 on the test split
     record: dict                 # the run's reproducibility record ({} when it has none)
+    config: dict = field(default_factory=dict)  # its training options ({} for an eval result)
 
 
 def read_run(path: str | Path) -> RunResult:
@@ -44,8 +52,9 @@ def read_run(path: str | Path) -> RunResult:
         spearman = {task: float(entry["spearman"]) for task, entry in tasks.items()}
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{file}: an STS task without a Spearman value") from None
-    record = data.get(RECORD_KEY) or {}
-    return RunResult(str(path), spearman, record if isinstance(record, dict) else {})
+    record, config = data.get(RECORD_KEY) or {}, data.get("config") or {}
+    return RunResult(os.path.normpath(path), spearman, record if isinstance(record, dict) else {},
+                     config if isinstance(config, dict) else {})
 
 
 def expand(pattern: str, what: str) -> list[str]:
@@ -54,6 +63,38 @@ def expand(pattern: str, what: str) -> list[str]:
     if not paths:
         raise UserError(f"{what}: {pattern!r} matches nothing")
     return paths
+
+
+def split_filters(spec: str) -> tuple[str, dict]:
+    """``GLOB`` or ``GLOB:KEY=VALUE[,KEY=VALUE...]`` -> (the glob, {key: value}); each VALUE is read as YAML
+    (``6`` a number, ``null`` none, ``esimcse`` a string)."""
+    match = FILTERS.match(spec)
+    if not match:
+        return spec, {}
+    filters = {}
+    for item in match["filters"].split(","):
+        key, _, text = item.partition("=")
+        filters[key] = yaml.safe_load(text) if text.strip() else ""
+    return match["pattern"], filters
+
+
+def select(runs: list[RunResult], filters: dict, what: str) -> list[RunResult]:
+    """The runs whose training options have every ``filters`` value; an option no run has, or no run left,
+    is one line naming ``what``."""
+    for key in filters:
+        if not any(key in r.config for r in runs):
+            raise UserError(f"{what}: no run matched has a training option {key!r}")
+    chosen = [r for r in runs if all(key in r.config and r.config[key] == value for key, value in filters.items())]
+    if not chosen:
+        shown = ",".join(f"{k}={v}" for k, v in filters.items())
+        raise UserError(f"{what}: none of the {len(runs)} runs matched has {shown}")
+    return chosen
+
+
+def read_group(spec: str, what: str) -> list[RunResult]:
+    """The runs of ``GLOB[:KEY=VALUE,...]`` (see :func:`split_filters`), each read and checked."""
+    pattern, filters = split_filters(spec)
+    return select([read_run(path) for path in expand(pattern, what)], filters, what)
 
 
 def common_tasks(runs: list[RunResult], tasks: list[str] | None = None) -> list[str]:
@@ -87,6 +128,7 @@ def record_differences(records: dict[str, dict], ignore: tuple[str, ...] = ()) -
             parts.append(f"{key} (" + " | ".join(f"{v}: {len(s)} run{'s' * (len(s) > 1)}"
                                                  for v, s in values.items()) + ")")
     missing = [s for s, r in records.items() if not r]
+    line = f"the runs differ in their reproducibility record: {'; '.join(parts)}" if parts else ""
     if missing:
-        parts.append(f"{len(missing)} of {len(records)} runs carry no reproducibility record")
-    return "; ".join(parts) or None
+        line += ("; " if line else "") + f"{len(missing)} of {len(records)} runs carry no reproducibility record"
+    return line or None
