@@ -157,7 +157,8 @@ def test_groups_over_seeds(tmp_path, capsys, monkeypatch):
         assert row["delta"] == pytest.approx(np.mean(hi) - np.mean(lo)) and row["n_a"] == row["n_b"] == 5
     avg = comparison["rows"][-1]
     assert avg["task"] == "avg" and avg["ci"][0] > 0 and avg["aso_eps_min_a_over_b"] < 0.5
-    assert "both intervals exclude 0" in comparison["verdict"] and "hi almost stochastically dominates lo" in comparison["verdict"]
+    verdict = comparison["verdict"]
+    assert "both intervals exclude 0" in verdict and "hi almost stochastically dominates lo" in verdict
     assert "ε(A>B)" in printed.out
 
 
