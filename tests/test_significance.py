@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import norm, spearmanr
+from scipy.stats import norm, rankdata, spearmanr
 from scipy.stats import t as student_t
 
 from simcse_lab.evaluation import seed_groups
@@ -38,8 +38,11 @@ def loop_bootstrap(a, b, g, seed=123):
 
 
 def loop_permutation_p(a, b, g, seed=321):
+    """Each model's ranks swapped pair by pair (Spearman sees only ranks; raw cosines of two models are on
+    different scales)."""
     rng = np.random.default_rng(seed)
     observed = rho(a, g) - rho(b, g)
+    a, b = rankdata(a), rankdata(b)
     null = []
     for _ in range(R):
         swap = rng.random(len(g)) < 0.5
@@ -97,6 +100,25 @@ def test_two_identical_models_cover_zero_with_p_one():
     assert test.delta == 0 and test.ci == (0.0, 0.0) and test.p == 1.0
     assert loop_permutation_p(a, a.copy(), g) == 1.0
     assert np.all(loop_bootstrap(a, a.copy(), g) == 0)
+
+
+def test_two_models_that_rank_alike_on_other_scales_do_not_differ():
+    """B's cosines are a monotone squeeze of A's into 0.9-1.0: the same ranking, so Δ = 0 on every resample and
+    every swap (swapping raw cosines instead would mix the two scales into a wide null)."""
+    a, _, g = synthetic()
+    b = 0.9 + 0.1 / (1 + np.exp(-a))
+    test = paired_test(a, b, g, R, seed=0)
+    assert test.delta == pytest.approx(0, abs=1e-12) and test.p == 1.0
+    assert test.ci == pytest.approx((0, 0), abs=1e-12)
+
+
+def test_a_difference_on_other_scales_is_seen():
+    """A sharper model whose cosines sit in 0.9-1.0 against a noisier one spread over 0-1: the permutation test
+    sees the difference the interval sees."""
+    a, b, g = synthetic(noise_a=0.5, noise_b=1.2, seed=3)
+    squeezed = 0.9 + 0.1 / (1 + np.exp(-a))
+    test = paired_test(squeezed, b / 10, g, R, seed=0)
+    assert test.ci[0] > 0 and test.p < 0.01 and loop_permutation_p(squeezed, b / 10, g) < 0.01
 
 
 def test_two_exchangeable_models_cover_zero():

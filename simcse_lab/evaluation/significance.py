@@ -8,7 +8,10 @@ For one task, with gold scores g and the two models' cosine similarities a and b
   those Δ (``method="percentile"``: the plain one, and it stays defined when Δ is the same on every resample);
 - **paired permutation test**: under H0 the two models are exchangeable on each pair, so each pair's two scores
   are swapped at random (``scipy.stats.permutation_test``, ``permutation_type="samples"``); p is two-sided,
-  scipy's: 2 x the smaller tail, counting the observed Δ as one of the draws;
+  scipy's: 2 x the smaller tail, counting the observed Δ as one of the draws. What is swapped is each model's
+  rank of the pair among the task's pairs, not its raw cosine: Spearman depends on the ranks only (the observed
+  Δ is the same), and two models' cosines live on different scales (one model's may all lie in 0.8-1.0), so
+  swapping raw values would mix scales and blur both rankings, a null distribution far too wide;
 - **Holm**: the step-down correction of a family of p-values (here: the tasks and their average).
 
 The average over tasks (the table's Avg.) is tested with the same draws: the tasks' pairs are independent sets,
@@ -22,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import bootstrap, permutation_test
+from scipy.stats import bootstrap, permutation_test, rankdata
 
 RESAMPLES = 9999
 CONFIDENCE = 0.95
@@ -83,10 +86,10 @@ def two_sided_p(null: np.ndarray, observed: float, counted: int = 1) -> float:
 def paired_test(pred_a, pred_b, gold, resamples: int = RESAMPLES, seed=0) -> PairedTest:
     """The paired bootstrap interval and permutation p-value of Δ Spearman on one task's pairs. ``seed`` is
     anything ``numpy.random.default_rng`` takes; the bootstrap and the permutations draw from it in turn.
-    The values enter as order-keeping codes (:func:`codes`; the bootstrap resamples pair indices), so that
-    ranks are counted rather than sorted; Spearman is unchanged by any order-keeping map."""
+    The values enter as order-keeping codes of each model's ranks (:func:`codes`; the bootstrap resamples pair
+    indices), so that ranks are counted rather than sorted; Spearman is unchanged by any order-keeping map."""
     a, b, g = (np.asarray(x, dtype=np.float64) for x in (pred_a, pred_b, gold))
-    (ca, cb), k = codes(a, b)
+    (ca, cb), k = codes(rankdata(a), rankdata(b))  # each model's ranks: one scale for both (module docstring)
     (cg,), kg = codes(g)
     gold_ranks = average_ranks(cg, kg)
     rng = np.random.default_rng(seed)
