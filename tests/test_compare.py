@@ -190,13 +190,15 @@ def test_groups_chosen_by_training_options(tmp_path, capsys, monkeypatch):
     trials = f"{tmp_path}/trials/*/"
     assert run_cli(["compare", "--group", f"unsup={trials}:objective=unsup", "--group",
                     f"esimcse={trials}:objective=esimcse,momentum_half_life=null", "--group",
-                    f"hl6={trials}:momentum_half_life=6", "--resamples", RESAMPLES,
+                    f"hl6={trials}:momentum_half_life=6", "--resamples", RESAMPLES, "--aso", "avg",
                     "--output", str(tmp_path / "variants.json")]) == 0
     report = json.loads((tmp_path / "variants.json").read_text())
     assert report["groups"]["unsup"] == [str(tmp_path / "trials" / f"{i:04d}") for i in range(3)]
     assert [len(v) for v in report["groups"].values()] == [3, 3, 3]
     assert capsys.readouterr().err == "warning: 9 of 9 runs carry no reproducibility record\n"
     means = {(c["a"], c["b"]): c["rows"][-1]["delta"] for c in report["comparisons"]}
+    for c in report["comparisons"]:  # --aso avg: ASO in the average's column only
+        assert c["rows"][0]["aso_eps_min_a_over_b"] is None and c["rows"][-1]["aso_eps_min_a_over_b"] is not None
     assert means == pytest.approx({("unsup", "esimcse"): -0.5, ("unsup", "hl6"): -1.0, ("esimcse", "hl6"): -0.5})
     assert "no run matched has a training option 'objectiv'" in one_line_refusal(
         ["compare", "--group", f"a={trials}:objectiv=unsup", "--group", f"b={trials}"], capsys)
@@ -206,8 +208,12 @@ def test_groups_chosen_by_training_options(tmp_path, capsys, monkeypatch):
         ["compare", "--group", f"a={tmp_path}/trials/*:objective=unsup", "--group", f"b={trials}"], capsys)
 
 
-def test_bad_groups_are_one_line(tmp_path, capsys):
+def test_bad_groups_are_one_line(tmp_path, capsys, monkeypatch):
     runs = fake_runs(tmp_path, "ok", 0.0, 3)
+    with monkeypatch.context() as m:
+        m.setitem(__import__("sys").modules, "deepsig", None)  # the stats extra not installed
+        assert "simcse-lab[stats]" in one_line_refusal(["compare", "--group", f"a={runs}", "--group", f"b={runs}"],
+                                                       capsys)
     assert "matches nothing" in one_line_refusal(["compare", "--group", f"a={runs}", "--group",
                                                   f"b={tmp_path}/nothing*"], capsys)
     assert "NAME=GLOB" in one_line_refusal(["compare", "--group", runs, "--group", f"b={runs}"], capsys)

@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-length", type=int, default=None)
     add_bidirectional_flag(p)
+    p.add_argument("--aso", choices=("all", "avg", "none"), default="all",
+                   help="--group: Almost Stochastic Order in every column, only the average's, or none (deepsig "
+                        "takes a few seconds per column and direction)")
     p.add_argument("--resamples", type=int, default=9999,
                    help="bootstrap resamples and permutations per test (default 9999)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutations")
@@ -167,7 +170,8 @@ def compare_groups(args) -> dict:
     from simcse_lab.evaluation.run_results import common_tasks, read_group
     from simcse_lab.evaluation.seed_groups import aso_function
 
-    aso_function()  # the stats extra, before any work
+    if args.aso != "none":
+        aso_function()  # the stats extra, before any work
     groups = {}
     for spec in args.group:
         name, pattern = parse_group(spec)
@@ -182,4 +186,4 @@ def compare_groups(args) -> dict:
                 raise UserError(f"{r.source} is in both --group {seen[r.source]} and --group {name}")
     tasks = common_tasks(runs, task_names(args.tasks))
     warn_records({r.source: r.record for r in runs}, ignore=("seed",))
-    return group_report(groups, tasks, args.resamples, args.seed)
+    return group_report(groups, tasks, args.resamples, args.seed, args.aso)

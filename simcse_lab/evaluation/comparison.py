@@ -81,10 +81,12 @@ def paired_rows(report: dict) -> tuple[list[str], list[list[str]]]:
 
 # -- groups of runs over seeds ---------------------------------------------------------------------------------
 def group_report(groups: dict[str, list[RunResult]], tasks: list[str], resamples: int, seed: int,
-                 aso: bool = True) -> dict:
+                 aso: str = "all") -> dict:
     """Each pair of groups (in the order named): per task and for the average (each run's mean over ``tasks``),
-    mean ± std (n) per group, Δ of the means with its intervals and ASO both ways."""
+    mean ± std (n) per group, Δ of the means with its intervals and ASO both ways (``aso``: in every column,
+    only the average's, or none: deepsig takes seconds per column)."""
     columns = tasks + [AVG]
+    with_aso = {"all": columns, "avg": [AVG], "none": []}[aso]
 
     def scores(runs: list[RunResult], task: str) -> list[float]:
         return [sum(r.spearman[t] for t in tasks) / len(tasks) if task == AVG else r.spearman[task] for r in runs]
@@ -93,7 +95,8 @@ def group_report(groups: dict[str, list[RunResult]], tasks: list[str], resamples
     for (name_a, runs_a), (name_b, runs_b) in combinations(groups.items(), 2):
         rows = []
         for task in columns:
-            test = group_test(scores(runs_a, task), scores(runs_b, task), resamples, seed, len(columns), aso)
+            test = group_test(scores(runs_a, task), scores(runs_b, task), resamples, seed, len(with_aso),
+                              task in with_aso)
             rows.append({"task": task, **test.summary()})
         comparisons.append({"a": name_a, "b": name_b, "rows": rows,
                             "verdict": group_verdict(name_a, name_b, rows[-1])})
@@ -101,15 +104,16 @@ def group_report(groups: dict[str, list[RunResult]], tasks: list[str], resamples
             "method": {"difference": "mean Spearman x100 of group A minus group B (runs as samples)",
                        "interval": f"95% percentile bootstrap over runs (groups resampled independently), "
                                    f"{resamples} resamples, seed {seed}; Welch's t interval beside it",
-                       "aso": f"deepsig.aso, confidence 0.95 Bonferroni-corrected for {len(columns)} columns; "
-                              f"ε_min < {ASO_THRESHOLD}: the first almost stochastically dominates the second",
+                       "aso": (f"deepsig.aso in {len(with_aso)} column(s), confidence 0.95 Bonferroni-corrected for "
+                               f"them; ε_min < {ASO_THRESHOLD}: the first almost stochastically dominates the "
+                               "second (deepsig's rule; 0.2 is the stricter one)") if with_aso else "not computed",
                        "min_runs": f"no interval or ASO below {MIN_RUNS} runs in a group"},
             "comparisons": comparisons}
 
 
 def aso_words(a: str, b: str, eps_ab: float | None, eps_ba: float | None) -> str:
     if eps_ab is None:
-        return "no ASO (n too small)"
+        return "no ASO"
     shown = f"ε_min({a} over {b}) = {eps_ab:.2f}, ε_min({b} over {a}) = {eps_ba:.2f}"
     below = [x for x, e in ((a, eps_ab), (b, eps_ba)) if e < ASO_THRESHOLD]
     if len(below) == 1:

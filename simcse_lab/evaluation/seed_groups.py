@@ -83,7 +83,7 @@ def group_test(a, b, resamples: int = RESAMPLES, seed: int = 0, comparisons: int
     """Δ of the means of two groups of runs with its intervals and ASO; below :data:`MIN_RUNS` runs in either
     group only the means and Δ, and the note says so."""
     a, b = [float(x) for x in a], [float(x) for x in b]
-    delta = mean(a) - mean(b)
+    delta, comparisons = mean(a) - mean(b), max(1, comparisons)
     if min(len(a), len(b)) < MIN_RUNS:
         return GroupTest(a, b, delta, None, None, None, None,
                          f"n too small for an interval or ASO (n = {len(a)} and {len(b)}; at least {MIN_RUNS} "
