@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=9999,
                    help="bootstrap resamples and permutations per test (default 9999)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutations")
-    p.add_argument("--output", default=None, help="also write the report: FILE.json or FILE.md")
+    p.add_argument("--output", action="append", default=[], help="also write the report: FILE.json or FILE.md "
+                                                                 "(may be given twice, one of each)")
     add_progress_flag(p)
 
 
@@ -71,20 +72,25 @@ def run(args) -> int:
     else:
         report = compare_pair(args)
     print(format_text(report))
-    if args.output:
-        command = shlex.join(["simcse-lab"] + sys.argv[1:])
-        if args.output.endswith(".md"):
-            write_text(args.output, format_markdown(report, command))
+    command = shlex.join(["simcse-lab"] + sys.argv[1:])
+    for output in args.output:
+        if output.endswith(".md"):
+            write_text(output, format_markdown(report, command))
         else:
-            write_json(args.output, {"command": command, **report})
-        print(f"wrote {args.output}")
+            write_json(output, {"command": command, **report})
+        print(f"wrote {output}")
     return 0
 
 
 def check_arguments(args, validate) -> None:
-    validate.output_file(args.output)
-    if args.output and not args.output.endswith(OUTPUT_SUFFIXES):
-        raise UserError(f"--output {args.output}: write a .json or a .md file")
+    from simcse_lab.io import expand_user
+
+    args.output = [expand_user(o) for o in args.output]  # a list: the CLI's one expansion takes strings only
+    args.scores = args.scores and [expand_user(s) for s in args.scores]
+    for output in args.output:
+        validate.output_file(output)
+        if not output.endswith(OUTPUT_SUFFIXES):
+            raise UserError(f"--output {output}: write a .json or a .md file")
     validate.at_least(args.resamples, 100, "--resamples")
     validate.at_least(args.batch_size, 1, "--batch-size")
     validate.at_least(args.max_length, 1, "--max-length")
