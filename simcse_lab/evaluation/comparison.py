@@ -52,8 +52,8 @@ def paired_report(a: ScoredResult, b: ScoredResult, tasks: list[str], resamples:
     report = {"kind": "paired", "a": a.label, "b": b.label, "sources": {"a": a.source, "b": b.source},
               "method": {"difference": "Spearman x100 of A minus B, on the same pairs",
                          "interval": f"95% percentile paired bootstrap over pairs, {resamples} resamples, seed {seed}",
-                         "p": f"two-sided paired permutation test (each pair's two scores swapped), {resamples} "
-                              "permutations",
+                         "p": f"two-sided paired permutation test (each pair's ranks under A and B swapped), "
+                              f"{resamples} permutations",
                          "holm": f"Holm over the {len(rows)} rows (tasks and average)",
                          "average": "mean over tasks; each draw the mean of one independent draw per task"},
               "rows": rows}
