@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_bert, one_line_refusal, random_sentences
 from scipy.stats import spearmanr
+from test_eval_geometry import fake_sts  # noqa: F401  (a fixture: small fake stsb and sickr sets)
 
 from simcse_lab import cli
 from simcse_lab.evaluation import seed_groups
@@ -223,3 +224,30 @@ def test_bad_groups_are_one_line(tmp_path, capsys, monkeypatch):
                                                f"b={tmp_path}/unfinished"], capsys)
     assert "no stsbx" in one_line_refusal(["compare", "--group", f"a={tmp_path}/trials/ok-seed[01]", "--group",
                                            f"b={tmp_path}/trials/ok-seed2", "--tasks", "stsbx"], capsys)
+
+
+# -- a training run keeps its test table's per-pair scores --------------------------------------------------------
+def test_training_runs_compare_without_encoding_again(tiny_bert, fake_sts, tmp_path, capsys):
+    """train writes OUTPUT/test_scores.json (its test table with the per-pair scores; summary.json keeps the table
+    without them): two runs compare on their test pairs with no second encoding."""
+    from simcse_lab.training.config import TrainConfig
+    from simcse_lab.training.loop import train
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(random_sentences(32)) + "\n")
+    for seed in (1, 2):
+        train(TrainConfig(model=str(tiny_bert), data=str(corpus), objective="unsup", pooler="cls", batch_size=8,
+                          max_seq_len=16, lr=1e-3, max_steps=2, eval_steps=0, test_tasks="stsb,sickr", seed=seed,
+                          precision="fp32", progress=False, output_dir=str(tmp_path / f"run{seed}")))
+    runs = [tmp_path / f"run{seed}" for seed in (1, 2)]
+    for run in runs:
+        summary, scored = (json.loads((run / name).read_text()) for name in ("summary.json", "test_scores.json"))
+        assert not any("pairs" in entry for entry in summary["test_after"]["tasks"].values())
+        for task, entry in scored["tasks"].items():
+            assert entry["spearman"] == summary["test_after"]["tasks"][task]["spearman"]
+            assert 100.0 * spearmanr(entry["pairs"]["cosine"], entry["pairs"]["gold"])[0] == entry["spearman"]
+    capsys.readouterr()
+    assert run_cli(["compare", "--scores", str(runs[0] / "test_scores.json"), "--scores",
+                    str(runs[1] / "test_scores.json"), "--resamples", RESAMPLES]) == 0
+    out = capsys.readouterr()
+    assert "STS-B" in out.out and "SICK-R" in out.out and out.err == ""

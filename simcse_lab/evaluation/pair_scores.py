@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 from simcse_lab.errors import UserError
 
 FORMAT = 1
+TEST_SCORES = "test_scores.json"  # a training run's test table with its per-pair scores, beside summary.json
 
 
 def pairs_digest(subsets: dict) -> str:
@@ -38,6 +39,12 @@ def pair_record(subsets: dict, cosine: dict[str, np.ndarray]) -> dict:
             "subsets": {name: len(ps) for name, ps in subsets.items()}, "sha256": pairs_digest(subsets),
             "gold": [float(g) for ps in subsets.values() for g in ps.scores],
             "cosine": [float(c) for name in subsets for c in cosine[name]]}
+
+
+def without_pairs(result: dict) -> dict:
+    """A copy of an STS result without its tasks' per-pair scores (the table a summary keeps)."""
+    return {**result, "tasks": {task: {k: v for k, v in entry.items() if k != "pairs"}
+                                for task, entry in result["tasks"].items()}}
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch
 
 from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.dev import selection_metrics
+from simcse_lab.evaluation.pair_scores import TEST_SCORES, without_pairs
 from simcse_lab.evaluation.sts import evaluate, format_geometry, format_table
 from simcse_lab.evaluation.tasks import Selection
 from simcse_lab.io import open_own_file, write_json, write_text
@@ -306,7 +307,7 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
                embedder, tokenizer, precision: str, device, test_tasks: list[str],
                selection: Selection) -> None:
     """OUTPUT/final, the STS test table of the selected model (best, else final) beside the one before
-    training, and OUTPUT/summary.json. Main process only."""
+    training (its per-pair scores in OUTPUT/test_scores.json), and OUTPUT/summary.json. Main process only."""
     save_embedder(embedder, tokenizer, out / "final")
     steps_done, seconds = run.step - start_step, window.train_seconds
     summary.update({"steps": run.step, "steps_this_run": steps_done, "train_seconds": seconds,
@@ -322,8 +323,10 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
         summary.update({"select": selection.text, "best_select": best})
     chosen = out / ("best" if run.best_step is not None else "final")
     if test_tasks:
-        summary["test_after"] = evaluate(saved_encoder(chosen, precision, device), test_tasks, "test")
-        summary["test_after"]["model"] = str(chosen)
+        scored = evaluate(saved_encoder(chosen, precision, device), test_tasks, "test", keep_pairs=True)
+        scored["model"] = str(chosen)
+        write_json(out / TEST_SCORES, scored)  # per-pair scores: `compare --scores` needs no second encoding
+        summary["test_after"] = without_pairs(scored)
         results = [r for r in (summary.get("test_before"), summary["test_after"]) if r]
         summary["table"] = format_table(results, [r["model"] for r in results])
         summary["geometry_table"] = format_geometry(results, [r["model"] for r in results])
