@@ -30,6 +30,10 @@ def label(task: str) -> str:
     return "Avg." if task == AVG else LABELS.get(task, task)
 
 
+def n_runs(n: int) -> str:
+    return f"{n} run" + "s" * (n != 1)
+
+
 def signed(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:+.{digits}f}"
 
@@ -124,19 +128,21 @@ def aso_words(a: str, b: str, eps_ab: float | None, eps_ba: float | None) -> str
 
 def group_verdict(a: str, b: str, avg: dict) -> str:
     if avg["ci"] is None:
-        return (f"Avg. Spearman, {a} - {b} = {signed(avg['delta'])} points over {avg['n_a']} vs {avg['n_b']} runs: "
-                f"{avg['note']}.")
+        return (f"Avg. Spearman, {a} - {b} = {signed(avg['delta'])} points over {n_runs(avg['n_a'])} vs "
+                f"{n_runs(avg['n_b'])}: {avg['note']}.")
     boot = interval_words(avg["ci"])
     welch = interval_words(avg["welch_ci"]) if avg["welch_ci"] else "is not defined (no spread)"
     plural = {"excludes 0": "exclude 0", "covers 0": "cover 0"}
     both = (f"both intervals {plural[boot]}" if boot == welch
             else f"the bootstrap interval {boot}, Welch's {welch}")
-    reading = ("the runs show a difference in its sign" if boot == "excludes 0" and welch != "covers 0"
-               else "the runs do not show a difference")
+    higher = a if avg["delta"] > 0 else b
+    reading = (f"over these runs {higher} scores higher" if boot == "excludes 0" and welch != "covers 0"
+               else "these runs do not show a difference")
     ci, wci = avg["ci"], avg["welch_ci"] or [None, None]
-    return (f"Avg. Spearman, {a} - {b} = {signed(avg['delta'])} points over {avg['n_a']} vs {avg['n_b']} runs, 95% "
-            f"bootstrap CI [{signed(ci[0])}, {signed(ci[1])}], Welch [{signed(wci[0])}, {signed(wci[1])}]: {both}, "
-            f"{reading}; {aso_words(a, b, avg['aso_eps_min_a_over_b'], avg['aso_eps_min_b_over_a'])}.")
+    return (f"Avg. Spearman, {a} - {b} = {signed(avg['delta'])} points over {n_runs(avg['n_a'])} vs "
+            f"{n_runs(avg['n_b'])}, 95% bootstrap CI [{signed(ci[0])}, {signed(ci[1])}], Welch [{signed(wci[0])}, "
+            f"{signed(wci[1])}]: {both}, {reading}; "
+            f"{aso_words(a, b, avg['aso_eps_min_a_over_b'], avg['aso_eps_min_b_over_a'])}.")
 
 
 def group_rows(comparison: dict) -> tuple[list[str], list[list[str]]]:
@@ -164,7 +170,7 @@ def sections(report: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     for c in report["comparisons"]:
         n_a, n_b = c["rows"][-1]["n_a"], c["rows"][-1]["n_b"]
         head, rows = group_rows(c)
-        out.append((f"A = {c['a']} ({n_a} runs), B = {c['b']} ({n_b} runs)", head, rows, c["verdict"]))
+        out.append((f"A = {c['a']} ({n_runs(n_a)}), B = {c['b']} ({n_runs(n_b)})", head, rows, c["verdict"]))
     return out
 
 
