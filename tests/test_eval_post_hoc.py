@@ -29,9 +29,10 @@ def one_thread():
 
 @pytest.mark.parametrize("method", ["whiten", "flow"])
 def test_eval_through_a_post_hoc_map(tiny_bert, mirror_env, tmp_path, method, capsys):
-    from simcse_lab.analysis.flow import FlowEncoder, fit_flow
+    from simcse_lab.analysis.flow import FlowSettings, fit_flow
     from simcse_lab.analysis.inputs import load_corpus
-    from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
+    from simcse_lab.analysis.post_hoc import MappedEncoder
+    from simcse_lab.analysis.whitening import fit_whitening
     from simcse_lab.evaluation.sts import evaluate
     from simcse_lab.modeling.encoder import Encoder
 
@@ -50,10 +51,10 @@ def test_eval_through_a_post_hoc_map(tiny_bert, mirror_env, tmp_path, method, ca
     vectors = encoder.encode(load_corpus("wiki", "train", limit=300, seed=3))
     if method == "whiten":
         assert fit["method"] == "whitening" and fit["k"] == 16
-        wrapped = WhitenedEncoder(encoder, fit_whitening(vectors, k=16))
+        wrapped = MappedEncoder(encoder, fit_whitening(vectors, k=16))
     else:
         assert fit["method"] == "flow" and fit["levels"] == 2 and fit["steps"] == 19  # ceil(2 * 300 / 32)
-        wrapped = FlowEncoder(encoder, fit_flow(vectors, levels=2, epochs=2, seed=3))
+        wrapped = MappedEncoder(encoder, fit_flow(vectors, FlowSettings(levels=2, epochs=2), seed=3))
     expected = evaluate(wrapped, ["stsb"], "test")
     assert result["avg"] == pytest.approx(expected["avg"], abs=1e-6)
     plain = evaluate(encoder, ["stsb"], "test")

@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal, skew
 
-from simcse_lab.analysis.flow import FlowEncoder, FlowNet, fit_flow, level_dims
+from simcse_lab.analysis.flow import FlowNet, FlowSettings, fit_flow, level_dims
+from simcse_lab.analysis.post_hoc import MappedEncoder
 from simcse_lab.analysis.whitening import fit_whitening
 from simcse_lab.errors import UserError
 
@@ -68,7 +69,7 @@ def test_log_det_matches_numerical_jacobian():
 
 def test_fit_on_non_gaussian_sample_gives_gaussian_latent():
     x, held = non_gaussian(4000, 2, seed=0), non_gaussian(2000, 2, seed=1)
-    flow = fit_flow(x, levels=1, depth=3, lr=1e-2, batch_size=512, epochs=100, max_steps=150, seed=0)
+    flow = fit_flow(x, FlowSettings(levels=1, depth=3, lr=1e-2, batch_size=512, epochs=100, max_steps=150), seed=0)
     z = flow.forward(held)
     assert flow.steps == 150 and flow.fitted_on == 4000
     # mean ~0 and covariance ~I on held-out data, stated tolerances: 0.1 and 0.15 per entry
@@ -90,7 +91,7 @@ def test_fit_on_gaussian_sample_gives_standard_gaussian():
     held = rng.standard_normal((10000, 8)) @ mix + 1.0
     assert np.abs(np.cov(held, rowvar=False) - np.eye(8)).max() > 1.0
     # the default architecture (3 levels of 3 steps, width 32); sampling noise alone is ~0.03 per entry here
-    flow = fit_flow(x, lr=1e-3, batch_size=512, epochs=100, max_steps=150, seed=0)
+    flow = fit_flow(x, FlowSettings(lr=1e-3, batch_size=512, epochs=100, max_steps=150), seed=0)
     z = flow.forward(held)
     assert np.abs(z.mean(axis=0)).max() <= 0.1
     assert np.abs(np.cov(z, rowvar=False) - np.eye(8)).max() <= 0.1
@@ -99,12 +100,12 @@ def test_fit_on_gaussian_sample_gives_standard_gaussian():
 
 def test_fitting_is_seeded_and_bounded():
     x = non_gaussian(300, 4, seed=3)
-    a = fit_flow(x, levels=2, epochs=1.0, seed=7)
-    b = fit_flow(x, levels=2, epochs=1.0, seed=7)
+    a = fit_flow(x, FlowSettings(levels=2, epochs=1.0), seed=7)
+    b = fit_flow(x, FlowSettings(levels=2, epochs=1.0), seed=7)
     assert a.steps == 10  # ceil(one epoch of 300 vectors / batch 32)
     np.testing.assert_array_equal(a.forward(x), b.forward(x))
-    assert fit_flow(x, levels=2, epochs=50, max_steps=12).steps == 12
-    assert not np.array_equal(fit_flow(x, levels=2, epochs=1.0, seed=8).forward(x), a.forward(x))
+    assert fit_flow(x, FlowSettings(levels=2, epochs=50, max_steps=12)).steps == 12
+    assert not np.array_equal(fit_flow(x, FlowSettings(levels=2, epochs=1.0), seed=8).forward(x), a.forward(x))
 
 
 def test_default_architecture_levels():
@@ -117,27 +118,27 @@ def test_default_architecture_levels():
 def test_refuses_bad_corpora_and_settings():
     x = non_gaussian(50, 4, seed=0)
     with pytest.raises(UserError, match="more than 4"):
-        fit_flow(x[:4], levels=1)
+        fit_flow(x[:4], FlowSettings(levels=1))
     with pytest.raises(UserError, match="span 1 dimension"):
-        fit_flow(np.column_stack([x[:, 0], 2 * x[:, 0], -x[:, 0], x[:, 0] + 1]), levels=1)
+        fit_flow(np.column_stack([x[:, 0], 2 * x[:, 0], -x[:, 0], x[:, 0] + 1]), FlowSettings(levels=1))
     bad = x.copy()
     bad[3, 1] = np.nan
     with pytest.raises(UserError, match="NaN"):
-        fit_flow(bad, levels=1)
+        fit_flow(bad, FlowSettings(levels=1))
     for kwargs in ({"coupling": "spline"}, {"lr": 0.0}, {"depth": 0}, {"epochs": -1.0}, {"max_steps": 0}):
         with pytest.raises(UserError):
-            fit_flow(x, levels=1, **kwargs)
+            fit_flow(x, FlowSettings(levels=1, **kwargs))
 
 
 def test_directions_without_variance_are_dropped():
     x = non_gaussian(400, 3, seed=5)
     flat = np.column_stack([x, x[:, 0] - 2 * x[:, 2] + 1.0])  # 4 columns on a 3-dimensional affine span
-    flow = fit_flow(flat, levels=1, epochs=3.0, seed=0)
+    flow = fit_flow(flat, FlowSettings(levels=1, epochs=3.0), seed=0)
     assert (flow.dim, flow.latent_dim) == (4, 3)
     z = flow.forward(flat)
     assert z.shape == (400, 3) and np.isfinite(flow.nll)
     np.testing.assert_allclose(flow.inverse(z), flat, atol=1e-8)  # the corpus lies in the span: exact
-    full = fit_flow(x, levels=1, epochs=3.0, seed=0)
+    full = fit_flow(x, FlowSettings(levels=1, epochs=3.0), seed=0)
     assert full.latent_dim == 3
     np.testing.assert_allclose(full.inverse(full.forward(x)), x, atol=1e-8)
 
@@ -155,8 +156,8 @@ def test_flow_encoder_wraps_encode_describe_and_dim():
         def describe(self):
             return {"model": "fake"}
 
-    flow = fit_flow(x, levels=2, epochs=1.0)
-    enc = FlowEncoder(Fake(), flow)
+    flow = fit_flow(x, FlowSettings(levels=2, epochs=1.0))
+    enc = MappedEncoder(Fake(), flow)
     out = enc.encode(sentences[:3])
     assert out.dtype == np.float32 and enc.dim == 4
     np.testing.assert_allclose(out, flow.forward(x[:3].astype(np.float32)), atol=1e-5)

@@ -7,9 +7,10 @@ import torch
 
 from conftest import random_sentences
 
-from simcse_lab.analysis.flow import FlowEncoder, fit_flow
+from simcse_lab.analysis.flow import FlowSettings, fit_flow
+from simcse_lab.analysis.post_hoc import MappedEncoder
 from simcse_lab.analysis.report import MemoEncoder
-from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
+from simcse_lab.analysis.whitening import fit_whitening
 from simcse_lab.modeling.embedder import load_embedder
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder
@@ -22,9 +23,9 @@ def test_all_encoders_implement_the_protocol(tiny_bert):
     tokenizer, embedder = load_embedder(str(tiny_bert), "avg", False)
     trained = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "tiny")
     memo = MemoEncoder(encoder)
-    whitened = WhitenedEncoder(memo, fit_whitening(encoder.encode(random_sentences(40)), k=4))
-    flowed = FlowEncoder(memo, fit_flow(encoder.encode(random_sentences(80)), levels=2, max_steps=3))
-    for enc, dim in ((encoder, 32), (trained, 32), (memo, 32), (whitened, 4), (flowed, flowed.flow.latent_dim)):
+    whitened = MappedEncoder(memo, fit_whitening(encoder.encode(random_sentences(40)), k=4))
+    flowed = MappedEncoder(memo, fit_flow(encoder.encode(random_sentences(80)), FlowSettings(levels=2, max_steps=3)))
+    for enc, dim in ((encoder, 32), (trained, 32), (memo, 32), (whitened, 4), (flowed, flowed.fitted.latent_dim)):
         assert isinstance(enc, SentenceEncoder), type(enc).__name__
         vectors = enc.encode(SENTENCES[:4])
         assert enc.dim == dim and vectors.shape == (4, dim) and vectors.dtype == np.float32

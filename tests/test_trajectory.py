@@ -175,10 +175,9 @@ def test_a_trajectory_point_of_an_instruction_run_is_the_runs_own_encoder(tmp_pa
                       test_tasks="none", precision="fp32", log_steps=1, progress=False, output_dir=str(run),
                       instruction="Represent the sentence: "))
     sentences = random_sentences(6, seed=5)
-    analysis = SimpleNamespace(measure_point=lambda encoder, label, d, o: {
-        "vectors": encoder.encode(sentences), "instruction": encoder.instruction})
     run_dir, steps = read_run(run)
-    points = measure_run(run_dir, steps, None, SimpleNamespace(precision="fp32", batch_size=8), analysis)
+    points = measure_run(run_dir, steps, SimpleNamespace(precision="fp32", batch_size=8), lambda encoder, label: {
+        "vectors": encoder.encode(sentences), "instruction": encoder.instruction})
     assert [p["step"] for p in points] == [0, 1]
     assert all(p["instruction"] == "Represent the sentence: " for p in points)
     own = Encoder(str(run / "final"), precision="fp32", device="cpu").encode(sentences)

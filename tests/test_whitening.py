@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from simcse_lab.errors import UserError
-from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
+from simcse_lab.analysis.post_hoc import MappedEncoder
+from simcse_lab.analysis.whitening import fit_whitening
 
 
 def correlated(n=2000, d=6, seed=0):
@@ -53,6 +54,6 @@ def test_whitened_encoder_wraps_encode_and_describe():
             return {"model": "fake"}
 
     w = fit_whitening(x)
-    enc = WhitenedEncoder(Fake(), w)
+    enc = MappedEncoder(Fake(), w)
     assert np.allclose(enc.encode(sentences[:3]), w.apply(x[:3]))
     assert enc.describe()["whitening"] == {"k": 4, "fitted_on": 50}
