@@ -91,6 +91,25 @@ def test_compare_scores_and_models_give_the_same_report(two_models, sts_files, t
     assert markdown.startswith("# compare\n\n```\nsimcse-lab ") and "| one | 60 |" in markdown
 
 
+def test_two_backbone_families_on_the_same_pairs(family_models, sts_files, tmp_path, capsys):
+    """Tiny models of two families (tests/families.py: their own tokenizers), each with its pooler: the report's
+    Spearman values are eval's."""
+    tasks = ",".join(f"sts:{f}:0-5" for f in sts_files)
+    a, b = f"{family_models['roberta']}@avg", f"{family_models['electra']}@cls_before_pooler"
+    assert run_cli(["compare", "--model", a, "--model", b, "--tasks", tasks, "--precision", "fp32", "--resamples",
+                    RESAMPLES, "--output", str(tmp_path / "families.json")]) == 0
+    rows = json.loads((tmp_path / "families.json").read_text())["rows"]
+    for spec, key in ((a, "spearman_a"), (b, "spearman_b")):
+        model, pooler = spec.rsplit("@", 1)
+        assert run_cli(["eval", "--model", model, "--pooler", pooler, "--precision", "fp32", "--tasks", tasks,
+                        "--no-geometry", "--output", str(tmp_path / "one.json")]) == 0
+        result = json.loads((tmp_path / "one.json").read_text())
+        assert [r[key] for r in rows[:-1]] == pytest.approx([t["spearman"] for t in result["tasks"].values()],
+                                                            abs=1e-9)
+    assert "unknown pooler" in one_line_refusal(["compare", "--model", f"{family_models['bert']}@mean", "--model",
+                                                 a], capsys).lower()
+
+
 def test_identical_results_cover_zero(two_models, sts_files, tmp_path, capsys):
     a = eval_scores(two_models[0], sts_files, tmp_path / "a.json")
     shutil.copy(a, tmp_path / "a2.json")
