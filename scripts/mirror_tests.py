@@ -39,7 +39,7 @@ MAPPING = {
                  "repetition", "sampler", "tracking", "train_data", "training_precision", "trajectory"],
     # test_select imports test_tasks' word-count encoder: a test module imports another only in its own folder
     "experiments": ["sweep"],
-    "evaluation": ["eval_geometry", "geometry", "mteb", "retrieval", "select", "sts_aggregation", "tables", "tasks",
+    "evaluation": ["compare", "significance", "eval_geometry", "geometry", "mteb", "retrieval", "select", "sts_aggregation", "tables", "tasks",
                    "transfer"],
     "analysis": ["analyze", "degeneration", "eval_post_hoc", "flow", "report_sections", "token_dynamics", "whitening"],
     "search": ["index", "index_integrity"],

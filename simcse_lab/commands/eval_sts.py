@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: model limit)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
+    p.add_argument("--save-scores", action="store_true",
+                   help="keep each STS task's per-pair gold and cosine scores in the --output JSON (what "
+                        "compare --scores tests on)")
     p.add_argument("--subsets", action="store_true", help="also print per-subset Spearman")
     p.add_argument("--no-geometry", dest="geometry", action="store_false",
                    help="skip alignment/uniformity per task and the isotropy of all sentences (computed by default "
@@ -72,6 +75,7 @@ def run(args) -> int:
     _validate.at_least(args.fit_max, 1, "--fit-max")
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
     _validate.seed(args.seed)
+    check_save_scores(args)
     library_bars(args.progress)
     mteb_plan = _mteb.prepare(args, ",".join(TASKS))  # None without --mteb (which replaces the task list)
     if mteb_plan is None:
@@ -95,7 +99,8 @@ def run(args) -> int:
         encoder, fitted = post_hoc_encoder(encoder, corpus, method, settings, args)
     if mteb_plan is not None:
         return _mteb.run(mteb_plan, encoder, args, fitted)
-    result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress, geometry=args.geometry)
+    result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress, geometry=args.geometry,
+                            keep_pairs=args.save_scores)
     if fitted is not None:
         result["post_hoc"] = fitted
     print_result(result, tasks, fitted, args.subsets)
@@ -105,6 +110,16 @@ def run(args) -> int:
         write_json(args.output, result)
         print(f"wrote {args.output}")
     return 0
+
+
+def check_save_scores(args) -> None:
+    """``--save-scores`` writes into ``--output``, for SentEval-style STS scoring (not mteb's)."""
+    from simcse_lab.errors import UserError
+
+    if args.save_scores and not args.output:
+        raise UserError("--save-scores keeps the per-pair scores in the --output JSON: give --output FILE")
+    if args.save_scores and getattr(args, "mteb", None):
+        raise UserError("--save-scores keeps simcse-lab's own STS scores; it does not apply to --mteb")
 
 
 def print_result(result: dict, tasks, fitted: dict | None, subsets: bool) -> None:

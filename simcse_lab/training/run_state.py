@@ -22,6 +22,7 @@ import torch
 
 from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.dev import selection_metrics
+from simcse_lab.evaluation.pair_scores import TEST_SCORES, without_pairs
 from simcse_lab.evaluation.sts import evaluate, format_geometry, format_table
 from simcse_lab.evaluation.tasks import Selection
 from simcse_lab.io import open_own_file, write_json, write_text
@@ -336,7 +337,7 @@ def non_finite_loss(value: float, step: int, out: Path) -> UserError:
 def finish_run(out: Path, run: RunState, start_step: int, window: LossWindow, summary: dict, trainee: Trainee,
                judging: Judging, batch_size: int) -> None:
     """OUTPUT/final, the STS test table of the selected model (best, else final) beside the one before
-    training, and OUTPUT/summary.json. Main process only."""
+    training (its per-pair scores in OUTPUT/test_scores.json), and OUTPUT/summary.json. Main process only."""
     precision, device, selection = trainee.precision, trainee.device, judging.selection
     save_embedder(trainee.embedder, trainee.tokenizer, out / "final")
     steps_done, seconds = run.step - start_step, window.train_seconds
@@ -353,8 +354,10 @@ def finish_run(out: Path, run: RunState, start_step: int, window: LossWindow, su
         summary.update({"select": selection.text, "best_select": best})
     chosen = out / ("best" if run.best_step is not None else "final")
     if judging.test_tasks:
-        summary["test_after"] = evaluate(saved_encoder(chosen, precision, device), judging.test_tasks, "test")
-        summary["test_after"]["model"] = str(chosen)
+        scored = evaluate(saved_encoder(chosen, precision, device), judging.test_tasks, "test", keep_pairs=True)
+        scored["model"] = str(chosen)
+        write_json(out / TEST_SCORES, scored)  # per-pair scores: `compare --scores` needs no second encoding
+        summary["test_after"] = without_pairs(scored)
         results = [r for r in (summary.get("test_before"), summary["test_after"]) if r]
         summary["table"] = format_table(results, [r["model"] for r in results])
         summary["geometry_table"] = format_geometry(results, [r["model"] for r in results])
