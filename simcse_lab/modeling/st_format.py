@@ -37,6 +37,7 @@ half-written model and an existing model at ``output_dir`` is replaced only once
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -151,6 +152,15 @@ def model_recipe(backbone, tokenizer, pooler: str, instruction: str = "") -> Emb
                            instruction=instruction)
 
 
+def embedder_recipe(embedder: SimCSEEmbedder, backbone, tokenizer) -> EmbeddingRecipe:
+    """The recipe of the model being trained, as ``backbone`` runs now: its exported pooler, its instruction, its own
+    template and whether that template's delta is subtracted."""
+    recipe = model_recipe(backbone, tokenizer, embedder.export_pooler, embedder.instruction)
+    if embedder.template is None:
+        return recipe
+    return replace(recipe, template=embedder.template.text, template_denoise=embedder.denoise_from is not None)
+
+
 def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) -> Path:
     """simcse-lab's own layout (:mod:`simcse_lab.modeling.recipe`): the recipe and ``backbone/``, a Hugging Face
     folder whose config carries no run-time attention flag; replaces ``output_dir`` once complete."""
@@ -220,9 +230,11 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     says so (``export_adapter``), as an adapter directory on its base model."""
     pooler = embedder.export_pooler
     if embedder.export_adapter is not None:
-        recipe = model_recipe(embedder.backbone, tokenizer, pooler, embedder.instruction)
+        recipe = embedder_recipe(embedder, embedder.backbone, tokenizer)
         return save_adapter(embedder.backbone, tokenizer, recipe, embedder.export_adapter, output_dir)
     backbone = merged_backbone(embedder.backbone)
+    if embedder.template is not None:  # sentence-transformers cannot put text after the sentence nor subtract a delta
+        return save_own_layout(backbone, tokenizer, embedder_recipe(embedder, backbone, tokenizer), output_dir)
     if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here
             raise ValueError("a projection head is not saved in simcse-lab's own layout")
