@@ -128,3 +128,32 @@ def test_encoder_template_refusals(tiny_bert):
     enc = Encoder(str(tiny_bert), pooler="avg", precision="fp32", instruction="Represent: ")
     with pytest.raises(UserError, match="a template and an instruction"):
         enc.set_template(TEMPLATE, denoise=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pooler", "mask"], "--pooler mask reads the state at a template's mask token"),
+    (["--pooler", "mask", "--template", "This means [MASK] ."], "no {sentence} slot"),
+    (["--pooler", "mask", "--template", '"{sentence}" means something'], "no mask token"),
+    (["--pooler", "mask", "--template", '"{sentence}" means <mask> .'], "no mask token '\\[MASK\\]'"),
+    (["--pooler", "avg", "--template", TEMPLATE, "--template-denoise"], "needs --pooler mask"),
+    (["--pooler", "avg", "--template-denoise"], "there is no template"),
+])
+def test_eval_template_bad_input(tiny_bert, capsys, argv, message):
+    from conftest import one_line_refusal
+
+    err = one_line_refusal(["eval", "--model", str(tiny_bert), "--tasks", "stsb", "--split", "dev", *argv], capsys)
+    assert __import__("re").search(message, err), err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--objective", "unsup", "--pooler", "mask"], "puts the sentences in no template; use --objective promptbert"),
+    (["--objective", "promptbert", "--pooler", "avg"], "reads its vectors with pooler 'mask'"),
+    (["--objective", "promptbert", "--template", "no slot [MASK]"], "no {sentence} slot"),
+    (["--objective", "promptbert", "--second-template", "{sentence}"], "--second-template '{sentence}': no mask"),
+])
+def test_train_template_bad_input(tiny_bert, tmp_path, capsys, argv, message):
+    from conftest import one_line_refusal
+
+    err = one_line_refusal(["train", "--model", str(tiny_bert), "--output-dir", str(tmp_path / "run"), *argv], capsys)
+    assert message in err, err
+    assert not (tmp_path / "run").exists()

@@ -304,6 +304,23 @@ def tokenize_texts(sentences: list[str], tokenizer, max_length: int, text: Input
     return ids, types, prefix
 
 
+def use_template(encoder, template: str | None, denoise: bool | None) -> None:
+    """``--template`` / ``--template-denoise`` on a loaded encoder: a template given replaces the saved one (denoised
+    only when asked); ``denoise`` alone switches the saved template's denoising. An encoder that cannot take a template
+    (an ONNX export: its template, if any, is part of it) is one line."""
+    if template is None and denoise is None:
+        return
+    if not hasattr(encoder, "set_template"):
+        raise UserError(f"{encoder.describe()['model']}: an ONNX export embeds as it was exported (its template "
+                        f"included); drop --template / --template-denoise")
+    if template is None:
+        if encoder.template is None:
+            raise UserError("--template-denoise subtracts a template's delta, and there is no template: give "
+                            "--template")
+        template = encoder.template.text
+    encoder.set_template(template, bool(denoise))
+
+
 def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
                  max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
                  progress: bool = False, text: InputFormat | None = None) -> np.ndarray:
