@@ -2,9 +2,9 @@
 
 An objective class names its options (``options = OBJECTIVE_OPTIONS["esimcse"]``; tests/test_objective_options.py
 checks every registered class against this table); the training config (:mod:`simcse_lab.training.config`) turns
-each into a field, so a ``--config`` file and a flag (``train --help`` lists them with their objective) set it and
-:func:`check_options` (with the config's numeric ranges) validates it, before torch is imported. The declarations live here, not in the
-objective modules, because those import torch and a config is checked without it.
+each into a field, so a ``--config`` file and a flag (``train --help`` lists them with their objective) set it, and
+:func:`check_options` (with the config's numeric ranges) validates it before torch is imported. The declarations
+live here, not in the objective modules, because those import torch and a config is checked without it.
 
 An option of another objective than the one named is accepted and checked, and has no effect (as before).
 """
