@@ -150,6 +150,7 @@ def test_eval_template_bad_input(tiny_bert, capsys, argv, message):
     (["--objective", "promptbert", "--pooler", "avg"], "reads its vectors with pooler 'mask'"),
     (["--objective", "promptbert", "--template", "no slot [MASK]"], "no {sentence} slot"),
     (["--objective", "promptbert", "--second-template", "{sentence}"], "--second-template '{sentence}': no mask"),
+    (["--objective", "promptbert", "--template", '"{sentence}" means <mask> .'], "no mask token '[MASK]'"),
 ])
 def test_train_template_bad_input(tiny_bert, tmp_path, capsys, argv, message):
     from conftest import one_line_refusal
