@@ -23,7 +23,7 @@ from simcse_lab.analysis.sections.base import Common, Section, Subject
 from simcse_lab.analysis.sections.post_hoc_maps import comparison_rows, comparison_table  # noqa: F401 (API)
 from simcse_lab.analysis.sections.geometry import sentence_metrics, sentence_table  # noqa: F401 (API)
 from simcse_lab.analysis.sections.token_dynamics import stop_list_sentence  # noqa: F401 (API)
-from simcse_lab.modeling.encoder import Encoder
+from simcse_lab.modeling.encoder import Encoder, use_template
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder
 
 
@@ -60,6 +60,7 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, sections: list[Sect
     start = time.perf_counter()
     encoder = Encoder(ckpt.model, pooler=ckpt.pooler, precision=common.precision, batch_size=common.batch_size,
                       bidirectional=common.bidirectional)
+    use_template(encoder, common.template, common.template_denoise)
     layered = encode_layers(encoder, data.sentences, progress=common.progress)
     encode_seconds = time.perf_counter() - start
     memo = MemoEncoder(encoder)

@@ -14,7 +14,7 @@ import sys
 from types import SimpleNamespace
 
 from simcse_lab.analysis import sections as report_sections
-from simcse_lab.commands import add_bidirectional_flag, add_progress_flag
+from simcse_lab.commands import add_bidirectional_flag, add_progress_flag, add_template_flags, check_template_flags
 from simcse_lab.modeling.pooling import POOLERS
 from simcse_lab.runtime.precision import PRECISIONS
 
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pooler for --model (default: a sentence-transformers directory's own modules, else the "
                         "backbone family's natural one: cls, or avg for a family without [CLS] such as T5)")
     add_bidirectional_flag(p)
+    add_template_flags(p)  # for every checkpoint analysed
     p.add_argument("--compare", nargs="+", default=[], metavar="MODEL[@POOLER]",
                    help="further checkpoints, side by side; an arrow is drawn from --model to each")
     p.add_argument("--output-dir", required=True, help="where report.json, report.md and the PNGs go")
@@ -66,7 +67,8 @@ def run(args) -> int:
         for section in sections:
             section.load()
     common = analysis.Common(max_pairs=args.max_pairs, seed=args.seed, precision=args.precision,
-                             batch_size=args.batch_size, progress=args.progress, bidirectional=args.bidirectional)
+                             batch_size=args.batch_size, progress=args.progress, bidirectional=args.bidirectional,
+                             template=args.template, template_denoise=args.template_denoise)
     results, arrays = [], {}
     for ckpt in checkpoints:
         print(f"analysing {ckpt.label} ...", file=sys.stderr)
@@ -120,6 +122,8 @@ def check_common(args):
     if args.model is not None:
         checkpoints.append(inputs.parse_checkpoint(args.model, args.pooler))
         checkpoints += [inputs.parse_checkpoint(spec) for spec in args.compare]
+    for ckpt in checkpoints:
+        check_template_flags(ckpt.model, ckpt.pooler, args.template)
     labels = [c.label for c in checkpoints]
     if len(set(labels)) != len(labels):
         raise UserError(f"two checkpoints share the label {labels}; compare distinct models or poolers")

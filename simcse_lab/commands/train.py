@@ -11,10 +11,12 @@ BOOL = argparse.BooleanOptionalAction
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from simcse_lab.training.config import FIELDS
+    from simcse_lab.training.objective_options import all_options
 
     p.add_argument("--config", default=None, help="YAML file of options (flags given here override it)")
-    helps = {"objective": "unsup, sup, esimcse, or mntp (a decoder's masked next-token prediction alone, LLM2Vec's "
-                          "step before SimCSE)",
+    helps = {"objective": "unsup, sup, esimcse, promptbert (PromptBERT: two templates, [MASK] pooling, template "
+                          "denoising), or mntp (a decoder's masked next-token prediction alone, LLM2Vec's step "
+                          "before SimCSE); each objective's own options below name it",
              "data": "a registry NAME[:SPLIT] (wiki, nli, wiki1m, nli_for_simcse ...; fetched and verified on first "
                      "use), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:OWNER/NAME[:CONFIG][@SPLIT]",
              "columns": "the sentence[,positive[,hard negative]] columns of --data (default: a known naming "
@@ -46,17 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "deterministic": "torch's deterministic algorithms (torch.use_deterministic_algorithms, cuDNN "
                               "deterministic, CUBLAS_WORKSPACE_CONFIG): slower, the same numbers on the same "
                               "machine and versions",
-             "momentum": "ESimCSE's momentum encoder coefficient (default 0.995)",
-             "momentum_half_life": "ESimCSE: the momentum from a half-life in steps, m = 0.5 ** (1 / STEPS), tying "
-                                   "it to the run's length (0.995 is a half-life of 138 steps); not with --momentum",
              "select": "TASK:SPLIT:METRIC whose best value picks OUTPUT/best at each dev evaluation (default "
                        "stsb:dev:spearman; any task of eval --tasks and its metrics, its direction respected, e.g. "
                        "sickr:dev:pearson, stsb-retrieval:dev:mrr@10, a user's sts:FILE[:LOW-HIGH]:spearman or "
                        "retrieval:FILE:mrr@10)", "resume": "continue from the last checkpoint",
              "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "
                           "fp32, bf16 or fp16 (CUDA; gradient scaling); accelerate launch --mixed_precision is "
-                          "honoured", "fixed_repetition":
-             "ESimCSE: draw the word repetition once per sentence (official code) instead of every step",
+                          "honoured",
              "progress": "show a progress bar on stderr (default: when stderr is a terminal)",
              "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)",
              "cos_reg": "weight of the cosine regulariser (mean pairwise cosine of the batch's anchor embeddings) "
@@ -83,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                   "unsupervised SimCSE on decoders whose config has none); -1: the model's own (default)",
              "gradient_checkpointing": "recompute each layer's activations in the backward pass (transformers' "
                                        "gradient checkpointing): less activation memory, one more forward pass"}
+    helps.update({option.name: option.help for option in all_options()})  # each objective's own, with its name
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)
@@ -127,6 +126,9 @@ def run(args) -> int:
     family_precision(family, training_precision(cfg.precision), cfg.precision, note=False)  # the loop says it
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
+    from simcse_lab.training.objectives import OBJECTIVES
+
+    OBJECTIVES[cfg.objective].check_run(cfg)  # e.g. a template's mask token against the tokenizer
     # every rank may: a directory of ours, or refused before any work; the main process locks it for the run,
     # so that a second run into it is refused before it touches anything
     main = os.environ.get("RANK", "0") == "0"

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from simcse_lab.modeling.pooling import embed_mask, instruction_prefix
+from simcse_lab.modeling.template import InputFormat
 from simcse_lab.runtime.precision import autocast_context
 
 
@@ -40,31 +41,40 @@ def pad_batch(token_ids: list[list[int]], pad_id: int, type_ids: list[list[int]]
 @dataclass(frozen=True)
 class EncodeSettings:
     """How :func:`encode_texts` batches and runs: sentences per batch, the tokeniser's truncation length, the
-    precision (autocast) and device, a progress bar, and an instruction prepended to every sentence."""
+    precision (autocast) and device, a progress bar, and how a sentence becomes the model's input (``text``: an
+    instruction before it and/or a template around it, :class:`~simcse_lab.modeling.template.InputFormat`)."""
 
     batch_size: int = 128
     max_length: int = 512
     precision: str = "fp32"
     device: torch.device | None = None
     progress: bool = False
-    instruction: str = ""
+    text: InputFormat = InputFormat()
+
+
+def tokenize_texts(sentences: list[str], tokenizer, max_length: int, text: InputFormat):
+    """The one place sentences become a loaded model's token ids: (ids, type ids or None, instruction tokens), each
+    row the instruction + sentence (truncated to ``max_length``) and the template around it (the sentence truncated,
+    never the template)."""
+    prefix = instruction_prefix(tokenizer, text.instruction, max_length)
+    sentences = [text.instruction + s for s in sentences] if text.instruction else sentences
+    enc = tokenizer(list(sentences), truncation=True, max_length=max_length, padding=False,
+                    return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
+    ids, types = text.wrap(enc["input_ids"], enc.get("token_type_ids"), max_length)
+    return ids, types, prefix
 
 
 def encode_texts(sentences: list[str], tokenizer, forward: Callable[[dict], torch.Tensor], dim: int,
                  settings: EncodeSettings = EncodeSettings()) -> np.ndarray:
-    """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once, sort by token length,
-    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order.
-    With ``settings.instruction``, each sentence is encoded as ``instruction + sentence`` and the batch carries
-    ``embed_mask`` without the instruction's tokens (:mod:`simcse_lab.modeling.pooling`)."""
+    """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once (:func:`tokenize_texts`), sort by
+    token length, batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order.
+    ``settings.text``: an instruction before each sentence (the batch then carries ``embed_mask`` without its tokens,
+    :mod:`simcse_lab.modeling.pooling`) and/or a template around it (the batch carries its mask positions)."""
     device = settings.device or torch.device("cpu")
     if not sentences:
         return np.zeros((0, dim), dtype=np.float32)
-    instruction, batch_size = settings.instruction, settings.batch_size
-    prefix = instruction_prefix(tokenizer, instruction, settings.max_length)
-    sentences = [instruction + s for s in sentences] if instruction else sentences
-    enc = tokenizer(list(sentences), truncation=True, max_length=settings.max_length, padding=False,
-                    return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
-    ids, types = enc["input_ids"], enc.get("token_type_ids")
+    text, batch_size = settings.text, settings.batch_size
+    ids, types, prefix = tokenize_texts(sentences, tokenizer, settings.max_length, text)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out = np.empty((len(ids), dim), dtype=np.float32)
     starts = range(0, len(order), batch_size)
@@ -73,8 +83,8 @@ def encode_texts(sentences: list[str], tokenizer, forward: Callable[[dict], torc
     with torch.inference_mode(), autocast_context(settings.precision, device):
         for start in starts:
             idx = order[start: start + batch_size]
-            batch = pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
-                              [types[i] for i in idx] if types is not None else None)
+            batch = text.mark(pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
+                                        [types[i] for i in idx] if types is not None else None))
             if prefix:
                 batch["embed_mask"] = embed_mask(batch["attention_mask"], prefix)
             out[idx] = forward(batch).float().cpu().numpy()

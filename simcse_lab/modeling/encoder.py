@@ -33,11 +33,13 @@ from simcse_lab.modeling.loading import (default_prompt, load_config, load_model
                                          load_tokenizer)
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check_instruction, check_pooler,
-                                         instruction_length, model_inputs, pool)
+                                         embed_mask, instruction_length, instruction_prefix, model_inputs, pool)
+from simcse_lab.modeling.denoise import check_denoise, denoised
 from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
+from simcse_lab.modeling.template import InputFormat, compile_template
 from simcse_lab.runtime.precision import default_device, resolve_precision
 
 
@@ -65,6 +67,7 @@ class Encoder:
         self.recipe = read_recipe(self.path) if os.path.isdir(self.path) else None
         # the text put before every sentence, out of the pooled tokens: asked for, else the recipe's, else none
         self.instruction = instruction if instruction is not None else (self.recipe.instruction if self.recipe else "")
+        self.template, self.denoise_from = None, None  # set_template: the recipe's, or --template
         self._asked = bidirectional
         self.bidirectional = bidirectional if bidirectional is not None else bool(self.recipe and
                                                                                   self.recipe.bidirectional)
@@ -188,6 +191,8 @@ class Encoder:
         limit = self.family.max_tokens(self.hf_model.config)  # e.g. RoBERTa: 514 rows, 512 usable positions
         self.max_length = min(max_length or limit, limit)
         self.dim = self.hf_model.config.hidden_size
+        if self.recipe is not None and self.recipe.template:  # as the model was trained (its pooler may be another)
+            self.set_template(self.recipe.template, self.recipe.template_denoise and self.pooler == "mask")
 
     def _decoder_rules(self, model, append_eos: bool, attention: bool | None) -> None:
         """A decoder's EOS rule on the tokenizer and its attention: bidirectional or causal as ``attention`` says
@@ -210,7 +215,33 @@ class Encoder:
             info["bidirectional"] = self.bidirectional
         if self.instruction:
             info["instruction"] = self.instruction
+        if self.template is not None:
+            info["template"], info["template_denoise"] = self.template.text, self.denoise_from is not None
         return info
+
+    @property
+    def text_format(self) -> InputFormat:
+        return InputFormat(self.instruction, self.template)
+
+    def set_template(self, template: str, denoise: bool) -> None:
+        """Embed every sentence inside ``template`` (:mod:`simcse_lab.modeling.template`), read at its mask token by
+        the ``mask`` pooler, less the template's own delta when ``denoise`` (:mod:`simcse_lab.modeling.denoise`);
+        ``template`` "" drops it. What cannot embed that way is one line."""
+        self.template, self.denoise_from = None, None
+        if not template:
+            return
+        if self.backend != "hf":
+            raise UserError(f"{self.model_name}: a sentence-transformers directory runs its own modules, which cannot "
+                            f"put a template around the sentence; give --pooler mask to run its transformer with it")
+        if self.instruction:
+            raise UserError(f"{self.model_name}: a template and an instruction together; put the instruction's text "
+                            f"into the template")
+        self.template = compile_template(self.tokenizer, template)
+        if denoise:
+            if self.pooler != "mask":
+                raise UserError(f"{self.model_name}: template denoising subtracts the template's mask-token state; it "
+                                f"needs --pooler mask, not {self.pooler}")
+            self.denoise_from = check_denoise(self.family, self.hf_model.config, self.model_name)
 
     def _forward(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -219,6 +250,8 @@ class Encoder:
         out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)
+        if self.denoise_from is not None:
+            vectors = denoised(vectors, self.hf_model, (self.template,), batch, self.denoise_from)
         return project(vectors, self.projection, self.normalize)
 
     def st_features(self, batch: dict) -> dict:
@@ -232,7 +265,7 @@ class Encoder:
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
         settings = EncodeSettings(batch_size=self.batch_size, max_length=self.max_length, precision=self.precision,
-                                  device=self.device, progress=progress, instruction=self.instruction)
+                                  device=self.device, progress=progress, text=self.text_format)
         return encode_texts(sentences, self.tokenizer, self._forward, self.dim, settings)
 
 
@@ -256,6 +289,23 @@ def load_encoder(model: str, pooler: str | None = None, precision: str = "auto",
     if device not in (None, "cpu"):
         raise UserError(f"{model}: an ONNX export runs on the CPU (onnxruntime), not on {device}")
     return OnnxEncoder(path, name=model, precision=precision, batch_size=batch_size, max_length=max_length)
+
+
+def use_template(encoder, template: str | None, denoise: bool | None) -> None:
+    """``--template`` / ``--template-denoise`` on a loaded encoder: a template given replaces the saved one (denoised
+    only when asked); ``denoise`` alone switches the saved template's denoising. An encoder that cannot take a template
+    (an ONNX export: its template, if any, is part of it) is one line."""
+    if template is None and denoise is None:
+        return
+    if not hasattr(encoder, "set_template"):
+        raise UserError(f"{encoder.describe()['model']}: an ONNX export embeds as it was exported (its template "
+                        f"included); drop --template / --template-denoise")
+    if template is None:
+        if encoder.template is None:
+            raise UserError("--template-denoise subtracts a template's delta, and there is no template: give "
+                            "--template")
+        template = encoder.template.text
+    encoder.set_template(template, bool(denoise))
 
 
 class EmbedderEncoder:
@@ -283,7 +333,7 @@ class EmbedderEncoder:
         self.embedder.eval()
         try:
             settings = EncodeSettings(batch_size=self.batch_size, precision=self.precision, device=self.device,
-                                      progress=progress, instruction=self.instruction)
+                                      progress=progress, text=InputFormat(self.instruction, self.embedder.template))
             return encode_texts(sentences, self.tokenizer, self._forward, self.dim, settings)
         finally:
             self.embedder.train(was_training)

@@ -37,7 +37,7 @@ half-written model and an existing model at ``output_dir`` is replaced only once
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -51,7 +51,7 @@ from simcse_lab.modeling.embedder import SimCSEEmbedder
 from simcse_lab.modeling.families import appends_eos, family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
 from simcse_lab.modeling.lora import merged_backbone, save_adapter
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_instruction, check_pooler
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, TEMPLATE_POOLERS, check_instruction, check_pooler
 from simcse_lab.modeling.projection import projection_modules
 from simcse_lab.modeling.recipe import BACKBONE_DIR, EmbeddingRecipe
 
@@ -77,6 +77,10 @@ def _mlp_linear(mlp: torch.nn.Module) -> torch.nn.Linear:
 def _check_head(pooler: str, mlp: torch.nn.Module | None) -> None:
     """``cls`` and only ``cls`` comes with its MLP head (a wrong call is a programming error: ValueError)."""
     check_pooler(pooler)
+    if pooler in TEMPLATE_POOLERS:
+        raise UserError(f"pooler {pooler!r} reads a template's mask token, and sentence-transformers cannot put a "
+                        f"template around the sentence; save the model in simcse-lab's own layout (as train does) "
+                        f"or export it as onnx")
     if pooler == "cls" and mlp is None:
         raise ValueError("pooler 'cls' needs the dense+tanh head (mlp); use 'cls_before_pooler' without one")
     if mlp is not None and pooler != "cls":
@@ -150,6 +154,15 @@ def model_recipe(backbone, tokenizer, pooler: str, instruction: str = "") -> Emb
     """The recipe of ``backbone`` + ``tokenizer`` as they run now, with ``pooler``."""
     return EmbeddingRecipe(pooler=pooler, bidirectional=is_bidirectional(backbone), append_eos=appends_eos(tokenizer),
                            instruction=instruction)
+
+
+def embedder_recipe(embedder: SimCSEEmbedder, backbone, tokenizer) -> EmbeddingRecipe:
+    """The recipe of the model being trained, as ``backbone`` runs now: its exported pooler, its instruction, its own
+    template and whether that template's delta is subtracted."""
+    recipe = model_recipe(backbone, tokenizer, embedder.export_pooler, embedder.instruction)
+    if embedder.template is None:
+        return recipe
+    return replace(recipe, template=embedder.template.text, template_denoise=embedder.denoise_from is not None)
 
 
 def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) -> Path:
@@ -230,9 +243,11 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     says so (``export_adapter``), as an adapter directory on its base model."""
     pooler = embedder.export_pooler
     if embedder.export_adapter is not None:
-        recipe = model_recipe(embedder.backbone, tokenizer, pooler, embedder.instruction)
+        recipe = embedder_recipe(embedder, embedder.backbone, tokenizer)
         return save_adapter(embedder.backbone, tokenizer, recipe, embedder.export_adapter, output_dir)
     backbone = merged_backbone(embedder.backbone)
+    if embedder.template is not None:  # sentence-transformers cannot put text after the sentence nor subtract a delta
+        return save_own_layout(backbone, tokenizer, embedder_recipe(embedder, backbone, tokenizer), output_dir)
     if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here
             raise ValueError("a projection head is not saved in simcse-lab's own layout")

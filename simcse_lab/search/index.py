@@ -397,7 +397,7 @@ def _assemble(tmp: Path, job: _Prepared, source: _VectorSource, before_rename=No
     manifest = {
         "format": "simcse-lab-index/1",
         **{k: v for k, v in encoder.describe().items()
-           if k in ("model", "path", "backend", "pooler", "precision", "bidirectional")},
+           if k in ("model", "path", "backend", "pooler", "precision", "bidirectional", "template", "template_denoise")},
         **model_record(encoder.describe().get("path")),
         "dimension": encoder.dim, "count": count, "index": job.build.kind, "params": job.params,
         "metric": "inner_product (normalised)", **job.corpus_info, "texts_sha256": texts_sha256,
@@ -551,6 +551,9 @@ class Index:
             path = _model_to_load(self.directory, m, model)
             encoder = load_encoder(path, pooler=None if m["pooler"] == "modules" else m["pooler"],
                                    precision=m["precision"], bidirectional=m.get("bidirectional"))
+            # the template the corpus was embedded in (the model's saved one, or --template); an ONNX export's is its own
+            if m.get("template") and m.get("backend") != "onnx":
+                encoder.set_template(m["template"], bool(m.get("template_denoise")))
         self.encoder = encoder
         probe = normalize(encoder.encode([m["probe_sentence"]]))[0]
         agreement = float(probe @ np.asarray(m["probe"], dtype=np.float32))

@@ -21,11 +21,12 @@ from simcse_lab.modeling.pooling import check_instruction, check_pooler
 from simcse_lab.runtime.numbers import SEED_LIMIT, check_number
 from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
+from simcse_lab.training.objective_options import OBJECTIVE_POOLERS, all_options, check_options
 
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
 # (tests/training/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
-OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp"]
+OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "promptbert"]
 # the objectives that are the masked-token loss themselves (no sentence vectors; ``Objective.masked_tokens``)
 MASKED_TOKEN_OBJECTIVES = ["mntp"]
 MLM_MASKINGS = ("80/10/10", "all_mask")  # training.mlm.MASKINGS
@@ -34,11 +35,6 @@ ADAMW_KERNELS = ("fused", "foreach", "for-loop")
 # (tests/training/test_config.py walks this table: each option gets a value below, above and nan)
 NUMBER_RANGES = {
     "temperature": (0, None, True, False, ""),
-    "hard_negative_weight": (None, None, False, False, " (a log-weight, any sign)"),
-    "dup_rate": (0, 1, False, False, ""),
-    "momentum": (0, 1, False, True, ""),
-    "momentum_half_life": (0, None, False, False, " (0: off, --momentum applies)"),
-    "queue_ratio": (0, None, False, False, ""),
     "mlm_weight": (0, None, False, False, ""),
     "mlm_probability": (0, 1, True, False, ""),
     "cos_reg": (0, None, False, False, " (0: off)"),
@@ -64,11 +60,15 @@ NUMBER_RANGES = {
     "lora_dropout": (0, 1, False, True, ""),
     "attention_dropout": (-1, 1, False, True, " (-1: the model's own)"),
 }
+# the objectives' own options (simcse_lab.training.objective_options) are config fields too, after these
+NUMBER_RANGES.update({option.name: option.range for option in all_options() if option.numeric})
 WEIGHTS_DTYPES = ("fp32", "bf16")  # as simcse_lab.modeling.lora.WEIGHTS_DTYPES (no torch import here)
 
 
 @dataclass
-class TrainConfig:
+class CoreConfig:
+    """The options of every run; :class:`TrainConfig` adds the objectives' own (objective_options)."""
+
     objective: str = "unsup"
     model: str = "all-MiniLM-L6-v2"
     data: str = "wiki"            # the one --data syntax (simcse_lab.data.spec)
@@ -80,12 +80,6 @@ class TrainConfig:
     projection: bool = False      # Sentence-T5's bias-free projection + normalisation after pooling (kept from an ST dir)
     bidirectional: bool = True    # a decoder LLM attends bidirectionally (LLM2Vec); False: causal (SGPT, E5-Mistral)
     temperature: float = 0.05
-    hard_negative_weight: float = 0.0
-    dup_rate: float = 0.32
-    fixed_repetition: bool = False
-    momentum: float = 0.995
-    momentum_half_life: float = 0.0  # > 0: ESimCSE's momentum from a half-life in steps, 0.5 ** (1 / half_life)
-    queue_ratio: float = 2.5
     do_mlm: bool = False          # SimCSE's auxiliary MLM loss
     mlm_weight: float = 0.1
     mlm_probability: float = 0.15  # share of tokens masked (--do-mlm, --objective mntp; LLM2Vec: 0.2, Mistral 0.8)
@@ -135,6 +129,7 @@ class TrainConfig:
         self.output_dir = expand_user(self.output_dir) if isinstance(self.output_dir, str) else self.output_dir
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
+        self._check_objective_pooler()
         if self.pooler:
             check_instruction(check_pooler(self.pooler), self.instruction)
         if self.instruction and self.objective == "esimcse":
@@ -152,6 +147,7 @@ class TrainConfig:
             raise UserError(f"unknown adamw {self.adamw!r}; choose from {', '.join(ADAMW_KERNELS)}")
         for name, (low, high, low_open, high_open, note) in NUMBER_RANGES.items():
             check_number(getattr(self, name), name, low, high, low_open=low_open, high_open=high_open, note=note)
+        check_options(self)
         from simcse_lab.evaluation.tasks import parse_select
 
         parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
@@ -161,6 +157,21 @@ class TrainConfig:
         if self.pack_width and self.mini_batch_size:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")
+
+    def _check_objective_pooler(self) -> None:
+        """The pooler an objective needs (promptbert: ``mask``) is its default; ``mask`` needs a templated objective."""
+        needed = OBJECTIVE_POOLERS.get(self.objective)
+        if needed and self.pooler not in ("", needed):
+            raise UserError(f"--objective {self.objective} reads its vectors with pooler {needed!r}; drop --pooler "
+                            f"{self.pooler}")
+        if needed:
+            self.pooler = needed
+        elif self.pooler == "mask":
+            templated = ", ".join(name for name, pooler in OBJECTIVE_POOLERS.items() if pooler == "mask")
+            raise UserError(f"--pooler mask reads a template's mask token, and objective {self.objective} puts "
+                            f"the sentences in no template; use --objective {templated}")
+        if needed and self.instruction:
+            raise UserError(f"--instruction with {self.objective}: put the instruction's text into the template")
 
     def _check_lora(self) -> None:
         self.init_adapter = expand_user(self.init_adapter) if self.init_adapter else self.init_adapter
@@ -191,6 +202,12 @@ class TrainConfig:
         return parse_columns(self.columns)
 
 
+# the training config: every run's options, then each objective's (their defaults, help and validation declared in
+# training/objective_options.py; checked in CoreConfig.__post_init__ with the rest)
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(o.name, o.kind, field(default=o.default)) for o in all_options()], bases=(CoreConfig,),
+    namespace={"__doc__": "Defaults < YAML file < flags: every run's options (CoreConfig) and the objectives' own.",
+               "__module__": __name__})
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 

@@ -20,6 +20,8 @@ class Common:
     batch_size: int = 128
     progress: bool = False
     bidirectional: bool | None = None  # a decoder LLM's attention (None: as its recipe says, else causal)
+    template: str | None = None  # --template: each sentence inside it (None: the model's saved one, if any)
+    template_denoise: bool | None = None  # --template-denoise (None: as saved; off with a --template given)
 
 
 @dataclass
