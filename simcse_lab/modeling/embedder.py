@@ -26,6 +26,7 @@ from torch import nn
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.attention import set_bidirectional
+from simcse_lab.modeling.continuous_prompt import ContinuousPrompt
 from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eos, ensure_pad_token, family_of,
                                          mask_token)
 from simcse_lab.modeling.length_chunks import chunked_forward
@@ -105,6 +106,7 @@ class SimCSEEmbedder(nn.Module):
         self.mlm_shift = self.family.masked_lm.shift
         self.export_adapter: str | None = None  # the base model's name: exports are adapter directories on it
         self.float_outputs = False  # frozen bf16 weights (--weights-dtype bf16): the head and loss see fp32 states
+        self.continuous_prompt: ContinuousPrompt | None = None  # ConPVP's: every sentence embedded through it
         if do_mlm and lm_head is None:
             config = backbone.config
             self.lm_head = MaskedLMHead(config.hidden_size, config.vocab_size, getattr(config, "layer_norm_eps", 1e-12))
@@ -122,7 +124,7 @@ class SimCSEEmbedder(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler: str | None = None,
                 mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None,
-                embed_mask=None, mlm_only: bool = False):
+                embed_mask=None, mlm_only: bool = False, layout=None):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
         as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
         ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1);
@@ -130,7 +132,12 @@ class SimCSEEmbedder(nn.Module):
         With ``mini_batch_size``, in training mode with gradients on, at least as many chunks as hold that many
         rows each, recomputed in the backward pass. ``embed_mask``: the tokens to pool where an instruction
         precedes the sentences (:mod:`simcse_lab.modeling.pooling`). ``mlm_only``: the masked-token loss alone
-        (``--objective mntp``), no sentence vectors."""
+        (``--objective mntp``), no sentence vectors. With a continuous prompt (ConPVP) the sentences are embedded
+        through it: plain sentences as its anchors, or prompted rows with their ``layout``
+        (:mod:`simcse_lab.modeling.continuous_prompt`), whatever the pooler and chunking."""
+        if self.continuous_prompt is not None:
+            prompted = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.continuous_prompt(self.backbone, prompted if layout is None else {**prompted, "layout": layout})
         pooler = pooler or self.active_pooler
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
@@ -169,6 +176,14 @@ class SimCSEEmbedder(nn.Module):
             states = tuple(h.float() for h in states)
         last = out.last_hidden_state.float() if self.float_outputs else out.last_hidden_state
         return self._pool(pooler, inputs, last, states)
+
+    def add_continuous_prompt(self, tokenizer, length: int) -> ContinuousPrompt:
+        """ConPVP: embed every sentence through a new continuous prompt of ``length`` learned vectors (part of this
+        model: trained, checkpointed and saved with it)."""
+        config = self.backbone.config
+        self.continuous_prompt = ContinuousPrompt(tokenizer, length, config.hidden_size,
+                                                  self.family.max_tokens(config))
+        return self.continuous_prompt
 
     @property
     def dim(self) -> int:

@@ -25,7 +25,7 @@ from simcse_lab.runtime.progress import progress_default
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
 # (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
-OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp"]
+OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "conpvp"]
 # the objectives that are the masked-token loss themselves (no sentence vectors; ``Objective.masked_tokens``)
 MASKED_TOKEN_OBJECTIVES = ["mntp"]
 MLM_MASKINGS = ("80/10/10", "all_mask")  # training.mlm.MASKINGS
@@ -41,6 +41,7 @@ NUMBER_RANGES = {
     "mlm_weight": (0, None, False, False, ""),
     "mlm_probability": (0, 1, True, False, ""),
     "cos_reg": (0, None, False, False, " (0: off)"),
+    "prompt_length": (1, None, False, False, ""),
     "max_seq_len": (1, None, False, False, ""),
     "batch_size": (1, None, False, False, ""),
     "lr": (0, None, True, False, ""),
@@ -88,6 +89,8 @@ class TrainConfig:
     mlm_weight: float = 0.1
     mlm_probability: float = 0.15  # share of tokens masked (--do-mlm, --objective mntp; LLM2Vec: 0.2, Mistral 0.8)
     mlm_masking: str = "80/10/10"  # the masked tokens: 80% mask / 10% random / 10% kept, or all_mask (all masked)
+    prompt_length: int = 10       # conpvp: learned vectors of the anchor's continuous prompt
+    prototype_templates: str = ""  # conpvp: a file of 'positive<TAB>negative' template pairs ("": the paper's)
     cos_reg: float = 0.0          # weight of the cosine regulariser on the anchors' embeddings; 0: off
     max_seq_len: int = 32
     batch_size: int = 64

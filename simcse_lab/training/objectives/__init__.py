@@ -7,7 +7,7 @@ tests/test_cos_reg.py, tests/test_mntp.py."""
 from __future__ import annotations
 
 from simcse_lab.training.mlm import MaskedLMAuxiliary
-from simcse_lab.training.objectives import esimcse, mntp, sup, unsup  # noqa: F401  (each registers itself)
+from simcse_lab.training.objectives import conpvp, esimcse, mntp, sup, unsup  # noqa: F401  (each registers itself)
 from simcse_lab.training.objectives.base import OBJECTIVES, Objective
 
 

@@ -1,0 +1,119 @@
+"""ConPVP (Zeng et al., EMNLP 2022 Findings, lemon0830/promptCSE): contrastive learning with prompt-derived
+virtual semantic prototypes.
+
+Each sentence gives three views, all read at a template's mask token less the template-only pass
+(:mod:`simcse_lab.modeling.continuous_prompt`):
+
+- the anchor ``z1``: the sentence in the continuous prompt ``{sentence} [PAD]*L [MASK] .``, whose ``L`` places hold
+  learned vectors (``--prompt-length L``; part of the model, saved with it: this is how the model embeds a
+  sentence afterwards too);
+- the positive prototype ``z2``: the sentence in a template drawn per example from the prototype list;
+- the negative prototype ``n1``: the same sentence in that template's negated form.
+
+The draw is keyed by (seed, step, example index), so a run and its resume draw the same templates. The loss is
+InfoNCE over ``[cos(z1, z2_all) || cos(z1, n1_all)] / τ`` with the anchor's own positive prototype as target, where
+``z2_all`` and ``n1_all`` are the prototypes of the GLOBAL batch (gathered from every process with the
+gradient-carrying gather, as unsup / sup): every other sentence's prototypes and every negative prototype, the
+anchor's own included, are negatives.
+
+Prototype templates (``--prototype-templates FILE``, default :data:`DEFAULT_PROTOTYPES`): one pair a line,
+``positive<TAB>negative``, each with ``{sentence}`` once and the mask token once (``{mask}`` or the tokenizer's
+own); blank lines and lines starting with ``#`` are skipped. The defaults are the paper's prompts
+(research-notes §4); the notes list the negated forms with their openings elided, and the two pairings marked
+below are ours.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from simcse_lab.errors import InputError, UserError
+from simcse_lab.modeling.continuous_prompt import ContinuousPrompt, TemplateIds, template_ids
+from simcse_lab.runtime.distributed import gather_with_grad
+from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_nce, register
+
+DEFAULT_PROMPT_LENGTH = 10
+DEFAULT_PROTOTYPES = (
+    ('This sentence : " {sentence} " means {mask} .', 'This sentence : " {sentence} " not means {mask} .'),
+    ('By " {sentence} " they mean {mask} .', 'Without " {sentence} " they mean {mask} .'),
+    ('" {sentence} " , Is this review positive ? {mask} .', '" {sentence} " , Is this review negative ? {mask} .'),
+    ('" {sentence} " , is related to " {mask} "', '" {sentence} " , is inconsistent to " {mask} "'),
+    ('" {sentence} " is a {mask} one', '" {sentence} " is not a {mask} one'),
+    ('Article " {sentence} " belongs to a {mask} topic',
+     'Article " {sentence} " is definitely not about the {mask} topic'),
+    # pairings of ours: the notes give "... is totally different to" and "... which not denotes [MASK]"
+    ('" {sentence} " . In summary : " {mask} "', '" {sentence} " is totally different to " {mask} "'),
+    ('Given " {sentence} " , we assume that " {mask} "', 'Given " {sentence} " , which not denotes " {mask} "'),
+)
+
+
+def read_prototypes(path: str) -> list[tuple[str, str]]:
+    """The (positive, negative) template pairs of a prototype file; a bad line is one line naming file and line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read the prototype templates ({err})") from None
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not all(f.strip() for f in fields):
+            raise InputError(path, number, "expected 'positive template<TAB>negative template'")
+        pairs.append((fields[0].strip(), fields[1].strip()))
+    if not pairs:
+        raise InputError(path, None, "no prototype template pair")
+    return pairs
+
+
+def compile_prototypes(tokenizer, pairs, where: str) -> list[tuple[TemplateIds, TemplateIds]]:
+    """Each (positive, negative) pair tokenised; a template without its sentence or mask is one line."""
+    return [(template_ids(tokenizer, pos, f"{where}: pair {i} positive"),
+             template_ids(tokenizer, neg, f"{where}: pair {i} negative")) for i, (pos, neg) in enumerate(pairs, 1)]
+
+
+@register("conpvp")
+class ConPVP(Objective):
+    with_index = True  # the prototype draw is keyed by the example's index
+
+    def __init__(self, tokenizer, prompt: ContinuousPrompt, prototypes: list[tuple[TemplateIds, TemplateIds]],
+                 temperature: float = 0.05, seed: int = 42):
+        super().__init__(tokenizer, temperature)
+        self.prompt = prompt  # the model's own (the embedder holds it); here to build the anchor rows
+        self.prototypes = prototypes
+        self.seed = seed
+
+    @classmethod
+    def from_config(cls, cfg, tokenizer, embedder) -> ConPVP:
+        where = cfg.prototype_templates or "the default prototype templates"
+        pairs = read_prototypes(cfg.prototype_templates) if cfg.prototype_templates else DEFAULT_PROTOTYPES
+        prototypes = compile_prototypes(tokenizer, pairs, where)
+        prompt = embedder.add_continuous_prompt(tokenizer, cfg.prompt_length)
+        return cls(tokenizer, prompt, prototypes, cfg.temperature, cfg.seed)
+
+    def draw(self, step: int, index: int) -> tuple[TemplateIds, TemplateIds]:
+        """The (positive, negative) pair of example ``index`` at ``step``: the same on every run and resume."""
+        return self.prototypes[random.Random(f"{self.seed}-{step}-{index}").randrange(len(self.prototypes))]
+
+    def collate(self, examples: list[tuple[int, list[int]]], step: int) -> dict:
+        """``examples`` are (sentence index, token ids): 3N prompted rows, anchors / positives / negatives."""
+        pairs = [self.draw(step, index) for index, _ in examples]
+        anchors = self.prompt.rows([ids for _, ids in examples])
+        positives = [self.prompt.builder.row(ids, pair[0]) for (_, ids), pair in zip(examples, pairs)]
+        negatives = [self.prompt.builder.row(ids, pair[1]) for (_, ids), pair in zip(examples, pairs)]
+        return self.prompt.builder.batch(anchors + positives + negatives, self.pad_id, self.with_types)
+
+    def embed(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return model(**batch).chunk(3)  # anchors, positive prototypes, negative prototypes
+
+    def logits(self, z1: torch.Tensor, z2: torch.Tensor, n1: torch.Tensor) -> torch.Tensor:
+        """(n, 2N): this process's anchors against the positive, then the negative prototypes of the global batch."""
+        positives = cosine_matrix(z1, gather_with_grad(z2))  # (n, N), the own prototype at rank * n + i
+        negatives = cosine_matrix(z1, gather_with_grad(n1))  # (n, N)
+        return torch.cat([positives, negatives], dim=1) / self.temperature
+
+    def loss_from_embeddings(self, z1: torch.Tensor, z2: torch.Tensor, n1: torch.Tensor) -> torch.Tensor:
+        return info_nce(self.logits(z1, z2, n1))
