@@ -30,7 +30,7 @@ def tiny(tmp_path):
     from simcse_lab.modeling.embedder import load_embedder
     from simcse_lab.training.objectives.conpvp import ConPVP
 
-    tokenizer, embedder = load_embedder(str(make_tiny_bert(tmp_path / "bert", dropout=0.0)), "avg", False)
+    tokenizer, embedder = load_embedder(str(make_tiny_bert(tmp_path / "bert", dropout=0.0)), "mask", False)
     torch.manual_seed(0)
     objective = ConPVP.from_config(conpvp_config(tmp_path), tokenizer, embedder)
     return tokenizer, embedder, objective
@@ -97,3 +97,119 @@ def test_logits_equal_a_direct_computation(tiny):
     assert loss == pytest.approx(hand_loss, rel=1e-4)
     # the views really differ: the logits spread, and a mutant that dropped the subtraction or the slots would fail
     assert expected.std() > 1.0 and np.abs(np.stack(anchors) - np.stack(positives)).max() > 0.3 * np.abs(anchors).max()
+
+
+def test_the_draw_is_seeded_and_covers_the_list(tiny, tmp_path):
+    from simcse_lab.training.objectives.conpvp import ConPVP
+
+    tokenizer, embedder, objective = tiny
+    again = ConPVP(tokenizer, objective.prompt, objective.prototypes, seed=7)
+    other = ConPVP(tokenizer, objective.prompt, objective.prototypes, seed=8)
+    draws = [objective.draw(step, index) for step in range(4) for index in range(20)]
+    assert draws == [again.draw(step, index) for step in range(4) for index in range(20)]
+    assert draws != [other.draw(step, index) for step in range(4) for index in range(20)]
+    assert {objective.prototypes.index(d) for d in draws} == {0, 1}
+
+
+def test_the_model_embeds_a_sentence_as_training_embedded_its_anchor_and_so_does_the_saved_model(tiny, tmp_path):
+    from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder, objective = tiny
+    embedder.eval()
+    sentences = random_sentences(6, seed=5)
+    with torch.no_grad():
+        batch = objective.collate([(i, tokenizer(s)["input_ids"]) for i, s in enumerate(sentences)], step=0)
+        anchors = objective.embed(embedder, batch)[0].numpy()
+    live = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "live").encode(sentences)
+    np.testing.assert_allclose(live, anchors, atol=1e-6)
+    save_embedder(embedder, tokenizer, tmp_path / "saved")
+    recipe = json.loads((tmp_path / "saved" / "simcse_lab_recipe.json").read_text())
+    assert recipe["pooler"] == "mask" and recipe["continuous_prompt"] == 3
+    assert (tmp_path / "saved" / "continuous_prompt.safetensors").is_file()
+    assert not (tmp_path / "saved" / "modules.json").exists()  # no directory plain sentence-transformers would run
+    reloaded = Encoder(str(tmp_path / "saved"), precision="fp32", device="cpu")
+    assert reloaded.describe()["continuous_prompt"] == 3
+    np.testing.assert_allclose(reloaded.encode(sentences), live, atol=1e-6)
+    assert np.abs(live - Encoder(str(tmp_path / "bert"), pooler="avg", precision="fp32").encode(sentences)).max() > 0.1
+
+
+def test_the_saved_model_refuses_what_would_embed_otherwise(tiny, tmp_path, capsys):
+    from conftest import one_line_refusal
+
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder, _ = tiny
+    save_embedder(embedder, tokenizer, tmp_path / "saved")
+    saved = str(tmp_path / "saved")
+    sts = write_lines(tmp_path / "sts.tsv", ["sentence1\tsentence2\tscore", "a cat\ta dog\t3.0", "red\tblue\t1.0"])
+    err = one_line_refusal(["eval", "--model", saved, "--pooler", "avg", "--tasks", f"sts:{sts}"], capsys)
+    assert "continuous prompt" in err and "drop --pooler avg" in err
+    for fmt in ("sentence-transformers", "hf", "onnx"):
+        err = one_line_refusal(["export", "--model", saved, "--format", fmt, "--output-dir", str(tmp_path / fmt)],
+                               capsys)
+        assert "ConPVP" in err and "simcse-lab" in err and not (tmp_path / fmt).exists()
+    (tmp_path / "saved" / "continuous_prompt.safetensors").write_bytes(b"not safetensors")
+    err = one_line_refusal(["eval", "--model", saved, "--tasks", f"sts:{sts}"], capsys)
+    assert "continuous_prompt.safetensors" in err
+
+
+def train_args(model, data, out, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "simcse_lab", "train", "--model", str(model), "--data", str(data), "--objective",
+            "conpvp", "--prompt-length", "3", "--max-steps", "6", "--save-steps", "3", "--batch-size", "8",
+            "--max-seq-len", "16", "--lr", "1e-3", "--eval-steps", "0", "--test-tasks", "none", "--precision", "fp32",
+            "--log-steps", "1", "--no-progress", "--output-dir", str(out), *extra]
+
+
+def test_a_killed_run_resumes_bit_exact(tmp_path):
+    """Dropout on: the prototype draws (keyed by step and index), the RNG and the prompt's vectors and their AdamW
+    state come back from the checkpoint; the losses and every weight end exactly as without the kill."""
+    from conftest import killed_at_checkpoint
+
+    model = make_tiny_bert(tmp_path / "bert", dropout=0.1)
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(96))
+    subprocess.run(train_args(model, data, tmp_path / "full"), check=True, capture_output=True, timeout=300)
+    killed_at_checkpoint(train_args(model, data, tmp_path / "cut"), tmp_path / "cut" / "checkpoints" / "step-0000003",
+                         timeout=300)
+    assert not (tmp_path / "cut" / "final").exists(), "killed too late to test resuming"
+    subprocess.run(train_args(model, data, tmp_path / "cut", "--resume"), check=True, capture_output=True, timeout=300)
+
+    def losses(run):
+        return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert losses(tmp_path / "cut") == losses(tmp_path / "full") and len(set(losses(tmp_path / "full"))) > 1
+    states = {n: torch.load(tmp_path / n / "checkpoints" / "step-0000006" / "state.pt", weights_only=True)["model"]
+              for n in ("full", "cut")}
+    assert "continuous_prompt.vectors" in states["full"]
+    for key, value in states["full"].items():
+        assert torch.equal(states["cut"][key], value), key
+
+
+def test_two_processes_match_one(tmp_path):
+    """The prototypes of the GLOBAL batch, gathered with the gradient-carrying gather: 2 processes x 4 rows = 1 x 8,
+    dropout off (tests/test_distributed.py's runs). Every sentence has as many tokens, and both templates too, so both
+    ways pad to one width. The first loss is the same to rounding. After that, a view being the difference of two close
+    states, a weight whose true gradient is ~0 (a key bias: softmax ignores it) gets a gradient of rounding noise,
+    which Adam's first steps turn into up to +-lr: a handful of weights (0.1%, measured: 20 of 11k) move by up to a
+    fifth of a step and the next losses by 3e-5. So: the first loss to 1e-6, the others to 1e-4, 99.5% of every
+    weights (the prompt's vectors: all) to 1e-6 and none beyond a fifth of one step (lr 1e-3). A missing gradient from the other
+    process, or negatives of the local batch only, moves far more."""
+    from test_distributed import launch
+
+    model = make_tiny_bert(tmp_path / "bert", dropout=0.0)
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(64, lengths=(7, 8)))
+    pairs = write_lines(tmp_path / "pairs.tsv", ["{sentence} means {mask} .\t{sentence} not {mask} ."])
+    extra = ("--pooler", "mask", "--prompt-length", "3", "--prototype-templates", str(pairs))
+    for n in (1, 2):
+        launch(n, model, data, tmp_path / str(n), "conpvp", extra)
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+              for n in ("1", "2")]
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-6) and len(set(losses[0])) == 3
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    one, two = (torch.load(tmp_path / n / "checkpoints" / "step-0000003" / "state.pt", weights_only=True)["model"]
+                for n in ("1", "2"))
+    assert "continuous_prompt.vectors" in one
+    torch.testing.assert_close(two["continuous_prompt.vectors"], one["continuous_prompt.vectors"], rtol=1e-4, atol=1e-6)
+    close = torch.cat([torch.isclose(two[k], v, rtol=1e-4, atol=1e-6).flatten() for k, v in one.items()])
+    assert close.float().mean() >= 0.995, f"{int((~close).sum())} of {len(close)} weights differ"
+    assert max(float((two[k] - v).abs().max()) for k, v in one.items()) < 2e-4

@@ -23,11 +23,14 @@ anchor rows, so that evaluation, analysis, search and the saved model embed exac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from simcse_lab.errors import UserError
+from simcse_lab.errors import InputError, UserError
 from simcse_lab.modeling.batching import pad_batch
 
 SENTENCE, TEMPLATE, SLOT, READ = 0, 1, 2, 3  # layout codes (padding is SENTENCE too: attended by neither pass)
@@ -165,12 +168,12 @@ def prompted_vectors(backbone: nn.Module, vectors: torch.Tensor | None, batch: d
 
 class ContinuousPrompt(nn.Module):
     """The learned vectors of ConPVP's anchor template (``vectors``: (length, hidden), initialised as the paper's
-    ``torch.rand``) and what turns a plain batch of sentences into anchor rows."""
+    ``torch.rand``, or the saved ``vectors``) and what turns a plain batch of sentences into anchor rows."""
 
-    def __init__(self, tokenizer, length: int, hidden: int, limit: int):
+    def __init__(self, tokenizer, length: int, hidden: int, limit: int, vectors: torch.Tensor | None = None):
         super().__init__()
         self.template = anchor_template(tokenizer, length)
-        self.vectors = nn.Parameter(torch.rand(length, hidden))
+        self.vectors = nn.Parameter(torch.rand(length, hidden) if vectors is None else vectors.float().clone())
         self.builder = RowBuilder(special_ends(tokenizer), limit)
         self.pad_id = tokenizer.pad_token_id
         self.with_types = "token_type_ids" in tokenizer.model_input_names
@@ -195,3 +198,24 @@ class ContinuousPrompt(nn.Module):
         if "layout" not in batch:
             batch = self.anchor_batch(batch["input_ids"], batch["attention_mask"])
         return prompted_vectors(backbone, self.vectors, batch)
+
+
+def save_prompt_vectors(prompt: ContinuousPrompt, directory) -> Path:
+    """The learned vectors as ``directory``/:data:`PROMPT_FILE` (safetensors, fp32)."""
+    path = Path(directory) / PROMPT_FILE
+    save_file({PROMPT_KEY: prompt.vectors.detach().float().cpu().contiguous()}, str(path))
+    return path
+
+
+def load_continuous_prompt(directory, tokenizer, length: int, config, limit: int) -> ContinuousPrompt:
+    """The continuous prompt a saved model's recipe declares (``length`` vectors of the backbone's width), read from
+    ``directory``/:data:`PROMPT_FILE`; a missing, unreadable or misshapen file is one line naming it."""
+    path = Path(directory) / PROMPT_FILE
+    try:
+        vectors = load_file(str(path))[PROMPT_KEY]
+    except (OSError, KeyError, SafetensorError) as err:
+        raise InputError(path, None, f"cannot read the continuous prompt the recipe declares ({err})") from None
+    if tuple(vectors.shape) != (length, config.hidden_size):
+        raise InputError(path, None, f"vectors of shape {tuple(vectors.shape)}, the recipe and backbone say "
+                                     f"({length}, {config.hidden_size})")
+    return ContinuousPrompt(tokenizer, length, config.hidden_size, limit, vectors)

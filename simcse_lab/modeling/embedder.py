@@ -179,7 +179,9 @@ class SimCSEEmbedder(nn.Module):
 
     def add_continuous_prompt(self, tokenizer, length: int) -> ContinuousPrompt:
         """ConPVP: embed every sentence through a new continuous prompt of ``length`` learned vectors (part of this
-        model: trained, checkpointed and saved with it)."""
+        model: trained, checkpointed and saved with it); the embedder's pooler is ``mask`` (the prompt's)."""
+        if self.pooler != "mask":
+            raise ValueError(f"a continuous prompt is read at its mask token: pooler 'mask', not {self.pooler!r}")
         config = self.backbone.config
         self.continuous_prompt = ContinuousPrompt(tokenizer, length, config.hidden_size,
                                                   self.family.max_tokens(config))

@@ -38,7 +38,7 @@ from simcse_lab.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg")
+POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg", "mask")
 NEEDS_HIDDEN_STATES = ("avg_first_last", "avg_top2")  # they read layers other than the last
 TOKEN_POOLERS = ("avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg")  # may skip an instruction
 POOLING_ONLY = ("embed_mask",)  # batch entries the poolers read and the model must not be given

@@ -40,6 +40,7 @@ class EmbeddingRecipe:
     bidirectional: bool = False  # a decoder LLM run with bidirectional attention (simcse_lab.modeling.attention)
     append_eos: bool = False    # EOS appended to every input (the family's rule, applied to the tokenizer)
     instruction: str = ""       # text put before every input (empty: none)
+    continuous_prompt: int = 0  # ConPVP: learned vectors of the anchor prompt (continuous_prompt.safetensors); 0: none
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n"

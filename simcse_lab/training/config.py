@@ -21,6 +21,7 @@ from simcse_lab.modeling.pooling import check_instruction, check_pooler
 from simcse_lab.runtime.numbers import SEED_LIMIT, check_number
 from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
+from simcse_lab.training.prototypes import prototype_pairs
 
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
 # (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
@@ -155,9 +156,28 @@ class TrainConfig:
 
         parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
         self._check_lora()
+        self._check_conpvp()
         if self.pack_width and self.mini_batch_size:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")
+
+    def _check_conpvp(self) -> None:
+        """--objective conpvp reads each sentence at its prompt's mask token (pooler ``mask``, the default here);
+        settings that would embed otherwise or lose the prompt are one line; the prototype file is read now."""
+        if self.objective != "conpvp":
+            return
+        self.pooler = self.pooler or "mask"
+        if self.pooler != "mask":
+            raise UserError(f"--objective conpvp reads each sentence at its prompt's mask token (pooler mask); drop "
+                            f"--pooler {self.pooler} or give --pooler mask")
+        refused = {"instruction": "--instruction", "do_mlm": "--do-mlm", "pack_width": "--pack-width",
+                   "mini_batch_size": "--mini-batch-size", "projection": "--projection",
+                   "merge_lora": "--no-merge-lora"}
+        for name, flag in refused.items():
+            if bool(getattr(self, name)) != (name == "merge_lora"):
+                raise UserError(f"--objective conpvp embeds every sentence through its continuous prompt, which "
+                                f"{flag} does not carry; drop {flag}")
+        prototype_pairs(self.prototype_templates)
 
     def _check_lora(self) -> None:
         self.init_adapter = expand_user(self.init_adapter) if self.init_adapter else self.init_adapter

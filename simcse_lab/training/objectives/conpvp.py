@@ -16,57 +16,21 @@ InfoNCE over ``[cos(z1, z2_all) || cos(z1, n1_all)] / τ`` with the anchor's own
 gradient-carrying gather, as unsup / sup): every other sentence's prototypes and every negative prototype, the
 anchor's own included, are negatives.
 
-Prototype templates (``--prototype-templates FILE``, default :data:`DEFAULT_PROTOTYPES`): one pair a line,
-``positive<TAB>negative``, each with ``{sentence}`` once and the mask token once (``{mask}`` or the tokenizer's
-own); blank lines and lines starting with ``#`` are skipped. The defaults are the paper's prompts
-(research-notes §4); the notes list the negated forms with their openings elided, and the two pairings marked
-below are ours.
+Prototype templates: ``--prototype-templates FILE`` of ``positive<TAB>negative`` lines, default the paper's
+(:mod:`simcse_lab.training.prototypes`).
 """
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import torch
 
-from simcse_lab.errors import InputError, UserError
+from simcse_lab.errors import UserError
 from simcse_lab.modeling.continuous_prompt import ContinuousPrompt, TemplateIds, template_ids
 from simcse_lab.runtime.distributed import gather_with_grad
 from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_nce, register
-
-DEFAULT_PROMPT_LENGTH = 10
-DEFAULT_PROTOTYPES = (
-    ('This sentence : " {sentence} " means {mask} .', 'This sentence : " {sentence} " not means {mask} .'),
-    ('By " {sentence} " they mean {mask} .', 'Without " {sentence} " they mean {mask} .'),
-    ('" {sentence} " , Is this review positive ? {mask} .', '" {sentence} " , Is this review negative ? {mask} .'),
-    ('" {sentence} " , is related to " {mask} "', '" {sentence} " , is inconsistent to " {mask} "'),
-    ('" {sentence} " is a {mask} one', '" {sentence} " is not a {mask} one'),
-    ('Article " {sentence} " belongs to a {mask} topic',
-     'Article " {sentence} " is definitely not about the {mask} topic'),
-    # pairings of ours: the notes give "... is totally different to" and "... which not denotes [MASK]"
-    ('" {sentence} " . In summary : " {mask} "', '" {sentence} " is totally different to " {mask} "'),
-    ('Given " {sentence} " , we assume that " {mask} "', 'Given " {sentence} " , which not denotes " {mask} "'),
-)
-
-
-def read_prototypes(path: str) -> list[tuple[str, str]]:
-    """The (positive, negative) template pairs of a prototype file; a bad line is one line naming file and line."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read the prototype templates ({err})") from None
-    pairs = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 2 or not all(f.strip() for f in fields):
-            raise InputError(path, number, "expected 'positive template<TAB>negative template'")
-        pairs.append((fields[0].strip(), fields[1].strip()))
-    if not pairs:
-        raise InputError(path, None, "no prototype template pair")
-    return pairs
+from simcse_lab.training.prototypes import prototype_pairs
 
 
 def compile_prototypes(tokenizer, pairs, where: str) -> list[tuple[TemplateIds, TemplateIds]]:
@@ -88,9 +52,11 @@ class ConPVP(Objective):
 
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder) -> ConPVP:
+        if embedder.family.causal:
+            raise UserError(f"--objective conpvp reads a masked-language model's [MASK] state; the {embedder.family.name} "
+                            f"family is a decoder LLM: use an encoder (BERT, RoBERTa, ...)")
         where = cfg.prototype_templates or "the default prototype templates"
-        pairs = read_prototypes(cfg.prototype_templates) if cfg.prototype_templates else DEFAULT_PROTOTYPES
-        prototypes = compile_prototypes(tokenizer, pairs, where)
+        prototypes = compile_prototypes(tokenizer, prototype_pairs(cfg.prototype_templates), where)
         prompt = embedder.add_continuous_prompt(tokenizer, cfg.prompt_length)
         return cls(tokenizer, prompt, prototypes, cfg.temperature, cfg.seed)
 
