@@ -18,9 +18,12 @@ import torch
 from conftest import free_port, make_tiny_bert, random_sentences, write_lines
 
 
+POOLERS = {"promptbert": "mask"}  # the pooler an objective needs; the others train with avg
+
+
 def launch(n: int, model, data, out, objective: str, extra: tuple[str, ...] = ()) -> None:
     train = ["-m", "simcse_lab", "train", "--model", str(model), "--data", str(data), "--objective", objective,
-             "--pooler", "avg", "--max-steps", "3", "--batch-size", "8", "--max-seq-len", "16", "--lr", "1e-3",
+             "--pooler", POOLERS.get(objective, "avg"), "--max-steps", "3", "--batch-size", "8", "--max-seq-len", "16", "--lr", "1e-3",
              "--eval-steps", "0", "--test-tasks", "none", "--precision", "fp32", "--log-steps", "1",
              "--hard-negative-weight", "0.5", "--no-progress", "--output-dir", str(out),
              # one chunk: 8 rows in one process and 4 + 4 in two would otherwise be cut into different shapes,
@@ -37,7 +40,7 @@ def launch(n: int, model, data, out, objective: str, extra: tuple[str, ...] = ()
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("objective", ["unsup", "sup", "esimcse"])
+@pytest.mark.parametrize("objective", ["unsup", "sup", "esimcse", "promptbert"])
 def test_two_processes_match_one(tmp_path, objective):
     check_two_match_one(tmp_path, objective)
 
@@ -75,9 +78,15 @@ def check_two_match_one(tmp_path, objective: str, extra: tuple[str, ...] = ()) -
     # Adam's first step moves a weight by about +-lr whatever the size of its gradient, so a weight whose
     # gradient is ~0 feels the rounding of the 2-process sum (sup's hard negatives give a few of them: one
     # of 4096 weights of a layer lands 2e-6 away, with the code before this change too): 1% of one step
-    atol = 1e-5 if objective == "sup" else 1e-6
+    # promptbert reads one token per row (and its template's delta): more weights with a ~0 gradient, one or two of
+    # which land up to 3.3e-5 away (3% of one step; which ones varies from run to run)
+    atol = {"sup": 1e-5, "promptbert": 5e-5}.get(objective, 1e-6)
+    # template denoising subtracts two outputs of the last LayerNorm, so its bias cancels: a gradient of 0 up to
+    # rounding, which Adam's first steps blow up to +-lr in either run
+    cancelled = "backbone.encoder.layer.1.output.LayerNorm.bias" if objective == "promptbert" else None
     for key, value in states["one"].items():
-        torch.testing.assert_close(states["two"][key], value, rtol=1e-4, atol=atol)
+        if key != cancelled:
+            torch.testing.assert_close(states["two"][key], value, rtol=1e-4, atol=atol, msg=lambda m: f"{key}: {m}")
     assert len(set(np.round(losses("one"), 6))) > 1  # training really moved the weights between steps
 
 

@@ -28,6 +28,9 @@ def hf(tiny_bert):
 @pytest.mark.parametrize("pooler", POOLERS)
 def test_shapes(hf, pooler):
     model, batch, out = hf
+    if pooler == "mask":  # the template's mask token: here position 1 of each row
+        batch = {**batch, "template_mask": torch.nn.functional.one_hot(torch.ones(len(SENTS), dtype=torch.long),
+                                                                        batch["input_ids"].shape[1])}
     vec = pool(pooler, batch, out.last_hidden_state, out.hidden_states, backbone_mlp(model), summary=0)
     assert vec.shape == (len(SENTS), model.config.hidden_size)
 

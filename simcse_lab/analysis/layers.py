@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from simcse_lab.modeling.denoise import denoised
 from simcse_lab.modeling.encoder import encode_texts
 from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.pooling import masked_mean, model_inputs, pool
@@ -63,13 +64,15 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
             batch = {k: v.to(device) for k, v in batch.items()}
             out = model(**model_inputs(batch), output_hidden_states=True)
             main = pool(encoder.pooler, batch, out.last_hidden_state, out.hidden_states, encoder.mlp, summary=summary)
+            if getattr(encoder, "denoise_from", None) is not None:  # the template's delta, as the encoder does
+                main = denoised(main, model, (encoder.template,), batch, encoder.denoise_from)
             return _concat(main, out.hidden_states, _tokens(batch), summary)
 
     try:
         flat = encode_texts(sentences, encoder.tokenizer, forward, dim + per_layer_vectors * layers * hidden,
                             batch_size=encoder.batch_size, max_length=encoder.max_length,
                             precision=encoder.precision, device=device, progress=progress,
-                            instruction=getattr(encoder, "instruction", ""))
+                            text=getattr(encoder, "text_format", None))
     finally:
         if previous is not None:
             config.output_hidden_states = previous

@@ -32,7 +32,7 @@ from simcse_lab.evaluation.sts import POSITIVE_GOLD, evaluate
 from simcse_lab.evaluation.sts_geometry import unit_rows
 from simcse_lab.evaluation.tables import markdown_table, text_table
 from simcse_lab.evaluation.vectors import alignment, l2_normalize, uniformity
-from simcse_lab.modeling.encoder import Encoder
+from simcse_lab.modeling.encoder import Encoder, use_template
 from simcse_lab.modeling.sentence_encoder import SentenceEncoder
 
 
@@ -88,6 +88,8 @@ class Options:
     batch_size: int = 128
     progress: bool = False
     bidirectional: bool | None = None  # a decoder LLM's attention (None: as its recipe says, else causal)
+    template: str | None = None  # --template: each sentence inside it (None: the model's saved one, if any)
+    template_denoise: bool | None = None  # --template-denoise (None: as saved; off with a --template given)
 
 
 def sentence_metrics(x: np.ndarray, pairs: list[tuple[int, int]], max_pairs: int, seed: int) -> dict:
@@ -106,6 +108,7 @@ def analyze_checkpoint(ckpt: Checkpoint, data: SentenceData, opts: Options) -> t
     start = time.perf_counter()
     encoder = Encoder(ckpt.model, pooler=ckpt.pooler, precision=opts.precision, batch_size=opts.batch_size,
                       bidirectional=opts.bidirectional)
+    use_template(encoder, opts.template, opts.template_denoise)
     layered = encode_layers(encoder, data.sentences, progress=opts.progress)
     encode_seconds = time.perf_counter() - start
     memo = MemoEncoder(encoder)

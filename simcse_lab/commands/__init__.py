@@ -23,6 +23,38 @@ def add_bidirectional_flag(p: argparse.ArgumentParser) -> None:
                         "as the model was trained (its simcse_lab_recipe.json), else causal as shipped")
 
 
+def add_template_flags(p: argparse.ArgumentParser) -> None:
+    """``--template`` and ``--template-denoise`` / ``--no-template-denoise`` (PromptBERT's input template)."""
+    p.add_argument("--template", default=None,
+                   help="embed each sentence inside this template, read at its mask token with --pooler mask "
+                        "(PromptBERT), e.g. 'This sentence : \"{sentence}\" means [MASK] .' (the tokenizer's mask "
+                        "token, or {mask}); default: the one saved with the model, if any")
+    p.add_argument("--template-denoise", action=argparse.BooleanOptionalAction, default=None,
+                   help="subtract the template's own mask-token state for the sentence's length (PromptBERT's "
+                        "template denoising); default: as the model was saved, off with a --template given here")
+
+
+def check_template_flags(model: str, pooler: str | None, template: str | None) -> None:
+    """The template flags against ``model``'s saved recipe, before anything loads: a template without a sentence slot
+    or a mask, ``--pooler mask`` with no template given or saved, are one line each."""
+    from simcse_lab.errors import UserError
+    from simcse_lab.modeling.template import check_template_text
+
+    if template:
+        check_template_text(template)
+    if pooler == "mask" and not template:
+        import os
+
+        from simcse_lab.modeling.recipe import read_recipe
+        from simcse_lab.modeling.resolve import resolve_model
+
+        path = resolve_model(model)
+        recipe = read_recipe(path) if os.path.isdir(path) else None
+        if recipe is None or not recipe.template:
+            raise UserError(f"--pooler mask reads the state at a template's mask token, and {model} has no saved "
+                            f"template: give --template 'This sentence : \"{{sentence}}\" means [MASK] .'")
+
+
 def add_output_dir_flag(p: argparse.ArgumentParser, help_text: str) -> None:
     """``--output-dir``; ``--output``, its old spelling, still works."""
     p.add_argument("--output-dir", "--output", dest="output_dir", required=True, help=help_text)

@@ -14,7 +14,7 @@ import sys
 
 from simcse_lab.analysis import flow as flow_module
 from simcse_lab.analysis.token_dynamics import MAX_OCCURRENCES, MAX_TYPES, MIN_CONTEXTS
-from simcse_lab.commands import add_bidirectional_flag, add_progress_flag
+from simcse_lab.commands import add_bidirectional_flag, add_progress_flag, add_template_flags, check_template_flags
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.evaluation.sts import SPLITS
 from simcse_lab.modeling.pooling import POOLERS
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pooler for --model (default: a sentence-transformers directory's own modules, else the "
                         "backbone family's natural one: cls, or avg for a family without [CLS] such as T5)")
     add_bidirectional_flag(p)
+    add_template_flags(p)  # for every checkpoint analysed
     p.add_argument("--compare", nargs="+", default=[], metavar="MODEL[@POOLER]",
                    help="further checkpoints, side by side; an arrow is drawn from --model to each")
     p.add_argument("--output-dir", required=True, help="where report.json, report.md and the PNGs go")
@@ -116,6 +117,8 @@ def run(args) -> int:
     if args.model is not None:
         checkpoints.append(inputs.parse_checkpoint(args.model, args.pooler))
         checkpoints += [inputs.parse_checkpoint(spec) for spec in args.compare]
+    for ckpt in checkpoints:
+        check_template_flags(ckpt.model, ckpt.pooler, args.template)
     labels = [c.label for c in checkpoints]
     if len(set(labels)) != len(labels):
         raise UserError(f"two checkpoints share the label {labels}; compare distinct models or poolers")
@@ -166,7 +169,8 @@ def run(args) -> int:
                             sts_split=args.sts_split, token_dynamics=not args.no_token_dynamics, dynamics=dynamics,
                             dynamics_sentences=args.token_dynamics_sentences, max_pairs=args.max_pairs,
                             seed=args.seed, precision=args.precision, batch_size=args.batch_size,
-                            progress=args.progress, bidirectional=args.bidirectional)
+                            progress=args.progress, bidirectional=args.bidirectional, template=args.template,
+                            template_denoise=args.template_denoise)
     results, arrays = [], {}
     for ckpt in checkpoints:
         print(f"analysing {ckpt.label} ...", file=sys.stderr)

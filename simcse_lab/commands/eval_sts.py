@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.commands import _mteb, add_bidirectional_flag, add_progress_flag
+from simcse_lab.commands import _mteb, add_bidirectional_flag, add_progress_flag, add_template_flags, check_template_flags
 from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.commands._transfer import add_transfer_flags, configure_transfer, print_transfer, task_list
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "masking; a token pooler: avg, avg_first_last, avg_top2, last_token, weighted_avg); default: "
                         "the one saved with the model, if any")
     add_bidirectional_flag(p)
+    add_template_flags(p)
     p.add_argument("--tasks", default=None,
                    help="comma-separated tasks (default: SentEval's seven STS tasks, unless --transfer is given): "
                         "sts12 ... sickr, stsb-retrieval, sickr-retrieval, SentEval's transfer tasks mr, cr, subj, "
@@ -81,6 +82,7 @@ def run(args) -> int:
         tasks = configure_transfer(parse_tasks(task_list(args, ",".join(TASKS))), args)
         check_tasks(tasks, args.split)  # an unknown split, a user's file that does not read: before any model loads
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
+    check_template_flags(args.model, args.pooler, args.template)
     corpus = None
     if args.whiten or args.flow:
         from simcse_lab.analysis import flow as flow_module
@@ -89,11 +91,12 @@ def run(args) -> int:
         if args.flow:
             flow_module.check_settings(**flow_settings(args))
         corpus = load_corpus(args.whiten or args.flow, "train", limit=args.fit_max, seed=args.seed)
-    from simcse_lab.modeling.encoder import load_encoder
+    from simcse_lab.modeling.encoder import load_encoder, use_template
 
     encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
                            batch_size=args.batch_size, max_length=args.max_length, bidirectional=args.bidirectional,
                            device=mteb_plan.device if mteb_plan else None, instruction=args.instruction)
+    use_template(encoder, args.template, args.template_denoise)
     fitted = None
     if corpus is not None:
         encoder, fitted = post_hoc_encoder(encoder, corpus, args)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.commands import add_bidirectional_flag, add_output_dir_flag, add_progress_flag
+from simcse_lab.commands import (add_bidirectional_flag, add_output_dir_flag, add_progress_flag, add_template_flags,
+                                 check_template_flags)
 from simcse_lab.modeling.pooling import POOLERS
 from simcse_lab.runtime.precision import PRECISIONS
 from simcse_lab.search.index import INDEX_TYPES
@@ -27,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="flat = exact (up to ~1M vectors); hnsw / ivfpq = approximate, recall@10 vs exact printed")
     b.add_argument("--pooler", choices=POOLERS, default=None)
     add_bidirectional_flag(b)
+    add_template_flags(b)
     b.add_argument("--precision", choices=PRECISIONS, default="auto")
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--chunk-size", type=int, default=4096, help="sentences encoded and added per step (bounds memory)")
@@ -48,12 +50,15 @@ def run(args) -> int:
     columns = parse_columns(args.columns)
     if columns and len(columns) != 1:
         raise UserError(f"--columns {args.columns}: an index holds one sentence a row; name one column")
+    check_template_flags(args.model, args.pooler, args.template)
     encoder = None
-    if args.bidirectional is not None:  # a decoder's attention other than its recipe's: recorded in the manifest
-        from simcse_lab.modeling.encoder import load_encoder
+    # a decoder's attention, a template other than the recipe's: recorded in the manifest, applied by search
+    if args.bidirectional is not None or args.template is not None or args.template_denoise is not None:
+        from simcse_lab.modeling.encoder import load_encoder, use_template
 
         encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision, batch_size=args.batch_size,
                                bidirectional=args.bidirectional)
+        use_template(encoder, args.template, args.template_denoise)
     m = build_index(args.model, args.corpus, args.output_dir, kind=args.index, pooler=args.pooler,
                     precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,
                     overwrite=args.overwrite, progress=args.progress, columns=columns, encoder=encoder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from simcse_lab.commands import add_template_flags, check_template_flags
 from simcse_lab.evaluation.sts import RELEVANT_GOLD, SPLITS
 from simcse_lab.modeling.pooling import POOLERS
 from simcse_lab.runtime.precision import PRECISIONS
@@ -13,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, action="append",
                    help="model dir, alias, or training run dir (its best/ or final/); repeat to compare checkpoints")
     p.add_argument("--pooler", choices=POOLERS, default=None)
+    add_template_flags(p)
     p.add_argument("--tasks", default="stsb,sickr")
     p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--threshold", type=float, default=RELEVANT_GOLD, help="gold score for a pair to count as relevant")
@@ -34,11 +36,13 @@ def run(args) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for model in args.model:  # a bad --model stops here, before the seconds of the encoder's imports
         resolve_model(model)
-    from simcse_lab.modeling.encoder import load_encoder
+        check_template_flags(model, args.pooler, args.template)
+    from simcse_lab.modeling.encoder import load_encoder, use_template
 
     results = []
     for model in args.model:
         encoder = load_encoder(model, pooler=args.pooler, precision=args.precision)
+        use_template(encoder, args.template, args.template_denoise)
         result = evaluate(encoder, tasks, args.split, args.threshold)
         result["model"] = model
         results.append(result)

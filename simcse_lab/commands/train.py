@@ -11,10 +11,12 @@ BOOL = argparse.BooleanOptionalAction
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from simcse_lab.training.config import FIELDS
+    from simcse_lab.training.objective_options import all_options
 
     p.add_argument("--config", default=None, help="YAML file of options (flags given here override it)")
-    helps = {"objective": "unsup, sup, esimcse, or mntp (a decoder's masked next-token prediction alone, LLM2Vec's "
-                          "step before SimCSE)",
+    helps = {"objective": "unsup, sup, esimcse, promptbert (PromptBERT: two templates, [MASK] pooling, template "
+                          "denoising), or mntp (a decoder's masked next-token prediction alone, LLM2Vec's step "
+                          "before SimCSE); each objective's own options below name it",
              "data": "a registry NAME[:SPLIT] (wiki, nli, wiki1m, nli_for_simcse ...; fetched and verified on first "
                      "use), a .txt/.csv/.tsv/.jsonl/.parquet file, a save_to_disk directory or hub:OWNER/NAME[:CONFIG][@SPLIT]",
              "columns": "the sentence[,positive[,hard negative]] columns of --data (default: a known naming "
@@ -47,8 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        "retrieval:FILE:mrr@10)", "resume": "continue from the last checkpoint",
              "precision": "accelerate's mixed precision: auto (bf16 where native, else fp16 on CUDA, else fp32), "
                           "fp32, bf16 or fp16 (CUDA; gradient scaling); accelerate launch --mixed_precision is "
-                          "honoured", "fixed_repetition":
-             "ESimCSE: draw the word repetition once per sentence (official code) instead of every step",
+                          "honoured",
              "progress": "show a progress bar on stderr (default: when stderr is a terminal)",
              "output_dir": "the run directory to write (metrics.jsonl, best/, final/, summary.json, checkpoints/)",
              "cos_reg": "weight of the cosine regulariser (mean pairwise cosine of the batch's anchor embeddings) "
@@ -75,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                   "unsupervised SimCSE on decoders whose config has none); -1: the model's own (default)",
              "gradient_checkpointing": "recompute each layer's activations in the backward pass (transformers' "
                                        "gradient checkpointing): less activation memory, one more forward pass"}
+    helps.update({option.name: option.help for option in all_options()})  # each objective's own, with its name
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}.get(field.type)

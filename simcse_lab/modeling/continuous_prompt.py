@@ -1,10 +1,10 @@
 """ConPVP's sentence representation (Zeng et al. 2022, lemon0830/promptCSE): a sentence read at a [MASK] token
 inside a template, minus the same template run without the sentence.
 
-A *prompted row* is built at the token level from a sentence's ids (special tokens included, as the tokenizer
-makes them): the leading special tokens, the template's tokens before ``{sentence}``, the sentence's tokens, the
-template's tokens after it, the trailing special tokens. Beside the ids every row has a *layout*, one code per
-position (:data:`SENTENCE`, :data:`TEMPLATE`, :data:`SLOT`, :data:`READ`), which says:
+A *prompted row* is a sentence's ids inside a template, as :mod:`simcse_lab.modeling.template` builds it (the
+special tokens, the template's tokens before ``{sentence}``, the sentence's tokens cut to fit the model, the
+template's tokens after it). Beside the ids every row has a *layout*, one code per position (:data:`SENTENCE`,
+:data:`TEMPLATE`, :data:`SLOT`, :data:`READ`), which says:
 
 - where the representation is read (:data:`READ`, the template's mask token: exactly one per row);
 - which positions take the learned vectors of the continuous prompt (:data:`SLOT`: the ``[PAD]`` placeholders of
@@ -22,7 +22,7 @@ anchor rows, so that evaluation, analysis, search and the saved model embed exac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,98 +32,56 @@ from torch import nn
 
 from simcse_lab.errors import InputError, UserError
 from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.modeling.template import MASK_SLOT, SENTENCE_SLOT, TemplateTokens, compile_template
 
 SENTENCE, TEMPLATE, SLOT, READ = 0, 1, 2, 3  # layout codes (padding is SENTENCE too: attended by neither pass)
-SENTENCE_SLOT = "{sentence}"
-MASK_SLOT = "{mask}"
 PROMPT_FILE = "continuous_prompt.safetensors"  # the learned vectors, beside the recipe of a saved model
 PROMPT_KEY = "vectors"
 
 
-@dataclass(frozen=True)
-class TemplateIds:
-    """A template as token ids with their layout codes: what goes before the sentence and what after it."""
-
-    before: tuple[tuple[int, int], ...]
-    after: tuple[tuple[int, int], ...]
-
-    def __len__(self) -> int:
-        return len(self.before) + len(self.after)
-
-
-def _piece_ids(tokenizer, text: str, mask_token: str) -> list[tuple[int, int]]:
-    """``text`` (a part of a template, no sentence slot) as (id, code) pairs: its mask token READ, the rest
-    TEMPLATE, each piece between mask tokens tokenised on its own without special tokens."""
-    out: list[tuple[int, int]] = []
-    for i, piece in enumerate(text.split(mask_token)):
-        if i:
-            out.append((tokenizer.mask_token_id, READ))
-        if piece.strip():
-            out += [(t, TEMPLATE) for t in tokenizer(piece, add_special_tokens=False)["input_ids"]]
-    return out
-
-
-def template_ids(tokenizer, text: str, where: str = "template") -> TemplateIds:
-    """``text`` with ``{sentence}`` once and the mask token once (``{mask}`` or the tokenizer's own, e.g.
-    ``[MASK]``) as token ids; anything else is one line naming ``where``."""
-    mask = tokenizer.mask_token
-    if mask is None or tokenizer.mask_token_id is None:
-        raise UserError(f"{where}: the tokenizer has no mask token to read the sentence at; use a masked-language "
-                        f"model (BERT, RoBERTa, ...)")
-    text = text.replace(MASK_SLOT, mask)
-    if text.count(SENTENCE_SLOT) != 1:
-        raise UserError(f"{where}: a template needs {SENTENCE_SLOT} exactly once, got {text!r}")
-    if text.count(mask) != 1:
-        raise UserError(f"{where}: a template needs the mask token ({MASK_SLOT} or {mask}) exactly once, got {text!r}")
-    before, after = text.split(SENTENCE_SLOT)
-    return TemplateIds(tuple(_piece_ids(tokenizer, before, mask)), tuple(_piece_ids(tokenizer, after, mask)))
-
-
-def anchor_template(tokenizer, length: int) -> TemplateIds:
-    """ConPVP's anchor: ``{sentence} [PAD]*length [MASK] .``, the ``length`` placeholders SLOT positions."""
+def anchor_template(tokenizer, length: int) -> TemplateTokens:
+    """ConPVP's anchor, ``{sentence} [PAD]*length [MASK] .``: the ``length`` pad tokens are the SLOT positions."""
     if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
         raise UserError(f"--prompt-length must be a positive number of learned vectors, got {length!r}")
     if tokenizer.pad_token_id is None:
         raise UserError("the tokenizer has no pad token to hold the continuous prompt's places")
-    tail = template_ids(tokenizer, f"{SENTENCE_SLOT} {MASK_SLOT} .", "the anchor template")
-    return TemplateIds((), ((tokenizer.pad_token_id, SLOT),) * length + tail.after)
+    tail = compile_template(tokenizer, f"{SENTENCE_SLOT} {MASK_SLOT} .", "the anchor template")
+    return replace(tail, text=f"{SENTENCE_SLOT} [PAD]*{length} {MASK_SLOT} .",
+                   suffix=(tokenizer.pad_token_id,) * length + tail.suffix)
 
 
-def special_ends(tokenizer) -> tuple[int, int]:
-    """How many special tokens the tokenizer puts before and after a sentence (BERT: [CLS] / [SEP]: 1, 1)."""
-    plain = tokenizer("hello world", add_special_tokens=False)["input_ids"]
-    full = tokenizer("hello world")["input_ids"]
-    for start in range(len(full) - len(plain) + 1):
-        if full[start: start + len(plain)] == plain:
-            return start, len(full) - start - len(plain)
-    raise ValueError("the tokenizer's special tokens are not around the sentence's own tokens")
+def check_no_slots(tokens: TemplateTokens, pad_id: int) -> TemplateTokens:
+    """``tokens`` if it holds no pad token (which would read as a continuous-prompt place); else one line."""
+    if pad_id in tokens.prefix + tokens.suffix:
+        raise UserError(f"template {tokens.text!r} holds the pad token, which marks the continuous prompt's places; "
+                        f"write it without")
+    return tokens
 
 
 @dataclass(frozen=True)
 class RowBuilder:
-    """Builds prompted rows from sentences' token ids (special tokens included): ``ends`` the special tokens
-    before / after a sentence, ``limit`` the positions a row may take (the sentence is cut to fit)."""
+    """Builds prompted rows from sentences' token ids (special tokens included): ``pad_id`` marks the continuous
+    prompt's places in a template, ``limit`` the positions a row may take (the sentence is cut to fit)."""
 
-    ends: tuple[int, int]
+    pad_id: int
     limit: int
 
-    def row(self, ids: list[int], template: TemplateIds) -> tuple[list[int], list[int]]:
-        """(ids, layout) of ``ids``' sentence inside ``template``."""
-        front, back = self.ends
-        room = self.limit - front - back - len(template)
-        if room < 1:
-            raise UserError(f"a template of {len(template)} tokens leaves no room for the sentence within "
-                            f"{self.limit} positions; shorten it (or --prompt-length)")
-        body = list(ids[front: len(ids) - back])[:room]
-        parts = [[(i, TEMPLATE) for i in ids[:front]], list(template.before), [(i, SENTENCE) for i in body],
-                 list(template.after), [(i, TEMPLATE) for i in ids[len(ids) - back:]]]
-        pairs = [pair for part in parts for pair in part]
-        return [i for i, _ in pairs], [c for _, c in pairs]
+    def codes(self, tokens: TemplateTokens, width: int) -> list[int]:
+        """The layout of a row of ``width`` positions built with ``tokens``."""
+        def code(token: int) -> int:
+            return READ if token == tokens.mask_id else SLOT if token == self.pad_id else TEMPLATE
+        return ([TEMPLATE] * len(tokens.head) + [code(t) for t in tokens.prefix]
+                + [SENTENCE] * (width - tokens.length) + [code(t) for t in tokens.suffix] + [TEMPLATE] * len(tokens.tail))
 
-    def batch(self, rows: list[tuple[list[int], list[int]]], pad_id: int, with_types: bool) -> dict:
+    def row(self, ids: list[int], tokens: TemplateTokens) -> tuple[list[int], list[int]]:
+        """(ids, layout) of ``ids``' sentence inside ``tokens``' template."""
+        row = tokens.apply(list(ids), self.limit)
+        return row, self.codes(tokens, len(row))
+
+    def batch(self, rows: list[tuple[list[int], list[int]]], with_types: bool) -> dict:
         """Right-padded model inputs of prompted rows, with their ``layout`` (padding: SENTENCE)."""
         ids = [r[0] for r in rows]
-        batch = pad_batch(ids, pad_id, [[0] * len(i) for i in ids] if with_types else None)
+        batch = pad_batch(ids, self.pad_id, [[0] * len(i) for i in ids] if with_types else None)
         batch["layout"] = pad_batch([r[1] for r in rows], SENTENCE)["input_ids"]
         return batch
 
@@ -174,22 +132,21 @@ class ContinuousPrompt(nn.Module):
         super().__init__()
         self.template = anchor_template(tokenizer, length)
         self.vectors = nn.Parameter(torch.rand(length, hidden) if vectors is None else vectors.float().clone())
-        self.builder = RowBuilder(special_ends(tokenizer), limit)
-        self.pad_id = tokenizer.pad_token_id
+        self.builder = RowBuilder(tokenizer.pad_token_id, limit)
         self.with_types = "token_type_ids" in tokenizer.model_input_names
 
     @property
     def length(self) -> int:
         return self.vectors.shape[0]
 
-    def rows(self, token_ids: list[list[int]], template: TemplateIds | None = None) -> list:
+    def rows(self, token_ids: list[list[int]], template: TemplateTokens | None = None) -> list:
         """Prompted rows of sentences' ids in ``template`` (default: the anchor template)."""
         return [self.builder.row(ids, template or self.template) for ids in token_ids]
 
     def anchor_batch(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
         """The anchor rows of a padded batch of sentences (either padding side), on its device."""
         plain = [row[mask.bool()].tolist() for row, mask in zip(input_ids.cpu(), attention_mask.cpu())]
-        batch = self.builder.batch(self.rows(plain), self.pad_id, self.with_types)
+        batch = self.builder.batch(self.rows(plain), self.with_types)
         return {k: v.to(input_ids.device) for k, v in batch.items()}
 
     def forward(self, backbone: nn.Module, batch: dict) -> torch.Tensor:

@@ -27,6 +27,7 @@ from torch import nn
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.attention import set_bidirectional
 from simcse_lab.modeling.continuous_prompt import ContinuousPrompt
+from simcse_lab.modeling.denoise import check_denoise, denoised
 from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eos, ensure_pad_token, family_of,
                                          mask_token)
 from simcse_lab.modeling.length_chunks import chunked_forward
@@ -35,10 +36,11 @@ from simcse_lab.modeling.lora import (BackboneSetup, adapter_meta, add_lora, che
                                      prepare_backbone)
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_pooler, model_inputs, pool
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, POOLING_ONLY, check_pooler, model_inputs, pool
 from simcse_lab.modeling.projection import new_projection, project, read_projection
 from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
+from simcse_lab.modeling.template import TemplateTokens
 
 
 class MLPHead(nn.Module):
@@ -96,8 +98,14 @@ class SimCSEEmbedder(nn.Module):
         self.family = family_of(backbone.config)  # where its sentence token is, whether it packs
         self.pooler = pooler
         self.instruction = ""  # text put before every sentence, its tokens not pooled (--instruction; load_embedder)
+        # input templates (modeling/template.py): the first is the model's own (its recipe's), others an objective's
+        # views; denoise_from: the first position id when their deltas are subtracted (modeling/denoise.py)
+        self.templates: tuple[TemplateTokens, ...] = ()
+        self.denoise_from: int | None = None
         self.mlp_only_train = mlp_only_train
-        self.mlp = MLPHead(backbone.config.hidden_size) if pooler == "cls" else None
+        # SimCSE's MLP over [CLS]; over the mask state in training only (PromptBERT's --mlp_only_train)
+        self.mlp = MLPHead(backbone.config.hidden_size) if pooler == "cls" or (pooler == "mask" and mlp_only_train) \
+            else None
         # Sentence-T5's head after pooling: a bias-free projection (+ normalisation), in training and in exports
         self.projection = projection
         if projection is not None:  # whether it normalises travels with the weights (checkpoints, trajectories)
@@ -124,20 +132,20 @@ class SimCSEEmbedder(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler: str | None = None,
                 mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None,
-                embed_mask=None, mlm_only: bool = False, layout=None):
+                mlm_only: bool = False, **pooling_only):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
         as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
         ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1);
         ``pack``: pack the sentences into rows of ``pack_width`` (default: in training mode when it is set).
         With ``mini_batch_size``, in training mode with gradients on, at least as many chunks as hold that many
-        rows each, recomputed in the backward pass. ``embed_mask``: the tokens to pool where an instruction
-        precedes the sentences (:mod:`simcse_lab.modeling.pooling`). ``mlm_only``: the masked-token loss alone
-        (``--objective mntp``), no sentence vectors. With a continuous prompt (ConPVP) the sentences are embedded
-        through it: plain sentences as its anchors, or prompted rows with their ``layout``
-        (:mod:`simcse_lab.modeling.continuous_prompt`), whatever the pooler and chunking."""
+        rows each, recomputed in the backward pass. ``pooling_only``: the batch entries only the poolers read
+        (:data:`~simcse_lab.modeling.pooling.POOLING_ONLY`): ``embed_mask``, the tokens to pool where an instruction
+        precedes the sentences, ``template_mask``, the template's mask token (:mod:`simcse_lab.modeling.pooling`).
+        ``mlm_only``: the masked-token loss alone (``--objective mntp``), no sentence vectors. With a continuous prompt
+        (ConPVP) the sentences are embedded through it, whatever the pooler and chunking: plain sentences as its
+        anchors, or prompted rows with their ``layout`` (:mod:`simcse_lab.modeling.continuous_prompt`)."""
         if self.continuous_prompt is not None:
-            prompted = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            return self.continuous_prompt(self.backbone, prompted if layout is None else {**prompted, "layout": layout})
+            return self._prompted(input_ids, attention_mask, token_type_ids, pooling_only)
         pooler = pooler or self.active_pooler
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
@@ -152,8 +160,11 @@ class SimCSEEmbedder(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        if embed_mask is not None:  # read by the poolers only (packing unpacks into this padded layout)
-            inputs["embed_mask"] = embed_mask
+        unknown = set(pooling_only) - set(POOLING_ONLY)
+        if unknown:
+            raise TypeError(f"SimCSEEmbedder.forward() got unexpected inputs {sorted(unknown)}")
+        # read by the poolers only (packing unpacks into this padded layout)
+        inputs.update({k: v for k, v in pooling_only.items() if v is not None})
         if mlm_only:
             vectors = None
         elif pack and is_prefix_mask(attention_mask):
@@ -161,6 +172,8 @@ class SimCSEEmbedder(nn.Module):
                                      self.family.packing_position(self.backbone.config))
         else:
             vectors = chunked_forward(run(lambda part: self._vectors(part, pooler)), inputs, chunks)
+        if pooler == "mask" and vectors is not None:
+            vectors = self._after_mask(vectors, inputs)
         if mlm_input_ids is None:
             return vectors
         # the mean over every predicted token of the batch: per-row sums (chunked like the vectors) / count
@@ -183,9 +196,45 @@ class SimCSEEmbedder(nn.Module):
         if self.pooler != "mask":
             raise ValueError(f"a continuous prompt is read at its mask token: pooler 'mask', not {self.pooler!r}")
         config = self.backbone.config
+        self.mlp = None  # the [MASK] state as it is (no training-only MLP: it would go unused)
         self.continuous_prompt = ContinuousPrompt(tokenizer, length, config.hidden_size,
                                                   self.family.max_tokens(config))
         return self.continuous_prompt
+
+    def _prompted(self, input_ids, attention_mask, token_type_ids, pooling_only: dict) -> torch.Tensor:
+        """The vectors of ConPVP's continuous prompt (which reads no other pooling-only entry than ``layout``)."""
+        extra = {k: v for k, v in pooling_only.items() if v is not None}
+        if set(extra) - {"layout"}:
+            raise ValueError(f"a continuous prompt's rows take no {sorted(set(extra) - {'layout'})}")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self.continuous_prompt(self.backbone, {**inputs, **extra})
+
+    def set_template(self, tokens: TemplateTokens | None, denoise: bool) -> None:
+        """The model's own template (``None``: none) and whether template deltas are subtracted (refused in one line
+        for a family whose model takes no position ids that way: :func:`~simcse_lab.modeling.denoise.check_denoise`)."""
+        self.templates = (tokens,) if tokens is not None else ()
+        self.denoise_from = check_denoise(self.family, self.backbone.config, "template") if denoise else None
+
+    def add_template(self, tokens: TemplateTokens) -> int:
+        """Another template an objective builds rows with (after the model's own); its index for
+        :class:`~simcse_lab.modeling.template.InputFormat`."""
+        if not self.templates:
+            raise ValueError("set the model's own template first (set_template)")
+        self.templates = (*self.templates, tokens)
+        return len(self.templates) - 1
+
+    @property
+    def template(self) -> TemplateTokens | None:
+        """The model's own template (what evaluation and the saved model use), None without one."""
+        return self.templates[0] if self.templates else None
+
+    def _after_mask(self, vectors: torch.Tensor, inputs: dict) -> torch.Tensor:
+        """The ``mask`` pooler's vectors less the template deltas (when denoising), then the training-only MLP."""
+        if self.denoise_from is not None:
+            vectors = denoised(vectors, self.backbone, self.templates, inputs, self.denoise_from)
+        if self.mlp is not None and self.training:
+            vectors = self.mlp(vectors)
+        return vectors
 
     @property
     def dim(self) -> int:

@@ -36,10 +36,12 @@ from simcse_lab.modeling.loading import (default_prompt, load_config, load_model
 from simcse_lab.modeling.onnx_encoder import OnnxEncoder, is_onnx_dir
 from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check_instruction, check_pooler,
                                          embed_mask, instruction_length, instruction_prefix, model_inputs, pool)
+from simcse_lab.modeling.denoise import check_denoise, denoised
 from simcse_lab.modeling.projection import project
 from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
+from simcse_lab.modeling.template import InputFormat, compile_template
 from simcse_lab.runtime.precision import autocast_context, default_device, resolve_precision
 
 
@@ -67,6 +69,7 @@ class Encoder:
         self.recipe = read_recipe(self.path) if os.path.isdir(self.path) else None
         # the text put before every sentence, out of the pooled tokens: asked for, else the recipe's, else none
         self.instruction = instruction if instruction is not None else (self.recipe.instruction if self.recipe else "")
+        self.template, self.denoise_from = None, None  # set_template: the recipe's, or --template
         self._asked = bidirectional
         self.bidirectional = bidirectional if bidirectional is not None else bool(self.recipe and
                                                                                   self.recipe.bidirectional)
@@ -198,6 +201,8 @@ class Encoder:
         limit = self.family.max_tokens(self.hf_model.config)  # e.g. RoBERTa: 514 rows, 512 usable positions
         self.max_length = min(max_length or limit, limit)
         self.dim = self.hf_model.config.hidden_size
+        if self.recipe is not None and self.recipe.template:  # as the model was trained (its pooler may be another)
+            self.set_template(self.recipe.template, self.recipe.template_denoise and self.pooler == "mask")
 
     def _load_prompt(self, asked: str | None) -> None:
         """A ConPVP model (:mod:`simcse_lab.modeling.continuous_prompt`): every sentence embedded as training's
@@ -234,9 +239,35 @@ class Encoder:
             info["bidirectional"] = self.bidirectional
         if self.instruction:
             info["instruction"] = self.instruction
+        if self.template is not None:
+            info["template"], info["template_denoise"] = self.template.text, self.denoise_from is not None
         if self.prompt is not None:
             info["continuous_prompt"] = self.prompt.length
         return info
+
+    @property
+    def text_format(self) -> InputFormat:
+        return InputFormat(self.instruction, self.template)
+
+    def set_template(self, template: str, denoise: bool) -> None:
+        """Embed every sentence inside ``template`` (:mod:`simcse_lab.modeling.template`), read at its mask token by
+        the ``mask`` pooler, less the template's own delta when ``denoise`` (:mod:`simcse_lab.modeling.denoise`);
+        ``template`` "" drops it. What cannot embed that way is one line."""
+        self.template, self.denoise_from = None, None
+        if not template:
+            return
+        if self.backend != "hf":
+            raise UserError(f"{self.model_name}: a sentence-transformers directory runs its own modules, which cannot "
+                            f"put a template around the sentence; give --pooler mask to run its transformer with it")
+        if self.instruction:
+            raise UserError(f"{self.model_name}: a template and an instruction together; put the instruction's text "
+                            f"into the template")
+        self.template = compile_template(self.tokenizer, template)
+        if denoise:
+            if self.pooler != "mask":
+                raise UserError(f"{self.model_name}: template denoising subtracts the template's mask-token state; it "
+                                f"needs --pooler mask, not {self.pooler}")
+            self.denoise_from = check_denoise(self.family, self.hf_model.config, self.model_name)
 
     def _forward(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -247,6 +278,8 @@ class Encoder:
         out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)
+        if self.denoise_from is not None:
+            vectors = denoised(vectors, self.hf_model, (self.template,), batch, self.denoise_from)
         return project(vectors, self.projection, self.normalize)
 
     def st_features(self, batch: dict) -> dict:
@@ -261,7 +294,7 @@ class Encoder:
         """float32 array (len(sentences), dim), in the order given."""
         return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
                             max_length=self.max_length, precision=self.precision, device=self.device,
-                            progress=progress, instruction=self.instruction)
+                            progress=progress, text=self.text_format)
 
 
 def load_encoder(model: str, pooler: str | None = None, precision: str = "auto", batch_size: int = 128,
@@ -286,21 +319,47 @@ def load_encoder(model: str, pooler: str | None = None, precision: str = "auto",
     return OnnxEncoder(path, name=model, precision=precision, batch_size=batch_size, max_length=max_length)
 
 
-def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
-                 max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
-                 progress: bool = False, instruction: str = "") -> np.ndarray:
-    """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once, sort by token length,
-    batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input order.
-    With ``instruction``, each sentence is encoded as ``instruction + sentence`` and the batch carries
-    ``embed_mask`` without the instruction's tokens (:mod:`simcse_lab.modeling.pooling`)."""
-    device = device or torch.device("cpu")
-    if not sentences:
-        return np.zeros((0, dim), dtype=np.float32)
-    prefix = instruction_prefix(tokenizer, instruction, max_length)
-    sentences = [instruction + s for s in sentences] if instruction else sentences
+def tokenize_texts(sentences: list[str], tokenizer, max_length: int, text: InputFormat):
+    """The one place sentences become a loaded model's token ids: (ids, type ids or None, instruction tokens), each
+    row the instruction + sentence (truncated to ``max_length``) and the template around it (the sentence truncated,
+    never the template)."""
+    prefix = instruction_prefix(tokenizer, text.instruction, max_length)
+    sentences = [text.instruction + s for s in sentences] if text.instruction else sentences
     enc = tokenizer(list(sentences), truncation=True, max_length=max_length, padding=False,
                     return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
-    ids, types = enc["input_ids"], enc.get("token_type_ids")
+    ids, types = text.wrap(enc["input_ids"], enc.get("token_type_ids"), max_length)
+    return ids, types, prefix
+
+
+def use_template(encoder, template: str | None, denoise: bool | None) -> None:
+    """``--template`` / ``--template-denoise`` on a loaded encoder: a template given replaces the saved one (denoised
+    only when asked); ``denoise`` alone switches the saved template's denoising. An encoder that cannot take a template
+    (an ONNX export: its template, if any, is part of it) is one line."""
+    if template is None and denoise is None:
+        return
+    if not hasattr(encoder, "set_template"):
+        raise UserError(f"{encoder.describe()['model']}: an ONNX export embeds as it was exported (its template "
+                        f"included); drop --template / --template-denoise")
+    if template is None:
+        if encoder.template is None:
+            raise UserError("--template-denoise subtracts a template's delta, and there is no template: give "
+                            "--template")
+        template = encoder.template.text
+    encoder.set_template(template, bool(denoise))
+
+
+def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
+                 max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
+                 progress: bool = False, text: InputFormat | None = None) -> np.ndarray:
+    """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once (:func:`tokenize_texts`), sort by
+    token length, batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input
+    order. ``text``: an instruction before each sentence (the batch then carries ``embed_mask`` without its tokens,
+    :mod:`simcse_lab.modeling.pooling`) and/or a template around it (the batch carries ``template_mask``)."""
+    device = device or torch.device("cpu")
+    text = text or InputFormat()
+    if not sentences:
+        return np.zeros((0, dim), dtype=np.float32)
+    ids, types, prefix = tokenize_texts(sentences, tokenizer, max_length, text)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out = np.empty((len(ids), dim), dtype=np.float32)
     starts = range(0, len(order), batch_size)
@@ -309,8 +368,8 @@ def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_si
     with torch.inference_mode(), autocast_context(precision, device):
         for start in starts:
             idx = order[start: start + batch_size]
-            batch = pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
-                              [types[i] for i in idx] if types is not None else None)
+            batch = text.mark(pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
+                                        [types[i] for i in idx] if types is not None else None))
             if prefix:
                 batch["embed_mask"] = embed_mask(batch["attention_mask"], prefix)
             out[idx] = forward(batch).float().cpu().numpy()
@@ -343,6 +402,6 @@ class EmbedderEncoder:
         try:
             return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
                                 precision=self.precision, device=self.device, progress=progress,
-                                instruction=self.instruction)
+                                text=InputFormat(self.instruction, self.embedder.template))
         finally:
             self.embedder.train(was_training)

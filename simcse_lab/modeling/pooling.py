@@ -12,6 +12,10 @@
 - ``weighted_avg``: SGPT's position-weighted mean: real token k of a row (k = 1..L, counted from the row's first
   real token, so left padding does not shift it) weighs k / (1 + ... + L) (sentence-transformers'
   ``weightedmean``).
+- ``mask``: the last layer's state at the template's mask token of each row (PromptBERT; any padding side): the
+  batch carries ``template_mask`` (1 at that token, :mod:`simcse_lab.modeling.template`), and a row without
+  exactly one is refused in one line. With template denoising the template's own state is then subtracted
+  (:mod:`simcse_lab.modeling.denoise`).
 
 Instruction masking (LLM2Vec, ``--instruction``): the instruction text is put before each sentence for the
 forward pass, and the batch carries ``embed_mask``, the attention mask with the instruction's tokens zeroed
@@ -41,7 +45,8 @@ if TYPE_CHECKING:
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg", "mask")
 NEEDS_HIDDEN_STATES = ("avg_first_last", "avg_top2")  # they read layers other than the last
 TOKEN_POOLERS = ("avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg")  # may skip an instruction
-POOLING_ONLY = ("embed_mask",)  # batch entries the poolers read and the model must not be given
+POOLING_ONLY = ("embed_mask", "template_mask", "layout")  # batch entries the poolers read and the model must not be
+# given (layout: the prompted rows of ConPVP, simcse_lab.modeling.continuous_prompt)
 OWN_MODULES = "modules"  # the "pooler" recorded for a sentence-transformers directory's own modules
 
 
@@ -107,6 +112,21 @@ def last_positions(mask: torch.Tensor) -> torch.Tensor:
     return ((mask != 0).long() * positions).argmax(1)
 
 
+def mask_token(hidden: torch.Tensor, marks: torch.Tensor | None) -> torch.Tensor:
+    """Each row's state at its one marked position (``marks``: the batch's ``template_mask``)."""
+    import torch
+
+    if marks is None:
+        raise UserError("pooler 'mask' reads the state at a template's mask token, and the inputs have no template; "
+                        "give --template 'This sentence : \"{sentence}\" means [MASK] .'")
+    counts = (marks != 0).sum(1)
+    if bool((counts != 1).any()):
+        row = int((counts != 1).nonzero()[0])
+        raise UserError(f"pooler 'mask': input {row} of a batch holds {int(counts[row])} mask tokens, not the "
+                        f"template's one (does the sentence itself contain the mask token's text?)")
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), (marks != 0).long().argmax(1)]
+
+
 def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     import torch
 
@@ -155,6 +175,8 @@ def pool(pooler: str, batch, last_hidden: torch.Tensor, hidden_states: tuple[tor
         return last_token(last_hidden, mask)
     if pooler == "weighted_avg":
         return weighted_mean(last_hidden, attention_mask, mask)
+    if pooler == "mask":
+        return mask_token(last_hidden, batch.get("template_mask"))
     check_pooler(pooler)
     if hidden_states is None:
         raise ValueError(f"pooler {pooler!r} needs output_hidden_states=True")

@@ -2,7 +2,8 @@
 
 A model directory simcse-lab writes (a training run's ``best/`` and ``final/``, every export) holds
 ``simcse_lab_recipe.json`` (:data:`RECIPE_FILE`): the pooler, whether a decoder LLM attends bidirectionally,
-whether EOS is appended to every input, and the instruction put before each input (empty: none). The loader
+whether EOS is appended to every input, the instruction put before each input (empty: none), and the input
+template with its denoising flag (PromptBERT: :mod:`simcse_lab.modeling.template`; empty: none). The loader
 (:class:`~simcse_lab.modeling.encoder.Encoder`, through :func:`read_recipe`) applies it, so that
 ``eval --model RUN/best`` embeds exactly as training did.
 
@@ -40,6 +41,8 @@ class EmbeddingRecipe:
     bidirectional: bool = False  # a decoder LLM run with bidirectional attention (simcse_lab.modeling.attention)
     append_eos: bool = False    # EOS appended to every input (the family's rule, applied to the tokenizer)
     instruction: str = ""       # text put before every input (empty: none)
+    template: str = ""          # the input template, '... {sentence} ... [MASK] ...' (empty: none)
+    template_denoise: bool = False  # the template's own mask state (for the sentence's length) is subtracted
     continuous_prompt: int = 0  # ConPVP: learned vectors of the anchor prompt (continuous_prompt.safetensors); 0: none
 
     def to_json(self) -> str:

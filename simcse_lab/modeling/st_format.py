@@ -153,6 +153,17 @@ def model_recipe(backbone, tokenizer, pooler: str, instruction: str = "") -> Emb
                            instruction=instruction)
 
 
+def embedder_recipe(embedder: SimCSEEmbedder, backbone, tokenizer) -> EmbeddingRecipe:
+    """The recipe of the model being trained, as ``backbone`` runs now: its exported pooler, its instruction, its own
+    template and whether that template's delta is subtracted, its continuous prompt's length (ConPVP)."""
+    recipe = model_recipe(backbone, tokenizer, embedder.export_pooler, embedder.instruction)
+    if embedder.continuous_prompt is not None:
+        recipe = replace(recipe, continuous_prompt=embedder.continuous_prompt.length)
+    if embedder.template is None:
+        return recipe
+    return replace(recipe, template=embedder.template.text, template_denoise=embedder.denoise_from is not None)
+
+
 def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir, prompt=None) -> Path:
     """simcse-lab's own layout (:mod:`simcse_lab.modeling.recipe`): the recipe and ``backbone/``, a Hugging Face
     folder whose config carries no run-time attention flag (and, for ConPVP, the continuous ``prompt``'s vectors
@@ -226,13 +237,13 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     (ConPVP) is written in simcse-lab's own layout, with its vectors, which plain sentence-transformers cannot run."""
     pooler = embedder.export_pooler
     if embedder.export_adapter is not None:
-        recipe = model_recipe(embedder.backbone, tokenizer, pooler, embedder.instruction)
+        recipe = embedder_recipe(embedder, embedder.backbone, tokenizer)
         return save_adapter(embedder.backbone, tokenizer, recipe, embedder.export_adapter, output_dir)
     backbone = merged_backbone(embedder.backbone)
-    if embedder.continuous_prompt is not None:  # ConPVP: only simcse-lab's loader runs the prompt
-        recipe = replace(model_recipe(backbone, tokenizer, pooler, embedder.instruction),
-                         continuous_prompt=embedder.continuous_prompt.length)
-        return save_own_layout(backbone, tokenizer, recipe, output_dir, embedder.continuous_prompt)
+    # sentence-transformers cannot put text after the sentence, subtract a delta, nor put in learned vectors (ConPVP)
+    if embedder.template is not None or embedder.continuous_prompt is not None:
+        return save_own_layout(backbone, tokenizer, embedder_recipe(embedder, backbone, tokenizer), output_dir,
+                               embedder.continuous_prompt)
     if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here
             raise ValueError("a projection head is not saved in simcse-lab's own layout")

@@ -340,7 +340,7 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
     manifest = {
         "format": "simcse-lab-index/1",
         **{k: v for k, v in encoder.describe().items()
-           if k in ("model", "path", "backend", "pooler", "precision", "bidirectional")},
+           if k in ("model", "path", "backend", "pooler", "precision", "bidirectional", "template", "template_denoise")},
         **model_record(encoder.describe().get("path")),
         "dimension": dim, "count": count, "index": kind, "params": params, "metric": "inner_product (normalised)",
         **corpus_info, "texts_sha256": texts_hash.hexdigest(),
@@ -494,6 +494,8 @@ class Index:
             path = _model_to_load(self.directory, m, model)
             encoder = load_encoder(path, pooler=None if m["pooler"] == "modules" else m["pooler"],
                                    precision=m["precision"], bidirectional=m.get("bidirectional"))
+            if m.get("template"):  # the template the corpus was embedded in (the model's saved one, or --template)
+                encoder.set_template(m["template"], bool(m.get("template_denoise")))
         self.encoder = encoder
         probe = normalize(encoder.encode([m["probe_sentence"]]))[0]
         agreement = float(probe @ np.asarray(m["probe"], dtype=np.float32))

@@ -21,12 +21,12 @@ from simcse_lab.modeling.pooling import check_instruction, check_pooler
 from simcse_lab.runtime.numbers import SEED_LIMIT, check_number
 from simcse_lab.runtime.precision import TRAINING_PRECISIONS
 from simcse_lab.runtime.progress import progress_default
-from simcse_lab.training.prototypes import prototype_pairs
+from simcse_lab.training.objective_options import OBJECTIVE_POOLERS, all_options, check_options
 
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
 # (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
-OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "conpvp"]
+OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "promptbert", "conpvp"]
 # the objectives that are the masked-token loss themselves (no sentence vectors; ``Objective.masked_tokens``)
 MASKED_TOKEN_OBJECTIVES = ["mntp"]
 MLM_MASKINGS = ("80/10/10", "all_mask")  # training.mlm.MASKINGS
@@ -35,14 +35,9 @@ ADAMW_KERNELS = ("fused", "foreach", "for-loop")
 # (tests/test_config.py walks this table: each option gets a value below, above and nan)
 NUMBER_RANGES = {
     "temperature": (0, None, True, False, ""),
-    "hard_negative_weight": (None, None, False, False, " (a log-weight, any sign)"),
-    "dup_rate": (0, 1, False, False, ""),
-    "momentum": (0, 1, False, True, ""),
-    "queue_ratio": (0, None, False, False, ""),
     "mlm_weight": (0, None, False, False, ""),
     "mlm_probability": (0, 1, True, False, ""),
     "cos_reg": (0, None, False, False, " (0: off)"),
-    "prompt_length": (1, None, False, False, ""),
     "max_seq_len": (1, None, False, False, ""),
     "batch_size": (1, None, False, False, ""),
     "lr": (0, None, True, False, ""),
@@ -65,11 +60,15 @@ NUMBER_RANGES = {
     "lora_dropout": (0, 1, False, True, ""),
     "attention_dropout": (-1, 1, False, True, " (-1: the model's own)"),
 }
+# the objectives' own options (simcse_lab.training.objective_options) are config fields too, after these
+NUMBER_RANGES.update({option.name: option.range for option in all_options() if option.numeric})
 WEIGHTS_DTYPES = ("fp32", "bf16")  # as simcse_lab.modeling.lora.WEIGHTS_DTYPES (no torch import here)
 
 
 @dataclass
-class TrainConfig:
+class CoreConfig:
+    """The options of every run; :class:`TrainConfig` adds the objectives' own (objective_options)."""
+
     objective: str = "unsup"
     model: str = "all-MiniLM-L6-v2"
     data: str = "wiki"            # the one --data syntax (simcse_lab.data.spec)
@@ -81,17 +80,10 @@ class TrainConfig:
     projection: bool = False      # Sentence-T5's bias-free projection + normalisation after pooling (kept from an ST dir)
     bidirectional: bool = True    # a decoder LLM attends bidirectionally (LLM2Vec); False: causal (SGPT, E5-Mistral)
     temperature: float = 0.05
-    hard_negative_weight: float = 0.0
-    dup_rate: float = 0.32
-    fixed_repetition: bool = False
-    momentum: float = 0.995
-    queue_ratio: float = 2.5
     do_mlm: bool = False          # SimCSE's auxiliary MLM loss
     mlm_weight: float = 0.1
     mlm_probability: float = 0.15  # share of tokens masked (--do-mlm, --objective mntp; LLM2Vec: 0.2, Mistral 0.8)
     mlm_masking: str = "80/10/10"  # the masked tokens: 80% mask / 10% random / 10% kept, or all_mask (all masked)
-    prompt_length: int = 10       # conpvp: learned vectors of the anchor's continuous prompt
-    prototype_templates: str = ""  # conpvp: a file of 'positive<TAB>negative' template pairs ("": the paper's)
     cos_reg: float = 0.0          # weight of the cosine regulariser on the anchors' embeddings; 0: off
     max_seq_len: int = 32
     batch_size: int = 64
@@ -135,6 +127,7 @@ class TrainConfig:
         self.output_dir = expand_user(self.output_dir) if isinstance(self.output_dir, str) else self.output_dir
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
+        self._check_objective_pooler()
         if self.pooler:
             check_instruction(check_pooler(self.pooler), self.instruction)
         if self.instruction and self.objective == "esimcse":
@@ -152,6 +145,7 @@ class TrainConfig:
             raise UserError(f"unknown adamw {self.adamw!r}; choose from {', '.join(ADAMW_KERNELS)}")
         for name, (low, high, low_open, high_open, note) in NUMBER_RANGES.items():
             check_number(getattr(self, name), name, low, high, low_open=low_open, high_open=high_open, note=note)
+        check_options(self)
         from simcse_lab.evaluation.tasks import parse_select
 
         parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
@@ -161,23 +155,33 @@ class TrainConfig:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")
 
+    def _check_objective_pooler(self) -> None:
+        """The pooler an objective needs (promptbert: ``mask``) is its default; ``mask`` needs a templated objective."""
+        needed = OBJECTIVE_POOLERS.get(self.objective)
+        if needed and self.pooler not in ("", needed):
+            raise UserError(f"--objective {self.objective} reads its vectors with pooler {needed!r}; drop --pooler "
+                            f"{self.pooler}")
+        if needed:
+            self.pooler = needed
+        elif self.pooler == "mask":
+            templated = ", ".join(name for name, pooler in OBJECTIVE_POOLERS.items() if pooler == "mask")
+            raise UserError(f"--pooler mask reads a template's mask token, and objective {self.objective} puts "
+                            f"the sentences in no template; use --objective {templated}")
+        if needed and self.instruction:
+            raise UserError(f"--instruction with {self.objective}: put the instruction's text into the template")
+
     def _check_conpvp(self) -> None:
-        """--objective conpvp reads each sentence at its prompt's mask token (pooler ``mask``, the default here);
-        settings that would embed otherwise or lose the prompt are one line; the prototype file is read now."""
+        """--objective conpvp embeds every sentence through its continuous prompt (pooler ``mask``: the objective's,
+        :data:`OBJECTIVE_POOLERS`): settings that would embed otherwise or lose the prompt are one line."""
         if self.objective != "conpvp":
             return
-        self.pooler = self.pooler or "mask"
-        if self.pooler != "mask":
-            raise UserError(f"--objective conpvp reads each sentence at its prompt's mask token (pooler mask); drop "
-                            f"--pooler {self.pooler} or give --pooler mask")
-        refused = {"instruction": "--instruction", "do_mlm": "--do-mlm", "pack_width": "--pack-width",
+        refused = {"do_mlm": "--do-mlm", "pack_width": "--pack-width",
                    "mini_batch_size": "--mini-batch-size", "projection": "--projection",
                    "merge_lora": "--no-merge-lora"}
         for name, flag in refused.items():
             if bool(getattr(self, name)) != (name == "merge_lora"):
                 raise UserError(f"--objective conpvp embeds every sentence through its continuous prompt, which "
                                 f"{flag} does not carry; drop {flag}")
-        prototype_pairs(self.prototype_templates)
 
     def _check_lora(self) -> None:
         self.init_adapter = expand_user(self.init_adapter) if self.init_adapter else self.init_adapter
@@ -208,6 +212,12 @@ class TrainConfig:
         return parse_columns(self.columns)
 
 
+# the training config: every run's options, then each objective's (their defaults, help and validation declared in
+# training/objective_options.py; checked in CoreConfig.__post_init__ with the rest)
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(o.name, o.kind, field(default=o.default)) for o in all_options()], bases=(CoreConfig,),
+    namespace={"__doc__": "Defaults < YAML file < flags: every run's options (CoreConfig) and the objectives' own.",
+               "__module__": __name__})
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 

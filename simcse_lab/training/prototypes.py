@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from simcse_lab.errors import InputError, UserError
-
-SENTENCE_SLOT = "{sentence}"
-MASK_SLOT = "{mask}"
+from simcse_lab.modeling.template import check_template_text
 DEFAULT_PROTOTYPES = (
     ('This sentence : " {sentence} " means {mask} .', 'This sentence : " {sentence} " not means {mask} .'),
     ('By " {sentence} " they mean {mask} .', 'Without " {sentence} " they mean {mask} .'),
@@ -27,15 +25,6 @@ DEFAULT_PROTOTYPES = (
     ('" {sentence} " . In summary : " {mask} "', '" {sentence} " is totally different to " {mask} "'),
     ('Given " {sentence} " , we assume that " {mask} "', 'Given " {sentence} " , which not denotes " {mask} "'),
 )
-
-
-def template_problem(text: str) -> str | None:
-    """What is wrong with a template's text, seen without a tokenizer (None: nothing)."""
-    if text.count(SENTENCE_SLOT) != 1:
-        return f"a template needs {SENTENCE_SLOT} exactly once: {text!r}"
-    if MASK_SLOT not in text and "mask" not in text.lower():
-        return f"a template needs a mask token ({MASK_SLOT}, [MASK], <mask>) where the sentence is read: {text!r}"
-    return None
 
 
 def read_prototypes(path: str) -> list[tuple[str, str]]:
@@ -51,9 +40,8 @@ def read_prototypes(path: str) -> list[tuple[str, str]]:
         fields = [f.strip() for f in line.split("\t")]
         if len(fields) != 2 or not all(fields):
             raise InputError(path, number, "expected 'positive template<TAB>negative template'")
-        problem = template_problem(fields[0]) or template_problem(fields[1])
-        if problem:
-            raise InputError(path, number, problem)
+        for text in fields:
+            check_template_text(text, f"{path}:{number}:")
         pairs.append((fields[0], fields[1]))
     if not pairs:
         raise InputError(path, None, "no prototype template pair")

@@ -23,6 +23,12 @@ global-batch penalty, so DDP's gradient mean is exactly its gradient (as for the
 tests/test_distributed.py). The parts are kept in ``loss_parts`` (``contrastive``, ``cos_reg`` = the unweighted
 R, ``mlm`` under ``--do-mlm``) for the metrics log; without the option nothing changes, not even a bit.
 
+An objective's own options (ESimCSE's ``dup_rate`` ..., sup's ``hard_negative_weight``, PromptBERT's templates) are
+declared in :mod:`simcse_lab.training.objective_options` and named on the class (``options``); ``register`` checks
+the two agree. They are config fields and flags like any other; ``from_config`` reads them. An objective may put its
+views in templates (:meth:`Objective.pad_views`) and set the model's own (``SimCSEEmbedder.set_template``), which
+then flows with the model: its recipe, eval, index, search, export.
+
 Hooks with no-op defaults: ``after_step(model)`` (after each optimizer step), ``extra_state()`` /
 ``load_extra_state(state)`` (what a checkpoint must keep beyond the model, e.g. ESimCSE's queue).
 A new objective is a subclass decorated with ``@register("name")``; tests/test_objective_plugin.py
@@ -37,9 +43,11 @@ from torch import nn
 
 from simcse_lab.modeling.batching import pad_batch
 from simcse_lab.modeling.pooling import embed_mask, instruction_prefix
+from simcse_lab.modeling.template import TEMPLATE_ENTRY, InputFormat
 from simcse_lab.runtime.distributed import gather_with_grad, global_targets
 from simcse_lab.training.config import MASKED_TOKEN_OBJECTIVES, OBJECTIVE_NAMES
 from simcse_lab.training.mlm import MaskedLMAuxiliary
+from simcse_lab.training.objective_options import Option, check_declared
 from simcse_lab.training.objectives.cos_reg import CosineRegularizer
 
 OBJECTIVES: dict[str, type[Objective]] = {}
@@ -48,6 +56,7 @@ OBJECTIVES: dict[str, type[Objective]] = {}
 def register(name: str):
     """Class decorator: make an :class:`Objective` subclass available as ``--objective name``."""
     def add(cls: type[Objective]) -> type[Objective]:
+        check_declared(name, cls.options)
         OBJECTIVES[name] = cls
         if name not in OBJECTIVE_NAMES:
             OBJECTIVE_NAMES.append(name)
@@ -75,6 +84,7 @@ class Objective(nn.Module):
     data_columns: int = 1     # text columns per example: sentence[, positive[, hard negative]]
     with_index: bool = False  # collate receives (example index, ids) pairs
     masked_tokens: bool = False  # the objective is the masked-token loss itself (mntp): the model needs its LM head
+    options: tuple[Option, ...] = ()  # its own options (training/objective_options.py): config fields, flags, checks
 
     def __init__(self, tokenizer, temperature: float = 0.05):
         super().__init__()
@@ -86,6 +96,7 @@ class Objective(nn.Module):
         self.cos_reg: CosineRegularizer | None = None
         self.loss_parts: dict[str, torch.Tensor] = {}  # detached parts of the last loss (with --cos-reg)
         self.instruction_tokens = 0  # leading tokens of every row that are the instruction's (--instruction)
+        self.max_positions: int | None = None  # the model's token limit: a template cuts the sentence to fit it
 
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder: nn.Module) -> Objective:
@@ -106,11 +117,33 @@ class Objective(nn.Module):
         """The cosine regulariser on the global batch's anchor embeddings (``--cos-reg``; see the module docstring)."""
         self.cos_reg = CosineRegularizer(weight)
 
-    def pad(self, token_ids: list[list[int]]) -> dict:
-        """Dynamically padded model inputs of single sentences (token_type_ids all 0)."""
+    def pad(self, token_ids: list[list[int]], text: InputFormat | None = None) -> dict:
+        """Dynamically padded model inputs of single sentences (token_type_ids all 0). ``text``: the template the rows
+        are put in (:class:`~simcse_lab.modeling.template.InputFormat`), as :meth:`pad_views` does."""
+        if text is not None:
+            return self.pad_views([token_ids], [text])
         batch = pad_batch(token_ids, self.pad_id, [[0] * len(ids) for ids in token_ids] if self.with_types else None)
         if self.instruction_tokens:
             batch["embed_mask"] = embed_mask(batch["attention_mask"], self.instruction_tokens)
+        return batch
+
+    def pad_views(self, views: list[list[list[int]]], texts: list[InputFormat]) -> dict:
+        """One batch of several views' rows, view after view, each view's sentences put in its own template
+        (``texts``: each view's :class:`~simcse_lab.modeling.template.InputFormat`, its ``index`` among the model's
+        templates: :meth:`~simcse_lab.modeling.embedder.SimCSEEmbedder.add_template`), the sentence cut to the
+        model's limit, never the template. The batch carries ``template_mask``, which the ``mask`` pooler and
+        template denoising read."""
+        rows, spans = [], []
+        for token_ids, text in zip(views, texts, strict=True):
+            wrapped, _ = text.wrap(token_ids, None, self.max_positions)
+            spans.append((len(rows), len(rows) + len(wrapped), text))
+            rows += wrapped
+        batch = self.pad(rows)
+        marks = torch.zeros_like(batch["input_ids"])
+        for start, end, text in spans:
+            if text.template is not None:
+                marks[start:end] = text.mark({"input_ids": batch["input_ids"][start:end]})[TEMPLATE_ENTRY]
+        batch[TEMPLATE_ENTRY] = marks
         return batch
 
     def collate(self, examples: list, step: int) -> dict:

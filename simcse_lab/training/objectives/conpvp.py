@@ -27,23 +27,28 @@ import random
 import torch
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.continuous_prompt import ContinuousPrompt, TemplateIds, template_ids
+from simcse_lab.modeling.continuous_prompt import ContinuousPrompt, check_no_slots
+from simcse_lab.modeling.template import TemplateTokens, compile_template
 from simcse_lab.runtime.distributed import gather_with_grad
+from simcse_lab.training.objective_options import OBJECTIVE_OPTIONS
 from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_nce, register
 from simcse_lab.training.prototypes import prototype_pairs
 
 
-def compile_prototypes(tokenizer, pairs, where: str) -> list[tuple[TemplateIds, TemplateIds]]:
-    """Each (positive, negative) pair tokenised; a template without its sentence or mask is one line."""
-    return [(template_ids(tokenizer, pos, f"{where}: pair {i} positive"),
-             template_ids(tokenizer, neg, f"{where}: pair {i} negative")) for i, (pos, neg) in enumerate(pairs, 1)]
+def compile_prototypes(tokenizer, pairs, where: str) -> list[tuple[TemplateTokens, TemplateTokens]]:
+    """Each (positive, negative) pair tokenised; a template the tokenizer cannot read at a mask token is one line."""
+    def compiled(text: str, which: str) -> TemplateTokens:
+        return check_no_slots(compile_template(tokenizer, text, f"{where}: {which}"), tokenizer.pad_token_id)
+    return [(compiled(pos, f"pair {i} positive"), compiled(neg, f"pair {i} negative"))
+            for i, (pos, neg) in enumerate(pairs, 1)]
 
 
 @register("conpvp")
 class ConPVP(Objective):
     with_index = True  # the prototype draw is keyed by the example's index
+    options = OBJECTIVE_OPTIONS["conpvp"]  # prompt_length, prototype_templates
 
-    def __init__(self, tokenizer, prompt: ContinuousPrompt, prototypes: list[tuple[TemplateIds, TemplateIds]],
+    def __init__(self, tokenizer, prompt: ContinuousPrompt, prototypes: list[tuple[TemplateTokens, TemplateTokens]],
                  temperature: float = 0.05, seed: int = 42):
         super().__init__(tokenizer, temperature)
         self.prompt = prompt  # the model's own (the embedder holds it); here to build the anchor rows
@@ -60,7 +65,7 @@ class ConPVP(Objective):
         prompt = embedder.add_continuous_prompt(tokenizer, cfg.prompt_length)
         return cls(tokenizer, prompt, prototypes, cfg.temperature, cfg.seed)
 
-    def draw(self, step: int, index: int) -> tuple[TemplateIds, TemplateIds]:
+    def draw(self, step: int, index: int) -> tuple[TemplateTokens, TemplateTokens]:
         """The (positive, negative) pair of example ``index`` at ``step``: the same on every run and resume."""
         return self.prototypes[random.Random(f"{self.seed}-{step}-{index}").randrange(len(self.prototypes))]
 
@@ -70,7 +75,7 @@ class ConPVP(Objective):
         anchors = self.prompt.rows([ids for _, ids in examples])
         positives = [self.prompt.builder.row(ids, pair[0]) for (_, ids), pair in zip(examples, pairs)]
         negatives = [self.prompt.builder.row(ids, pair[1]) for (_, ids), pair in zip(examples, pairs)]
-        return self.prompt.builder.batch(anchors + positives + negatives, self.pad_id, self.with_types)
+        return self.prompt.builder.batch(anchors + positives + negatives, self.with_types)
 
     def embed(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return model(**batch).chunk(3)  # anchors, positive prototypes, negative prototypes

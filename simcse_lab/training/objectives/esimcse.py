@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from simcse_lab.runtime.distributed import gather_no_grad, gather_with_grad
+from simcse_lab.training.objective_options import OBJECTIVE_OPTIONS
 from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_nce, register
 from simcse_lab.training.objectives.momentum import EmbeddingQueue, MomentumEncoder
 from simcse_lab.training.objectives.repetition import repeat_tokens
@@ -20,6 +21,7 @@ from simcse_lab.training.objectives.repetition import repeat_tokens
 class ESimCSE(Objective):
     forward_only_inputs = ("momentum",)  # encoded without gradient (training/throughput.py counts one pass)
     with_index = True  # a sentence's repetition draw is keyed by its index
+    options = OBJECTIVE_OPTIONS["esimcse"]  # dup_rate, fixed_repetition, momentum, queue_ratio
 
     def __init__(self, tokenizer, embedder: nn.Module, temperature: float = 0.05, dup_rate: float = 0.32,
                  momentum: float = 0.995, queue_size: int = 160, seed: int = 42, fixed_repetition: bool = False):

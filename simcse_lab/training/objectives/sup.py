@@ -10,12 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from simcse_lab.runtime.distributed import gather_with_grad, global_targets
+from simcse_lab.training.objective_options import OBJECTIVE_OPTIONS
 from simcse_lab.training.objectives.base import Objective, cosine_matrix, info_nce, register
 
 
 @register("sup")
 class SupSimCSE(Objective):
     data_columns = 3  # (anchor, entailment, contradiction)
+    options = OBJECTIVE_OPTIONS["sup"]  # hard_negative_weight
 
     def __init__(self, tokenizer, temperature: float = 0.05, hard_negative_weight: float = 0.0):
         super().__init__(tokenizer, temperature)
