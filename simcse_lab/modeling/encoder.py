@@ -256,6 +256,9 @@ class Encoder:
         self.template, self.denoise_from = None, None
         if not template:
             return
+        if self.prompt is not None:
+            raise UserError(f"{self.model_name}: a ConPVP model embeds every sentence through its own continuous "
+                            f"prompt; drop --template")
         if self.backend != "hf":
             raise UserError(f"{self.model_name}: a sentence-transformers directory runs its own modules, which cannot "
                             f"put a template around the sentence; give --pooler mask to run its transformer with it")
