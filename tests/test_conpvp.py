@@ -214,3 +214,41 @@ def test_two_processes_match_one(tmp_path):
     close = torch.cat([torch.isclose(two[k], v, rtol=1e-4, atol=1e-6).flatten() for k, v in one.items()
                        if "word_embeddings" not in k])
     assert close.float().mean() >= 0.99, f"{int((~close).sum())} of {len(close)} weights differ"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (("--prompt-length", "0"), "prompt_length"),
+    (("--pooler", "cls"), "drop --pooler cls"),
+    (("--do-mlm",), "--do-mlm"),
+    (("--instruction", "query: "), "--instruction"),
+    (("--prototype-templates", "{missing}"), "missing.tsv"),
+    (("--prototype-templates", "{no_sentence}"), "no_sentence.tsv:2:"),
+    (("--prototype-templates", "{no_mask}"), "no_mask.tsv:1:"),
+    (("--prototype-templates", "{one_column}"), "one_column.tsv:1:"),
+])
+def test_bad_input_is_one_line_before_any_model_loads(tmp_path, capsys, extra, expected):
+    from conftest import one_line_refusal
+
+    files = {"no_sentence": "# a comment\nThis means {mask} .\t{sentence} not {mask} .\n",
+             "no_mask": "{sentence} means .\t{sentence} not means {mask} .\n",
+             "one_column": "{sentence} means {mask} .\n"}
+    for name, text in files.items():
+        (tmp_path / f"{name}.tsv").write_text(text)
+    names = {name: str(tmp_path / f"{name}.tsv") for name in [*files, "missing"]}
+    extra = tuple(arg.format(**names) if arg.startswith("{") else arg for arg in extra)
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(16))
+    err = one_line_refusal(["train", "--model", str(tmp_path / "no-model"), "--data", str(data), "--objective",
+                            "conpvp", "--output-dir", str(tmp_path / "run"), *extra], capsys)
+    assert expected in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_templates_the_tokenizer_cannot_read_are_one_line(tiny, tmp_path):
+    from simcse_lab.errors import UserError
+    from simcse_lab.training.objectives.conpvp import compile_prototypes
+
+    tokenizer = tiny[0]
+    with pytest.raises(UserError, match="pad token"):
+        compile_prototypes(tokenizer, [("{sentence} [PAD] means {mask} .", "{sentence} not {mask} .")], "f.tsv")
+    with pytest.raises(UserError, match="pair 1 negative"):
+        compile_prototypes(tokenizer, [("{sentence} means {mask} .", "{sentence} not <mask> .")], "f.tsv")

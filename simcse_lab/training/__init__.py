@@ -5,4 +5,4 @@ regulariser any of them can add).
 Tests: tests/test_train_loop.py, tests/test_train_data.py, tests/test_training_precision.py, tests/test_tracking.py,
 tests/test_config.py, tests/test_distributed.py, tests/test_objective_plugin.py, tests/test_objectives.py,
 tests/test_checkpoint_safety.py, tests/test_cos_reg.py, tests/test_trajectory.py, tests/test_length_chunks.py,
-tests/test_packing.py, tests/test_mini_batches.py, tests/test_sampler.py, tests/test_mntp.py."""
+tests/test_packing.py, tests/test_mini_batches.py, tests/test_sampler.py, tests/test_mntp.py, tests/test_conpvp.py."""
