@@ -112,6 +112,7 @@ def test_the_draw_is_seeded_and_covers_the_list(tiny, tmp_path):
 
 
 def test_the_model_embeds_a_sentence_as_training_embedded_its_anchor_and_so_does_the_saved_model(tiny, tmp_path):
+    from simcse_lab.analysis.layers import encode_layers
     from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
     from simcse_lab.modeling.st_format import save_embedder
 
@@ -132,6 +133,34 @@ def test_the_model_embeds_a_sentence_as_training_embedded_its_anchor_and_so_does
     assert reloaded.describe()["continuous_prompt"] == 3
     np.testing.assert_allclose(reloaded.encode(sentences), live, atol=1e-6)
     assert np.abs(live - Encoder(str(tmp_path / "bert"), pooler="avg", precision="fp32").encode(sentences)).max() > 0.1
+    np.testing.assert_allclose(encode_layers(reloaded, sentences).sentence, live, atol=1e-6)  # analyze's path
+
+
+def run_cli(argv: list[str]) -> None:
+    from simcse_lab.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+
+
+def test_an_index_of_the_saved_model_finds_each_sentence_first(tiny, tmp_path, capsys):
+    """index build embeds the corpus, search the query, both through the saved prompt: each sentence finds itself."""
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder, _ = tiny
+    save_embedder(embedder, tokenizer, tmp_path / "saved")
+    corpus = write_lines(tmp_path / "corpus.txt", sorted(set(random_sentences(40, seed=9))))
+    run_cli(["index", "build", "--model", str(tmp_path / "saved"), "--corpus", str(corpus), "--output-dir",
+             str(tmp_path / "index"), "--precision", "fp32", "--no-progress"])
+    queries = corpus.read_text().splitlines()[:5]
+    write_lines(tmp_path / "queries.txt", queries)
+    capsys.readouterr()
+    run_cli(["search", "--index", str(tmp_path / "index"), "--queries", str(tmp_path / "queries.txt"), "-k", "1",
+             "--output", str(tmp_path / "hits.jsonl")])
+    hits = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
+    assert [h["results"][0]["text"] for h in hits] == queries, hits
+    assert min(h["results"][0]["score"] for h in hits) > 0.9999
 
 
 def test_the_saved_model_refuses_what_would_embed_otherwise(tiny, tmp_path, capsys):

@@ -109,19 +109,25 @@ def with_prompt(embeds: torch.Tensor, layout: torch.Tensor, vectors: torch.Tenso
     return torch.where(slots.unsqueeze(-1), vectors.to(embeds.dtype)[order], embeds)
 
 
-def prompted_vectors(backbone: nn.Module, vectors: torch.Tensor | None, batch: dict) -> torch.Tensor:
-    """(rows, hidden): each prompted row's last-layer state at its read position, minus the same state of the
-    template-only pass (the sentence's tokens not attended; positions unchanged)."""
+def prompted_outputs(backbone: nn.Module, vectors: torch.Tensor | None, batch: dict, hidden_states: bool = False):
+    """(vectors, the full pass's outputs): each prompted row's last-layer state at its read position, minus the same
+    state of the template-only pass (the sentence's tokens not attended; positions unchanged); ``hidden_states``: the
+    full pass keeps every layer's states (analysis)."""
     layout = batch["layout"]
     embeds = with_prompt(backbone.get_input_embeddings()(batch["input_ids"]), layout, vectors)
     extra = {"token_type_ids": batch["token_type_ids"]} if batch.get("token_type_ids") is not None else {}
     attention = batch["attention_mask"]
-    full = backbone(inputs_embeds=embeds, attention_mask=attention, **extra).last_hidden_state
+    full = backbone(inputs_embeds=embeds, attention_mask=attention, output_hidden_states=hidden_states, **extra)
     template = backbone(inputs_embeds=embeds, attention_mask=(layout != SENTENCE).to(attention.dtype),
                         **extra).last_hidden_state
     rows = torch.arange(len(layout), device=layout.device)
     read = read_positions(layout)
-    return full[rows, read] - template[rows, read]
+    return full.last_hidden_state[rows, read] - template[rows, read], full
+
+
+def prompted_vectors(backbone: nn.Module, vectors: torch.Tensor | None, batch: dict) -> torch.Tensor:
+    """The vectors of :func:`prompted_outputs`."""
+    return prompted_outputs(backbone, vectors, batch)[0]
 
 
 class ContinuousPrompt(nn.Module):
@@ -148,6 +154,12 @@ class ContinuousPrompt(nn.Module):
         plain = [row[mask.bool()].tolist() for row, mask in zip(input_ids.cpu(), attention_mask.cpu())]
         batch = self.builder.batch(self.rows(plain), self.with_types)
         return {k: v.to(input_ids.device) for k, v in batch.items()}
+
+    def with_layers(self, backbone: nn.Module, batch: dict) -> tuple[torch.Tensor, tuple, torch.Tensor]:
+        """(vectors, every layer's states of the anchor rows, their attention mask) of a plain batch (analysis)."""
+        anchors = self.anchor_batch(batch["input_ids"], batch["attention_mask"])
+        vectors, full = prompted_outputs(backbone, self.vectors, anchors, hidden_states=True)
+        return vectors, full.hidden_states, anchors["attention_mask"]
 
     def forward(self, backbone: nn.Module, batch: dict) -> torch.Tensor:
         """Sentence vectors of ``batch``: prompted rows (with ``layout``) as they are, else plain sentences as
