@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import make_tiny_bert, random_sentences, write_lines
+from conftest import make_tiny_bert, one_line_refusal, random_sentences, write_lines
 from test_templates import explicit_delta
 
 from simcse_lab.modeling.embedder import load_embedder
@@ -49,14 +50,21 @@ def test_training_views_are_denoised_as_written_out(tmp_path):
     assert embedder.backbone.embeddings.word_embeddings.weight.grad.abs().sum() > 0
 
 
-def test_trained_model_reloads_with_its_template(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-step promptbert run on a tiny BERT: its directory."""
+    tmp_path = tmp_path_factory.mktemp("promptbert")
     path = make_tiny_bert(tmp_path / "bert")
     data = write_lines(tmp_path / "corpus.txt", random_sentences(40))
     cfg = TrainConfig(model=str(path), data=str(data), objective="promptbert", batch_size=8, max_seq_len=16, lr=1e-3,
                       max_steps=2, eval_steps=0, test_tasks="none", precision="fp32", progress=False,
                       output_dir=str(tmp_path / "run"))
     train(cfg)
-    final = tmp_path / "run" / "final"
+    return tmp_path / "run"
+
+
+def test_trained_model_reloads_with_its_template(trained):
+    final = trained / "final"
     recipe = read_recipe(final)
     assert (recipe.pooler, recipe.template, recipe.template_denoise) == ("mask", BERT_TEMPLATES[0], True)
     assert (final / "backbone" / "config.json").is_file() and not (final / "modules.json").exists()
@@ -71,5 +79,26 @@ def test_trained_model_reloads_with_its_template(tmp_path):
             want = mask_state(model, template.apply(ids), tokenizer.mask_token_id) \
                 - explicit_delta(model, tokenizer, template, len(ids) - 2)
         np.testing.assert_allclose(got[i], want.numpy(), atol=1e-5)
-    config = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
+    config = json.loads((trained / "summary.json").read_text())["config"]
     assert config["template_denoise"] is True and config["objective"] == "promptbert"
+
+
+@pytest.mark.parametrize("fmt", ["sentence-transformers", "hf"])
+def test_export_that_cannot_keep_the_template_is_refused(trained, tmp_path, capsys, fmt):
+    err = one_line_refusal(["export", "--model", str(trained / "final"), "--format", fmt, "--output-dir",
+                            str(tmp_path / "out")], capsys)
+    assert "cannot reproduce" in err and "--format onnx" in err and "own" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_onnx_export_keeps_template_and_denoising(trained, tmp_path):
+    from simcse_lab.export.formats import export
+    from simcse_lab.modeling.encoder import load_encoder
+
+    report = export(str(trained / "final"), "onnx", tmp_path / "onnx")
+    assert report["max_abs_diff"] <= 1e-4 and report["modules"][-1] == "TemplateDelta"
+    sentences = random_sentences(6, seed=4)
+    want = Encoder(str(trained / "final"), precision="fp32", device="cpu").encode(sentences)
+    onnx = load_encoder(str(tmp_path / "onnx"))
+    assert onnx.describe()["template"] == BERT_TEMPLATES[0]
+    np.testing.assert_allclose(onnx.encode(sentences), want, atol=1e-4)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from simcse_lab.modeling.pooling import POOLERS, pool
+from simcse_lab.modeling.pooling import POOLERS, TEMPLATE_POOLERS, pool
 
 SENTENCES = ["A man is playing a guitar.", "Two dogs run on the beach, chasing a ball.", "hi",
              "The quick brown fox jumps over the lazy dog near the river bank today."]
@@ -32,7 +32,7 @@ def backbone(tmp_path_factory):
     return model, AutoTokenizer.from_pretrained(path)
 
 
-@pytest.mark.parametrize("pooler", POOLERS)
+@pytest.mark.parametrize("pooler", [p for p in POOLERS if p not in TEMPLATE_POOLERS])
 def test_round_trip_every_pooler(backbone, tmp_path, pooler):
     from sentence_transformers import SentenceTransformer
 
@@ -109,3 +109,14 @@ def test_saved_pooler_weights_are_never_random(tmp_path, tiny_bert):
     via_hf = Encoder(str(out), pooler="cls", precision="fp32").encode(["a test", "another one here"])
     via_st = Encoder(str(out), precision="fp32").encode(["a test", "another one here"])
     np.testing.assert_allclose(via_hf, via_st, atol=1e-5)
+
+
+def test_template_pooler_is_refused(backbone, tmp_path):
+    """``mask`` reads a template's token, which sentence-transformers cannot put around the sentence: one line."""
+    from simcse_lab.errors import UserError
+    from simcse_lab.modeling.st_format import save_sentence_transformer
+
+    model, tokenizer = backbone
+    with pytest.raises(UserError, match="cannot put a template around the sentence"):
+        save_sentence_transformer(model, tokenizer, "mask", tmp_path / "st")
+    assert not (tmp_path / "st").exists()

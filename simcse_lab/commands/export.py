@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse_lab.commands import add_output_dir_flag
+from simcse_lab.commands import add_output_dir_flag, add_template_flags, check_template_flags
 from simcse_lab.export import FORMATS, QUANTIZE
 from simcse_lab.modeling.pooling import POOLERS
 
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instruction", default=None,
                    help="with --pooler: text put before every sentence, left out of pooling (saved as the "
                         "sentence-transformers model's default prompt; other formats are refused)")
+    add_template_flags(p)  # a templated model (its saved template, or this one) exports as onnx only
     p.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="onnx only: int8 dynamic quantization (onnxruntime), verified against the fp32 source")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
@@ -29,10 +30,12 @@ def run(args) -> int:
     from simcse_lab.export import check_options
 
     check_options(args.format, args.quantize)  # before torch and the model are imported
+    check_template_flags(args.model, args.pooler, args.template)
     from simcse_lab.export.formats import export
 
     report = export(args.model, args.format, args.output_dir, pooler=args.pooler, overwrite=args.overwrite,
-                    quantize=args.quantize, instruction=args.instruction)
+                    quantize=args.quantize, instruction=args.instruction,
+                    template=(args.template, args.template_denoise))
     print(f"exported {report['source']} ({report['source_path']}) as {report['format']} -> {report['output']}")
     print(f"modules: {' -> '.join(report['modules'])}; pooler: {report['pooler']}; dimension {report['dimension']}")
     if "quantization" in report:

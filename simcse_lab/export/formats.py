@@ -39,6 +39,8 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +50,15 @@ from simcse_lab.errors import UserError
 from simcse_lab.evaluation.sts import format_table
 from simcse_lab.evaluation.vectors import l2_normalize
 from simcse_lab.export import check_options
+from simcse_lab.export.templated import (check_template_export, template_source, templated_recipe,
+                                         write_templated_onnx)
 from simcse_lab.io import check_replaceable, staged_dir
 from simcse_lab.modeling.encoder import Encoder
 from simcse_lab.modeling.loading import default_prompt, load_sentence_transformer, quiet, require_onnx
 from simcse_lab.modeling.onnx_encoder import CONFIG as ONNX_CONFIG, GRAPH as ONNX_GRAPH, OnnxEncoder
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.pooling import OWN_MODULES
-from simcse_lab.modeling.recipe import is_own_layout, read_recipe
+from simcse_lab.modeling.recipe import EmbeddingRecipe, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
 from simcse_lab.modeling.st_format import layer_weights, model_recipe, save_sentence_transformer
 
@@ -365,58 +369,98 @@ def reload_encode(fmt: str, directory: Path, meta: dict | None, sentences: list[
     return onnx_encode(directory, sentences)
 
 
-def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwrite: bool = False,
-           quantize: str | None = None, instruction: str | None = None) -> dict:
-    """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``; with ``quantize``
-    also ``fp32_max_abs_diff`` and ``min_cosine``)."""
-    check_options(fmt, quantize)
-    refuse_unreproducible(model_spec, fmt)
-    if fmt == "onnx":
-        require_onnx()  # before anything is loaded or written
-    output = Path(output)
-    check_replaceable(output, "export", overwrite, sources=[model_spec, _source_path(model_spec)])
+@dataclass
+class Source:
+    """What an export writes and is verified against: the source's vectors of the verification sentences."""
+
+    description: dict
+    summary: Path | None
+    reference: np.ndarray
+    module_names: list[str]
+    write: Callable[[str, Path], dict | None]  # (format, staging directory) -> the format's metadata
+    recipe: EmbeddingRecipe
+
+
+def plain_source(model_spec: str, fmt: str, pooler: str | None, instruction: str | None) -> Source:
     if instruction and pooler is None:
         raise UserError("--instruction applies to a Hugging Face checkpoint exported with a --pooler (a "
                         "sentence-transformers directory keeps its own prompts)")
     model, description, summary = load_source(model_spec, pooler, instruction)
     check_format_keeps_prompt(model, fmt)
-    reference = st_encode(model, VERIFY_SENTENCES)
     module_names = [type(m).__name__ for m in model]
+    writers = {"sentence-transformers": lambda tmp: _write_st(model, tmp, model_card(description, summary,
+                                                                                      module_names)),
+               "hf": lambda tmp: _write_hf(model, tmp), "onnx": lambda tmp: _write_onnx(model, tmp)}
+    return Source(description, summary, st_encode(model, VERIFY_SENTENCES), module_names,
+                  lambda f, tmp: writers[f](tmp), export_recipe(model, description))
+
+
+def templated_source(model_spec: str, pooler: str | None, template: tuple) -> Source:
+    """A model that embeds inside a template (only ONNX reproduces it: :mod:`simcse_lab.export.templated`)."""
+    source = resolve(model_spec)
+    encoder = template_source(source.path, pooler, template)
+    described = {"source": model_spec, "path": source.path, "pooler": "mask", "template": encoder.template.text,
+                 "template_denoise": encoder.denoise_from is not None}
+    names = ["Transformer", "MaskToken"] + (["TemplateDelta"] if encoder.denoise_from is not None else [])
+    return Source(described, source.summary, encoder.encode(VERIFY_SENTENCES), names,
+                  lambda f, tmp: write_templated_onnx(encoder, tmp, VERIFY_SENTENCES), templated_recipe(encoder))
+
+
+def _verified(fmt: str, tmp: Path, meta: dict | None, reference: np.ndarray, output) -> float:
+    """The max abs diff of the exported artefact's vectors to the source's; beyond the tolerance, one line."""
+    got = reload_encode(fmt, tmp, meta, VERIFY_SENTENCES)
+    if got.shape != reference.shape:
+        raise UserError(f"export verification failed: shape {got.shape} != source {reference.shape}")
+    diff = float(np.abs(got - reference).max())
+    if not diff <= TOLERANCE[fmt]:
+        raise UserError(f"export verification failed: max abs diff {diff:.3g} > {TOLERANCE[fmt]:g}; "
+                        f"nothing written to {output}")
+    return diff
+
+
+def _quantized(tmp: Path, meta: dict, reference: np.ndarray, diff: float, output) -> tuple[dict, float]:
+    """The int8 graph in place of the verified fp32 one, checked against the source: (report, max abs diff)."""
+    with quiet():
+        meta = _quantize_int8(tmp, meta)
+    got = reload_encode("onnx", tmp, meta, VERIFY_SENTENCES)
+    quantized = {"quantization": "int8", "fp32_max_abs_diff": diff, "fp32_tolerance": TOLERANCE["onnx"],
+                 "min_cosine": min_cosine(got, reference),
+                 "max_relative_error": max_relative_error(got, reference), "int8_tolerance": INT8_TOLERANCE}
+    if not (quantized["max_relative_error"] <= INT8_TOLERANCE["max_relative_error"]
+            and quantized["min_cosine"] >= INT8_TOLERANCE["min_cosine"]):
+        raise UserError(f"int8 export verification failed: max relative error "
+                        f"{quantized['max_relative_error']:.3g} (tolerance "
+                        f"{INT8_TOLERANCE['max_relative_error']:g}), min cosine to fp32 "
+                        f"{quantized['min_cosine']:.4f} (tolerance {INT8_TOLERANCE['min_cosine']:g}); "
+                        f"nothing written to {output}")
+    return quantized, float(np.abs(got - reference).max())
+
+
+def export(model_spec: str, fmt: str, output, pooler: str | None = None, overwrite: bool = False,
+           quantize: str | None = None, instruction: str | None = None,
+           template: tuple[str | None, bool | None] = (None, None)) -> dict:
+    """Export, verify, and move into place; returns a report dict (with ``max_abs_diff``; with ``quantize``
+    also ``fp32_max_abs_diff`` and ``min_cosine``). ``template``: (``--template``, ``--template-denoise``)."""
+    check_options(fmt, quantize)
+    templated = check_template_export(model_spec, _source_path(model_spec), fmt, template[0])
+    if not templated:
+        refuse_unreproducible(model_spec, fmt)
+    if fmt == "onnx":
+        require_onnx()  # before anything is loaded or written
+    output = Path(output)
+    check_replaceable(output, "export", overwrite, sources=[model_spec, _source_path(model_spec)])
+    source = templated_source(model_spec, pooler, template) if templated else \
+        plain_source(model_spec, fmt, pooler, instruction)
     with staged_dir(output, kind="export") as tmp:  # replaces ``output`` only once verified; else deleted
-        meta = None
         with quiet():
-            if fmt == "sentence-transformers":
-                _write_st(model, tmp, model_card(description, summary, module_names))
-            elif fmt == "hf":
-                meta = _write_hf(model, tmp)
-            else:
-                meta = _write_onnx(model, tmp)
-        export_recipe(model, description).write(tmp)
-        got = reload_encode(fmt, tmp, meta, VERIFY_SENTENCES)
-        if got.shape != reference.shape:
-            raise UserError(f"export verification failed: shape {got.shape} != source {reference.shape}")
-        diff = float(np.abs(got - reference).max())
-        if not diff <= TOLERANCE[fmt]:
-            raise UserError(f"export verification failed: max abs diff {diff:.3g} > {TOLERANCE[fmt]:g}; "
-                            f"nothing written to {output}")
+            meta = source.write(fmt, tmp)
+        source.recipe.write(tmp)
+        diff = _verified(fmt, tmp, meta, source.reference, output)
         quantized = {}
         if quantize == "int8":
-            with quiet():
-                meta = _quantize_int8(tmp, meta)
-            got = reload_encode(fmt, tmp, meta, VERIFY_SENTENCES)
-            quantized = {"quantization": "int8", "fp32_max_abs_diff": diff, "fp32_tolerance": TOLERANCE[fmt],
-                         "min_cosine": min_cosine(got, reference),
-                         "max_relative_error": max_relative_error(got, reference), "int8_tolerance": INT8_TOLERANCE}
-            diff = float(np.abs(got - reference).max())
-            if not (quantized["max_relative_error"] <= INT8_TOLERANCE["max_relative_error"]
-                    and quantized["min_cosine"] >= INT8_TOLERANCE["min_cosine"]):
-                raise UserError(f"int8 export verification failed: max relative error "
-                                f"{quantized['max_relative_error']:.3g} (tolerance "
-                                f"{INT8_TOLERANCE['max_relative_error']:g}), min cosine to fp32 "
-                                f"{quantized['min_cosine']:.4f} (tolerance {INT8_TOLERANCE['min_cosine']:g}); "
-                                f"nothing written to {output}")
-    return {"format": fmt, "output": str(output), "source": model_spec, "source_path": description["path"],
-            "pooler": description["pooler"] if meta is None or "pooler" not in meta else meta["pooler"],
-            "modules": module_names, "dimension": int(reference.shape[1]), "verified_sentences": len(reference),
-            "max_abs_diff": diff, "tolerance": None if quantize else TOLERANCE[fmt],
-            **quantized}
+            quantized, diff = _quantized(tmp, meta, source.reference, diff, output)
+    pooler = source.description["pooler"] if meta is None or "pooler" not in meta else meta["pooler"]
+    return {"format": fmt, "output": str(output), "source": model_spec, "source_path": source.description["path"],
+            "pooler": pooler, "modules": source.module_names, "dimension": int(source.reference.shape[1]),
+            "verified_sentences": len(source.reference), "max_abs_diff": diff,
+            "tolerance": None if quantize else TOLERANCE[fmt], **quantized}

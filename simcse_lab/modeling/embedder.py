@@ -40,7 +40,7 @@ from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, POOLING_ONLY, check
 from simcse_lab.modeling.projection import new_projection, project, read_projection
 from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, load_error, resolve_model, transformer_subdir
-from simcse_lab.modeling.template import TemplateTokens
+from simcse_lab.modeling.template import TemplateTokens, compile_template
 
 
 class MLPHead(nn.Module):
@@ -359,4 +359,6 @@ def load_adapter_embedder(path: str):
         tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, path), path, family.append_eos)
     except (OSError, ValueError) as err:
         raise load_error(path, err) from None
+    if meta.recipe.template:  # embeds inside its template, as trained
+        embedder.set_template(compile_template(tokenizer, meta.recipe.template, path), meta.recipe.template_denoise)
     return tokenizer, embedder

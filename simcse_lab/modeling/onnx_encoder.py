@@ -29,6 +29,7 @@ from simcse_lab.modeling.families import GENERIC, ensure_pad_token
 from simcse_lab.modeling.loading import load_onnx_session, load_tokenizer
 from simcse_lab.modeling.pooling import OWN_MODULES
 from simcse_lab.modeling.resolve import load_error
+from simcse_lab.modeling.template import InputFormat, compile_template
 
 CONFIG = "onnx_config.json"
 GRAPH = "model.onnx"
@@ -62,6 +63,8 @@ def read_onnx_config(directory) -> dict:
             raise InputError(path, None, f"{key} must be a positive integer, got {meta.get(key)!r}")
     if not isinstance(meta.get("output"), str):
         raise InputError(path, None, f"output must be the graph's output name, got {meta.get('output')!r}")
+    if not isinstance(meta.get("template", ""), str):
+        raise InputError(path, None, f"template must be a string, got {meta.get('template')!r}")
     if meta.get("quantization") not in QUANTIZATIONS:
         raise InputError(path, None, f"quantization must be null or 'int8', got {meta.get('quantization')!r}")
     return meta
@@ -101,10 +104,17 @@ class OnnxEncoder:
             self.tokenizer = ensure_pad_token(load_tokenizer(self.path), GENERIC, self.model_name)
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
+        # a templated model's export: its tokenisation puts each sentence in the template (the graph reads the mask
+        # token and subtracts the template's delta itself)
+        self.template = compile_template(self.tokenizer, meta["template"], str(Path(path) / CONFIG)) \
+            if meta.get("template") else None
 
     def describe(self) -> dict:
-        return {"model": self.model_name, "path": self.path, "backend": "onnx", "pooler": OWN_MODULES,
+        info = {"model": self.model_name, "path": self.path, "backend": "onnx", "pooler": OWN_MODULES,
                 "precision": self.precision, "device": "cpu"}
+        if self.template is not None:
+            info["template"] = self.template.text
+        return info
 
     def _forward(self, batch: dict) -> torch.Tensor:
         ids = batch["input_ids"]
@@ -124,4 +134,4 @@ class OnnxEncoder:
 
         return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
                             max_length=self.max_length, precision="fp32", device=torch.device("cpu"),
-                            progress=progress)
+                            progress=progress, text=InputFormat(template=self.template))

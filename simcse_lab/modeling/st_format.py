@@ -52,7 +52,7 @@ from simcse_lab.modeling.embedder import SimCSEEmbedder
 from simcse_lab.modeling.families import appends_eos, family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
 from simcse_lab.modeling.lora import merged_backbone, save_adapter
-from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, check_instruction, check_pooler
+from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, TEMPLATE_POOLERS, check_instruction, check_pooler
 from simcse_lab.modeling.projection import projection_modules
 from simcse_lab.modeling.recipe import BACKBONE_DIR, EmbeddingRecipe
 
@@ -78,6 +78,10 @@ def _mlp_linear(mlp: torch.nn.Module) -> torch.nn.Linear:
 def _check_head(pooler: str, mlp: torch.nn.Module | None) -> None:
     """``cls`` and only ``cls`` comes with its MLP head (a wrong call is a programming error: ValueError)."""
     check_pooler(pooler)
+    if pooler in TEMPLATE_POOLERS:
+        raise UserError(f"pooler {pooler!r} reads a template's mask token, and sentence-transformers cannot put a "
+                        f"template around the sentence; save the model in simcse-lab's own layout (as train does) "
+                        f"or export it as onnx")
     if pooler == "cls" and mlp is None:
         raise ValueError("pooler 'cls' needs the dense+tanh head (mlp); use 'cls_before_pooler' without one")
     if mlp is not None and pooler != "cls":

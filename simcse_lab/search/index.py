@@ -494,7 +494,8 @@ class Index:
             path = _model_to_load(self.directory, m, model)
             encoder = load_encoder(path, pooler=None if m["pooler"] == "modules" else m["pooler"],
                                    precision=m["precision"], bidirectional=m.get("bidirectional"))
-            if m.get("template"):  # the template the corpus was embedded in (the model's saved one, or --template)
+            # the template the corpus was embedded in (the model's saved one, or --template); an ONNX export's is its own
+            if m.get("template") and m.get("backend") != "onnx":
                 encoder.set_template(m["template"], bool(m.get("template_denoise")))
         self.encoder = encoder
         probe = normalize(encoder.encode([m["probe_sentence"]]))[0]

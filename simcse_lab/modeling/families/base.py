@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simcse_lab.modeling.pooling import POOLERS
+from simcse_lab.modeling.pooling import POOLERS, TEMPLATE_POOLERS
 
 SUMMARY_POOLERS = ("cls", "cls_before_pooler")  # the poolers that read the sentence token
 DEFAULT_MAX_LENGTH = 512  # a family with no position table (relative positions) and no length of its own
@@ -120,8 +120,9 @@ class Family:
 
     @property
     def fitting_poolers(self) -> tuple[str, ...]:
+        """The poolers that read this family's plain sentences (``mask`` reads a template's token: not listed)."""
         return tuple(p for p in POOLERS if (self.summary_token is not None or p not in SUMMARY_POOLERS)
-                     and p not in self.refused_poolers)
+                     and p not in self.refused_poolers and p not in TEMPLATE_POOLERS)
 
     def usable_max_length(self, config) -> int | None:
         """How many tokens a sequence may have (None: no position table limits it)."""
