@@ -40,6 +40,10 @@ ROWS = [
     {"name": "PromptBERT", "kind": "after", "runs": "/work/runs/promptbert-s*", "objective": "promptbert",
      "command": "simcse-lab train --config configs/unsup-quick.yaml --objective promptbert --pooler mask --seed S "
                 "--output-dir /work/runs/promptbert-sS (S = 1, 2, 3)"},
+    {"name": "ConPVP", "kind": "after", "runs": "/work/runs/conpvp-s*", "objective": "conpvp",
+     "command": "nice -n 5 simcse-lab train --config configs/unsup-quick.yaml --objective conpvp --pooler mask --seed S "
+                "--output-dir /work/runs/conpvp-sS (S = 1, 2, 3; --prompt-length 10, the paper's 8 prototype pairs; "
+                "code of commit eca3a04)"},
 ]
 
 

@@ -16,7 +16,8 @@ import torch
 
 from conftest import make_tiny_bert, random_sentences, write_lines
 
-PROTOTYPES = "{sentence} means {mask} .\t{sentence} not means {mask} .\nabout {sentence} : [MASK]\tnot {sentence} : [MASK]\n"
+PROTOTYPES = ("{sentence} means {mask} .\t{sentence} not means {mask} .\n"
+              "about {sentence} : [MASK]\tnot {sentence} : [MASK]\n")
 
 
 def conpvp_config(tmp_path, prompt_length: int = 3, seed: int = 7):
@@ -42,7 +43,8 @@ def words(tokenizer, text: str) -> list[int]:
 
 def hand_rows(tokenizer, sentence: str, pair: int, length: int):
     """(ids, index of [MASK], indices of the learned vectors, indices of the sentence) of the three views, by hand."""
-    cls, sep, mask, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id, tokenizer.pad_token_id
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    mask, pad = tokenizer.mask_token_id, tokenizer.pad_token_id
     sent = words(tokenizer, sentence)
     anchor = [cls, *sent, *[pad] * length, mask, *words(tokenizer, "."), sep]
     if pair == 0:

@@ -70,8 +70,8 @@ class RowBuilder:
         """The layout of a row of ``width`` positions built with ``tokens``."""
         def code(token: int) -> int:
             return READ if token == tokens.mask_id else SLOT if token == self.pad_id else TEMPLATE
-        return ([TEMPLATE] * len(tokens.head) + [code(t) for t in tokens.prefix]
-                + [SENTENCE] * (width - tokens.length) + [code(t) for t in tokens.suffix] + [TEMPLATE] * len(tokens.tail))
+        return ([TEMPLATE] * len(tokens.head) + [code(t) for t in tokens.prefix] + [SENTENCE] * (width - tokens.length)
+                + [code(t) for t in tokens.suffix] + [TEMPLATE] * len(tokens.tail))
 
     def row(self, ids: list[int], tokens: TemplateTokens) -> tuple[list[int], list[int]]:
         """(ids, layout) of ``ids``' sentence inside ``tokens``' template."""

@@ -1,7 +1,7 @@
 """Objectives, one module each on one base class with a name -> class registry (base.py): unsup, sup,
-esimcse, ESimCSE's word repetition and momentum queue, promptbert (templates, [MASK] pooling, denoising), conpvp (a continuous prompt against positive and negated
-prototypes), mntp (a decoder's masked next-token prediction alone), and
-the cosine regulariser any of them can add (``--cos-reg``). Importing the package registers them.
+esimcse, ESimCSE's word repetition and momentum queue, promptbert (templates, [MASK] pooling, denoising),
+conpvp (a continuous prompt against positive and negated prototypes), mntp (a decoder's masked next-token
+prediction alone), and the cosine regulariser any of them can add (``--cos-reg``). Importing the package registers them.
 Tests: tests/test_objectives.py, tests/test_objective_plugin.py, tests/test_momentum.py, tests/test_repetition.py,
 tests/test_cos_reg.py, tests/test_mntp.py, tests/test_conpvp.py."""
 

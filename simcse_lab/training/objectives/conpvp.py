@@ -58,8 +58,8 @@ class ConPVP(Objective):
     @classmethod
     def from_config(cls, cfg, tokenizer, embedder) -> ConPVP:
         if embedder.family.causal:
-            raise UserError(f"--objective conpvp reads a masked-language model's [MASK] state; the {embedder.family.name} "
-                            f"family is a decoder LLM: use an encoder (BERT, RoBERTa, ...)")
+            raise UserError(f"--objective conpvp reads a masked-language model's [MASK] state; the "
+                            f"{embedder.family.name} family is a decoder LLM: use an encoder (BERT, RoBERTa, ...)")
         where = cfg.prototype_templates or "the default prototype templates"
         prototypes = compile_prototypes(tokenizer, prototype_pairs(cfg.prototype_templates), where)
         prompt = embedder.add_continuous_prompt(tokenizer, cfg.prompt_length)
