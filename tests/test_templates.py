@@ -150,6 +150,7 @@ def test_eval_template_bad_input(tiny_bert, capsys, argv, message):
     (["--objective", "promptbert", "--pooler", "avg"], "reads its vectors with pooler 'mask'"),
     (["--objective", "promptbert", "--template", "no slot [MASK]"], "no {sentence} slot"),
     (["--objective", "promptbert", "--second-template", "{sentence}"], "--second-template '{sentence}': no mask"),
+    (["--objective", "promptbert", "--template", '"{sentence}" means <mask> .'], "no mask token '[MASK]'"),
 ])
 def test_train_template_bad_input(tiny_bert, tmp_path, capsys, argv, message):
     from conftest import one_line_refusal
@@ -157,3 +158,26 @@ def test_train_template_bad_input(tiny_bert, tmp_path, capsys, argv, message):
     err = one_line_refusal(["train", "--model", str(tiny_bert), "--output-dir", str(tmp_path / "run"), *argv], capsys)
     assert message in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_index_records_the_template_and_search_applies_it(tiny_bert, tmp_path):
+    """index build --template: the manifest holds the template; search embeds its queries inside it (the index's
+    probe check would refuse otherwise), and a corpus sentence finds itself first."""
+    import json
+
+    from conftest import SEARCH_WORDS, random_sentences, write_lines
+    from simcse_lab.cli import main
+    from simcse_lab.search.index import Index
+
+    lines = sorted(set(random_sentences(60, seed=1, words=SEARCH_WORDS, lengths=(3, 9))))
+    corpus = write_lines(tmp_path / "corpus.txt", lines)
+    with pytest.raises(SystemExit) as exc:
+        main(["index", "build", "--model", str(tiny_bert), "--pooler", "mask", "--template", TEMPLATE,
+              "--template-denoise", "--corpus", str(corpus), "--output-dir", str(tmp_path / "idx"), "--no-progress",
+              "--precision", "fp32"])
+    assert exc.value.code == 0
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert (manifest["pooler"], manifest["template"], manifest["template_denoise"]) == ("mask", TEMPLATE, True)
+    index = Index(tmp_path / "idx")
+    assert index.encoder.describe()["template"] == TEMPLATE
+    assert index.search([lines[3]], k=1)[0][0]["text"] == lines[3]

@@ -167,6 +167,9 @@ def read_run_dir(path) -> RunDir:
                                             "not the weights a trajectory point is read from; analyze its best/ or "
                                             "final/ with --model instead")
     pooler, note = check_pooler(cfg["pooler"]), ""
+    if pooler == "mask":
+        raise InputError(config_path, None, "a run read through a template (pooler mask): its checkpoints would be "
+                                            "read without it; analyze its best/ or final/ with --model instead")
     if pooler == "cls":  # the run's sentence vector without its MLP head, as training evaluates an unsup run
         pooler = "cls_before_pooler"
         note = (" (trained with cls + MLP in training only: evaluated without the MLP, as the run itself does)"

@@ -121,6 +121,9 @@ def run(args) -> int:
     family_precision(family, training_precision(cfg.precision), cfg.precision, note=False)  # the loop says it
     parse_report_to(cfg.report_to)
     check_training_data(cfg, fetch=False)
+    from simcse_lab.training.objectives import OBJECTIVES
+
+    OBJECTIVES[cfg.objective].check_run(cfg)  # e.g. a template's mask token against the tokenizer
     # every rank may: a directory of ours, or refused before any work; the main process locks it for the run,
     # so that a second run into it is refused before it touches anything
     main = os.environ.get("RANK", "0") == "0"

@@ -2,9 +2,9 @@
 
 An objective class names its options (``options = OBJECTIVE_OPTIONS["esimcse"]``; tests/test_objective_options.py
 checks every registered class against this table); the training config (:mod:`simcse_lab.training.config`) turns
-each into a field, so a ``--config`` file and a flag (``train --help`` lists them with their objective) set it and
-:func:`check_options` validates it in one place, before torch is imported. The declarations live here, not in the
-objective modules, because those import torch and a config is checked without it.
+each into a field, so a ``--config`` file and a flag (``train --help`` lists them with their objective) set it, and
+:func:`check_options` (with the config's numeric ranges) validates it before torch is imported. The declarations
+live here, not in the objective modules, because those import torch and a config is checked without it.
 
 An option of another objective than the one named is accepted and checked, and has no effect (as before).
 """
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simcse_lab.errors import UserError
-from simcse_lab.runtime.numbers import check_number
 
 
 @dataclass(frozen=True)
@@ -101,15 +99,12 @@ def all_options() -> list[Option]:
 
 
 def check_options(values) -> None:
-    """Every declared option's value on ``values`` (a TrainConfig) in range and valid; else one line."""
+    """Every declared option's own check on ``values`` (a TrainConfig): one line for a bad value. (Numeric ranges are
+    checked with the config's other numbers: NUMBER_RANGES holds each option's :attr:`Option.range`.)"""
     for option in all_options():
-        value = getattr(values, option.name)
-        if option.numeric:
-            check_number(value, option.name, option.low, option.high, low_open=option.low_open,
-                         high_open=option.high_open, note=option.note)
         check = VALIDATORS.get(option.name)
         if check is not None:
-            check(option, value)
+            check(option, getattr(values, option.name))
 
 
 def objective_options(objective: str, values) -> dict:

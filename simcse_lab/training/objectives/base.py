@@ -103,6 +103,12 @@ class Objective(nn.Module):
         """The objective a TrainConfig asks for; override to read more options."""
         return cls(tokenizer, cfg.temperature)
 
+    @classmethod
+    def check_run(cls, cfg) -> None:
+        """Checks of the run's settings that need the model's tokenizer (e.g. a template's mask token), made by
+        ``train`` before the run directory is claimed or any weights load; a bad setting is one line (default:
+        nothing to check)."""
+
     def add_mlm(self, tokenizer, weight: float, masking: MaskedLMAuxiliary | None = None) -> None:
         """SimCSE's auxiliary MLM loss (``--do-mlm``; MNTP on a decoder): a per-rank term, so DDP's mean is exact
         for it too. ``masking``: the run's (:meth:`MaskedLMAuxiliary.for_run`); default BERT's MLM at 15%."""

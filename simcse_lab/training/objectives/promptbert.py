@@ -47,6 +47,17 @@ class PromptBERT(UnsupSimCSE):
                                                                          index=embedder.add_template(second)))
 
     @classmethod
+    def check_run(cls, cfg) -> None:
+        """Both templates against the model's tokenizer (its mask token), before anything is written."""
+        from simcse_lab.modeling.embedder import backbone_path
+        from simcse_lab.modeling.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(backbone_path(cfg.model))
+        defaults = default_templates(tokenizer)
+        compile_template(tokenizer, cfg.template or defaults[0], "--template")
+        compile_template(tokenizer, cfg.second_template or defaults[1], "--second-template")
+
+    @classmethod
     def from_config(cls, cfg, tokenizer, embedder) -> PromptBERT:
         return cls(tokenizer, embedder, cfg.temperature, (cfg.template, cfg.second_template), cfg.template_denoise)
 
