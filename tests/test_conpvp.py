@@ -283,3 +283,16 @@ def test_templates_the_tokenizer_cannot_read_are_one_line(tiny, tmp_path):
         compile_prototypes(tokenizer, [("{sentence} [PAD] means {mask} .", "{sentence} not {mask} .")], "f.tsv")
     with pytest.raises(UserError, match="pair 1 negative"):
         compile_prototypes(tokenizer, [("{sentence} means {mask} .", "{sentence} not <mask> .")], "f.tsv")
+
+
+def test_templates_are_checked_against_the_tokenizer_before_the_run_directory_is_claimed(tmp_path, capsys):
+    from conftest import one_line_refusal
+
+    model = make_tiny_bert(tmp_path / "bert")
+    pairs = write_lines(tmp_path / "pairs.tsv", ["{sentence} means <mask> .\t{sentence} not means <mask> ."])
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(16))
+    capsys.readouterr()  # the model's saving, above
+    err = one_line_refusal(["train", "--model", str(model), "--data", str(data), "--objective", "conpvp",
+                            "--prototype-templates", str(pairs), "--output-dir", str(tmp_path / "run")], capsys)
+    assert "pair 1 positive" in err and "[MASK]" in err, err
+    assert not (tmp_path / "run").exists()

@@ -27,7 +27,7 @@ import random
 import torch
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.continuous_prompt import ContinuousPrompt, check_no_slots
+from simcse_lab.modeling.continuous_prompt import ContinuousPrompt, anchor_template, check_no_slots
 from simcse_lab.modeling.template import TemplateTokens, compile_template
 from simcse_lab.runtime.distributed import gather_with_grad
 from simcse_lab.training.objective_options import OBJECTIVE_OPTIONS
@@ -43,6 +43,20 @@ def compile_prototypes(tokenizer, pairs, where: str) -> list[tuple[TemplateToken
             for i, (pos, neg) in enumerate(pairs, 1)]
 
 
+def check_encoder(family) -> None:
+    """ConPVP reads a masked-language model's [MASK]: a decoder LLM family is one line."""
+    if family.causal:
+        raise UserError(f"--objective conpvp reads a masked-language model's [MASK] state; the {family.name} family "
+                        f"is a decoder LLM: use an encoder (BERT, RoBERTa, ...)")
+
+
+def run_templates(cfg, tokenizer) -> list[tuple[TemplateTokens, TemplateTokens]]:
+    """The run's prototype pairs tokenised, once the anchor template is known to fit the tokenizer (one line if not)."""
+    anchor_template(tokenizer, cfg.prompt_length)
+    where = cfg.prototype_templates or "the default prototype templates"
+    return compile_prototypes(tokenizer, prototype_pairs(cfg.prototype_templates), where)
+
+
 @register("conpvp")
 class ConPVP(Objective):
     with_index = True  # the prototype draw is keyed by the example's index
@@ -56,12 +70,21 @@ class ConPVP(Objective):
         self.seed = seed
 
     @classmethod
+    def check_run(cls, cfg) -> None:
+        """An encoder family, and the anchor's and prototype templates against the model's tokenizer (its mask and pad
+        tokens), before anything is written."""
+        from simcse_lab.modeling.embedder import backbone_config, backbone_path
+        from simcse_lab.modeling.families import family_of
+        from simcse_lab.modeling.loading import load_tokenizer
+
+        path = backbone_path(cfg.model)
+        check_encoder(family_of(backbone_config(cfg.model, path)))
+        run_templates(cfg, load_tokenizer(path))
+
+    @classmethod
     def from_config(cls, cfg, tokenizer, embedder) -> ConPVP:
-        if embedder.family.causal:
-            raise UserError(f"--objective conpvp reads a masked-language model's [MASK] state; the "
-                            f"{embedder.family.name} family is a decoder LLM: use an encoder (BERT, RoBERTa, ...)")
-        where = cfg.prototype_templates or "the default prototype templates"
-        prototypes = compile_prototypes(tokenizer, prototype_pairs(cfg.prototype_templates), where)
+        check_encoder(embedder.family)
+        prototypes = run_templates(cfg, tokenizer)
         prompt = embedder.add_continuous_prompt(tokenizer, cfg.prompt_length)
         return cls(tokenizer, prompt, prototypes, cfg.temperature, cfg.seed)
 
