@@ -199,11 +199,11 @@ def test_a_killed_run_resumes_bit_exact(tmp_path):
 
     model = make_tiny_bert(tmp_path / "bert", dropout=0.1)
     data = write_lines(tmp_path / "corpus.txt", random_sentences(96))
-    subprocess.run(train_args(model, data, tmp_path / "full"), check=True, capture_output=True, timeout=300)
+    subprocess.run(train_args(model, data, tmp_path / "full"), check=True, capture_output=True, timeout=900)
     killed_at_checkpoint(train_args(model, data, tmp_path / "cut"), tmp_path / "cut" / "checkpoints" / "step-0000003",
-                         timeout=300)
+                         timeout=900)
     assert not (tmp_path / "cut" / "final").exists(), "killed too late to test resuming"
-    subprocess.run(train_args(model, data, tmp_path / "cut", "--resume"), check=True, capture_output=True, timeout=300)
+    subprocess.run(train_args(model, data, tmp_path / "cut", "--resume"), check=True, capture_output=True, timeout=900)
 
     def losses(run):
         return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
