@@ -35,7 +35,7 @@ MAPPING = {
     "data": ["content_hash", "data_fetch", "data_inspect", "readers", "registry", "sources", "training_data"],
     "modeling": ["templates", "decoder_poolers", "families", "length_chunks", "lora", "mini_batches", "packing", "pooling",
                  "resolve", "security_loading", "sentence_encoder", "st_format"],
-    "training": ["objective_options", "promptbert", "checkpoint_safety", "config", "cos_reg", "mntp", "momentum", "objective_plugin", "objectives",
+    "training": ["conpvp", "objective_options", "promptbert", "checkpoint_safety", "config", "cos_reg", "mntp", "momentum", "objective_plugin", "objectives",
                  "repetition", "sampler", "tracking", "train_data", "training_precision", "trajectory"],
     # test_select imports test_tasks' word-count encoder: a test module imports another only in its own folder
     "experiments": ["sweep"],

@@ -63,6 +63,9 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
 
         def forward(batch):
             batch = {k: v.to(device) for k, v in batch.items()}
+            if getattr(encoder, "prompt", None) is not None:  # ConPVP: the layers of the rows its prompt builds
+                main, states, tokens = encoder.prompt.with_layers(model, model_inputs(batch))
+                return _concat(main, states, tokens, summary)
             out = model(**model_inputs(batch), output_hidden_states=True)
             main = pool(encoder.pooler, batch, out.last_hidden_state, out.hidden_states, encoder.mlp, summary=summary)
             if getattr(encoder, "denoise_from", None) is not None:  # the template's delta, as the encoder does

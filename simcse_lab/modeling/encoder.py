@@ -27,6 +27,7 @@ import torch
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.batching import EncodeSettings, encode_texts
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
+from simcse_lab.modeling.continuous_prompt import load_continuous_prompt
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
 from simcse_lab.modeling.families import check_pooler_fits, ensure_eos, ensure_pad_token, family_of
 from simcse_lab.modeling.loading import (default_prompt, load_config, load_model, load_sentence_transformer,
@@ -71,11 +72,16 @@ class Encoder:
         self._asked = bidirectional
         self.bidirectional = bidirectional if bidirectional is not None else bool(self.recipe and
                                                                                   self.recipe.bidirectional)
+        self.prompt = None  # a ConPVP model's continuous prompt (its recipe's), through which it embeds
         if self.recipe is not None and is_own_layout(self.path):  # only this loader runs it: the recipe's pooler
             self.backend = "hf"
             self.pooler = check_pooler(pooler or self.recipe.pooler)
             self._load_hf(os.path.join(self.path, BACKBONE_DIR), max_length)
+            self._load_prompt(pooler)
             return
+        if self.recipe is not None and self.recipe.continuous_prompt:
+            raise UserError(f"{model}: its recipe declares a continuous prompt, which only simcse-lab's own layout "
+                            f"(recipe + backbone/ + continuous_prompt.safetensors) carries")
         local_st = os.path.isdir(self.path) and is_sentence_transformers_dir(self.path)
         hub_st = pooler is None and not os.path.isdir(self.path) and hub_is_sentence_transformers(self.path)
         if pooler is None and (local_st or hub_st):
@@ -107,6 +113,9 @@ class Encoder:
         weights, SimCSE's ``mlp.*`` its pooler head (used by ``cls``); ``lm_head.*`` (``--do-mlm``) is not part
         of an encoder. ``name`` is what results record as the model. Refuses a state that does not fit."""
         check_pooler(pooler)
+        if "continuous_prompt.vectors" in state_dict:
+            raise UserError(f"{name}: a ConPVP state, whose continuous prompt this rebuild does not carry; analyze the "
+                            f"run's best/ or final/ model instead")
         encoder = cls(model, pooler=pooler if pooler != "cls" else "cls_before_pooler", **kwargs)
         backbone = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
         head = {k[len("mlp."):]: v for k, v in state_dict.items() if k.startswith("mlp.")}
@@ -194,6 +203,20 @@ class Encoder:
         if self.recipe is not None and self.recipe.template:  # as the model was trained (its pooler may be another)
             self.set_template(self.recipe.template, self.recipe.template_denoise and self.pooler == "mask")
 
+    def _load_prompt(self, asked: str | None) -> None:
+        """A ConPVP model (:mod:`simcse_lab.modeling.continuous_prompt`): every sentence embedded as training's
+        anchor was, through the saved continuous prompt; another pooler or an instruction is one line."""
+        length = self.recipe.continuous_prompt
+        if not length:
+            return
+        if asked not in (None, self.recipe.pooler) or self.instruction:
+            given = f"--pooler {asked}" if asked not in (None, self.recipe.pooler) else "--instruction"
+            raise UserError(f"{self.model_name}: a ConPVP model embeds every sentence through its continuous prompt, "
+                            f"read at the prompt's mask token; drop {given}")
+        limit = self.family.max_tokens(self.hf_model.config)
+        self.prompt = load_continuous_prompt(self.path, self.tokenizer, length, self.hf_model.config, limit)
+        self.prompt.to(self.device)
+
     def _decoder_rules(self, model, append_eos: bool, attention: bool | None) -> None:
         """A decoder's EOS rule on the tokenizer and its attention: bidirectional or causal as ``attention`` says
         (None: as loaded); ``self.bidirectional`` then says which it is. An encoder: nothing to do."""
@@ -217,6 +240,8 @@ class Encoder:
             info["instruction"] = self.instruction
         if self.template is not None:
             info["template"], info["template_denoise"] = self.template.text, self.denoise_from is not None
+        if self.prompt is not None:
+            info["continuous_prompt"] = self.prompt.length
         return info
 
     @property
@@ -230,6 +255,9 @@ class Encoder:
         self.template, self.denoise_from = None, None
         if not template:
             return
+        if self.prompt is not None:
+            raise UserError(f"{self.model_name}: a ConPVP model embeds every sentence through its own continuous "
+                            f"prompt; drop --template")
         if self.backend != "hf":
             raise UserError(f"{self.model_name}: a sentence-transformers directory runs its own modules, which cannot "
                             f"put a template around the sentence; give --pooler mask to run its transformer with it")
@@ -247,6 +275,8 @@ class Encoder:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.backend == "sentence-transformers":
             return self.st_model(self.st_features(batch))["sentence_embedding"]
+        if self.prompt is not None:
+            return self.prompt(self.hf_model, model_inputs(batch))
         out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)

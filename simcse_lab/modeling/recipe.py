@@ -43,6 +43,7 @@ class EmbeddingRecipe:
     instruction: str = ""       # text put before every input (empty: none)
     template: str = ""          # the input template, '... {sentence} ... [MASK] ...' (empty: none)
     template_denoise: bool = False  # the template's own mask state (for the sentence's length) is subtracted
+    continuous_prompt: int = 0  # ConPVP: learned vectors of the anchor prompt (continuous_prompt.safetensors); 0: none
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n"

@@ -47,6 +47,7 @@ from sentence_transformers.sentence_transformer.modules import Dense, Pooling, W
 from simcse_lab.errors import UserError
 from simcse_lab.io import make_temp_dir, staged_dir
 from simcse_lab.modeling.attention import is_bidirectional, reproducible_on_load, saving_config
+from simcse_lab.modeling.continuous_prompt import save_prompt_vectors
 from simcse_lab.modeling.embedder import SimCSEEmbedder
 from simcse_lab.modeling.families import appends_eos, family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
@@ -158,22 +159,27 @@ def model_recipe(backbone, tokenizer, pooler: str, instruction: str = "") -> Emb
 
 def embedder_recipe(embedder: SimCSEEmbedder, backbone, tokenizer) -> EmbeddingRecipe:
     """The recipe of the model being trained, as ``backbone`` runs now: its exported pooler, its instruction, its own
-    template and whether that template's delta is subtracted."""
+    template and whether that template's delta is subtracted, its continuous prompt's length (ConPVP)."""
     recipe = model_recipe(backbone, tokenizer, embedder.export_pooler, embedder.instruction)
+    if embedder.continuous_prompt is not None:
+        recipe = replace(recipe, continuous_prompt=embedder.continuous_prompt.length)
     if embedder.template is None:
         return recipe
     return replace(recipe, template=embedder.template.text, template_denoise=embedder.denoise_from is not None)
 
 
-def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) -> Path:
+def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir, prompt=None) -> Path:
     """simcse-lab's own layout (:mod:`simcse_lab.modeling.recipe`): the recipe and ``backbone/``, a Hugging Face
-    folder whose config carries no run-time attention flag; replaces ``output_dir`` once complete."""
+    folder whose config carries no run-time attention flag (and, for ConPVP, the continuous ``prompt``'s vectors
+    beside the recipe); replaces ``output_dir`` once complete."""
     output_dir = Path(output_dir)
     with staged_dir(output_dir) as tmp:
         with quiet(), saving_config(backbone, family_of(backbone.config)):
             backbone.save_pretrained(tmp / BACKBONE_DIR)
             tokenizer.save_pretrained(tmp / BACKBONE_DIR)
         recipe.write(tmp)
+        if prompt is not None:
+            save_prompt_vectors(prompt, tmp)
     return output_dir
 
 
@@ -240,14 +246,17 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``) and its
     recipe; a bidirectional decoder that sentence-transformers would run causal in simcse-lab's own layout. A LoRA
     backbone is saved merged into its weights (a copy: training goes on with the adapter), or, when the embedder
-    says so (``export_adapter``), as an adapter directory on its base model."""
+    says so (``export_adapter``), as an adapter directory on its base model. A model with a continuous prompt
+    (ConPVP) is written in simcse-lab's own layout, with its vectors, which plain sentence-transformers cannot run."""
     pooler = embedder.export_pooler
     if embedder.export_adapter is not None:
         recipe = embedder_recipe(embedder, embedder.backbone, tokenizer)
         return save_adapter(embedder.backbone, tokenizer, recipe, embedder.export_adapter, output_dir)
     backbone = merged_backbone(embedder.backbone)
-    if embedder.template is not None:  # sentence-transformers cannot put text after the sentence nor subtract a delta
-        return save_own_layout(backbone, tokenizer, embedder_recipe(embedder, backbone, tokenizer), output_dir)
+    # sentence-transformers cannot put text after the sentence, subtract a delta, nor put in learned vectors (ConPVP)
+    if embedder.template is not None or embedder.continuous_prompt is not None:
+        return save_own_layout(backbone, tokenizer, embedder_recipe(embedder, backbone, tokenizer), output_dir,
+                               embedder.continuous_prompt)
     if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here
             raise ValueError("a projection head is not saved in simcse-lab's own layout")

@@ -5,4 +5,4 @@ regulariser any of them can add).
 Tests: tests/integration/test_train_loop.py, tests/training/test_train_data.py, tests/training/test_training_precision.py, tests/training/test_tracking.py,
 tests/training/test_config.py, tests/integration/test_distributed.py, tests/training/test_objective_plugin.py, tests/training/test_objectives.py,
 tests/training/test_checkpoint_safety.py, tests/training/test_cos_reg.py, tests/training/test_trajectory.py, tests/modeling/test_length_chunks.py,
-tests/modeling/test_packing.py, tests/modeling/test_mini_batches.py, tests/training/test_sampler.py, tests/training/test_mntp.py."""
+tests/modeling/test_packing.py, tests/modeling/test_mini_batches.py, tests/training/test_sampler.py, tests/training/test_mntp.py, tests/training/test_conpvp.py."""

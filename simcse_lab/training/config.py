@@ -26,7 +26,7 @@ from simcse_lab.training.objective_options import OBJECTIVE_POOLERS, all_options
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
 # (tests/training/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
-OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "promptbert"]
+OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "promptbert", "conpvp"]
 # the objectives that are the masked-token loss themselves (no sentence vectors; ``Objective.masked_tokens``)
 MASKED_TOKEN_OBJECTIVES = ["mntp"]
 MLM_MASKINGS = ("80/10/10", "all_mask")  # training.mlm.MASKINGS
@@ -152,6 +152,7 @@ class CoreConfig:
 
         parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
         self._check_lora()
+        self._check_conpvp()
         if self.momentum_half_life:  # the momentum a half-life of that many steps means (m ** half_life = 0.5)
             self.momentum = 0.5 ** (1 / self.momentum_half_life)
         if self.pack_width and self.mini_batch_size:
@@ -172,6 +173,19 @@ class CoreConfig:
                             f"the sentences in no template; use --objective {templated}")
         if needed and self.instruction:
             raise UserError(f"--instruction with {self.objective}: put the instruction's text into the template")
+
+    def _check_conpvp(self) -> None:
+        """--objective conpvp embeds every sentence through its continuous prompt (pooler ``mask``: the objective's,
+        :data:`OBJECTIVE_POOLERS`): settings that would embed otherwise or lose the prompt are one line."""
+        if self.objective != "conpvp":
+            return
+        refused = {"do_mlm": "--do-mlm", "pack_width": "--pack-width",
+                   "mini_batch_size": "--mini-batch-size", "projection": "--projection",
+                   "merge_lora": "--no-merge-lora"}
+        for name, flag in refused.items():
+            if bool(getattr(self, name)) != (name == "merge_lora"):
+                raise UserError(f"--objective conpvp embeds every sentence through its continuous prompt, which "
+                                f"{flag} does not carry; drop {flag}")
 
     def _check_lora(self) -> None:
         self.init_adapter = expand_user(self.init_adapter) if self.init_adapter else self.init_adapter

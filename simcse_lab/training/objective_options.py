@@ -46,6 +46,13 @@ def _check_template(option: Option, value: str) -> None:
         check_template_text(value, f"--{option.name.replace('_', '-')}")
 
 
+def _check_prototypes(option: Option, value: str) -> None:
+    if value:
+        from simcse_lab.training.prototypes import read_prototypes
+
+        read_prototypes(value)
+
+
 OBJECTIVE_OPTIONS: dict[str, tuple[Option, ...]] = {
     "sup": (
         Option("hard_negative_weight", "float", 0.0, "sup: log-weight added to each anchor's own hard-negative "
@@ -72,10 +79,16 @@ OBJECTIVE_OPTIONS: dict[str, tuple[Option, ...]] = {
                "sentence's length, in training and in the saved model (PromptBERT's template denoising; default "
                "on)"),
     ),
+    "conpvp": (
+        Option("prompt_length", "int", 10, "conpvp: learned vectors of the anchor's continuous prompt "
+               "'{sentence} [PAD]*N [MASK] .' (default 10)", 1),
+        Option("prototype_templates", "str", "", "conpvp: a file of 'positive<TAB>negative' template pairs, one a "
+               "line, each with {sentence} and the mask token once (default: the paper's eight pairs)"),
+    ),
 }
 # the pooler an objective reads its vectors with (its default; another one is refused)
-OBJECTIVE_POOLERS = {"promptbert": "mask"}
-VALIDATORS = {"template": _check_template, "second_template": _check_template}
+OBJECTIVE_POOLERS = {"promptbert": "mask", "conpvp": "mask"}
+VALIDATORS = {"template": _check_template, "second_template": _check_template, "prototype_templates": _check_prototypes}
 
 
 def all_options() -> list[Option]:

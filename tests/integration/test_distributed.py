@@ -108,3 +108,32 @@ def test_two_processes_with_mini_batches_match_the_chunks_kept_in_memory(tmp_pat
               for n in ("kept", "cached")}
     for key, value in states["kept"].items():
         torch.testing.assert_close(states["cached"][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_match_one_conpvp(tmp_path):
+    """The prototypes of the GLOBAL batch, gathered with the gradient-carrying gather: 2 processes x 4 rows = 1 x 8,
+    dropout off (tests/integration/test_distributed.py's runs). Every sentence has as many tokens, and both templates too, so both
+    ways pad to one width. The first loss is the same to rounding. After that, a view being the difference of two close
+    states, a weight whose true gradient is ~0 (a key bias: softmax ignores it) gets a gradient of rounding noise,
+    which Adam's first steps turn into a move of up to +-lr: measured, 86 of the 29.7k weights outside the word
+    embeddings (57 of them key biases) end up to 2.2e-4 apart (lr 1e-3), the next losses 3e-5. So: the first loss to
+    1e-6, the others to 1e-4, the prompt's vectors and 99% of the weights outside the word embeddings (whose untouched
+    rows would pad the count) to 1e-6. Gradients that miss the other process's anchors (a gather that returns
+    none) move the losses by more (mutation-checked)."""
+    model = make_tiny_bert(tmp_path / "bert", dropout=0.0)
+    data = write_lines(tmp_path / "corpus.txt", random_sentences(64, lengths=(7, 8)))
+    pairs = write_lines(tmp_path / "pairs.tsv", ["{sentence} means {mask} .\t{sentence} not {mask} ."])
+    extra = ("--pooler", "mask", "--prompt-length", "3", "--prototype-templates", str(pairs))
+    for n in (1, 2):
+        launch(n, model, data, tmp_path / str(n), "conpvp", extra)
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+              for n in ("1", "2")]
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-6) and len(set(losses[0])) == 3
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    one, two = (torch.load(tmp_path / n / "checkpoints" / "step-0000003" / "state.pt", weights_only=True)["model"]
+                for n in ("1", "2"))
+    assert "continuous_prompt.vectors" in one
+    torch.testing.assert_close(two["continuous_prompt.vectors"], one["continuous_prompt.vectors"], rtol=1e-4, atol=1e-6)
+    close = torch.cat([torch.isclose(two[k], v, rtol=1e-4, atol=1e-6).flatten() for k, v in one.items()
+                       if "word_embeddings" not in k])
+    assert close.float().mean() >= 0.99, f"{int((~close).sum())} of {len(close)} weights differ"

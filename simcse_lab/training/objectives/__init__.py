@@ -1,13 +1,14 @@
 """Objectives, one module each on one base class with a name -> class registry (base.py): unsup, sup,
-esimcse, ESimCSE's word repetition and momentum queue, promptbert (templates, [MASK] pooling, denoising), mntp (a decoder's masked next-token prediction alone), and
-the cosine regulariser any of them can add (``--cos-reg``). Importing the package registers them.
+esimcse, ESimCSE's word repetition and momentum queue, promptbert (templates, [MASK] pooling, denoising),
+conpvp (a continuous prompt against positive and negated prototypes), mntp (a decoder's masked next-token
+prediction alone), and the cosine regulariser any of them can add (``--cos-reg``). Importing the package registers them.
 Tests: tests/training/test_objectives.py, tests/training/test_objective_plugin.py, tests/training/test_momentum.py, tests/training/test_repetition.py,
-tests/training/test_cos_reg.py, tests/training/test_mntp.py."""
+tests/training/test_cos_reg.py, tests/training/test_mntp.py, tests/training/test_conpvp.py."""
 
 from __future__ import annotations
 
 from simcse_lab.training.mlm import MaskedLMAuxiliary
-from simcse_lab.training.objectives import esimcse, mntp, promptbert, sup, unsup  # noqa: F401  (each registers itself)
+from simcse_lab.training.objectives import conpvp, esimcse, mntp, promptbert, sup, unsup  # noqa: F401  (each registers itself)
 from simcse_lab.training.objectives.base import OBJECTIVES, Objective
 
 
