@@ -153,8 +153,13 @@ def markdown(report: dict, figures: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tight(head: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """The printed table's cells: "mean±std", no spaces, so that a row of nine fits a terminal."""
+    return head, [[row[0], *(cell.replace(" ± ", "±") for cell in row[1:])] for row in rows]
+
+
 def printed(report: dict) -> str:
-    sts, geometry = sts_rows(report["configurations"]), geometry_rows(report["configurations"])
+    sts, geometry = tight(*sts_rows(report["configurations"])), tight(*geometry_rows(report["configurations"]))
     best = report["best_on_dev"]
     tail = (f"best on dev: {best['configuration']} (dev {shown(best['metric'])}, test Avg. {shown(best['test_avg'])})"
             if best else "no completed trial yet")
