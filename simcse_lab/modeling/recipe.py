@@ -44,8 +44,15 @@ class EmbeddingRecipe:
     template: str = ""          # the input template, '... {sentence} ... [MASK] ...' (empty: none)
     template_denoise: bool = False  # the template's own mask state (for the sentence's length) is subtracted
 
+    def to_dict(self) -> dict:
+        """The fields to save; the template's only where there is one, so a recipe without stays as it was."""
+        data = asdict(self)
+        if not self.template:
+            del data["template"], data["template_denoise"]
+        return data
+
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n"
+        return json.dumps({"format": FORMAT, **self.to_dict()}, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str, where: str | Path = RECIPE_FILE) -> EmbeddingRecipe:
