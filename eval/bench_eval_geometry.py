@@ -15,17 +15,13 @@ seconds inside the runs with it. The STS numbers of both runs must be identical 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 
-import torch
-
 from simcse_lab.evaluation.sts import TASKS, evaluate, format_geometry, format_table, load_task
 from simcse_lab.modeling.encoder import load_encoder
+from simcse_lab.runtime.benchmark import command_line, machine, write_json
 
 
 def main() -> None:
@@ -59,12 +55,10 @@ def main() -> None:
         raise SystemExit("the STS numbers differ with and without the geometry")
     median = {k: statistics.median(v) for k, v in runs.items()}
     report = {
-        "command": "python eval/bench_eval_geometry.py " + " ".join(sys.argv[1:]),
+        "command": command_line("eval/bench_eval_geometry.py", sys.argv[1:]),
         "model": args.model, "precision": results["with"]["precision"], "device": results["with"]["device"],
         "sentences_encoded": results["with"]["sentences_encoded"], "rounds": args.rounds,
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "processor": platform.processor(), "cuda": torch.cuda.get_device_name(0)
-                    if torch.cuda.is_available() else None},
+        "machine": machine(),
         "seconds": runs, "median_seconds": median,
         "ratio_with_over_without": median["with"] / median["without"],
         "geometry_share_of_run_without": median["geometry_part"] / median["without"],
@@ -79,8 +73,7 @@ def main() -> None:
               f"{report[key + 'ratio_with_over_without']:.3f}; geometry itself {median[key + 'geometry_part']:.2f} s"
               f" = {100 * report[key + 'geometry_share_of_run_without']:.1f}% of the run without it")
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(args.output, report, indent=2)
 
 
 if __name__ == "__main__":

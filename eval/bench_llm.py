@@ -32,10 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from simcse_lab.runtime.benchmark import (child_env, command_line, cpu_model, load_note, machine, measure_process,
+                                          write_report)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import _env, measure  # noqa: E402
-from matmul_peak import busy_note, machine  # noqa: E402
 
 QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, intermediate_size=4864, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
@@ -127,7 +127,7 @@ def run_ours(workdir: Path, model_dir: Path, name: str, steps: int, env: dict) -
            "--lr", str(LR), "--max-steps", str(steps), "--log-steps", "1", "--eval-steps", "0",
            "--test-tasks", "none", "--precision", "fp32", "--no-progress", "--output-dir", str(out),
            *CONFIGS[name][1]]
-    result = measure(cmd, env, lambda: None, lambda: None, workdir / f"{name}.log", timeout=3600)
+    result = measure_process(cmd, env, (lambda: None, lambda: None), workdir / f"{name}.log", 3600, ROOT)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] \
         if (out / "metrics.jsonl").is_file() else []
     seconds = [1 / r["steps_per_s"] for r in records[1:] if r.get("steps_per_s")]
@@ -144,7 +144,7 @@ def run_peer(workdir: Path, model_dir: Path, steps: int, env: dict) -> dict:
     out = workdir / f"{PEER}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--peer", str(model_dir), "--steps", str(steps),
            "--peer-output", str(out)]
-    result = measure(cmd, env, lambda: None, lambda: None, workdir / f"{PEER}.log", timeout=3600)
+    result = measure_process(cmd, env, (lambda: None, lambda: None), workdir / f"{PEER}.log", 3600, ROOT)
     data = json.loads(out.read_text()) if out.is_file() else {"records": []}
     records = data["records"]
     return {"name": PEER, "what": "sentence-transformers + peft LoRA, MNRL, fp32", "returncode": result["returncode"],
@@ -172,7 +172,7 @@ def render(report: dict) -> str:
              "a merged copy for LoRA, the training-state checkpoint).", *_layers_note(report), "",
              "```bash", report["command"], "```", "",
              f"Machine: {report.get('cpu_model', m['cpu'])}, {m['cores']} cores, native bf16: {m['native_bf16']} (AMX: {m['amx']}), torch "
-             f"{m['torch']}; {busy_note(m, report.get('machine_end', m))}.", "",
+             f"{m['torch']}; {load_note(m, report.get('machine_end', m))}.", "",
              "| configuration | training peak (GB) | vs full | process peak (GB) | s/step | steps (s) | tokens/step | "
              "load (start, end) |", "|---|---|---|---|---|---|---|---|"]
     full = runs.get("full-fp32", {}).get("train_peak_gb")
@@ -199,13 +199,6 @@ def _layers_note(report: dict) -> list[str]:
             "(the embedding table, the Python process) a larger share of every peak."]
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return ""
-
-
 def verdicts(runs: dict) -> list[str]:
     """The two goals, stated from the numbers: the memory saver under a third of full fine-tuning, our LoRA step
     against the peer's."""
@@ -225,8 +218,7 @@ def verdicts(runs: dict) -> list[str]:
 
 
 def write(report: dict, stem: str) -> None:
-    (ROOT / "eval" / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (ROOT / "eval" / f"{stem}.md").write_text(render(report))
+    write_report(ROOT / "eval", stem, report, render)
 
 
 def main() -> None:
@@ -253,17 +245,17 @@ def main() -> None:
         report.setdefault("cpu_model", cpu_model())
         report["notes"] = report.get("notes", []) + args.note
         return write(report, args.stem)
-    report = {"command": "python " + shlex.join(["eval/bench_llm.py", *sys.argv[1:]]), "machine": machine(),
+    report = {"command": command_line("eval/bench_llm.py", sys.argv[1:]), "machine": machine(),
               "cpu_model": cpu_model(),
               "steps": args.steps, "model": {**QWEN2_05B, "num_hidden_layers": args.layers}, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         model_dir = workdir / "qwen2-0.5b-shapes"
-        env = _env({"SIMCSE_LAB_CACHE": str(workdir / "cache"), "OMP_NUM_THREADS": str(os.cpu_count())})
+        env = child_env({"SIMCSE_LAB_CACHE": str(workdir / "cache"), "OMP_NUM_THREADS": str(os.cpu_count())}, ROOT)
         if not (model_dir / "config.json").is_file():
-            measure([sys.executable, str(Path(__file__).resolve()), "--prepare", str(model_dir), "--layers",
-                     str(args.layers)], env, lambda: None, lambda: None, workdir / "prepare.log", timeout=1800)
+            measure_process([sys.executable, str(Path(__file__).resolve()), "--prepare", str(model_dir), "--layers",
+                             str(args.layers)], env, (lambda: None, lambda: None), workdir / "prepare.log", 1800, ROOT)
         report["parameters"] = _parameters(model_dir)
         for name in names:
             print(f"{name} ...", file=sys.stderr, flush=True)

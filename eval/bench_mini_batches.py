@@ -6,7 +6,7 @@ max length 32, the default precision, ``--steps`` steps per run, each run a fres
 script. For each batch size: the defaults (``--length-chunks 2``, everything kept), then the same with
 ``--mini-batch-size N``. Peak memory is the process's peak RSS (``os.wait4``'s ``ru_maxrss``, what
 ``/usr/bin/time -v`` reports) and the peak PSS of its process tree sampled every 0.25 s, the larger of the two
-(eval/bench_scale.py's ``measure``); seconds per step are the median of the logged steps after the first.
+(:func:`simcse_lab.runtime.benchmark.measure_process`); seconds per step are the median of the logged steps after the first.
 The claim it checks: with mini-batches the peak stops growing with the batch (only the embeddings, the
 logits and the model's state do), at the price of one more forward pass per step.
 
@@ -25,10 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from simcse_lab.runtime.benchmark import child_env, command_line, load_note, machine, measure_process, write_report
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import _env, measure  # noqa: E402
-from matmul_peak import busy_note, machine  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -39,8 +38,8 @@ def run(workdir: Path, name: str, batch_size: int, steps: int, mini_batch_size: 
            "--pooler", "cls", "--no-mlp-only-train", "--batch-size", str(batch_size), "--max-seq-len", "32",
            "--lr", "5e-5", "--max-steps", str(steps), "--log-steps", "1", "--eval-steps", "0", "--test-tasks", "none",
            "--no-progress", "--output-dir", str(out), "--mini-batch-size", str(mini_batch_size)]
-    result = measure(cmd, _env({"SIMCSE_LAB_CACHE": str(workdir / "cache")}), lambda: None, lambda: None,
-                     workdir / f"{name}.log", timeout=3600)
+    result = measure_process(cmd, child_env({"SIMCSE_LAB_CACHE": str(workdir / "cache")}, ROOT),
+                             (lambda: None, lambda: None), workdir / f"{name}.log", 3600, ROOT)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] \
         if (out / "metrics.jsonl").is_file() else []
     seconds = [1 / r["steps_per_s"] for r in records[1:] if r.get("steps_per_s")]
@@ -61,7 +60,7 @@ def render(report: dict) -> str:
              "process tree's peak PSS). Seconds per step: median of the steps after the first.", "",
              "```bash", report["command"], "```", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; "
-             f"{busy_note(m, report['machine_end'])}.", "",
+             f"{load_note(m, report['machine_end'])}.", "",
              f"| batch (sentences per step) | kept: peak (GB) | kept: s/step | mini-batch {mb}: peak (GB) | "
              f"mini-batch {mb}: s/step | memory saved | time ratio |", "|---|---|---|---|---|---|---|"]
     for b in report["batch_sizes"]:
@@ -91,7 +90,7 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
     args = p.parse_args()
     sizes = [int(s) for s in args.batch_sizes.split(",")]
-    report = {"command": "python " + shlex.join(["eval/bench_mini_batches.py", *sys.argv[1:]]), "machine": machine(),
+    report = {"command": command_line("eval/bench_mini_batches.py", sys.argv[1:]), "machine": machine(),
               "steps": args.steps, "mini_batch_size": args.mini_batch_size, "batch_sizes": sizes, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
@@ -103,9 +102,7 @@ def main() -> None:
                       file=sys.stderr, flush=True)
     report["machine_end"] = machine()
     report["precision"] = next((r["precision"] for r in report["runs"].values() if r["precision"]), "?")
-    (ROOT / "eval" / "mini_batches.json").write_text(json.dumps(report, indent=1) + "\n")
-    (ROOT / "eval" / "mini_batches.md").write_text(render(report))
-    print(render(report))
+    print(write_report(ROOT / "eval", "mini_batches", report, render))
 
 
 if __name__ == "__main__":

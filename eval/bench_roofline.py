@@ -1,6 +1,6 @@
 """Benchmark: how close the STS encode and the training steps come to the machine's own matmul limit.
 
-In one run: the peak matmul rate (fp32 and bf16) of the model's shapes (eval/matmul_peak.py), measured
+In one run: the peak matmul rate (fp32 and bf16) of the model's shapes (simcse_lab/runtime/benchmark.py), measured
 again in every round; the STS suite encode (every distinct sentence of the 7 test tasks, ``--precision
 auto``) with its scores; one training step each of unsup, sup and ESimCSE, before (the plain step: one
 padded batch, for-loop AdamW) and after (TrainConfig's defaults: length-sorted chunks, fused AdamW), all
@@ -16,23 +16,21 @@ optimizer, other ops, and Python/framework time (step wall time minus every op's
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_peak import busy_note, machine, measure_peaks  # noqa: E402
-from step_timing import StepRunner, median, paired_ratio  # noqa: E402
+from step_timing import StepRunner  # eval/step_timing.py, beside this script
 
-from simcse_lab.evaluation.sts import TASKS, evaluate, load_task  # noqa: E402
-from simcse_lab.io import write_json, write_text  # noqa: E402
-from simcse_lab.modeling.encoder import Encoder  # noqa: E402
-from simcse_lab.modeling.families import family_of  # noqa: E402
-from simcse_lab.runtime.flops import forward_flops  # noqa: E402
-from simcse_lab.training.config import TrainConfig  # noqa: E402
+from simcse_lab.evaluation.sts import TASKS, evaluate, load_task
+from simcse_lab.modeling.encoder import Encoder
+from simcse_lab.modeling.families import family_of
+from simcse_lab.runtime.benchmark import (command_line, load_note, machine, measure_peaks, median, paired_ratio,
+                                          write_report)
+from simcse_lab.runtime.flops import forward_flops
+from simcse_lab.training.config import TrainConfig
 
 PLAIN = {"length_chunks": 1, "pack_width": 0, "adamw": "for-loop"}
 STEPS = {"unsup": {"objective": "unsup", "data": "wiki", "pooler": "cls", "mlp_only_train": True},
@@ -117,7 +115,7 @@ def profile_steps(runner: StepRunner, steps: int) -> dict:
             "share": {g: v / wall for g, v in groups.items()}}
 
 
-def main() -> int:
+def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -126,20 +124,12 @@ def main() -> int:
     ap.add_argument("--profile-steps", type=int, default=2)
     ap.add_argument("--objectives", default="unsup,sup,esimcse")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
-    args = ap.parse_args()
-    command = "python eval/bench_roofline.py " + shlex.join(sys.argv[1:])
-    start_machine = machine()
+    return ap.parse_args()
 
-    runners = {}
-    for objective in args.objectives.split(","):
-        common = dict(model=args.model, batch_size=args.batch_size, max_seq_len=32, lr=3e-5, eval_steps=0,
-                      test_tasks="none", progress=False, seed=42, **STEPS[objective])
-        runners[f"{objective} before"] = StepRunner(TrainConfig(**common, **PLAIN))
-        runners[f"{objective} after"] = StepRunner(TrainConfig(**common))
-    encoder = Encoder(args.model, precision="auto")
-    sentences = sts_sentences()
-    enc_tokens, enc_real, enc_padded = encode_flops(encoder, sentences)
 
+def _timed_rounds(args, runners: dict, encoder: Encoder) -> tuple[list, list, dict]:
+    """Each round: the matmul peak, then (the first ``--encode-rounds``) the STS encode, then one step of each
+    runner in turn; (peaks, encodes, {runner: steps})."""
     for runner in runners.values():  # warm-up
         runner.run()
     peaks, encodes, steps = [], [], {name: [] for name in runners}
@@ -154,7 +144,10 @@ def main() -> int:
             steps[name].append(out)
         print(f"round {r + 1}/{args.rounds}: bf16 peak {peaks[-1]['bf16']['peak_tflops']:.3f} TFLOP/s; "
               + ", ".join(f"{n} {v[-1]['seconds']:.2f}s" for n, v in steps.items()), flush=True)
+    return peaks, encodes, steps
 
+
+def _step_rows(steps: dict) -> dict:
     rows = {}
     for name, results in steps.items():
         seconds = median(results)
@@ -172,17 +165,38 @@ def main() -> int:
         objective, when = name.split()
         if when == "after":
             rows[name]["speedup_vs_before"] = paired_ratio(steps[f"{objective} before"], results)
+    return rows
+
+
+def _encode_row(encoder: Encoder, sentences: list[str], encodes: list) -> dict:
+    enc_tokens, enc_real, enc_padded = encode_flops(encoder, sentences)
     encode_seconds = statistics.median(e["seconds"] for e in encodes)
-    encode_peak = statistics.median(e["peak"]["bf16"]["peak_tflops"] for e in encodes)
-    encode = {"precision": encoder.precision, "sentences": len(sentences), "tokens": enc_tokens,
-              "tflop_real": enc_real / 1e12, "tflop_padded": enc_padded / 1e12, "median_seconds": encode_seconds,
-              "tflops_real": enc_real / encode_seconds / 1e12, "tflops_padded": enc_padded / encode_seconds / 1e12,
-              "share_of_peak_real": statistics.median(enc_real / e["seconds"] / 1e12 / e["peak"]["bf16"]["peak_tflops"]
-                                                      for e in encodes),
-              "share_of_peak_padded": statistics.median(enc_padded / e["seconds"] / 1e12 / e["peak"]["bf16"]["peak_tflops"]
-                                                        for e in encodes),
-              "bf16_peak_tflops": encode_peak, "sts_avg": [e["avg"] for e in encodes],
-              "seconds_all": [e["seconds"] for e in encodes]}
+
+    def share(flop: float) -> float:
+        return statistics.median(flop / e["seconds"] / 1e12 / e["peak"]["bf16"]["peak_tflops"] for e in encodes)
+
+    return {"precision": encoder.precision, "sentences": len(sentences), "tokens": enc_tokens,
+            "tflop_real": enc_real / 1e12, "tflop_padded": enc_padded / 1e12, "median_seconds": encode_seconds,
+            "tflops_real": enc_real / encode_seconds / 1e12, "tflops_padded": enc_padded / encode_seconds / 1e12,
+            "share_of_peak_real": share(enc_real), "share_of_peak_padded": share(enc_padded),
+            "bf16_peak_tflops": statistics.median(e["peak"]["bf16"]["peak_tflops"] for e in encodes),
+            "sts_avg": [e["avg"] for e in encodes], "seconds_all": [e["seconds"] for e in encodes]}
+
+
+def main() -> int:
+    args = _parse()
+    command = command_line("eval/bench_roofline.py", sys.argv[1:])
+    start_machine = machine()
+    runners = {}
+    for objective in args.objectives.split(","):
+        common = dict(model=args.model, batch_size=args.batch_size, max_seq_len=32, lr=3e-5, eval_steps=0,
+                      test_tasks="none", progress=False, seed=42, **STEPS[objective])
+        runners[f"{objective} before"] = StepRunner(TrainConfig(**common, **PLAIN))
+        runners[f"{objective} after"] = StepRunner(TrainConfig(**common))
+    encoder = Encoder(args.model, precision="auto")
+    sentences = sts_sentences()
+    peaks, encodes, steps = _timed_rounds(args, runners, encoder)
+    rows, encode = _step_rows(steps), _encode_row(encoder, sentences, encodes)
     profiles = {}
     for name in runners:
         profiles[name] = profile_steps(runners[name], args.profile_steps)
@@ -192,20 +206,18 @@ def main() -> int:
               "peaks": {"fp32": [p["fp32"]["peak_tflops"] for p in peaks], "bf16": [p["bf16"]["peak_tflops"] for p in peaks],
                         "shapes_last_round": peaks[-1]},
               "encode": encode, "steps": rows, "profiles": profiles}
-    write_json(Path(args.out) / "roofline.json", report)
-    write_text(Path(args.out) / "roofline.md", markdown(report))
-    print(markdown(report))
+    print(write_report(args.out, "roofline", report, render))
     return 0
 
 
-def markdown(r: dict) -> str:
+def render(r: dict) -> str:
     m0, m1 = r["machine_start"], r["machine_end"]
     peaks = r["peaks"]
     e = r["encode"]
     lines = [f"# Roofline: achieved matmul rate vs the machine's peak ({r['model']})", "",
              f"Command: `{r['command']}`", "",
              f"Machine: {m0['cores']} cores ({m0['cpu']}, AMX: {m0['amx']}, native bf16: {m0['native_bf16']}), torch "
-             f"{m0['torch']}, {m0['torch_threads']} threads; {busy_note(m0, m1)}. Everything below "
+             f"{m0['torch']}, {m0['torch_threads']} threads; {load_note(m0, m1)}. Everything below "
              f"was measured in turn within each of {r['rounds']} rounds (peak, encode, one step of each), medians; "
              f"each share divides a round's rate by the same round's peak.", "",
              f"Peak matmul, model shapes (4096×384·384×1536 and its backward layouts, 4096×384·384×384): "

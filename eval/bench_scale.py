@@ -40,94 +40,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from simcse_lab.runtime.benchmark import (command_line, cores, is_busy, load_1min, machine, measure_process,
+                                          write_report)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_peak import is_busy  # noqa: E402
-GB = 1024 ** 3
 MODEL = "all-MiniLM-L6-v2"
 
 
-# -- measuring one process --------------------------------------------------------------------------------------
-def _tree_pss(pid: int) -> int:
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
-
-
-def measure(cmd: list[str], env: dict, first_step, ready, log: Path, timeout: float) -> dict:
-    """Run ``cmd``; ``first_step()`` / ``ready()`` return the wall-clock time of step 1 / of training about to
-    start once it is known (else None)."""
-    started = time.time()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
-    peak_tree, first, ready_at, timed_out, status, usage = 0, None, None, False, None, None
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            break
-        peak_tree = max(peak_tree, _tree_pss(proc.pid))
-        if ready_at is None:
-            ready_at = ready()
-        if first is None:
-            first = first_step()
-        if time.time() - started > timeout:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            break
-        time.sleep(0.25)
-    first = first or first_step()
-    ready_at = ready_at or ready()
-    ended = time.time()
-    rss, pss = usage.ru_maxrss * 1024 / GB, peak_tree / GB  # ru_maxrss: KiB on Linux
-    return {"returncode": proc.returncode, "timed_out": timed_out, "wall_s": round(ended - started, 1),
-            "ready_s": round(ready_at - started, 1) if ready_at else None,
-            "first_step_s": round(first - started, 1) if first else None,
-            "peak_rss_gb": round(rss, 3), "peak_tree_pss_gb": round(pss, 3), "peak_gb": round(max(rss, pss), 3),
-            "log_tail": log.read_text(errors="replace").strip().splitlines()[-3:]}
-
-
 # -- the runs ----------------------------------------------------------------------------------------------------
-def _env(extra: dict, src: Path = ROOT) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONUNBUFFERED": "1",
-           "CUDA_VISIBLE_DEVICES": ""}
-    env.update(extra)
-    return env
+@dataclass(frozen=True)
+class OurRun:
+    """One simcse-lab training process of the plan: its name, corpus, objective and cache; the source tree it runs
+    (another one: the old loader), its time limit, its steps (default ``--steps``) and extra flags."""
+
+    name: str
+    data: Path
+    objective: str
+    cache: Path
+    src: Path = ROOT
+    timeout: float = 3600
+    steps: int | None = None
+    extra: tuple[str, ...] = ()
 
 
-def ours(args, name: str, data: Path, objective: str, cache: Path, src: Path = ROOT, timeout: float = 3600,
-         steps: int | None = None, extra: tuple[str, ...] = ()) -> dict:
+def ours(args, run: OurRun) -> dict:
     """One simcse-lab training process."""
+    name, src = run.name, run.src
     out = args.workdir / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "simcse_lab", "train", "--objective", objective, "--model", MODEL,
-           "--data", str(data), "--pooler", "cls", "--batch-size", "64", "--max-seq-len", "32", "--lr", "3e-5",
-           "--max-steps", str(steps or args.steps), "--log-steps", "1", "--eval-steps", "0", "--test-tasks", "none",
-           "--precision", args.precision, "--no-progress", "--output-dir", str(out), *extra]
+    cmd = [sys.executable, "-m", "simcse_lab", "train", "--objective", run.objective, "--model", MODEL,
+           "--data", str(run.data), "--pooler", "cls", "--batch-size", "64", "--max-seq-len", "32", "--lr", "3e-5",
+           "--max-steps", str(run.steps or args.steps), "--log-steps", "1", "--eval-steps", "0", "--test-tasks",
+           "none", "--precision", args.precision, "--no-progress", "--output-dir", str(out), *run.extra]
 
     def first_step():
         path = out / "metrics.jsonl"
@@ -147,7 +98,8 @@ def ours(args, name: str, data: Path, objective: str, cache: Path, src: Path = R
             return time.time()  # polled every 0.25 s
         return None
 
-    result = measure(cmd, _env({"SIMCSE_LAB_CACHE": str(cache)}, src), first_step, ready, log, timeout)
+    result = measure_process(cmd, child_env({"SIMCSE_LAB_CACHE": str(run.cache)}, src), (first_step, ready), log,
+                             run.timeout, ROOT)
     summary = out / "summary.json"
     if summary.is_file():
         s = json.loads(summary.read_text())
@@ -171,8 +123,8 @@ def sentence_transformers(args, name: str, data: Path, kind: str, cache: Path, m
     def ready():
         return float(began.read_text()) if began.is_file() and began.read_text() else None
 
-    result = measure(cmd, _env({"HF_DATASETS_CACHE": str(cache)}), first_step, ready, args.workdir / f"{name}.log",
-                     args.timeout)
+    result = measure_process(cmd, child_env({"HF_DATASETS_CACHE": str(cache)}, ROOT), (first_step, ready),
+                             args.workdir / f"{name}.log", args.timeout, ROOT)
     done = out / "done.json"
     if done.is_file():
         result.update(json.loads(done.read_text()))
@@ -224,12 +176,6 @@ def st_worker(args) -> None:
 
 
 # -- the report --------------------------------------------------------------------------------------------------
-def machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB, 1)}
-
-
 def gates(runs: dict, steps: int) -> dict:
     """The issue's acceptance, computed from the runs (peak = the process tree's)."""
     def get(name, key):
@@ -270,10 +216,10 @@ def render(report: dict) -> str:
              "```bash", *report.get("commands", [report["command"]]), "```", "",
              *(["(The later commands re-ran the runs they name; the table keeps the others from the first.)", ""]
                if len(report.get("commands", [])) > 1 else []),
-             f"Machine: {m['cpus']} CPU cores, {m['memory_gb']} GB, {m['platform']}; load average "
+             f"Machine: {cores(m)} CPU cores, {m['memory_gb']} GB, {m['platform']}; load average "
              f"{m['load_average']} at the start, {m_end['load_average']} at the end"
              + (" (**shared with other jobs while this ran**: times are upper bounds for an idle machine; the runs "
-                "took turns under the same conditions)." if is_busy(max(m["load_average"][0], m_end["load_average"][0]), m["cpus"])
+                "took turns under the same conditions)." if is_busy(max(load_1min(m), load_1min(m_end)), cores(m))
                 else "."), "",
              "| run | trainer | exit | steps | ready (s) | first step (s) | wall (s) | s/step | "
              "peak RSS, largest process (GB) | peak PSS, process tree (GB) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -291,19 +237,17 @@ def render(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    if sys.argv[1:] == ["--render"]:
-        rerender()
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "st-worker":
-        p = argparse.ArgumentParser()
-        p.add_argument("st-worker")
-        for flag in ("--data", "--kind", "--out", "--precision"):
-            p.add_argument(flag, required=True)
-        p.add_argument("--steps", type=int, required=True)
-        p.add_argument("--mini-batch-size", type=int, default=0)
-        st_worker(p.parse_args())
-        return
+def _st_worker_main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("st-worker")
+    for flag in ("--data", "--kind", "--out", "--precision"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--mini-batch-size", type=int, default=0)
+    st_worker(p.parse_args())
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workdir", type=Path, default=Path("/tmp/scale-bench"))
     p.add_argument("--steps", type=int, default=20)
@@ -314,7 +258,102 @@ def main() -> None:
     p.add_argument("--baseline-src", type=Path, default=None, help="a source tree with the old in-memory loader")
     p.add_argument("--only", default=None, help="comma-separated run names (for a partial re-run)")
     p.add_argument("--note", default=None, help="a sentence for the notes (e.g. what else ran on the machine)")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def _floor_corpora(corpora: dict, workdir: Path) -> dict:
+    """The first 5,000 rows of the 1M corpora: what training the model takes whatever the corpus is."""
+    floors = {"unsup": workdir / "floor-5k.txt", "sup": workdir / "floor-5k.csv"}
+    for source, floor, rows in ((corpora["wiki-1m.txt"], floors["unsup"], 5000),
+                                (corpora["nli-1m.csv"], floors["sup"], 5001)):  # + the csv header
+        with open(source, "rb") as f, open(floor, "wb") as out:
+            for _, line in zip(range(rows), f):
+                out.write(line)
+    return floors
+
+
+def _describe_corpora(corpora: dict) -> dict:
+    described = {}
+    for name, path in corpora.items():
+        with open(path, "rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
+        described[name] = {"path": str(path), "lines": lines, "mb": round(path.stat().st_size / 2**20, 1)}
+    return described
+
+
+def _one_million_runs(args, corpora: dict, ours_cache: Path, st_cache: Path) -> list:
+    """Cold and warm, ours and sentence-transformers', on the 1M corpora."""
+    plan = []
+    for case, data, objective, kind in (("unsup-1m", corpora["wiki-1m.txt"], "unsup", "sentences"),
+                                        ("sup-1m", corpora["nli-1m.csv"], "sup", "triplets")):
+        plan += [(f"{case}-cold", lambda d=data, o=objective, c=case: ours(
+                     args, OurRun(f"{c}-cold", d, o, _fresh(ours_cache), timeout=args.timeout))),
+                 (f"{case}-warm", lambda d=data, o=objective, c=case: ours(
+                     args, OurRun(f"{c}-warm", d, o, ours_cache, timeout=args.timeout))),
+                 (f"st-{case}-cold", lambda d=data, k=kind, c=case: sentence_transformers(
+                     args, f"st-{c}-cold", d, k, _fresh(st_cache))),
+                 (f"st-{case}-warm", lambda d=data, k=kind, c=case: sentence_transformers(
+                     args, f"st-{c}-warm", d, k, st_cache))]
+    return plan
+
+
+def _plan(args, corpora: dict, floors: dict) -> list:
+    """(name, run()) of every run, in order."""
+    ours_cache, st_cache, nli = args.workdir / "cache-ours", args.workdir / "cache-st", corpora["nli-1m.csv"]
+    mb64 = ("--mini-batch-size", "64")
+    floor_cache = args.workdir / "cache-floor"
+    plan = [(f"{o}-floor-5k", lambda o=o: ours(args, OurRun(f"{o}-floor-5k", floors[o], o, _fresh(floor_cache),
+                                                            timeout=args.timeout, steps=args.short_steps)))
+            for o in ("unsup", "sup")]
+    plan.append(("sup-floor-5k-mb64", lambda: ours(args, OurRun("sup-floor-5k-mb64", floors["sup"], "sup",
+                                                                _fresh(floor_cache), timeout=args.timeout,
+                                                                steps=args.short_steps, extra=mb64))))
+    plan += _one_million_runs(args, corpora, ours_cache, st_cache)
+    # the sup step's activations are most of its peak (see the floor run): fewer padded positions per chunk
+    plan.append(("sup-1m-warm-chunks4", lambda: ours(args, OurRun("sup-1m-warm-chunks4", nli, "sup", ours_cache,
+                                                                  timeout=args.timeout,
+                                                                  extra=("--length-chunks", "4")))))
+    # bounded activation memory: the step's rows 64 at a time, recomputed in the backward pass (and the peer's
+    # cached-gradient loss, warm)
+    plan += [("sup-1m-cold-mb64", lambda: ours(args, OurRun("sup-1m-cold-mb64", nli, "sup", _fresh(ours_cache),
+                                                            timeout=args.timeout, extra=mb64))),
+             ("sup-1m-warm-mb64", lambda: ours(args, OurRun("sup-1m-warm-mb64", nli, "sup", ours_cache,
+                                                            timeout=args.timeout, extra=mb64))),
+             ("st-sup-1m-warm-cached64", lambda: sentence_transformers(args, "st-sup-1m-warm-cached64", nli,
+                                                                       "triplets", st_cache, mini_batch_size=64))]
+    if args.baseline_src:
+        plan.append(("old-loader-unsup-1m", lambda: ours(args, OurRun(
+            "old-loader-unsup-1m", corpora["wiki-1m.txt"], "unsup", _fresh(args.workdir / "cache-old"),
+            src=args.baseline_src, timeout=args.timeout, steps=args.short_steps))))
+    ten = corpora["wiki-10m.txt"]
+    plan += [("unsup-10m-cold", lambda: ours(args, OurRun("unsup-10m-cold", ten, "unsup",
+                                                          _fresh(args.workdir / "cache-10m"),
+                                                          timeout=args.timeout_10m, steps=args.short_steps))),
+             ("unsup-10m-warm", lambda: ours(args, OurRun("unsup-10m-warm", ten, "unsup", args.workdir / "cache-10m",
+                                                          timeout=args.timeout, steps=args.short_steps)))]
+    return plan
+
+
+def _keep_earlier(report: dict, only, note: str | None) -> None:
+    """A partial re-run keeps the other runs' results (and the first run's machine), and says so."""
+    previous = ROOT / "eval" / "scale.json"
+    if only and previous.is_file():
+        earlier = json.loads(previous.read_text())
+        report["runs"] = earlier["runs"]
+        report["commands"] = earlier.get("commands", [earlier["command"]]) + [report["command"]]
+        report["machine"], report["machine_end"] = earlier["machine"], earlier.get("machine_end")
+        report["extra_notes"] = earlier.get("extra_notes", [])
+    if note:
+        report.setdefault("extra_notes", []).append(note)
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--render"]:
+        rerender()
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "st-worker":
+        return _st_worker_main()
+    args = _parse(sys.argv[1:])
     corpora = {"wiki-1m.txt": args.workdir / "wiki-1m.txt", "nli-1m.csv": args.workdir / "nli-1m.csv",
                "wiki-10m.txt": args.workdir / "wiki-10m.txt"}
     for path in corpora.values():
@@ -324,69 +363,12 @@ def main() -> None:
     from simcse_lab.runtime.precision import training_precision
 
     args.st_precision = training_precision(args.precision)
-    floors = {"unsup": args.workdir / "floor-5k.txt", "sup": args.workdir / "floor-5k.csv"}
-    for source, floor, rows in ((corpora["wiki-1m.txt"], floors["unsup"], 5000),
-                                (corpora["nli-1m.csv"], floors["sup"], 5001)):  # + the csv header
-        with open(source, "rb") as f, open(floor, "wb") as out:
-            for _, line in zip(range(rows), f):
-                out.write(line)
-    report = {"command": "python " + shlex.join(["eval/bench_scale.py", *sys.argv[1:]]), "machine": machine(),
-              "steps": args.steps, "short_steps": args.short_steps, "precision": args.st_precision, "corpora": {},
-              "runs": {}}
-    for name, path in corpora.items():
-        with open(path, "rb") as f:
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
-        report["corpora"][name] = {"path": str(path), "lines": lines, "mb": round(path.stat().st_size / 2**20, 1)}
-
-    ours_cache, st_cache = args.workdir / "cache-ours", args.workdir / "cache-st"
-    plan = [(f"{o}-floor-5k", lambda o=o: ours(args, f"{o}-floor-5k", floors[o], o, _fresh(args.workdir / "cache-floor"),
-                                                 timeout=args.timeout, steps=args.short_steps))
-            for o in ("unsup", "sup")]
-    plan.append(("sup-floor-5k-mb64", lambda: ours(args, "sup-floor-5k-mb64", floors["sup"], "sup",
-                                                   _fresh(args.workdir / "cache-floor"), timeout=args.timeout,
-                                                   steps=args.short_steps, extra=("--mini-batch-size", "64"))))
-    for case, data, objective, kind in (("unsup-1m", corpora["wiki-1m.txt"], "unsup", "sentences"),
-                                        ("sup-1m", corpora["nli-1m.csv"], "sup", "triplets")):
-        plan += [(f"{case}-cold", lambda d=data, o=objective, c=case: ours(args, f"{c}-cold", d, o, _fresh(ours_cache),
-                                                                            timeout=args.timeout)),
-                 (f"{case}-warm", lambda d=data, o=objective, c=case: ours(args, f"{c}-warm", d, o, ours_cache,
-                                                                            timeout=args.timeout)),
-                 (f"st-{case}-cold", lambda d=data, k=kind, c=case: sentence_transformers(args, f"st-{c}-cold", d, k,
-                                                                                          _fresh(st_cache))),
-                 (f"st-{case}-warm", lambda d=data, k=kind, c=case: sentence_transformers(args, f"st-{c}-warm", d, k,
-                                                                                          st_cache))]
-    # the sup step's activations are most of its peak (see the floor run): fewer padded positions per chunk
-    plan.append(("sup-1m-warm-chunks4", lambda: ours(args, "sup-1m-warm-chunks4", corpora["nli-1m.csv"], "sup",
-                                                     ours_cache, timeout=args.timeout,
-                                                     extra=("--length-chunks", "4"))))
-    # bounded activation memory: the step's rows 64 at a time, recomputed in the backward pass (and the peer's
-    # cached-gradient loss, warm)
-    plan += [("sup-1m-cold-mb64", lambda: ours(args, "sup-1m-cold-mb64", corpora["nli-1m.csv"], "sup",
-                                               _fresh(ours_cache), timeout=args.timeout,
-                                               extra=("--mini-batch-size", "64"))),
-             ("sup-1m-warm-mb64", lambda: ours(args, "sup-1m-warm-mb64", corpora["nli-1m.csv"], "sup", ours_cache,
-                                               timeout=args.timeout, extra=("--mini-batch-size", "64"))),
-             ("st-sup-1m-warm-cached64", lambda: sentence_transformers(args, "st-sup-1m-warm-cached64",
-                                                                       corpora["nli-1m.csv"], "triplets", st_cache,
-                                                                       mini_batch_size=64))]
-    if args.baseline_src:
-        plan.append(("old-loader-unsup-1m", lambda: ours(args, "old-loader-unsup-1m", corpora["wiki-1m.txt"], "unsup",
-                                                         _fresh(args.workdir / "cache-old"), src=args.baseline_src,
-                                                         timeout=args.timeout, steps=args.short_steps)))
-    plan += [("unsup-10m-cold", lambda: ours(args, "unsup-10m-cold", corpora["wiki-10m.txt"], "unsup",
-                                             _fresh(args.workdir / "cache-10m"), timeout=args.timeout_10m,
-                                             steps=args.short_steps)),
-             ("unsup-10m-warm", lambda: ours(args, "unsup-10m-warm", corpora["wiki-10m.txt"], "unsup",
-                                             args.workdir / "cache-10m", timeout=args.timeout, steps=args.short_steps))]
-    previous = ROOT / "eval" / "scale.json"
-    if only and previous.is_file():  # a partial re-run keeps the other runs' results, and says so
-        earlier = json.loads(previous.read_text())
-        report["runs"] = earlier["runs"]
-        report["commands"] = earlier.get("commands", [earlier["command"]]) + [report["command"]]
-        report["machine"], report["machine_end"] = earlier["machine"], earlier.get("machine_end")
-        report["extra_notes"] = earlier.get("extra_notes", [])
-    if args.note:
-        report.setdefault("extra_notes", []).append(args.note)
+    floors = _floor_corpora(corpora, args.workdir)
+    report = {"command": command_line("eval/bench_scale.py", sys.argv[1:]), "machine": machine(),
+              "steps": args.steps, "short_steps": args.short_steps, "precision": args.st_precision,
+              "corpora": _describe_corpora(corpora), "runs": {}}
+    plan = _plan(args, corpora, floors)
+    _keep_earlier(report, only, args.note)
     for name, run in plan:
         if only and name not in only:
             continue
@@ -399,9 +381,7 @@ def main() -> None:
     report["machine_end"] = report.get("machine_end") or machine()  # a partial re-run keeps the first run's
     report["gates"] = gates(report["runs"], args.steps)
     report["notes"] = notes(report)
-    (ROOT / "eval" / "scale.json").write_text(json.dumps(report, indent=1) + "\n")
-    (ROOT / "eval" / "scale.md").write_text(render(report))
-    print(render(report))
+    print(write_report(ROOT / "eval", "scale", report, render))
 
 
 def notes(report: dict) -> list[str]:
@@ -460,11 +440,9 @@ def notes(report: dict) -> list[str]:
 
 def rerender() -> None:
     """eval/scale.md again from eval/scale.json (notes recomputed), without running anything."""
-    path = ROOT / "eval" / "scale.json"
-    report = json.loads(path.read_text())
+    report = json.loads((ROOT / "eval" / "scale.json").read_text())
     report["notes"] = notes(report)
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    (ROOT / "eval" / "scale.md").write_text(render(report))
+    write_report(ROOT / "eval", "scale", report, render)
 
 
 def _fresh(path: Path) -> Path:

@@ -15,64 +15,58 @@ exact search), and the drop of each against torch fp32.
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_peak import busy_note, machine, measure_peaks  # noqa: E402
-
-from simcse_lab.data import registry  # noqa: E402
-from simcse_lab.evaluation import retrieval, sts  # noqa: E402
-from simcse_lab.export.formats import export  # noqa: E402
-from simcse_lab.io import write_json, write_text  # noqa: E402
-from simcse_lab.modeling.encoder import load_encoder  # noqa: E402
+from simcse_lab.data import registry
+from simcse_lab.evaluation import retrieval, sts
+from simcse_lab.export.formats import export
+from simcse_lab.modeling.encoder import load_encoder
+from simcse_lab.runtime.benchmark import command_line, load_note, machine, measure_peaks, write_report
 
 
-
-def main() -> int:
-    import onnxruntime
-
+def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--sentences", type=int, default=2000, help="wiki sentences encoded per backend per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", default=None, help="where the ONNX exports go (default: a temporary directory)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
-    args = ap.parse_args()
-    command = "python eval/bench_serving.py " + shlex.join(sys.argv[1:])
-    start_machine = machine()
+    return ap.parse_args()
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="bench-serving-"))
+
+def _exports(model: str, work: Path) -> dict:
     exports = {}
     for name, quantize in (("onnx-fp32", None), ("onnx-int8", "int8")):
         t0 = time.perf_counter()
-        exports[name] = export(args.model, "onnx", work / name, quantize=quantize, overwrite=True)
+        exports[name] = export(model, "onnx", work / name, quantize=quantize, overwrite=True)
         exports[name]["seconds"] = time.perf_counter() - t0
         exports[name]["size_mb"] = (work / name / "model.onnx").stat().st_size / 1e6
-    encoders = {"torch fp32": load_encoder(args.model, precision="fp32"),
-                "torch bf16": load_encoder(args.model, precision="bf16"),
-                "ONNX fp32": load_encoder(str(work / "onnx-fp32")),
-                "ONNX int8": load_encoder(str(work / "onnx-int8"))}
+    return exports
 
-    corpus = registry.load_split("wiki", "train")[: args.sentences]
+
+def _timed_rounds(encoders: dict, corpus: list[str], rounds: int) -> tuple[dict, list]:
+    """Each round: the matmul peak, then every backend encoding the corpus in turn; ({backend: seconds}, peaks)."""
     for encoder in encoders.values():  # warm-up (oneDNN / onnxruntime kernel choice, allocations)
         encoder.encode(corpus[:256])
     seconds = {name: [] for name in encoders}
     peaks = []
-    for r in range(args.rounds):
+    for r in range(rounds):
         peaks.append(measure_peaks(4096, 384, 1536, seconds=0.5))
         for name, encoder in encoders.items():
             t0 = time.perf_counter()
             encoder.encode(corpus)
             seconds[name].append(time.perf_counter() - t0)
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {len(corpus) / v[-1]:.0f}/s" for n, v in seconds.items()),
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {len(corpus) / v[-1]:.0f}/s" for n, v in seconds.items()),
               flush=True)
+    return seconds, peaks
 
+
+def _rows(encoders: dict, corpus: list[str], seconds: dict) -> dict:
+    """Each backend's speed, STS-B Spearman and MRR@10, and their change against torch fp32."""
     rows = {}
     for name, encoder in encoders.items():
         stsb = sts.evaluate(encoder, ["stsb"], "test")
@@ -86,14 +80,30 @@ def main() -> int:
         row["speedup_vs_torch_fp32"] = row["sentences_per_s"] / reference["sentences_per_s"]
         row["stsb_drop"] = reference["stsb_spearman"] - row["stsb_spearman"]
         row["mrr10_drop"] = reference["mrr10"] - row["mrr10"]
+    return rows
+
+
+def main() -> int:
+    import onnxruntime
+
+    args = _parse()
+    command = command_line("eval/bench_serving.py", sys.argv[1:])
+    start_machine = machine()
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-serving-"))
+    exports = _exports(args.model, work)
+    encoders = {"torch fp32": load_encoder(args.model, precision="fp32"),
+                "torch bf16": load_encoder(args.model, precision="bf16"),
+                "ONNX fp32": load_encoder(str(work / "onnx-fp32")),
+                "ONNX int8": load_encoder(str(work / "onnx-int8"))}
+    corpus = registry.load_split("wiki", "train")[: args.sentences]
+    seconds, peaks = _timed_rounds(encoders, corpus, args.rounds)
+    rows = _rows(encoders, corpus, seconds)
     report = {"command": command, "machine_start": start_machine, "machine_end": machine(),
               "onnxruntime": onnxruntime.__version__, "model": args.model, "sentences": len(corpus),
               "rounds": args.rounds, "peaks": {"fp32": [p["fp32"]["peak_tflops"] for p in peaks],
                                                "bf16": [p["bf16"]["peak_tflops"] for p in peaks]},
               "exports": exports, "backends": rows}
-    write_json(Path(args.out) / "serving.json", report)
-    write_text(Path(args.out) / "serving.md", markdown(report))
-    print(markdown(report))
+    print(write_report(args.out, "serving", report, render))
     return 0
 
 
@@ -106,13 +116,13 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(r: dict) -> str:
+def render(r: dict) -> str:
     m0, m1 = r["machine_start"], r["machine_end"]
     int8 = r["exports"]["onnx-int8"]
     return "\n".join([
         f"# CPU serving backends ({r['model']})", "", f"Command: `{r['command']}`", "",
         f"Machine: {m0['cores']} cores ({m0['cpu']}, AMX: {m0['amx']}), torch {m0['torch']} ({m0['torch_threads']} threads), "
-        f"onnxruntime {r['onnxruntime']} (same threads); {busy_note(m0, m1)}; the backends took turns "
+        f"onnxruntime {r['onnxruntime']} (same threads); {load_note(m0, m1)}; the backends took turns "
         f"within each of {r['rounds']} rounds encoding the same {r['sentences']} wiki sentences, medians. Matmul peak "
         f"in the same run: bf16 {statistics.median(r['peaks']['bf16']):.3f} TFLOP/s, fp32 "
         f"{statistics.median(r['peaks']['fp32']):.3f} TFLOP/s (medians of the rounds).", "",

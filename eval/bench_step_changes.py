@@ -19,19 +19,16 @@ dropout off, from the same weights and batches; their losses must agree to float
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
 
+from step_timing import StepRunner  # eval/step_timing.py, beside this script
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_peak import busy_note, machine, measure_peaks  # noqa: E402
-from step_timing import StepRunner, interleaved, median, paired_ratio  # noqa: E402
-
-from simcse_lab.io import write_json, write_text  # noqa: E402
-from simcse_lab.training.config import TrainConfig  # noqa: E402
+from simcse_lab.runtime.benchmark import (command_line, interleaved, load_note, machine, measure_peaks, median,
+                                          paired_ratio, write_report)
+from simcse_lab.training.config import TrainConfig
 
 PLAIN = {"length_chunks": 1, "pack_width": 0, "adamw": "for-loop"}
 # name -> (what changes, TrainConfig fields, StepRunner options); each is the plain step with one change
@@ -58,7 +55,7 @@ def speed_config(cfg: TrainConfig) -> dict:
     return {f.name: getattr(cfg, f.name) for f in fields(TrainConfig) if f.name in ("length_chunks", "pack_width", "adamw")}
 
 
-def main() -> int:
+def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--objective", choices=("unsup", "sup", "esimcse"), default="unsup")
@@ -69,9 +66,45 @@ def main() -> int:
     ap.add_argument("--curve-steps", type=int, default=50, help="0: skip the loss-curve check")
     ap.add_argument("--curve-precisions", default="fp32,bf16", help="precisions of the loss-curve check")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    command = "python eval/bench_step_changes.py " + shlex.join(sys.argv[1:])
+
+def _rows(results: dict, defaults: TrainConfig, peak_bf16: float) -> dict:
+    rows = {}
+    for name, steps in results.items():
+        what = VARIANTS[name][0] if name in VARIANTS else f"TrainConfig defaults together: {speed_config(defaults)}"
+        rate = median(steps, "flops_real") / median(steps)
+        rows[name] = {"what": what, "median_seconds": median(steps), "speedup_vs_plain": paired_ratio(results["plain"], steps),
+                      "median_forward": median(steps, "forward"), "median_backward": median(steps, "backward"),
+                      "median_optimizer": median(steps, "optimizer"), "median_cpu_seconds": median(steps, "cpu_seconds"),
+                      "tflops_real": rate / 1e12, "share_of_bf16_peak_real": rate / 1e12 / peak_bf16,
+                      "padded_flops_per_step": median(steps, "flops_padded"), "real_flops_per_step": median(steps, "flops_real"),
+                      "seconds_all": [s["seconds"] for s in steps]}
+    return rows
+
+
+def _loss_curves(args, base: dict, defaults: TrainConfig) -> list:
+    """The same weights and batches, dropout off, for each precision: the optimised step must compute the same
+    function as the plain one."""
+    curves = []
+    for precision in (args.curve_precisions.split(",") if args.curve_steps else []):
+        still = {"plain": StepRunner(TrainConfig(**base, **PLAIN, precision=precision), dropout=False),
+                 "optimised": StepRunner(TrainConfig(**base, precision=precision), dropout=False)}
+        losses = {name: [] for name in still}
+        for _ in range(args.curve_steps):
+            for name, runner in still.items():
+                losses[name].append(runner.run()["loss"])
+        diffs = [abs(a - b) for a, b in zip(losses["plain"], losses["optimised"])]
+        curves.append({"steps": args.curve_steps, "dropout": "off", "precision": still["plain"].precision,
+                       "optimised": speed_config(defaults), "max_abs_loss_diff": max(diffs),
+                       "max_rel_loss_diff": max(d / abs(a) for d, a in zip(diffs, losses["plain"])),
+                       "losses": losses})
+    return curves
+
+
+def main() -> int:
+    args = _parse()
+    command = command_line("eval/bench_step_changes.py", sys.argv[1:])
     args.data = args.data or ("nli" if args.objective == "sup" else "wiki")
     base = dict(objective=args.objective, model=args.model, data=args.data, batch_size=args.batch_size, max_seq_len=32,
                 lr=3e-5, eval_steps=0, test_tasks="none", progress=False, seed=42)
@@ -85,51 +118,23 @@ def main() -> int:
     results = interleaved(runners, args.rounds, log=lambda line: print(line, flush=True))
     timed_seconds = time.perf_counter() - t0
     peaks["after"] = measure_peaks(4096, 384, 1536, seconds=0.5)
-    peak_bf16 = min(p["bf16"]["peak_tflops"] for p in peaks.values())
-
-    rows = {}
-    for name, steps in results.items():
-        what = VARIANTS[name][0] if name in VARIANTS else f"TrainConfig defaults together: {speed_config(defaults)}"
-        rate = median(steps, "flops_real") / median(steps)
-        rows[name] = {"what": what, "median_seconds": median(steps), "speedup_vs_plain": paired_ratio(results["plain"], steps),
-                      "median_forward": median(steps, "forward"), "median_backward": median(steps, "backward"),
-                      "median_optimizer": median(steps, "optimizer"), "median_cpu_seconds": median(steps, "cpu_seconds"),
-                      "tflops_real": rate / 1e12, "share_of_bf16_peak_real": rate / 1e12 / peak_bf16,
-                      "padded_flops_per_step": median(steps, "flops_padded"), "real_flops_per_step": median(steps, "flops_real"),
-                      "seconds_all": [s["seconds"] for s in steps]}
-
-    curves = []
-    for precision in (args.curve_precisions.split(",") if args.curve_steps else []):
-        # the same weights and batches, dropout off: the optimised step must compute the same function
-        still = {"plain": StepRunner(TrainConfig(**base, **PLAIN, precision=precision), dropout=False),
-                 "optimised": StepRunner(TrainConfig(**base, precision=precision), dropout=False)}
-        losses = {name: [] for name in still}
-        for _ in range(args.curve_steps):
-            for name, runner in still.items():
-                losses[name].append(runner.run()["loss"])
-        diffs = [abs(a - b) for a, b in zip(losses["plain"], losses["optimised"])]
-        curves.append({"steps": args.curve_steps, "dropout": "off", "precision": still["plain"].precision,
-                       "optimised": speed_config(defaults), "max_abs_loss_diff": max(diffs),
-                       "max_rel_loss_diff": max(d / abs(a) for d, a in zip(diffs, losses["plain"])),
-                       "losses": losses})
-
+    rows = _rows(results, defaults, min(p["bf16"]["peak_tflops"] for p in peaks.values()))
+    curves = _loss_curves(args, base, defaults)
     report = {"command": command, "machine_start": start_machine, "machine_end": machine(),
               "model": args.model, "objective": args.objective, "data": args.data, "batch_size": args.batch_size, "rounds": args.rounds,
               "precision": runners["plain"].precision, "timed_seconds": timed_seconds, "peaks": peaks,
               "variants": rows, "loss_curves": curves}
     stem = "step_changes" if args.objective == "unsup" else f"step_changes_{args.objective}"
-    write_json(Path(args.out) / f"{stem}.json", report)
-    write_text(Path(args.out) / f"{stem}.md", markdown(report))
-    print(markdown(report))
+    print(write_report(args.out, stem, report, render))
     return 0
 
 
-def markdown(r: dict) -> str:
+def render(r: dict) -> str:
     peak = r["peaks"]
     lines = [f"# Training-step changes, each measured alone ({r['model']}, {r.get('objective', 'unsup')}, batch {r['batch_size']}, {r['precision']})",
              "", f"Command: `{r['command']}`", "",
              f"Machine: {r['machine_start']['cores']} cores ({r['machine_start']['cpu']}, AMX: {r['machine_start']['amx']}), "
-             f"torch {r['machine_start']['torch']}, {r['machine_start']['torch_threads']} threads; {busy_note(r['machine_start'], r['machine_end'])}; the runners step in turn, one step "
+             f"torch {r['machine_start']['torch']}, {r['machine_start']['torch_threads']} threads; {load_note(r['machine_start'], r['machine_end'])}; the runners step in turn, one step "
              f"each per round, {r['rounds']} rounds, and a speed-up is the median over rounds of plain / variant in "
              f"the same round.", "",
              f"Matmul peak of the model's shapes, same run: bf16 {peak['before']['bf16']['peak_tflops']:.3f} → "

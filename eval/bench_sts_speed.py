@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
-import torch
 
 from simcse_lab.modeling.encoder import Encoder
 from simcse_lab.modeling.resolve import resolve_model
 from simcse_lab.evaluation.sts import TASKS, aggregate, evaluate, load_task
 from simcse_lab.evaluation.vectors import cosine_rows
-from simcse_lab.runtime.precision import cpu_has_bf16
+from simcse_lab.runtime.benchmark import command_line, machine, write_json
 
 
 def baseline(model, data) -> tuple[dict, float]:
@@ -72,9 +70,8 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     base = scores["baseline_st_fp32"]
     report = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "native_bf16": cpu_has_bf16(), "torch": torch.__version__},
+        "command": command_line("eval/bench_sts_speed.py", sys.argv[1:]),
+        "machine": machine(),
         "model": args.model,
         "pairs": {t: sum(len(ps) for ps in d.values()) for t, d in data.items()},
         "seconds_median": med,
@@ -88,9 +85,7 @@ def main() -> None:
     print(json.dumps({k: report[k] for k in ("seconds_median", "speedup_vs_baseline",
                                              "max_abs_spearman_diff_vs_baseline")}, indent=2))
     if args.output:
-        from simcse_lab.io import write_json
-
-        write_json(args.output, report)
+        write_json(args.output, report, indent=2)
 
 
 if __name__ == "__main__":

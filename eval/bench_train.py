@@ -28,8 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from simcse_lab.runtime.benchmark import command_line, load_note, machine, measure_peaks, write_report
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def ours_config(args, out: Path, steps: int, quality: bool):
@@ -129,7 +130,6 @@ def st_block(args, out: Path, steps: int) -> tuple[list[float], str]:
 
 def speed(args, work: Path) -> dict:
     import torch
-    from matmul_peak import measure_peaks
 
     per_round = []
     for r in range(args.rounds):
@@ -153,7 +153,7 @@ def speed(args, work: Path) -> dict:
             "block_steps": args.block_steps, "warmup_steps": args.warmup_steps, "torch_threads": torch.get_num_threads()}
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="all-MiniLM-L6-v2")
     p.add_argument("--steps", type=int, default=186, help="186 = one epoch of the 11,914 wiki sentences at batch 64")
@@ -169,50 +169,59 @@ def main() -> int:
     p.add_argument("--skip-quality", action="store_true", help="speed only: no full runs, no STS")
     p.add_argument("--ours-dir", default=str(ROOT / "runs" / "unsup-wiki"), help="our run directory (kept)")
     p.add_argument("--out", default=str(ROOT / "eval"))
-    args = p.parse_args()
+    return p
 
+
+def quality(args, work: Path, results: dict) -> str:
+    """One full run of each, then the STS test of each beside the untrained model; the table (also in
+    ``results``)."""
     from simcse_lab.evaluation.sts import TASKS, evaluate, format_table
-    from simcse_lab.io import write_json, write_text
     from simcse_lab.modeling.encoder import Encoder
-    from simcse_lab.runtime.precision import cpu_has_bf16
 
-    command = "python eval/bench_train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results["ours"] = run_ours(args, Path(args.ours_dir))
+    results["sentence_transformers"] = run_st(args, work)
+    evals = {"untrained": evaluate(Encoder(args.model, pooler="cls_before_pooler"), TASKS, "test"),
+             "ours": evaluate(Encoder(results["ours"]["model_dir"]), TASKS, "test"),
+             "sentence_transformers": evaluate(Encoder(results["sentence_transformers"]["model_dir"]), TASKS, "test")}
+    for name, r in evals.items():
+        results.setdefault(name, {})["sts"] = r
+        results[name]["sts_avg"] = r["avg"]
+    results["table"] = format_table(list(evals.values()), [
+        "untrained (cls_before_pooler)",
+        f"ours unsup ({results['ours']['precision']}, {results['ours']['seconds_per_step']:.2f} s/step)",
+        f"ST MNRL ({args.st_precision}, {results['sentence_transformers']['seconds_per_step']:.2f} s/step)"])
+    return results["table"]
+
+
+def main() -> int:
+    args = parser().parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-train-", dir=ROOT / "runs" if (ROOT / "runs").is_dir() else None))
-    results = {"command": command, "steps": args.steps, "batch_size": args.batch_size, "lr": 3e-5,
-               "data": "wiki train (11,914 sentences)", "work_dir": str(work),
-               "machine": {"cores": os.cpu_count(), "native_bf16": cpu_has_bf16(),
-                           "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(),
-                           "load_average_1min_start": os.getloadavg()[0]}}
+    results = {"command": command_line("eval/bench_train.py", sys.argv[1:]), "steps": args.steps,
+               "batch_size": args.batch_size, "lr": 3e-5, "data": "wiki train (11,914 sentences)",
+               "work_dir": str(work), "machine": machine()}
     results["speed"] = speed(args, work)
-    table = None
     if not args.skip_quality:
-        results["ours"] = run_ours(args, Path(args.ours_dir))
-        results["sentence_transformers"] = run_st(args, work)
-        evals = {"untrained": evaluate(Encoder(args.model, pooler="cls_before_pooler"), TASKS, "test"),
-                 "ours": evaluate(Encoder(results["ours"]["model_dir"]), TASKS, "test"),
-                 "sentence_transformers": evaluate(Encoder(results["sentence_transformers"]["model_dir"]), TASKS, "test")}
-        for name, r in evals.items():
-            results.setdefault(name, {})["sts"] = r
-            results[name]["sts_avg"] = r["avg"]
-        table = format_table(list(evals.values()), [
-            "untrained (cls_before_pooler)",
-            f"ours unsup ({results['ours']['precision']}, {results['ours']['seconds_per_step']:.2f} s/step)",
-            f"ST MNRL ({args.st_precision}, {results['sentence_transformers']['seconds_per_step']:.2f} s/step)"])
-        results["table"] = table
-    results["machine"]["load_average_1min_end"] = os.getloadavg()[0]
+        quality(args, work, results)
+    results["machine_end"] = machine()
     results["speedup"] = results["speed"]["speedup"]
-    write_json(Path(args.out) / "train_bench.json", results)
-    write_text(Path(args.out) / "train_bench.md", markdown(results, args))
-    print(markdown(results, args))
+    print(write_report(args.out, "train_bench", results, render))
     return 0
 
 
-def markdown(r: dict, args) -> str:
-    from matmul_peak import busy_note
+def _machines(r: dict) -> tuple[dict, dict]:
+    """The machine at the start and at the end of the run (recorded before the harness: one dict with the load
+    average at the start and at the end)."""
+    m = r["machine"]
+    if "machine_end" in r:
+        return m, r["machine_end"]
+    return tuple({"cores": m["cores"], "load_average_1min": m[f"load_average_1min_{when}"]} for when in ("start", "end"))
 
+
+def render(r: dict) -> str:
+    """The markdown of a report; the flags it names are those of its recorded command."""
+    args = parser().parse_args(shlex.split(r["command"])[2:])
     s = r["speed"]
-    load = [{"cores": r["machine"]["cores"], "load_average_1min": r["machine"][f"load_average_1min_{when}"]}
-            for when in ("start", "end")]
+    start, end = _machines(r)
     rounds = "; ".join(f"{p['st_median']:.2f} / {p['ours_median']:.2f} s = {p['speedup']:.2f}× (bf16 peak "
                        f"{p['peak_bf16_tflops']:.3f})" for p in s["rounds"])
     lines = [f"# Unsup SimCSE vs sentence-transformers MNRL (batch {r['batch_size']}, lr 3e-5, wiki)", "",
@@ -225,7 +234,7 @@ def markdown(r: dict, args) -> str:
              f"s/step (medians); bf16 peak {s['peak_bf16_tflops']:.3f} TFLOP/s, fp32 {s['peak_fp32_tflops']:.3f}. "
              f"Per round (ST / ours): {rounds}.", "",
              f"Machine: {r['machine']['cores']} cores (AMX: {r['machine']['amx']}), {s['torch_threads']} torch threads; "
-             f"{busy_note(*load)}; the two trainers alternate, so load drifts reach both."]
+             f"{load_note(start, end)}; the two trainers alternate, so load drifts reach both."]
     if r.get("table"):
         o = r["ours"]
         lines += ["", f"## Quality: one run of {r['steps']} steps each", "", "```", r["table"], "```", "",

@@ -9,7 +9,7 @@ registry's data (``wiki``, ``nli``, the STS test sets), and checks:
    (``state.pt["scaler"]``), and ``--resume`` restores it: resumed from the middle checkpoint the run ends
    with the scale of the uninterrupted run, and resumed from a checkpoint whose scale was rewritten to a
    value a fresh scaler cannot reach (checksums rewritten with it) it ends at or below that value;
-2. **mini-batches with the CUDA generator replayed** (tests/test_mini_batches.py's logic, on the GPU): dropout
+2. **mini-batches with the CUDA generator replayed** (tests/modeling/test_mini_batches.py's logic, on the GPU): dropout
    on, the vectors and gradients of ``mini_batch_size`` (chunks recomputed in backward) equal those of the
    same chunks kept in memory, the generator continues the same, and a different dropout draw is far off
    (so the equality is not trivial); then whole sup runs, ``--mini-batch-size`` against ``--length-chunks``
@@ -22,7 +22,7 @@ registry's data (``wiki``, ``nli``, the STS test sets), and checks:
    (simcse-lab's encoder vs ``SentenceTransformer.encode``, the same sentences and batch size, fp32 and bf16,
    after checking both give the same vectors), steps/s of unsup training (``simcse-lab train`` vs
    sentence-transformers' trainer with MultipleNegativesRankingLoss, eval/bench_train.py's), the GPU's
-   matmul peak (eval/matmul_peak.py, on the model's shapes and on one large square product), the GPU name,
+   matmul peak (simcse_lab/runtime/benchmark.py measure_peaks, on the model's shapes and on one large square product), the GPU name,
    torch / CUDA / library versions.
 
 Everything printed is also written as JSON (``--output``, default eval/gpu_check.json); the exit status is 1
@@ -31,7 +31,7 @@ when any check FAILs (a check that could not run in the time budget FAILs too), 
 Without a GPU (or with ``--dry-run``) the same plumbing runs on the CPU with tiny step counts: training
 runs in this process in fp32, the mini-batch equality on the CPU generator, evaluation on a slice of the
 STS data, speed in a few steps. It says that no GPU was found, lists every GPU check as SKIP, and reports
-no GPU number (its JSON has ``"gpu": null``; its speed ratios are marked as CPU plumbing). tests/test_gpu_check.py
+no GPU number (its JSON has ``"gpu": null``; its speed ratios are marked as CPU plumbing). tests/runtime/test_gpu_check.py
 runs it on a tiny model. How to run it on the device machine: eval/gpu_check.md.
 
     python eval/gpu_check.py [--output eval/gpu_check.json] [--dry-run] [--budget-s 450]
@@ -56,14 +56,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from simcse_lab.errors import UserError, first_line
+
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT / "eval"
-if str(EVAL) not in sys.path:
-    sys.path.insert(0, str(EVAL))
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from simcse_lab.errors import UserError, first_line  # noqa: E402
 
 DEFAULT_OUTPUT = EVAL / "gpu_check.json"
 DEFAULT_DRY_OUTPUT = EVAL / "gpu_check.cpu-dry-run.json"
@@ -381,7 +377,7 @@ def check_mini_batches(ctx: Context) -> None:
 
 
 def check_gradients(ctx: Context) -> None:
-    """tests/test_mini_batches.py::test_same_vectors_and_gradients_as_the_chunks_kept_in_memory on this device."""
+    """tests/modeling/test_mini_batches.py::test_same_vectors_and_gradients_as_the_chunks_kept_in_memory on this device."""
     import torch
 
     from simcse_lab.data import registry
@@ -438,7 +434,7 @@ def check_gradients(ctx: Context) -> None:
 
 
 def check_mini_batch_runs(ctx: Context) -> None:
-    """tests/test_mini_batches.py::test_a_training_run_matches_step_by_step (sup) on this device, in fp32."""
+    """tests/modeling/test_mini_batches.py::test_a_training_run_matches_step_by_step (sup) on this device, in fp32."""
     s = ctx.sizes
     chunks = 3
     rows = 3 * s.mb_batch_size
@@ -646,15 +642,14 @@ def check_train_speed(ctx: Context) -> None:
 
 
 def check_matmul(ctx: Context) -> None:
-    from matmul_peak import measure_peaks, time_matmul
+    import torch
+
+    from simcse_lab.runtime.benchmark import measure_peaks, time_matmul
 
     s = ctx.sizes
     dtypes = ("fp32", "bf16", "fp16") if ctx.gpu else ("fp32", "bf16")
     peaks = measure_peaks(s.matmul_tokens, 384, 1536, seconds=s.matmul_seconds, device=ctx.device, dtypes=dtypes)
-    import torch
-
-    square = time_matmul(s.matmul_square, s.matmul_square, s.matmul_square, torch.bfloat16, seconds=s.matmul_seconds,
-                         device=ctx.device)
+    square = time_matmul((s.matmul_square,) * 3, torch.bfloat16, seconds=s.matmul_seconds, device=ctx.device)
     where = "gpu" if ctx.gpu else "cpu plumbing, not a GPU number"
     ctx.report.say(f"INFO matmul peak [{where}]: MiniLM shapes ({s.matmul_tokens} tokens) "
                    + ", ".join(f"{d} {peaks[d]['peak_tflops']:.3g}" for d in dtypes)
@@ -737,11 +732,11 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
 
 
-def run_checks(args) -> int:
+def _check_args(args) -> list[str]:
+    """Every flag checked before any work (one line each); the selected groups."""
     from simcse_lab.commands import _validate
 
-    output = Path(args.output) if args.output else None
-    _validate.output_file(output)
+    _validate.output_file(Path(args.output) if args.output else None)
     if args.work_dir and not Path(args.work_dir).is_dir():
         raise UserError(f"--work-dir {args.work_dir}: not a directory")
     if args.budget_s is not None and not args.budget_s > 0:
@@ -751,26 +746,28 @@ def run_checks(args) -> int:
     if unknown or not only:
         raise UserError(f"--only {args.only}: unknown group(s) {', '.join(unknown) or '(none)'}; choose from "
                         f"{','.join(groups())}")
-    if args.dry_run:
-        os.environ["ACCELERATE_USE_CPU"] = "1"  # the training loop's Accelerator stays on the CPU too
-    from simcse_lab.modeling.resolve import check_loadable, is_sentence_transformers_dir
+    return only
 
-    model_dir = check_loadable(args.model).path  # a bad --model is one line before any work
-    import torch
 
-    cuda = torch.cuda.is_available()
-    gpu = cuda and not args.dry_run
-    output = output or (DEFAULT_OUTPUT if gpu else DEFAULT_DRY_OUTPUT)
-    report = Report(args.budget_s or (450.0 if gpu else 3600.0))
-    st_dir = is_sentence_transformers_dir(model_dir)
+def _context(args, gpu: bool, model_dir: str, report: Report) -> Context:
+    from simcse_lab.modeling.resolve import is_sentence_transformers_dir
+
     work = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=args.work_dir))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(
         os.pathsep) if p]), "TOKENIZERS_PARALLELISM": "false"}
     env.pop("ACCELERATE_MIXED_PRECISION", None)  # each run's --precision decides
-    ctx = Context(gpu=gpu, device="cuda" if gpu else "cpu", model=args.model, pooler=None if st_dir else "avg",
-                  train_pooler="cls",
-                  sts_tasks=[t.strip() for t in args.sts_tasks.split(",") if t.strip()],
-                  sizes=GPU_SIZES if gpu else CPU_SIZES, work=work, report=report, env=env)
+    return Context(gpu=gpu, device="cuda" if gpu else "cpu", model=args.model,
+                   pooler=None if is_sentence_transformers_dir(model_dir) else "avg", train_pooler="cls",
+                   sts_tasks=[t.strip() for t in args.sts_tasks.split(",") if t.strip()],
+                   sizes=GPU_SIZES if gpu else CPU_SIZES, work=work, report=report, env=env)
+
+
+def _announce(ctx: Context, args, model_dir: str) -> None:
+    """The report's header (command, commit, versions, the GPU or why there is none); no GPU: the GPU checks are
+    SKIPPED."""
+    import torch
+
+    report, gpu = ctx.report, ctx.gpu
     info = {"command": "python eval/gpu_check.py " + " ".join(argv_quoted(sys.argv[1:])), "commit": git_commit(),
             "mode": "gpu" if gpu else "cpu-dry-run", "gpu": gpu_info() if gpu else None, "versions": versions(),
             "model": args.model, "model_path": model_dir, "sizes": asdict(ctx.sizes), "budget_s": report.budget_s}
@@ -788,6 +785,23 @@ def run_checks(args) -> int:
         for name in GPU_CHECKS:
             report.skip(name, why)
     report.say("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+
+
+def run_checks(args) -> int:
+    only = _check_args(args)
+    if args.dry_run:
+        os.environ["ACCELERATE_USE_CPU"] = "1"  # the training loop's Accelerator stays on the CPU too
+    from simcse_lab.modeling.resolve import check_loadable
+
+    model_dir = check_loadable(args.model).path  # a bad --model is one line before any work
+    import torch
+
+    cuda = torch.cuda.is_available()
+    gpu = cuda and not args.dry_run
+    output = Path(args.output) if args.output else (DEFAULT_OUTPUT if gpu else DEFAULT_DRY_OUTPUT)
+    report = Report(args.budget_s or (450.0 if gpu else 3600.0))
+    ctx = _context(args, gpu, model_dir, report)
+    _announce(ctx, args, model_dir)
     try:
         for key, (name, fn) in groups().items():
             if key in only:
@@ -796,7 +810,7 @@ def run_checks(args) -> int:
                 report.skip(name, "not selected (--only)")
     finally:
         if not args.keep_work:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(ctx.work, ignore_errors=True)
     failed = report.failed()
     passed = sum(c["status"] == "PASS" for c in report.checks)
     skipped = [c["name"] for c in report.checks if c["status"] == "SKIP"]
@@ -807,7 +821,7 @@ def run_checks(args) -> int:
 
     write_json(output, {**report.info, "gpu_found": bool(cuda), "ran_on_gpu": gpu, "passed": not failed,
                         "failed": failed, "skipped": skipped, "seconds": report.elapsed(), "checks": report.checks,
-                        "lines": report.lines, "work_dir": str(work) if args.keep_work else None})
+                        "lines": report.lines, "work_dir": str(ctx.work) if args.keep_work else None})
     print(f"wrote {output}", flush=True)
     return 1 if failed else 0
 

@@ -4,7 +4,8 @@
     python eval/prompt_methods.py render        # re-renders the markdown from the JSON alone
 
 Each row is a method: training runs (their summary.json: the 7-task STS test table of the best-on-dev checkpoint,
-``test_after``; the untrained model's table, ``test_before``, where a row asks for it) or ``eval --output`` JSONs.
+``test_after``, or, for a run trained with ``--test-tasks none``, ``eval --output RUN/test_after.json`` of its
+``best/``; the untrained model's table, ``test_before``, where a row asks for it) or ``eval --output`` JSONs.
 Seeds are reported as mean ± sample std; each trained method's difference to unsup SimCSE gets Welch's 95%
 interval on the 7-task average. A new method is one more entry in ROWS.
 """
@@ -40,6 +41,12 @@ ROWS = [
     {"name": "PromptBERT", "kind": "after", "runs": "/work/runs/promptbert-s*", "objective": "promptbert",
      "command": "simcse-lab train --config configs/unsup-quick.yaml --objective promptbert --pooler mask --seed S "
                 "--output-dir /work/runs/promptbert-sS (S = 1, 2, 3)"},
+    {"name": "ConPVP", "kind": "after", "runs": "/work/runs/conpvp-s*", "objective": "conpvp",
+     "command": "nice -n 5 simcse-lab train --config configs/unsup-quick.yaml --objective conpvp --pooler mask --seed S "
+                "--output-dir /work/runs/conpvp-sS (--prompt-length 10, the paper's 8 prototype pairs; code of commit "
+                "eca3a04); seeds 2 and 3 with --test-tasks none (no untrained table: evaluation draws no random "
+                "numbers, so the same training), then simcse-lab eval --model /work/runs/conpvp-sS/best --output "
+                "/work/runs/conpvp-sS/test_after.json, the encoder train's test_after uses"},
 ]
 
 
@@ -70,6 +77,9 @@ def _tables(row: dict) -> list[tuple[str, dict]]:
         key = "test_after" if row["kind"] == "after" else "test_before"
         if summary.get(key):
             out.append((f"{path} (seed {summary['config']['seed']})", summary[key]))
+        elif key == "test_after" and (Path(path) / "test_after.json").is_file():  # trained with --test-tasks none
+            out.append((f"{path}/test_after.json (seed {summary['config']['seed']})",
+                        json.loads((Path(path) / "test_after.json").read_text())))
     return out
 
 

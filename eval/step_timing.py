@@ -5,14 +5,14 @@ way the loop builds them (same seed, same pretokenised examples, same global bat
 one step: collate, bf16 autocast forward, backward, clip, AdamW, schedule, zero_grad, the objective's
 after-step hook. What the loop adds around a step (the accelerate wrapper, which is a no-op for one CPU
 process, the log, checkpoints, dev evaluation) is left out. Several runners live side by side so that
-changes can be timed interleaved (A B A B ...) on a shared machine, where load drifts over minutes.
+changes can be timed interleaved (A B A B ...) on a shared machine, where load drifts over minutes
+(:func:`simcse_lab.runtime.benchmark.interleaved`).
 
 Used by eval/bench_roofline.py and eval/bench_step_changes.py (imported from this directory).
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from contextlib import nullcontext
 
@@ -62,7 +62,7 @@ class StepRunner:
                     module.p = 0.0  # BERT's attention reads its dropout probability from this module too
         if compile_backbone:
             self.embedder.backbone.compile(dynamic=False)
-        self.objective = build_objective(cfg.objective, cfg, self.tokenizer, self.embedder)
+        self.objective = build_objective(cfg, self.tokenizer, self.embedder)
         self.examples = examples_for(cfg, self.tokenizer)
         total = cfg.max_steps or (len(self.examples) // cfg.batch_size) * cfg.epochs
         self.optimizer = torch.optim.AdamW(self.embedder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -116,31 +116,3 @@ class StepRunner:
         if phases:
             out.update(forward=t1 - t0, backward=t2 - t1, optimizer=t3 - t2)
         return out
-
-
-def interleaved(runners: dict, rounds: int, warmup: int = 1, between=None, log=None) -> dict:
-    """``rounds`` rounds of one step of each runner in turn (A B C, A B C, ...), after ``warmup`` untimed
-    steps each, so that every runner sees the same load drifts; ``between(round)`` runs after each round
-    (e.g. a peak measurement). Returns {name: [per-step results, one per round]}."""
-    for runner in runners.values():
-        for _ in range(warmup):
-            runner.run()
-    results = {name: [] for name in runners}
-    for r in range(rounds):
-        for name, runner in runners.items():
-            results[name].append(runner.run(phases=True))
-        if between is not None:
-            between(r)
-        if log is not None:
-            log(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]['seconds']:.2f}s" for n, v in results.items()))
-    return results
-
-
-def median(results: list[dict], key: str = "seconds") -> float:
-    return statistics.median(r[key] for r in results)
-
-
-def paired_ratio(base: list[dict], other: list[dict], key: str = "seconds") -> float:
-    """Median over rounds of base/other step time, each pair measured back to back: > 1 means ``other`` is
-    faster. Per-round pairs cancel the load drift between rounds."""
-    return statistics.median(b[key] / o[key] for b, o in zip(base, other))

@@ -18,7 +18,8 @@ BEGIN = "<!-- layout:begin (generated from the docstrings by `python scripts/lay
 END = "<!-- layout:end -->"
 ENTRY_POINTS = ("__main__", "cli", "errors", "io")  # the only modules outside a subpackage
 # subpackages in import order: each may import those before it (tests/test_layout.py has the exact rule)
-ORDER = ("data", "runtime", "modeling", "evaluation", "analysis", "training", "export", "search", "commands")
+ORDER = ("data", "runtime", "modeling", "evaluation", "analysis", "training", "export", "search", "experiments",
+         "commands")
 
 
 def docstring(path: Path) -> list[str]:

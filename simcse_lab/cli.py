@@ -22,6 +22,10 @@ COMMANDS = {
     "retrieval-eval": ("retrieval_eval", "recall@k / MRR@10 retrieval evaluation on STS-B and SICK-R (gold >= 4)"),
     "analyze": ("analyze", "embedding geometry report: alignment/uniformity, isotropy, layers, token degeneration "
                            "and dynamics, whitening / flow, training trajectory"),
+    "sweep": ("sweep", "a grid or search of training runs over options and seeds on an Optuna study (many "
+                       "workers, resumable), and its report: mean ± std over seeds"),
+    "compare": ("compare", "is a difference real? two models on the same STS pairs (paired bootstrap CI, permutation "
+                           "p, Holm) or groups of runs over seeds (bootstrap CI, Almost Stochastic Order)"),
 }
 
 

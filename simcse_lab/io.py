@@ -292,7 +292,7 @@ def expand_user(value: str) -> str:
 
 LOCK = ".simcse-lab.lock"  # held (flock) by the one run writing into the directory
 KINDS = {"train": "a training run", "export": "an export", "index": "an index", "analysis": "an analysis report",
-         "inspect": "a data inspection report"}
+         "inspect": "a data inspection report", "sweep": "a sweep"}
 _MARKER_TEMP = re.compile(rf"^\.{re.escape(MARKER)}\.tmp-")
 
 # entries an export of 0.1.0 (before the marker) may hold: sentence-transformers modules, HF weights,

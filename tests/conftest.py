@@ -219,3 +219,17 @@ def _offline(tmp_path_factory):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # the tokenised training data (and fetched sets) of the tests never land in the user's cache
     os.environ.setdefault("SIMCSE_LAB_CACHE", str(tmp_path_factory.mktemp("simcse-lab-cache")))
+
+
+def explicit_delta(model, tok, tpl, k: int):
+    """PromptBERT's delta for a sentence of k tokens, written out: [CLS] prefix suffix [SEP] with the positions of
+    suffix and [SEP] moved k further, the state at [MASK]. The attention mask is given: without one, transformers 5
+    reads a jump in the position ids as the start of another packed sequence and masks across it."""
+    import torch
+
+    row = [tok.cls_token_id, *tpl.prefix, *tpl.suffix, tok.sep_token_id]
+    positions = list(range(1 + len(tpl.prefix))) + [1 + len(tpl.prefix) + k + j for j in range(len(tpl.suffix) + 1)]
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([row]), position_ids=torch.tensor([positions]),
+                    attention_mask=torch.ones(1, len(row), dtype=torch.long)).last_hidden_state
+    return out[0, row.index(tok.mask_token_id)]

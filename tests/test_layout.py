@@ -1,5 +1,6 @@
-"""The package layout: capabilities in subpackages with a one-way import rule, entry points at the top,
-no implicit objective protocol, and the README's Layout section generated from the docstrings."""
+"""The package layout: capabilities in subpackages with a one-way import rule and no import cycle, entry points at
+the top, no implicit objective protocol, functions within the size limits, and the README's Layout section
+generated from the docstrings."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "simcse_lab"
 SCRIPT = PACKAGE.parent / "scripts" / "layout.py"
+EVAL = PACKAGE.parent / "eval"
 
 # what each part may import besides errors, io and the package root (which anyone may import);
 # a subpackage may always import its own modules; nothing imports commands or cli (but __main__ runs cli)
@@ -24,7 +26,9 @@ ALLOWED = {
     "training": {"data", "runtime", "modeling", "evaluation", "analysis"},
     "export": {"data", "runtime", "modeling", "evaluation"},
     "search": {"data", "runtime", "modeling", "evaluation"},
-    "commands": {"data", "runtime", "modeling", "evaluation", "analysis", "training", "export", "search"},
+    "experiments": {"data", "runtime", "modeling", "evaluation", "analysis", "training"},
+    "commands": {"data", "runtime", "modeling", "evaluation", "analysis", "training", "export", "search",
+                 "experiments"},
     "cli": set(),
     "__main__": {"cli"},
     "errors": set(),
@@ -111,16 +115,195 @@ def test_top_level_holds_only_entry_points_and_subpackages():
     assert len(packages) >= 5 and packages <= set(ALLOWED)
     for init in sorted(PACKAGE.rglob("*/__init__.py")):  # each subpackage: what lives there, which tests cover it
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
-        tests = re.findall(r"tests/\w+\.py", doc.split("Tests:", 1)[-1]) if "Tests:" in doc else []
+        tests = re.findall(r"tests/(?:\w+/)?\w+\.py", doc.split("Tests:", 1)[-1]) if "Tests:" in doc else []
         assert tests, f"{init}: the docstring names no covering tests (a 'Tests:' line)"
         missing = [t for t in tests if not (PACKAGE.parent / t).is_file()]
         assert not missing, f"{init}: names missing tests {missing}"
 
 
+def import_graph() -> dict[str, set[str]]:
+    """module -> the simcse_lab modules it imports (module level and inside functions); ``from pkg import name``
+    counts as importing ``pkg.name`` where that is a module, else ``pkg``."""
+    found = {module: (path, is_package) for path, module, is_package in modules()}
+
+    def resolve(name: str) -> str:
+        parts = name.split(".")
+        while parts and ".".join(parts) not in found:
+            parts.pop()
+        return ".".join(parts)
+
+    return {module: {resolve(name) for _, name in imported_modules(path.read_text(), module, is_package)} - {module, ""}
+            for module, (path, is_package) in found.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of two or more modules (Tarjan), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+                on_stack.discard(group[-1])
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_another_in_a_cycle():
+    found = cycles(import_graph())
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(group) for group in found)
+
+
+def test_the_cycle_check_sees_function_level_cycles():
+    """Two modules that import each other, one of them inside a function (the encoder <-> onnx_encoder shape)."""
+    a = imported_modules("from simcse_lab.modeling.b import f\n", "simcse_lab.modeling.a", False)
+    b = imported_modules("def g():\n    from simcse_lab.modeling.a import h\n", "simcse_lab.modeling.b", False)
+    graph = {"simcse_lab.modeling.a": {name.rsplit(".", 1)[0] for _, name in a},
+             "simcse_lab.modeling.b": {name.rsplit(".", 1)[0] for _, name in b}, "simcse_lab.modeling.c": set()}
+    assert cycles(graph) == [["simcse_lab.modeling.a", "simcse_lab.modeling.b"]]
+
+
+def _declared_on_objective() -> set[str]:
+    """What the objectives' base class declares: class attributes, methods, ``self.x`` set in its methods, and
+    what torch's nn.Module itself offers (``to``, ``train``, ...)."""
+    from torch import nn
+
+    tree = ast.parse((PACKAGE / "training" / "objectives" / "base.py").read_text())
+    base = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Objective")
+    names = set(dir(nn.Module))
+    for node in ast.walk(base):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and getattr(node.value, "id", "") == "self":
+            names.add(node.attr)
+    return names
+
+
+def _is_objective(node: ast.AST) -> bool:
+    """``objective`` or ``something.objective``: how the training code names the objective it runs."""
+    return (isinstance(node, ast.Name) and node.id == "objective") or \
+        (isinstance(node, ast.Attribute) and node.attr == "objective")
+
+
+def objective_reads(source: str) -> list[tuple[int, str]]:
+    """(line, what) of every read of an objective's attribute: ``objective.x`` (-> ``x``) and any
+    ``getattr``/``hasattr`` on an objective (-> ``getattr(objective, ...)``: an undeclared, optional protocol)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and _is_objective(node.value):
+            found.append((node.lineno, node.attr))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+              and node.args and _is_objective(node.args[0])):
+            found.append((node.lineno, f"{node.func.id}(objective, ...)"))
+    return found
+
+
 def test_no_implicit_objective_protocol():
-    hits = [f"{path}:{n}" for path in PACKAGE.rglob("*.py")
-            for n, line in enumerate(path.read_text().splitlines(), 1) if "hasattr(objective" in line]
-    assert not hits, hits
+    """The training code (everything in training/ outside the objectives) reads of an objective only what the
+    objectives' base class declares, and never probes it with getattr/hasattr."""
+    declared = _declared_on_objective()
+    hits = [f"{path.relative_to(PACKAGE.parent)}:{line} reads {what}"
+            for path in sorted((PACKAGE / "training").glob("*.py"))
+            for line, what in objective_reads(path.read_text()) if what not in declared]
+    assert not hits, "read from an objective but not declared on training/objectives/base.py's Objective:\n" + \
+        "\n".join(hits)
+
+
+def test_the_objective_check_sees_undeclared_reads():
+    planted = ("def f(objective, run):\n"
+               "    a = getattr(objective, 'forward_only_inputs', ())\n"
+               "    b = run.objective.hidden_thing\n"
+               "    return objective.collate, hasattr(run.objective, 'mlm')\n")
+    declared = _declared_on_objective()
+    assert {"collate", "forward_only_inputs", "mlm", "data_columns"} <= declared
+    assert [what for _, what in objective_reads(planted) if what not in declared] == [
+        "getattr(objective, ...)", "hidden_thing", "hasattr(objective, ...)"]
+
+
+MAX_LINES, MAX_PARAMS = 60, 8
+# the one function allowed to be long: the training loop reads top to bottom (nanoGPT's loop is 88 lines)
+LONG_BY_DESIGN = {"simcse_lab/training/loop.py:train"}
+# functions over the limits in code other helpers are changing at the time of writing (issue 23): each named,
+# to be removed from this list as its function comes within the limits; never a whole file
+NOT_YET_WITHIN_LIMITS = {
+    "simcse_lab/commands/train.py:add_arguments",
+    "simcse_lab/modeling/embedder.py:SimCSEEmbedder.__init__",
+    "simcse_lab/modeling/embedder.py:SimCSEEmbedder.forward",
+    "simcse_lab/modeling/embedder.py:load_embedder",
+}
+
+
+def function_sizes(source: str) -> list[tuple[str, int, int]]:
+    """(qualified name, lines, parameters) of every function and method in ``source``, nested ones too;
+    ``self``/``cls`` are not counted as parameters, ``*args``/``**kwargs`` are."""
+    found = []
+
+    def walk(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = child.args
+                names = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs] + \
+                    [p.arg for p in (a.vararg, a.kwarg) if p is not None]
+                params = len([n for n in names if n not in ("self", "cls")])
+                found.append((prefix + child.name, child.end_lineno - child.lineno + 1, params))
+                walk(child, prefix + child.name + ".")
+            elif isinstance(child, ast.ClassDef):
+                walk(child, prefix + child.name + ".")
+            else:
+                walk(child, prefix)
+
+    walk(ast.parse(source), "")
+    return found
+
+
+def oversized() -> dict[str, str]:
+    """``file:function`` -> what is over the limits, for every function in simcse_lab/ and eval/."""
+    found = {}
+    for path in sorted([*PACKAGE.rglob("*.py"), *EVAL.rglob("*.py")]):
+        for name, lines, params in function_sizes(path.read_text()):
+            key = f"{path.relative_to(PACKAGE.parent).as_posix()}:{name}"
+            over = ([f"{lines} lines"] if lines > MAX_LINES and key not in LONG_BY_DESIGN else []) + \
+                ([f"{params} parameters"] if params > MAX_PARAMS else [])
+            if over:
+                found[key] = ", ".join(over)
+    return found
+
+
+def test_functions_stay_within_the_size_limits():
+    found = oversized()
+    new = {key: what for key, what in found.items() if key not in NOT_YET_WITHIN_LIMITS}
+    assert not new, (f"functions over {MAX_LINES} lines or {MAX_PARAMS} parameters (split them; pass a record "
+                     f"where arguments travel together):\n" + "\n".join(f"{k}: {v}" for k, v in new.items()))
+    fixed = sorted(NOT_YET_WITHIN_LIMITS - set(found))
+    assert not fixed, f"now within the limits, remove from NOT_YET_WITHIN_LIMITS: {fixed}"
+
+
+def test_the_size_check_counts_lines_and_parameters():
+    source = ("class A:\n"
+              "    def m(self, a, b, *c, d, **e):\n"
+              "        def inner(x):\n"
+              "            return x\n"
+              "        return inner\n")
+    assert function_sizes(source) == [("A.m", 4, 5), ("A.m.inner", 2, 1)]
 
 
 def test_readme_layout_is_generated():
@@ -131,3 +314,20 @@ def test_readme_layout_is_generated():
     if block != layout.render():
         pytest.fail("README.md's Layout section differs from the package docstrings: "
                     "run `python scripts/layout.py --write`")
+
+
+def test_a_test_module_imports_test_modules_of_its_own_folder_only():
+    """pytest puts each test file's own folder on sys.path, and tests/ (the conftest's): a test module imported
+    from another folder resolves only when that folder happened to be collected first."""
+    tests = PACKAGE.parent / "tests"
+    helpers = {p.stem for p in tests.glob("*.py")}  # conftest, families, tiny_backbones, ...
+    found = []
+    for path in sorted(tests.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for name in names:
+                top = name.split(".")[0]
+                if top.startswith("test_") and top not in helpers and not (path.parent / f"{top}.py").is_file():
+                    found.append(f"{path.relative_to(tests)}:{node.lineno} imports {top}")
+    assert not found, "\n".join(found)

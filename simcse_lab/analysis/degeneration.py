@@ -55,6 +55,19 @@ def bucket_names(edges) -> list[str]:
     return names + ["unseen"]
 
 
+def frequency_buckets(counts: np.ndarray, edges: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(frequency rank of each token, 1 = most frequent; its bucket: an index into ``bucket_names(edges)``, the
+    last one for tokens never seen)."""
+    order = np.argsort(-counts, kind="stable")
+    rank = np.empty(len(counts), dtype=np.int64)
+    rank[order] = np.arange(1, len(counts) + 1)
+    bucket = np.full(len(counts), len(edges) + 1)  # unseen
+    bounds = [0] + edges + [np.inf]
+    for b in range(len(bounds) - 1):
+        bucket[(counts > 0) & (rank > bounds[b]) & (rank <= bounds[b + 1])] = b
+    return rank, bucket
+
+
 def analyze_tokens(embeddings: np.ndarray, counts: np.ndarray, exclude_ids=(), k: int = 10,
                    rank_edges=DEFAULT_RANK_EDGES, sample_per_bucket: int = 1000, seed: int = 0) -> dict:
     """Describe the embedding matrix by frequency bucket.
@@ -73,15 +86,9 @@ def analyze_tokens(embeddings: np.ndarray, counts: np.ndarray, exclude_ids=(), k
         raise UserError(f"token k-NN: need more than k={k} tokens (--knn), the vocabulary analysed has {len(emb)}")
     norms = np.linalg.norm(emb, axis=1).astype(np.float64)
     seen = counts > 0
-    order = np.argsort(-counts, kind="stable")
-    rank = np.empty(len(counts), dtype=np.int64)
-    rank[order] = np.arange(1, len(counts) + 1)  # 1 = most frequent
     edges = list(rank_edges)
     names = bucket_names(edges)
-    bucket = np.full(len(counts), len(names) - 1)  # unseen
-    bounds = [0] + edges + [np.inf]
-    for b in range(len(bounds) - 1):
-        bucket[seen & (rank > bounds[b]) & (rank <= bounds[b + 1])] = b
+    rank, bucket = frequency_buckets(counts, edges)
     mean_dir = emb.astype(np.float64).mean(axis=0)
     mean_dir /= max(np.linalg.norm(mean_dir), 1e-12)
     cos_to_mean = l2_normalize(emb) @ mean_dir

@@ -41,13 +41,15 @@ seeded, so the inverse reproduces the input to ~1e-10 and a fit is repeatable.
 
 from __future__ import annotations
 
+import argparse
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 from torch import nn
 
+from simcse_lab.analysis.post_hoc import PostHocMap
 from simcse_lab.errors import UserError
 
 LEVELS = 3
@@ -260,42 +262,61 @@ class Flow:
         parts = self._map(lambda t: self.net.log_prob(self._project(t)), x, self.dim)
         return torch.cat(parts).numpy() if parts else np.zeros(0)
 
+    method = "flow"
+
+    @property
+    def output_dim(self) -> int:
+        return self.latent_dim
+
+    def apply(self, x) -> np.ndarray:
+        return self.forward(x)
+
+    def fit_record(self) -> dict:
+        return self.describe()
+
+    def report_head(self, fit_seconds: float) -> dict:
+        return {"settings": self.describe(), "fitted_on": self.fitted_on, "fit_seconds": fit_seconds}
+
     def describe(self) -> dict:
         return {**self.settings, "fitted_on": self.fitted_on, "dim": self.dim, "latent_dim": self.latent_dim,
                 "steps": self.steps, "nll_per_dim": self.nll}
 
 
-def _check_settings(levels: int, depth: int, hidden: int, coupling: str, lr: float,
-                    batch_size: int, epochs: float, max_steps: int) -> None:
-    if coupling not in COUPLINGS:
-        raise UserError(f"unknown flow coupling {coupling!r}; choose from {', '.join(COUPLINGS)}")
-    for name, value in (("levels", levels), ("depth", depth), ("hidden", hidden), ("batch_size", batch_size),
-                        ("max_steps", max_steps)):
-        if value < 1:
-            raise UserError(f"flow {name} must be >= 1, got {value}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise UserError(f"flow learning rate must be a positive number, got {lr}")
-    if not (epochs > 0 and math.isfinite(epochs)):
-        raise UserError(f"flow epochs must be a positive number, got {epochs}")
+@dataclass(frozen=True)
+class FlowSettings:
+    """The flow's hyper-parameters (module docstring); the seed is given to :func:`fit_flow` beside them."""
+
+    levels: int = LEVELS
+    depth: int = DEPTH
+    hidden: int = HIDDEN
+    coupling: str = "affine"
+    lr: float = LR
+    batch_size: int = BATCH_SIZE
+    epochs: float = EPOCHS
+    max_steps: int = MAX_STEPS
+
+    def check(self) -> FlowSettings:
+        """These settings, or a one-line UserError naming the bad one (before any corpus is encoded)."""
+        if self.coupling not in COUPLINGS:
+            raise UserError(f"unknown flow coupling {self.coupling!r}; choose from {', '.join(COUPLINGS)}")
+        for name in ("levels", "depth", "hidden", "batch_size", "max_steps"):
+            if getattr(self, name) < 1:
+                raise UserError(f"flow {name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"flow learning rate must be a positive number, got {self.lr}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise UserError(f"flow epochs must be a positive number, got {self.epochs}")
+        return self
 
 
-def check_settings(levels: int = LEVELS, depth: int = DEPTH, hidden: int = HIDDEN, coupling: str = "affine",
-                   lr: float = LR, batch_size: int = BATCH_SIZE, epochs: float = EPOCHS,
-                   max_steps: int = MAX_STEPS) -> None:
-    """Refuse bad flow settings with one line, before any corpus is encoded (``fit_flow`` checks them too)."""
-    _check_settings(levels, depth, hidden, coupling, lr, batch_size, epochs, max_steps)
-
-
-def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int = HIDDEN,
-             coupling: str = "affine", lr: float = LR, batch_size: int = BATCH_SIZE, epochs: float = EPOCHS,
-             max_steps: int = MAX_STEPS, seed: int = 0) -> Flow:
+def fit_flow(vectors, settings: FlowSettings = FlowSettings(), seed: int = 0) -> Flow:
     """Fit a flow to ``vectors`` (n, dim) by maximum likelihood under a standard Gaussian prior (see the
     module docstring for the architecture and the defaults)."""
     x = np.asarray(vectors, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"a flow is fitted on a 2-D array of vectors, got shape {x.shape}")
     n, dim = x.shape
-    _check_settings(levels, depth, hidden, coupling, lr, batch_size, epochs, max_steps)
+    settings.check()
     if not np.all(np.isfinite(x)):
         raise UserError("the flow corpus embeddings contain NaN or infinite values")
     if n <= dim:
@@ -309,15 +330,27 @@ def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int =
     # Directions without variance (every BERT-style vector lies in a hyperplane: LayerNorm's output sums to
     # a constant) would let the likelihood grow without bound by squeezing them: drop them, as whitening does.
     basis = axes[:, by_variance[:rank]]
-    if level_dims(rank, levels)[-1] < 2:
-        raise UserError(f"a {levels}-level flow halves {rank} dimensions below 2 (a coupling needs 2); "
+    if level_dims(rank, settings.levels)[-1] < 2:
+        raise UserError(f"a {settings.levels}-level flow halves {rank} dimensions below 2 (a coupling needs 2); "
                         f"use fewer levels")
     data = torch.from_numpy((x - mean) @ basis)
-    net = FlowNet(rank, levels, depth, hidden, coupling, seed)
+    net = FlowNet(rank, settings.levels, settings.depth, settings.hidden, settings.coupling, seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # actnorm's data-dependent initialisation, layer after layer in one pass
         net(data[torch.randperm(n, generator=generator)[:INIT_SAMPLE]])
-    steps = min(max_steps, max(1, math.ceil(epochs * n / batch_size)))
+    steps = _optimise(net, data, settings, generator)
+    net.eval()
+    recorded = {k: v for k, v in asdict(settings).items() if k not in ("epochs", "max_steps")}
+    flow = Flow(net=net, mean=mean, basis=basis, fitted_on=n, steps=steps, settings={**recorded, "seed": seed})
+    flow.nll = float(-flow.log_prob(x).mean() / rank)
+    return flow
+
+
+def _optimise(net: FlowNet, data: torch.Tensor, settings: FlowSettings, generator: torch.Generator) -> int:
+    """Adam on the mean negative log-likelihood per dimension; returns the number of steps taken."""
+    n, rank = data.shape
+    batch_size, lr = settings.batch_size, settings.lr
+    steps = min(settings.max_steps, max(1, math.ceil(settings.epochs * n / batch_size)))
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     order, cursor = torch.randperm(n, generator=generator), 0
     for step in range(steps):
@@ -333,25 +366,41 @@ def fit_flow(vectors, *, levels: int = LEVELS, depth: int = DEPTH, hidden: int =
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), CLIP_NORM)
         optimizer.step()
-    net.eval()
-    flow = Flow(net=net, mean=mean, basis=basis, fitted_on=n, steps=steps,
-                settings={"levels": levels, "depth": depth, "hidden": hidden, "coupling": coupling, "lr": lr,
-                          "batch_size": batch_size, "seed": seed})
-    flow.nll = float(-flow.log_prob(x).mean() / rank)
-    return flow
+    return steps
 
 
-class FlowEncoder:
-    """Wrap anything with ``.encode(sentences, progress=False)`` and ``.describe()`` so that its vectors come
-    out in the flow's latent space; usable directly with :func:`simcse_lab.evaluation.sts.evaluate`."""
+class FlowMap(PostHocMap):
+    """BERT-flow as a :class:`~simcse_lab.analysis.post_hoc.PostHocMap`; its settings are :class:`FlowSettings`
+    (flags ``--flow-levels`` ... ``--flow-max-steps``, the same in eval and analyze)."""
 
-    def __init__(self, encoder, flow: Flow):
-        self.encoder = encoder
-        self.flow = flow
-        self.dim = flow.latent_dim
+    name, variant, flag, title, place = "flow", "flowed", "flow", "BERT-flow baseline", 60.0
+    help = "fit BERT-flow on this corpus (dataset NAME[:SPLIT] or file) and score in its latent space"
 
-    def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
-        return self.flow.forward(self.encoder.encode(sentences, progress=progress)).astype(np.float32)
+    def add_flags(self, p: argparse.ArgumentParser) -> None:
+        for f in fields(FlowSettings):
+            extra = {"choices": COUPLINGS} if f.name == "coupling" else {}
+            p.add_argument("--flow-" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                           help=f"flow {f.name.replace('_', ' ')} (default {f.default})", **extra)
 
-    def describe(self) -> dict:
-        return {**self.encoder.describe(), "flow": self.flow.describe()}
+    def settings(self, args) -> FlowSettings:
+        return FlowSettings(**{f.name: getattr(args, f"flow_{f.name}") for f in fields(FlowSettings)}).check()
+
+    def options(self, settings: FlowSettings) -> dict:
+        return {"flow_settings": asdict(settings)}
+
+    def fit(self, vectors: np.ndarray, settings: FlowSettings, seed: int) -> Flow:
+        return fit_flow(vectors, settings, seed)
+
+    def fit_detail(self, entry: dict) -> str:
+        st = entry["settings"]
+        return (f": {st['levels']} levels x {st['depth']} steps, coupling {st['coupling']} (width {st['hidden']}), "
+                f"Adam lr {st['lr']}, batch {st['batch_size']}, seed {st['seed']}")
+
+    def score_note(self) -> str:
+        return ", cosine in the flow's latent space"
+
+    def extra_columns(self) -> tuple:
+        return (("fit steps", lambda e: e["settings"]["steps"]), ("NLL/dim", lambda e: e["settings"]["nll_per_dim"]))
+
+
+FLOW = FlowMap()

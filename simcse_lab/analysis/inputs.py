@@ -51,7 +51,7 @@ class SentenceData:
     pairs: list[tuple[int, int]] = field(default_factory=list)  # positive pairs, indices into sentences
 
 
-def _subsample(items: list, limit: int | None, seed: int) -> list:
+def subsample(items: list, limit: int | None, seed: int) -> list:
     if limit is None or len(items) <= limit:
         return items
     rng = np.random.default_rng(seed)
@@ -63,7 +63,7 @@ def load_corpus(spec: str, split: str = "train", limit: int | None = None, seed:
     """Sentences of a data spec (:mod:`simcse_lab.data.sources`; pairs and triples are flattened);
     ``unique=False`` keeps repeated sentences (token frequencies must count every occurrence)."""
     sentences = sources.sentences(sources.resolve(spec, split, columns).rows)
-    return _subsample(list(dict.fromkeys(sentences)) if unique else sentences, limit, seed)
+    return subsample(list(dict.fromkeys(sentences)) if unique else sentences, limit, seed)
 
 
 def load_sentence_data(spec: str = "stsb", split: str = "dev", limit: int | None = None,
@@ -79,7 +79,7 @@ def load_sentence_data(spec: str = "stsb", split: str = "dev", limit: int | None
     elif source.kind != "text":
         sets = data.values() if isinstance(data, dict) else [data]
         raw_pairs = [(a, b) for ps in sets for a, b, g in zip(ps.sent1, ps.sent2, ps.scores) if g > POSITIVE_GOLD]
-    sentences = _subsample(list(dict.fromkeys(sources.sentences(data))), limit, seed)
+    sentences = subsample(list(dict.fromkeys(sources.sentences(data))), limit, seed)
     index = {s: i for i, s in enumerate(sentences)}
     pairs = [(index[a], index[b]) for a, b in raw_pairs if a in index and b in index]
     if len(sentences) < 3:

@@ -5,7 +5,7 @@ every transformer layer, the mean-pooled and the [CLS] vector (the backbone fami
 without one, such as T5, has no [CLS] profile: ``cls`` is None).
 
 Works for both :class:`~simcse_lab.modeling.encoder.Encoder` backends and reuses its fast batching loop
-(:func:`~simcse_lab.modeling.encoder.encode_texts`), so a report encodes each sentence once per checkpoint.
+(:func:`~simcse_lab.modeling.batching.encode_texts`), so a report encodes each sentence once per checkpoint.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from simcse_lab.modeling.batching import EncodeSettings, encode_texts
 from simcse_lab.modeling.denoise import denoised
-from simcse_lab.modeling.encoder import encode_texts
+from simcse_lab.modeling.template import InputFormat
 from simcse_lab.modeling.families import family_of
 from simcse_lab.modeling.pooling import masked_mean, model_inputs, pool
 
@@ -62,6 +63,9 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
 
         def forward(batch):
             batch = {k: v.to(device) for k, v in batch.items()}
+            if getattr(encoder, "prompt", None) is not None:  # ConPVP: the layers of the rows its prompt builds
+                main, states, tokens = encoder.prompt.with_layers(model, model_inputs(batch))
+                return _concat(main, states, tokens, summary)
             out = model(**model_inputs(batch), output_hidden_states=True)
             main = pool(encoder.pooler, batch, out.last_hidden_state, out.hidden_states, encoder.mlp, summary=summary)
             if getattr(encoder, "denoise_from", None) is not None:  # the template's delta, as the encoder does
@@ -69,10 +73,10 @@ def encode_layers(encoder, sentences: list[str], progress: bool = False) -> Laye
             return _concat(main, out.hidden_states, _tokens(batch), summary)
 
     try:
-        flat = encode_texts(sentences, encoder.tokenizer, forward, dim + per_layer_vectors * layers * hidden,
-                            batch_size=encoder.batch_size, max_length=encoder.max_length,
-                            precision=encoder.precision, device=device, progress=progress,
-                            text=getattr(encoder, "text_format", None))
+        settings = EncodeSettings(batch_size=encoder.batch_size, max_length=encoder.max_length,
+                                  precision=encoder.precision, device=device, progress=progress,
+                                  text=getattr(encoder, "text_format", None) or InputFormat())
+        flat = encode_texts(sentences, encoder.tokenizer, forward, dim + per_layer_vectors * layers * hidden, settings)
     finally:
         if previous is not None:
             config.output_hidden_states = previous

@@ -57,7 +57,8 @@ import torch
 
 from simcse_lab.analysis.layers import hf_model_of
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.encoder import autocast_context, pad_batch
+from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.runtime.precision import autocast_context
 
 # NLTK's English stop-word list (179 words), written out so the function/content split never depends on a
 # download. It contains the contraction fragments ("don", "t", "ll", ...) that WordPiece produces.

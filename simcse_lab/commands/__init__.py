@@ -1,7 +1,7 @@
 """Commands: one module per `simcse-lab` sub-command, with add_arguments(parser) and run(args); flags:
 --output-dir writes a directory, --output a file, --progress/--no-progress (default: stderr is a terminal).
-Tests: tests/test_cli_flags.py, tests/test_cli_validation.py, tests/test_output_dirs.py, tests/test_analyze.py, tests/test_export.py, tests/test_index.py, tests/test_train_loop.py,
-tests/test_trajectory.py, tests/test_eval_post_hoc.py, tests/test_transfer.py, tests/test_mteb.py."""
+Tests: tests/commands/test_cli_flags.py, tests/commands/test_cli_validation.py, tests/commands/test_output_dirs.py, tests/analysis/test_analyze.py, tests/export/test_export.py, tests/search/test_index.py, tests/integration/test_train_loop.py,
+tests/training/test_trajectory.py, tests/analysis/test_eval_post_hoc.py, tests/evaluation/test_transfer.py, tests/evaluation/test_mteb.py, tests/evaluation/test_compare.py."""
 
 from __future__ import annotations
 

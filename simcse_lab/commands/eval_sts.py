@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from simcse_lab.analysis.maps import MAPS
 from simcse_lab.commands import _mteb, add_bidirectional_flag, add_progress_flag, add_template_flags, check_template_flags
-from simcse_lab.commands._flow_flags import add_flow_settings, flow_settings
 from simcse_lab.commands._transfer import add_transfer_flags, configure_transfer, print_transfer, task_list
 from simcse_lab.evaluation.sts import AGGREGATES, SPLITS, TASKS
 from simcse_lab.modeling.pooling import POOLERS
@@ -43,19 +43,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-length", type=int, default=None, help="truncate longer inputs (default: model limit)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
+    p.add_argument("--save-scores", action="store_true",
+                   help="keep each STS task's per-pair gold and cosine scores in the --output JSON (what "
+                        "compare --scores tests on)")
     p.add_argument("--subsets", action="store_true", help="also print per-subset Spearman")
     p.add_argument("--no-geometry", dest="geometry", action="store_false",
                    help="skip alignment/uniformity per task and the isotropy of all sentences (computed by default "
                         "from the vectors already encoded)")
     post_hoc = p.add_mutually_exclusive_group()
-    post_hoc.add_argument("--whiten", default=None, metavar="CORPUS",
-                          help="fit BERT-whitening on this corpus (dataset NAME[:SPLIT] or file) and score through it")
-    post_hoc.add_argument("--flow", default=None, metavar="CORPUS",
-                          help="fit BERT-flow on this corpus (dataset NAME[:SPLIT] or file) and score in its "
-                               "latent space")
+    for method in MAPS:
+        post_hoc.add_argument(f"--{method.flag}", default=None, metavar="CORPUS", help=method.help)
     p.add_argument("--fit-max", type=int, default=5000, help="sub-sample the --whiten/--flow corpus (seeded)")
-    p.add_argument("--whiten-k", type=int, default=None, help="keep the top k whitened dims (default: all)")
-    add_flow_settings(p)
+    for method in MAPS:
+        method.add_flags(p)  # its own settings (--whiten-k; --flow-levels ...), the same as analyze's
     add_transfer_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus sub-sample and of the flow")
     _mteb.add_mteb_arguments(p)
@@ -76,6 +76,7 @@ def run(args) -> int:
     _validate.at_least(args.fit_max, 1, "--fit-max")
     _validate.at_least(args.whiten_k, 1, "--whiten-k")
     _validate.seed(args.seed)
+    check_save_scores(args)
     library_bars(args.progress)
     mteb_plan = _mteb.prepare(args, ",".join(TASKS))  # None without --mteb (which replaces the task list)
     if mteb_plan is None:
@@ -84,13 +85,12 @@ def run(args) -> int:
     resolve_model(args.model)  # a bad --model stops here, before the seconds of the encoder's imports
     check_template_flags(args.model, args.pooler, args.template)
     corpus = None
-    if args.whiten or args.flow:
-        from simcse_lab.analysis import flow as flow_module
+    method = next((m for m in MAPS if getattr(args, m.flag)), None)
+    if method is not None:
         from simcse_lab.analysis.inputs import load_corpus
 
-        if args.flow:
-            flow_module.check_settings(**flow_settings(args))
-        corpus = load_corpus(args.whiten or args.flow, "train", limit=args.fit_max, seed=args.seed)
+        settings = method.settings(args)  # a bad setting: one line, before the corpus is read
+        corpus = load_corpus(getattr(args, method.flag), "train", limit=args.fit_max, seed=args.seed)
     from simcse_lab.modeling.encoder import load_encoder, use_template
 
     encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision,
@@ -99,10 +99,11 @@ def run(args) -> int:
     use_template(encoder, args.template, args.template_denoise)
     fitted = None
     if corpus is not None:
-        encoder, fitted = post_hoc_encoder(encoder, corpus, args)
+        encoder, fitted = post_hoc_encoder(encoder, corpus, method, settings, args)
     if mteb_plan is not None:
         return _mteb.run(mteb_plan, encoder, args, fitted)
-    result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress, geometry=args.geometry)
+    result = evaluate_tasks(encoder, tasks, args.split, args.aggregate, args.progress, geometry=args.geometry,
+                            keep_pairs=args.save_scores)
     if fitted is not None:
         result["post_hoc"] = fitted
     print_result(result, tasks, fitted, args.subsets)
@@ -112,6 +113,16 @@ def run(args) -> int:
         write_json(args.output, result)
         print(f"wrote {args.output}")
     return 0
+
+
+def check_save_scores(args) -> None:
+    """``--save-scores`` writes into ``--output``, for SentEval-style STS scoring (not mteb's)."""
+    from simcse_lab.errors import UserError
+
+    if args.save_scores and not args.output:
+        raise UserError("--save-scores keeps the per-pair scores in the --output JSON: give --output FILE")
+    if args.save_scores and getattr(args, "mteb", None):
+        raise UserError("--save-scores keeps simcse-lab's own STS scores; it does not apply to --mteb")
 
 
 def print_result(result: dict, tasks, fitted: dict | None, subsets: bool) -> None:
@@ -136,25 +147,13 @@ def print_result(result: dict, tasks, fitted: dict | None, subsets: bool) -> Non
         print(table)
 
 
-def post_hoc_encoder(encoder, corpus: list[str], args):
-    """(the encoder wrapped in the fitted map, the fit's settings for the output JSON)."""
-    import time
+def post_hoc_encoder(encoder, corpus: list[str], method, settings, args):
+    """(the encoder wrapped in the map ``method`` fitted on ``corpus``, the fit's record for the output JSON)."""
+    from simcse_lab.analysis.post_hoc import MappedEncoder, fit_on_corpus
 
-    vectors = encoder.encode(corpus, progress=args.progress)
-    start = time.perf_counter()
-    if args.whiten:
-        from simcse_lab.analysis.whitening import WhitenedEncoder, fit_whitening
-
-        white = fit_whitening(vectors, k=args.whiten_k)
-        wrapped = WhitenedEncoder(encoder, white)
-        settings = {"method": "whitening", "k": white.k}
-    else:
-        from simcse_lab.analysis.flow import FlowEncoder, fit_flow
-
-        flow = fit_flow(vectors, seed=args.seed, **flow_settings(args))
-        wrapped = FlowEncoder(encoder, flow)
-        settings = {"method": "flow", **flow.describe()}
-    print(f"fitted {settings['method']} on {len(corpus)} sentences of {args.whiten or args.flow} in "
-          f"{time.perf_counter() - start:.1f} s")
-    return wrapped, {**settings, "corpus": args.whiten or args.flow, "fit_max": args.fit_max,
-                     "fitted_on": len(corpus), "seed": args.seed, "fit_seconds": time.perf_counter() - start}
+    fitted, seconds = fit_on_corpus(method, encoder, corpus, settings, args.seed, args.progress)
+    name = getattr(args, method.flag)
+    print(f"fitted {method.name} on {len(corpus)} sentences of {name} in {seconds:.1f} s")
+    return MappedEncoder(encoder, fitted), {"method": method.name, **fitted.fit_record(), "corpus": name,
+                                            "fit_max": args.fit_max, "fitted_on": len(corpus), "seed": args.seed,
+                                            "fit_seconds": seconds}

@@ -41,7 +41,7 @@ def run(args) -> int:
     from simcse_lab.data.columns import parse_columns
     from simcse_lab.errors import UserError
     from simcse_lab.runtime.progress import library_bars
-    from simcse_lab.search.index import build_index
+    from simcse_lab.search.index import IndexBuild, build_index
 
     _validate.process_env()
     library_bars(args.progress)
@@ -59,9 +59,10 @@ def run(args) -> int:
         encoder = load_encoder(args.model, pooler=args.pooler, precision=args.precision, batch_size=args.batch_size,
                                bidirectional=args.bidirectional)
         use_template(encoder, args.template, args.template_denoise)
-    m = build_index(args.model, args.corpus, args.output_dir, kind=args.index, pooler=args.pooler,
-                    precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                    overwrite=args.overwrite, progress=args.progress, columns=columns, encoder=encoder)
+    build = IndexBuild(args.model, args.corpus, args.output_dir, kind=args.index, pooler=args.pooler,
+                       precision=args.precision, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                       overwrite=args.overwrite, progress=args.progress, columns=columns)
+    m = build_index(build, encoder=encoder)
     if m is None:  # a rank > 0 under accelerate launch: its shard is written, rank 0 builds and reports
         return 0
     print(f"index {args.output_dir}: {m['count']} sentences, {m['index']} {m['params'] or ''}, dim {m['dimension']}, "

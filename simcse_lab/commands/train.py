@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                               "with the model (simcse_lab_recipe.json); encoders are bidirectional anyway",
              "max_steps": "stop after N steps (0: run the epochs)", "eval_steps": "dev evaluation period (--select; 0: off)",
              "test_tasks": "STS test tasks for summary.json ('none' to skip)",
+             "test_before": "also the test table of the untrained model, before training (default); "
+                            "--no-test-before skips it (a sweep's trials share one baseline)",
+             "deterministic": "torch's deterministic algorithms (torch.use_deterministic_algorithms, cuDNN "
+                              "deterministic, CUBLAS_WORKSPACE_CONFIG): slower, the same numbers on the same "
+                              "machine and versions",
              "select": "TASK:SPLIT:METRIC whose best value picks OUTPUT/best at each dev evaluation (default "
                        "stsb:dev:spearman; any task of eval --tasks and its metrics, its direction respected, e.g. "
                        "sickr:dev:pearson, stsb-retrieval:dev:mrr@10, a user's sts:FILE[:LOW-HIGH]:spearman or "

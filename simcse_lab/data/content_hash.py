@@ -19,7 +19,7 @@ few hundred microseconds, whatever the file's size), and a memo file larger than
 regular file, or a symlink is ignored without being read. What a remembered digest selects is checked too:
 a tokenised cache entry records the size and sample digest of the file it was built from
 (:mod:`simcse_lab.data.training_data`), and inside :func:`read_afresh` only digests read from the file by
-this process are used. Tests: tests/test_content_hash.py.
+this process are used. Tests: tests/data/test_content_hash.py.
 """
 
 from __future__ import annotations

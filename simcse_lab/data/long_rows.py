@@ -9,7 +9,7 @@ character across a space that starts a run), their pre-tokenisers split at such 
 punctuation split, byte-level BPE's regex, SentencePiece's metaspace) and their model turns each piece into
 tokens on its own. So the pieces of the prefix are the first pieces of the whole text, and its tokens the first
 tokens. If the prefix, truncated, already fills ``max_length`` tokens, those are exactly the tokens the whole
-row would keep; each cut row is checked for that after tokenising (tests/test_training_data.py checks the
+row would keep; each cut row is checked for that after tokenising (tests/data/test_training_data.py checks the
 equality on fast tokenizers of the three kinds, pathological whitespace included).
 
 A row with no such space in its bound (a language written without spaces, a blob), or whose prefix holds

@@ -27,6 +27,7 @@ import shutil
 import stat
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from simcse_lab.data import content_hash, registry
@@ -117,6 +118,27 @@ def _generate(spec: DataSpec, columns: list[str], fingerprint: str) -> Iterator[
     yield from iter_rows(spec, columns)
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One cache entry asked for: the source (and its content fingerprint) and how it is tokenised (tokenizer,
+    max length, columns, the text before every cell); all of it is in the key."""
+
+    spec: DataSpec
+    fingerprint: str
+    tokenizer: object
+    max_length: int
+    columns: list[str]
+    prefix: str = ""
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.fingerprint, self.tokenizer, self.max_length, self.columns, self.prefix)
+
+    @property
+    def vocab(self) -> int:
+        return len(self.tokenizer)
+
+
 def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[str], cache_root: Path,
                     progress: bool = False, fingerprint: str | None = None, prefix: str = ""):
     """Tokenise ``spec`` into ``cache_root/KEY`` unless a sound entry is already there; return the memory-mapped
@@ -134,68 +156,80 @@ def build_tokenized(spec: DataSpec, tokenizer, max_length: int, columns: list[st
     if not progress:
         datasets.disable_progress_bars()
     cache_root.mkdir(parents=True, exist_ok=True)
-    fingerprint = fingerprint or spec.fingerprint()
-    key = cache_key(fingerprint, tokenizer, max_length, columns, prefix)
-    dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length, len(tokenizer))
-    if problem is not None and _source_files(spec):
-        # the key may come from a remembered digest: before building (or blaming the entry), the file's own
-        with content_hash.read_afresh():
-            fresh = spec.fingerprint()
-        if fresh != fingerprint:
-            memo = content_hash.memo_path(Path(spec.path).resolve())
-            _say(f"{spec.describe()}: the sha256 remembered in {memo} is not this file's; read the file again")
-            fingerprint, key = fresh, cache_key(fresh, tokenizer, max_length, columns, prefix)
-            dataset, problem = _open_entry(cache_root / key, key, spec, fingerprint, columns, max_length,
-                                           len(tokenizer))
+    entry = _Entry(spec, fingerprint or spec.fingerprint(), tokenizer, max_length, columns, prefix)
+    entry, dataset, problem = _look_up(cache_root, entry)
     if problem is None:
-        return dataset, key, True
-    final = cache_root / key
+        return dataset, entry.key, True
+    final = cache_root / entry.key
     if problem is not _MISSING:
         reason = "built from another file than its key says" if problem is _OTHER_SOURCE else problem
         _say(f"{final}: {reason}; discarding the cache entry and tokenising again")
         _discard(final)
     clean_leftovers(cache_root)  # work directories of killed builds on this host
     identity = _source_identity(spec)  # before reading: a file changed during the build is then noticed
+    ours = _build_entry(entry, identity, final)
+    if identity != _source_identity(spec):
+        _discard(final)
+        raise UserError(f"{spec.describe()}: the file changed while it was tokenised; run again once it is written")
+    if ours:
+        return datasets.Dataset.from_file(str(final / DATA_FILE)), entry.key, False
+    dataset, problem = _open_entry(final, entry)
+    if problem is not None:  # the other process's entry: it was checked like any hit
+        raise UserError(f"{final}: the cache entry another process just built is not sound "
+                        f"({'built from another file' if problem is _OTHER_SOURCE else problem}); run again")
+    return dataset, entry.key, False
+
+
+def _look_up(cache_root: Path, entry: _Entry):
+    """(entry, dataset, problem) of the entry's key in the cache (see :func:`_open_entry`); for a local file whose
+    remembered digest names another file's entry, the file is read again and its own key looked up."""
+    dataset, problem = _open_entry(cache_root / entry.key, entry)
+    if problem is not None and _source_files(entry.spec):
+        # the key may come from a remembered digest: before building (or blaming the entry), the file's own
+        with content_hash.read_afresh():
+            fresh = entry.spec.fingerprint()
+        if fresh != entry.fingerprint:
+            memo = content_hash.memo_path(Path(entry.spec.path).resolve())
+            _say(f"{entry.spec.describe()}: the sha256 remembered in {memo} is not this file's; read the file again")
+            entry = replace(entry, fingerprint=fresh)
+            dataset, problem = _open_entry(cache_root / entry.key, entry)
+    return entry, dataset, problem
+
+
+def _build_entry(entry: _Entry, identity: list[dict], final: Path) -> bool:
+    """Tokenise the source into a work directory and rename it to ``final``; False when another process (a rank
+    on another node, a second run) finished the same key first."""
+    import datasets
+
+    spec, columns, key = entry.spec, entry.columns, entry.key
     work = make_temp_dir(final)
     try:
-        raw = _raw_dataset(spec, columns, work, fingerprint)
+        raw = _raw_dataset(spec, columns, work, entry.fingerprint)
         if spec.kind in ("saved", "hub"):
             check_string_columns(raw, columns, spec.describe())
-        wide = len(tokenizer) > 65535
+        wide = entry.vocab > 65535
         features = datasets.Features({f"ids{i}": datasets.Sequence(datasets.Value("int32" if wide else "uint16"))
                                       for i in range(len(columns))})
         one_row_a_line = spec.kind in ("txt", "jsonl")  # row i is line i + 1 (a blank line is an error there)
         tokenized = raw.map(_tokenize_batch, batched=True, batch_size=2000, remove_columns=raw.column_names,
                             features=features, num_proc=_processes(len(raw)), with_indices=True,
-                            fn_kwargs={"tokenizer": tokenizer, "columns": columns, "max_length": max_length,
-                                       "source": spec.describe(), "one_row_a_line": one_row_a_line,
-                                       "prefix": prefix},
+                            fn_kwargs={"tokenizer": entry.tokenizer, "columns": columns,
+                                       "max_length": entry.max_length, "source": spec.describe(),
+                                       "one_row_a_line": one_row_a_line, "prefix": entry.prefix},
                             cache_file_name=str(work / "tokenized.arrow"), new_fingerprint=key,
                             desc="tokenising")
         rows, max_id = len(tokenized), _write_large_batches(tokenized, work / "dataset" / DATA_FILE)
         del raw, tokenized
-        write_json(work / "dataset" / MANIFEST, _manifest(work / "dataset" / DATA_FILE, key, spec, fingerprint,
-                                                          identity, columns, max_length, rows, max_id,
-                                                          len(tokenizer)))
+        write_json(work / "dataset" / MANIFEST, _manifest(work / "dataset" / DATA_FILE, entry, identity, rows, max_id))
         try:
             os.replace(work / "dataset", final)
-            ours = True
-        except OSError:  # another process (a rank on another node, a second run) finished the same key first
+            return True
+        except OSError:  # another process finished the same key first
             if not (final / DATA_FILE).is_file():
                 raise
-            ours = False
+            return False
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if identity != _source_identity(spec):
-        _discard(final)
-        raise UserError(f"{spec.describe()}: the file changed while it was tokenised; run again once it is written")
-    if ours:
-        return datasets.Dataset.from_file(str(final / DATA_FILE)), key, False
-    dataset, problem = _open_entry(final, key, spec, fingerprint, columns, max_length, len(tokenizer))
-    if problem is not None:  # the other process's entry: it was checked like any hit
-        raise UserError(f"{final}: the cache entry another process just built is not sound "
-                        f"({'built from another file' if problem is _OTHER_SOURCE else problem}); run again")
-    return dataset, key, False
 
 
 # what _open_entry found besides a reason: no entry at all, or an entry built from a file other than this one
@@ -218,16 +252,16 @@ def _source_identity(spec: DataSpec) -> list[dict]:
     return out
 
 
-def _manifest(data_file: Path, key: str, spec: DataSpec, fingerprint: str, identity: list[dict],
-              columns: list[str], max_length: int, rows: int, max_id: int, vocab: int) -> dict:
+def _manifest(data_file: Path, entry: _Entry, identity: list[dict], rows: int, max_id: int) -> dict:
     """What an entry records at build time. The checksum is the sha256 of DATA_FILE, read once here (the file
     is in the page cache); a hit compares it through :func:`content_hash.file_sha256`, i.e. reads the file
     only when its state (inode, size, times) differs from the one last verified."""
-    return {"format": FORMAT_VERSION, "key": key,
-            "source": {"data": spec.describe(), "kind": spec.kind, "fingerprint": fingerprint,
+    columns = entry.columns
+    return {"format": FORMAT_VERSION, "key": entry.key,
+            "source": {"data": entry.spec.describe(), "kind": entry.spec.kind, "fingerprint": entry.fingerprint,
                        "files": identity},
-            "columns": columns, "max_length": max_length, "rows": rows,
-            "id_columns": [f"ids{i}" for i in range(len(columns))], "max_id": max_id, "vocab": vocab,
+            "columns": columns, "max_length": entry.max_length, "rows": rows,
+            "id_columns": [f"ids{i}" for i in range(len(columns))], "max_id": max_id, "vocab": entry.vocab,
             "data_file": {"name": DATA_FILE, "size": data_file.stat().st_size, "sha256": sha256_file(data_file)}}
 
 
@@ -243,10 +277,11 @@ def _read_manifest(path: Path) -> dict | str:
     return f"{MANIFEST} {why}"
 
 
-def _open_entry(final: Path, key: str, spec: DataSpec, fingerprint: str, columns: list[str], max_length: int,
-                vocab: int):
+def _open_entry(final: Path, entry: _Entry):
     """``(dataset, None)`` for a sound entry, else ``(None, _MISSING | _OTHER_SOURCE | reason)``."""
     import datasets
+
+    spec, fingerprint, vocab = entry.spec, entry.fingerprint, entry.vocab
 
     if not os.path.lexists(final):
         return None, _MISSING
@@ -255,7 +290,7 @@ def _open_entry(final: Path, key: str, spec: DataSpec, fingerprint: str, columns
     manifest = _read_manifest(final / MANIFEST)
     if isinstance(manifest, str):
         return None, manifest
-    expected = {"format": FORMAT_VERSION, "key": key, "columns": columns, "max_length": max_length}
+    expected = {"format": FORMAT_VERSION, "key": entry.key, "columns": entry.columns, "max_length": entry.max_length}
     wrong = [name for name, value in expected.items() if manifest.get(name) != value]
     source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
     if source.get("fingerprint") != fingerprint:
@@ -348,24 +383,34 @@ class TrainingExamples(Sequence):
         return [self._shape(int(i), [batch[c][j] for c in self.columns]) for j, i in enumerate(indices)]
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How :func:`load_training_examples` reads: progress bars; the cache folder (default the registry's
+    ``tokenized/``); ``vocab_size``, the model's input embeddings, which every id must index (the entry's recorded
+    largest id is compared); ``fingerprint``, the source's (``DataSpec.fingerprint``), when the caller has
+    computed it already."""
+
+    progress: bool = False
+    cache_root: Path | None = None
+    vocab_size: int | None = None
+    fingerprint: str | None = None
+
+
 def load_training_examples(data: str, tokenizer, max_length: int, needed_columns: int, with_index: bool = False,
-                           columns: list[str] | None = None, progress: bool = False,
-                           cache_root: Path | None = None, vocab_size: int | None = None,
-                           fingerprint: str | None = None, prefix: str = "") -> TrainingExamples:
-    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result). ``vocab_size``:
-    the model's input embeddings, which every id must index (the entry's recorded largest id is compared);
-    ``fingerprint``: the source's (``DataSpec.fingerprint``), when the caller has computed it already; ``prefix``:
-    text put before every cell before tokenising (an instruction)."""
+                           columns: list[str] | None = None, prefix: str = "",
+                           options: LoadOptions = LoadOptions()) -> TrainingExamples:
+    """Parse ``data``, check it before any work, tokenise it (or memory-map the cached result). ``prefix``: text
+    put before every cell before tokenising (an instruction)."""
     spec = parse_spec(data)
     available = source_columns(spec)
     chosen = choose_columns(available, needed_columns, columns, spec.describe())
-    root = cache_root or registry.cache_dir() / "tokenized"
-    dataset, key, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=progress,
-                                      fingerprint=fingerprint, prefix=prefix)
-    if vocab_size is not None:
+    root = options.cache_root or registry.cache_dir() / "tokenized"
+    dataset, key, _ = build_tokenized(spec, tokenizer, max_length, chosen, root, progress=options.progress,
+                                      fingerprint=options.fingerprint, prefix=prefix)
+    if options.vocab_size is not None:
         manifest = _read_manifest(root / key / MANIFEST)
         max_id = manifest.get("max_id", -1) if isinstance(manifest, dict) else -1
-        if max_id >= vocab_size:
-            raise UserError(f"{spec.describe()}: the tokenizer gives ids up to {max_id}, the model has {vocab_size} "
-                            f"input embeddings: use the tokenizer saved with the model")
+        if max_id >= options.vocab_size:
+            raise UserError(f"{spec.describe()}: the tokenizer gives ids up to {max_id}, the model has "
+                            f"{options.vocab_size} input embeddings: use the tokenizer saved with the model")
     return TrainingExamples(dataset, with_index=with_index)

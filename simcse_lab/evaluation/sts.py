@@ -22,6 +22,7 @@ from scipy.stats import pearsonr, spearmanr
 from simcse_lab.data import registry
 from simcse_lab.data.readers import PairSet
 from simcse_lab.errors import UserError
+from simcse_lab.evaluation.pair_scores import pair_record
 from simcse_lab.evaluation.sts_geometry import geometry_table, suite_geometry, task_geometry, unit_rows
 from simcse_lab.evaluation.tables import text_table
 from simcse_lab.evaluation.vectors import cosine_rows
@@ -105,24 +106,27 @@ def distinct_sentences(pairsets) -> list[str]:
 
 
 def evaluate(encoder: SentenceEncoder, tasks=TASKS, split: str = "test", mode: str = "all", progress: bool = False,
-             geometry: bool = True) -> dict:
+             geometry: bool = True, keep_pairs: bool = False) -> dict:
     """Score ``encoder`` on ``tasks``; returns the JSON-ready result dict (correlations x100). With ``geometry``,
     each task also gets alignment and uniformity, and ``geometry`` the isotropy of every sentence encoded
-    (:mod:`simcse_lab.evaluation.sts_geometry`), from the same vectors."""
+    (:mod:`simcse_lab.evaluation.sts_geometry`), from the same vectors; with ``keep_pairs``, each task keeps its
+    per-pair gold and cosine scores (:func:`simcse_lab.evaluation.pair_scores.pair_record`)."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     data = {}
     for task in tasks:
         check_split(task, split)
         data[task] = load_task(task, split)
-    return score_sets(encoder, data, split, mode, progress, geometry=geometry)
+    return score_sets(encoder, data, split, mode, progress, geometry=geometry, keep_pairs=keep_pairs)
 
 
 def score_sets(encoder: SentenceEncoder, data: dict[str, dict[str, PairSet]], split: str, mode: str = "all",
-               progress: bool = False, geometry: bool = True, positive_gold: dict[str, float] | None = None) -> dict:
+               progress: bool = False, geometry: bool = True, positive_gold: dict[str, float] | None = None,
+               keep_pairs: bool = False) -> dict:
     """Score ``encoder`` on loaded tasks (``{task: {subset: PairSet}}``, SentEval's or a user's), each distinct
     sentence of them all encoded once; the JSON-ready result dict of :func:`evaluate`. ``positive_gold``: a task's
-    own alignment cut-off where its scale is not SentEval's 0-5 (a user's file), else POSITIVE_GOLD."""
+    own alignment cut-off where its scale is not SentEval's 0-5 (a user's file), else POSITIVE_GOLD; ``keep_pairs``:
+    keep each task's per-pair scores under ``"pairs"`` (``eval --save-scores``, what ``compare`` tests on)."""
     start = time.perf_counter()
     pairsets = [ps for subsets in data.values() for ps in subsets.values()]
     vectors, pairs = encode_pairsets(encoder, pairsets, progress=progress)
@@ -134,6 +138,8 @@ def score_sets(encoder: SentenceEncoder, data: dict[str, dict[str, PairSet]], sp
             a, b = next(encoded)
             per_subset[name] = (cosine_rows(a, b), np.asarray(ps.scores, dtype=np.float64))
         results[task] = aggregate(per_subset, mode)
+        if keep_pairs:
+            results[task]["pairs"] = pair_record(subsets, {name: pred for name, (pred, _) in per_subset.items()})
     extra = {}
     if geometry:
         geometry_start, geometry_cpu = time.perf_counter(), time.process_time()

@@ -20,7 +20,9 @@ Such a directory is itself a ``--model`` for ``eval``, ``index build`` and ``sea
 Every export holds the model's recipe (``simcse_lab_recipe.json``, :mod:`simcse_lab.modeling.recipe`). A decoder
 LLM trained bidirectionally where transformers has no config flag for it (a run's ``best/`` in simcse-lab's own
 layout) is exported only as ONNX, traced with its bidirectional mask; ``sentence-transformers`` and ``hf`` would
-run it causal and are refused in one line before anything is loaded or written.
+run it causal and are refused in one line before anything is loaded or written. A ConPVP model (a continuous
+prompt: :mod:`simcse_lab.modeling.continuous_prompt`) is refused in every format in one line: its own layout, as
+training wrote it, is what embeds it.
 
 ``--quantize int8`` (ONNX only) then applies onnxruntime's dynamic quantization: int8 weights (one scale per
 output channel) for the matmuls and the embedding tables, activations quantised per batch at run time. The fp32 graph is verified
@@ -56,9 +58,9 @@ from simcse_lab.modeling.loading import default_prompt, load_sentence_transforme
 from simcse_lab.modeling.onnx_encoder import CONFIG as ONNX_CONFIG, GRAPH as ONNX_GRAPH, OnnxEncoder
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.pooling import OWN_MODULES
-from simcse_lab.modeling.recipe import EmbeddingRecipe, is_own_layout
+from simcse_lab.modeling.recipe import EmbeddingRecipe, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
-from simcse_lab.modeling.st_format import layer_weights, model_recipe, save_sentence_transformer
+from simcse_lab.modeling.st_format import PooledLayers, layer_weights, model_recipe, save_sentence_transformer
 
 TOLERANCE = {"sentence-transformers": 1e-5, "hf": 1e-5, "onnx": 1e-4}
 # int8 weights move each vector a little in every coordinate: on the verification sentences all-MiniLM-L6-v2
@@ -102,7 +104,7 @@ def load_source(spec: str, pooler: str | None, instruction: str | None = None):
         if bidirectional and not enc.family.bidirectional_config:  # only an in-memory model can run it: made so
             set_bidirectional(enc.hf_model, False)                  # after the round trip (ONNX traces it)
         out = save_sentence_transformer(enc.hf_model, enc.tokenizer, enc.pooler, Path(tmp) / "st",
-                                        mlp=enc.mlp if enc.pooler == "cls" else None,
+                                        PooledLayers(mlp=enc.mlp if enc.pooler == "cls" else None),
                                         max_seq_length=enc.max_length, instruction=enc.instruction)
         model = load_sentence_transformer(str(out), device="cpu")
     finally:
@@ -117,6 +119,11 @@ def refuse_unreproducible(spec: str, fmt: str) -> None:
     """A source in simcse-lab's own layout (a decoder run bidirectionally without a config flag for it) cannot be
     written as a directory sentence-transformers / AutoModel load: one line naming the formats that can."""
     path = _source_path(spec)
+    recipe = read_recipe(path) if path is not None and Path(path).is_dir() else None
+    if recipe is not None and recipe.continuous_prompt:
+        raise UserError(f"{spec}: a ConPVP model embeds every sentence through its learned continuous prompt, which a "
+                        f"{fmt} export cannot carry; use the model directory as it is with simcse-lab (eval / "
+                        f"analyze / index build --model {spec}): simcse-lab's own layout, prompt included")
     if fmt != "onnx" and path is not None and Path(path).is_dir() and is_own_layout(path):
         raise UserError(f"{spec}: a decoder LLM trained with bidirectional attention, which a {fmt} directory would "
                         f"run causal (transformers has no config flag for this family); export it with --format "

@@ -26,6 +26,7 @@ from torch import nn
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.attention import set_bidirectional
+from simcse_lab.modeling.continuous_prompt import ContinuousPrompt
 from simcse_lab.modeling.denoise import check_denoise, denoised
 from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eos, ensure_pad_token, family_of,
                                          mask_token)
@@ -113,6 +114,7 @@ class SimCSEEmbedder(nn.Module):
         self.mlm_shift = self.family.masked_lm.shift
         self.export_adapter: str | None = None  # the base model's name: exports are adapter directories on it
         self.float_outputs = False  # frozen bf16 weights (--weights-dtype bf16): the head and loss see fp32 states
+        self.continuous_prompt: ContinuousPrompt | None = None  # ConPVP's: every sentence embedded through it
         if do_mlm and lm_head is None:
             config = backbone.config
             self.lm_head = MaskedLMHead(config.hidden_size, config.vocab_size, getattr(config, "layer_norm_eps", 1e-12))
@@ -139,7 +141,11 @@ class SimCSEEmbedder(nn.Module):
         rows each, recomputed in the backward pass. ``pooling_only``: the batch entries only the poolers read
         (:data:`~simcse_lab.modeling.pooling.POOLING_ONLY`): ``embed_mask``, the tokens to pool where an instruction
         precedes the sentences, ``template_mask``, the template's mask token (:mod:`simcse_lab.modeling.pooling`).
-        ``mlm_only``: the masked-token loss alone (``--objective mntp``), no sentence vectors."""
+        ``mlm_only``: the masked-token loss alone (``--objective mntp``), no sentence vectors. With a continuous prompt
+        (ConPVP) the sentences are embedded through it, whatever the pooler and chunking: plain sentences as its
+        anchors, or prompted rows with their ``layout`` (:mod:`simcse_lab.modeling.continuous_prompt`)."""
+        if self.continuous_prompt is not None:
+            return self._prompted(input_ids, attention_mask, token_type_ids, pooling_only)
         pooler = pooler or self.active_pooler
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
@@ -183,6 +189,25 @@ class SimCSEEmbedder(nn.Module):
             states = tuple(h.float() for h in states)
         last = out.last_hidden_state.float() if self.float_outputs else out.last_hidden_state
         return self._pool(pooler, inputs, last, states)
+
+    def add_continuous_prompt(self, tokenizer, length: int) -> ContinuousPrompt:
+        """ConPVP: embed every sentence through a new continuous prompt of ``length`` learned vectors (part of this
+        model: trained, checkpointed and saved with it); the embedder's pooler is ``mask`` (the prompt's)."""
+        if self.pooler != "mask":
+            raise ValueError(f"a continuous prompt is read at its mask token: pooler 'mask', not {self.pooler!r}")
+        config = self.backbone.config
+        self.mlp = None  # the [MASK] state as it is (no training-only MLP: it would go unused)
+        self.continuous_prompt = ContinuousPrompt(tokenizer, length, config.hidden_size,
+                                                  self.family.max_tokens(config))
+        return self.continuous_prompt
+
+    def _prompted(self, input_ids, attention_mask, token_type_ids, pooling_only: dict) -> torch.Tensor:
+        """The vectors of ConPVP's continuous prompt (which reads no other pooling-only entry than ``layout``)."""
+        extra = {k: v for k, v in pooling_only.items() if v is not None}
+        if set(extra) - {"layout"}:
+            raise ValueError(f"a continuous prompt's rows take no {sorted(set(extra) - {'layout'})}")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self.continuous_prompt(self.backbone, {**inputs, **extra})
 
     def set_template(self, tokens: TemplateTokens | None, denoise: bool) -> None:
         """The model's own template (``None``: none) and whether template deltas are subtracted (refused in one line

@@ -3,7 +3,7 @@
 An :class:`Encoder` turns sentences into vectors either through a sentence-transformers directory's
 own modules (the default for such a directory) or through a Hugging Face encoder plus one of
 SimCSE's poolers; an :class:`EmbedderEncoder` does the same for the model being trained. Whatever the
-path, encoding is done the fast way (:func:`encode_texts`): sentences are tokenised once, sorted by
+path, encoding is done the fast way (:func:`~simcse_lab.modeling.batching.encode_texts`): sentences are tokenised once, sorted by
 token length and batched with dynamic padding, under ``torch.inference_mode`` and, with
 ``precision="auto"`` on hardware that supports it, bf16 autocast. Both implement
 :class:`~simcse_lab.modeling.sentence_encoder.SentenceEncoder`. :func:`load_encoder` is what commands
@@ -23,11 +23,11 @@ import os
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from simcse_lab.errors import UserError
-from simcse_lab.modeling.batching import pad_batch
+from simcse_lab.modeling.batching import EncodeSettings, encode_texts
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
+from simcse_lab.modeling.continuous_prompt import load_continuous_prompt
 from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
 from simcse_lab.modeling.families import check_pooler_fits, ensure_eos, ensure_pad_token, family_of
 from simcse_lab.modeling.loading import (default_prompt, load_config, load_model, load_sentence_transformer,
@@ -41,7 +41,7 @@ from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout, read_recipe
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
 from simcse_lab.modeling.template import InputFormat, compile_template
-from simcse_lab.runtime.precision import autocast_context, default_device, resolve_precision
+from simcse_lab.runtime.precision import default_device, resolve_precision
 
 
 class Encoder:
@@ -72,11 +72,16 @@ class Encoder:
         self._asked = bidirectional
         self.bidirectional = bidirectional if bidirectional is not None else bool(self.recipe and
                                                                                   self.recipe.bidirectional)
+        self.prompt = None  # a ConPVP model's continuous prompt (its recipe's), through which it embeds
         if self.recipe is not None and is_own_layout(self.path):  # only this loader runs it: the recipe's pooler
             self.backend = "hf"
             self.pooler = check_pooler(pooler or self.recipe.pooler)
             self._load_hf(os.path.join(self.path, BACKBONE_DIR), max_length)
+            self._load_prompt(pooler)
             return
+        if self.recipe is not None and self.recipe.continuous_prompt:
+            raise UserError(f"{model}: its recipe declares a continuous prompt, which only simcse-lab's own layout "
+                            f"(recipe + backbone/ + continuous_prompt.safetensors) carries")
         local_st = os.path.isdir(self.path) and is_sentence_transformers_dir(self.path)
         hub_st = pooler is None and not os.path.isdir(self.path) and hub_is_sentence_transformers(self.path)
         if pooler is None and (local_st or hub_st):
@@ -108,6 +113,9 @@ class Encoder:
         weights, SimCSE's ``mlp.*`` its pooler head (used by ``cls``); ``lm_head.*`` (``--do-mlm``) is not part
         of an encoder. ``name`` is what results record as the model. Refuses a state that does not fit."""
         check_pooler(pooler)
+        if "continuous_prompt.vectors" in state_dict:
+            raise UserError(f"{name}: a ConPVP state, whose continuous prompt this rebuild does not carry; analyze the "
+                            f"run's best/ or final/ model instead")
         encoder = cls(model, pooler=pooler if pooler != "cls" else "cls_before_pooler", **kwargs)
         backbone = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
         head = {k[len("mlp."):]: v for k, v in state_dict.items() if k.startswith("mlp.")}
@@ -195,6 +203,20 @@ class Encoder:
         if self.recipe is not None and self.recipe.template:  # as the model was trained (its pooler may be another)
             self.set_template(self.recipe.template, self.recipe.template_denoise and self.pooler == "mask")
 
+    def _load_prompt(self, asked: str | None) -> None:
+        """A ConPVP model (:mod:`simcse_lab.modeling.continuous_prompt`): every sentence embedded as training's
+        anchor was, through the saved continuous prompt; another pooler or an instruction is one line."""
+        length = self.recipe.continuous_prompt
+        if not length:
+            return
+        if asked not in (None, self.recipe.pooler) or self.instruction:
+            given = f"--pooler {asked}" if asked not in (None, self.recipe.pooler) else "--instruction"
+            raise UserError(f"{self.model_name}: a ConPVP model embeds every sentence through its continuous prompt, "
+                            f"read at the prompt's mask token; drop {given}")
+        limit = self.family.max_tokens(self.hf_model.config)
+        self.prompt = load_continuous_prompt(self.path, self.tokenizer, length, self.hf_model.config, limit)
+        self.prompt.to(self.device)
+
     def _decoder_rules(self, model, append_eos: bool, attention: bool | None) -> None:
         """A decoder's EOS rule on the tokenizer and its attention: bidirectional or causal as ``attention`` says
         (None: as loaded); ``self.bidirectional`` then says which it is. An encoder: nothing to do."""
@@ -218,6 +240,8 @@ class Encoder:
             info["instruction"] = self.instruction
         if self.template is not None:
             info["template"], info["template_denoise"] = self.template.text, self.denoise_from is not None
+        if self.prompt is not None:
+            info["continuous_prompt"] = self.prompt.length
         return info
 
     @property
@@ -231,6 +255,9 @@ class Encoder:
         self.template, self.denoise_from = None, None
         if not template:
             return
+        if self.prompt is not None:
+            raise UserError(f"{self.model_name}: a ConPVP model embeds every sentence through its own continuous "
+                            f"prompt; drop --template")
         if self.backend != "hf":
             raise UserError(f"{self.model_name}: a sentence-transformers directory runs its own modules, which cannot "
                             f"put a template around the sentence; give --pooler mask to run its transformer with it")
@@ -248,6 +275,8 @@ class Encoder:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.backend == "sentence-transformers":
             return self.st_model(self.st_features(batch))["sentence_embedding"]
+        if self.prompt is not None:
+            return self.prompt(self.hf_model, model_inputs(batch))
         out = self.hf_model(**model_inputs(batch), output_hidden_states=self.pooler in NEEDS_HIDDEN_STATES)
         vectors = pool(self.pooler, batch, out.last_hidden_state, out.hidden_states, self.mlp,
                        summary=self.family.summary_token)
@@ -265,9 +294,9 @@ class Encoder:
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
         """float32 array (len(sentences), dim), in the order given."""
-        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
-                            max_length=self.max_length, precision=self.precision, device=self.device,
-                            progress=progress, text=self.text_format)
+        settings = EncodeSettings(batch_size=self.batch_size, max_length=self.max_length, precision=self.precision,
+                                  device=self.device, progress=progress, text=self.text_format)
+        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, settings)
 
 
 def load_encoder(model: str, pooler: str | None = None, precision: str = "auto", batch_size: int = 128,
@@ -292,18 +321,6 @@ def load_encoder(model: str, pooler: str | None = None, precision: str = "auto",
     return OnnxEncoder(path, name=model, precision=precision, batch_size=batch_size, max_length=max_length)
 
 
-def tokenize_texts(sentences: list[str], tokenizer, max_length: int, text: InputFormat):
-    """The one place sentences become a loaded model's token ids: (ids, type ids or None, instruction tokens), each
-    row the instruction + sentence (truncated to ``max_length``) and the template around it (the sentence truncated,
-    never the template)."""
-    prefix = instruction_prefix(tokenizer, text.instruction, max_length)
-    sentences = [text.instruction + s for s in sentences] if text.instruction else sentences
-    enc = tokenizer(list(sentences), truncation=True, max_length=max_length, padding=False,
-                    return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
-    ids, types = text.wrap(enc["input_ids"], enc.get("token_type_ids"), max_length)
-    return ids, types, prefix
-
-
 def use_template(encoder, template: str | None, denoise: bool | None) -> None:
     """``--template`` / ``--template-denoise`` on a loaded encoder: a template given replaces the saved one (denoised
     only when asked); ``denoise`` alone switches the saved template's denoising. An encoder that cannot take a template
@@ -319,34 +336,6 @@ def use_template(encoder, template: str | None, denoise: bool | None) -> None:
                             "--template")
         template = encoder.template.text
     encoder.set_template(template, bool(denoise))
-
-
-def encode_texts(sentences: list[str], tokenizer, forward, dim: int, *, batch_size: int = 128,
-                 max_length: int = 512, precision: str = "fp32", device: torch.device | None = None,
-                 progress: bool = False, text: InputFormat | None = None) -> np.ndarray:
-    """Encode with any ``forward(batch_dict) -> (b, dim) tensor``: tokenise once (:func:`tokenize_texts`), sort by
-    token length, batch with dynamic padding, run under inference_mode (+ bf16 autocast), return rows in input
-    order. ``text``: an instruction before each sentence (the batch then carries ``embed_mask`` without its tokens,
-    :mod:`simcse_lab.modeling.pooling`) and/or a template around it (the batch carries ``template_mask``)."""
-    device = device or torch.device("cpu")
-    text = text or InputFormat()
-    if not sentences:
-        return np.zeros((0, dim), dtype=np.float32)
-    ids, types, prefix = tokenize_texts(sentences, tokenizer, max_length, text)
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    out = np.empty((len(ids), dim), dtype=np.float32)
-    starts = range(0, len(order), batch_size)
-    if progress:
-        starts = tqdm(starts, desc="encode", unit="batch")
-    with torch.inference_mode(), autocast_context(precision, device):
-        for start in starts:
-            idx = order[start: start + batch_size]
-            batch = text.mark(pad_batch([ids[i] for i in idx], tokenizer.pad_token_id,
-                                        [types[i] for i in idx] if types is not None else None))
-            if prefix:
-                batch["embed_mask"] = embed_mask(batch["attention_mask"], prefix)
-            out[idx] = forward(batch).float().cpu().numpy()
-    return out
 
 
 class EmbedderEncoder:
@@ -373,8 +362,8 @@ class EmbedderEncoder:
         was_training = self.embedder.training
         self.embedder.eval()
         try:
-            return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
-                                precision=self.precision, device=self.device, progress=progress,
-                                text=InputFormat(self.instruction, self.embedder.template))
+            settings = EncodeSettings(batch_size=self.batch_size, precision=self.precision, device=self.device,
+                                      progress=progress, text=InputFormat(self.instruction, self.embedder.template))
+            return encode_texts(sentences, self.tokenizer, self._forward, self.dim, settings)
         finally:
             self.embedder.train(was_training)

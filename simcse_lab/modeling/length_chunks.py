@@ -10,7 +10,7 @@ so a real token never attends to a padded position and position ids stay 0..n-1;
 tail off changes nothing a pooler reads (``cls`` reads position 0, the mean poolers mask padding out).
 Every row still passes through its own dropout masks; only the order in which the random numbers are
 drawn differs. With dropout off, chunked and unchunked vectors agree to float rounding
-(tests/test_length_chunks.py), and so does a loss over the whole batch, which the objective computes
+(tests/modeling/test_length_chunks.py), and so does a loss over the whole batch, which the objective computes
 from all the rows exactly as before.
 
 Equal row counts (not a cost-optimal partition) keep the matmul shapes few and regular, which oneDNN's

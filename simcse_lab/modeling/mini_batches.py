@@ -15,7 +15,7 @@ number state its first run started from (``preserve_rng_state``: the CPU generat
 the device the chunk's tensors are on, which is why they are passed as positional tensors) and under the
 same autocast state, so it draws the same dropout masks and computes the same activations. The embeddings,
 the loss and the gradients are then those of ``length_chunks`` equal to the number of chunks without
-recomputation (tests/test_mini_batches.py checks a whole training run step by step), and the global
+recomputation (tests/modeling/test_mini_batches.py checks a whole training run step by step), and the global
 random-number stream continues as it would have.
 """
 

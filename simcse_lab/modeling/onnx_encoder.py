@@ -8,7 +8,7 @@ accepted as ``--model`` wherever sentences are encoded (``eval``, ``retrieval-ev
 ``search`` through the index's manifest): :func:`simcse_lab.modeling.encoder.load_encoder` returns an
 :class:`OnnxEncoder` for it.
 
-Encoding follows the same path as every other encoder (:func:`simcse_lab.modeling.encoder.encode_texts`:
+Encoding follows the same path as every other encoder (:func:`simcse_lab.modeling.batching.encode_texts`:
 tokenised once, length-sorted batches, dynamic padding), with onnxruntime running each batch. The graph
 computes at its own precision (fp32, or int8 weights with dynamically quantised activations), so
 ``--precision`` is ``auto`` or that precision. The graph is loaded by
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from simcse_lab.errors import InputError, UserError, first_line
+from simcse_lab.modeling.batching import EncodeSettings, encode_texts
 from simcse_lab.modeling.families import GENERIC, ensure_pad_token
 from simcse_lab.modeling.loading import load_onnx_session, load_tokenizer
 from simcse_lab.modeling.pooling import OWN_MODULES
@@ -130,8 +131,6 @@ class OnnxEncoder:
         return torch.from_numpy(out)
 
     def encode(self, sentences: list[str], progress: bool = False) -> np.ndarray:
-        from simcse_lab.modeling.encoder import encode_texts  # the one encoding path (it imports this module)
-
-        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, batch_size=self.batch_size,
-                            max_length=self.max_length, precision="fp32", device=torch.device("cpu"),
-                            progress=progress, text=InputFormat(template=self.template))
+        settings = EncodeSettings(batch_size=self.batch_size, max_length=self.max_length, precision="fp32",
+                                  device=torch.device("cpu"), progress=progress, text=InputFormat(template=self.template))
+        return encode_texts(sentences, self.tokenizer, self._forward, self.dim, settings)

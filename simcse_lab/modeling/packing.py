@@ -11,7 +11,7 @@ Why the result is the same function of the weights: everything in a BERT layer b
 position (embeddings, projections, LayerNorm, GELU, dropout), and attention is confined to the sentence by
 the mask; a masked score's weight is exactly 0. Leftover positions at the end of a row attend only to
 themselves (a row of the mask with nothing allowed would give NaN) and are read by nothing. With dropout
-off, packed and padded vectors agree to float rounding (tests/test_packing.py).
+off, packed and padded vectors agree to float rounding (tests/modeling/test_packing.py).
 
 Compared with length-sorted chunks (:mod:`simcse_lab.modeling.length_chunks`) the encoder runs once, as one
 batch, so the number of kernels (and of thread fork/joins) stays that of the padded batch, while the

@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg", "mask")
 NEEDS_HIDDEN_STATES = ("avg_first_last", "avg_top2")  # they read layers other than the last
 TOKEN_POOLERS = ("avg", "avg_first_last", "avg_top2", "last_token", "weighted_avg")  # may skip an instruction
-POOLING_ONLY = ("embed_mask", "template_mask")
-TEMPLATE_POOLERS = ("mask",)  # read a template's token: they need one (--template), and no sentence-transformers module  # batch entries the poolers read and the model must not be given
+POOLING_ONLY = ("embed_mask", "template_mask", "layout")  # batch entries the poolers read and the model must not be
+# given (layout: the prompted rows of ConPVP, simcse_lab.modeling.continuous_prompt)
+TEMPLATE_POOLERS = ("mask",)  # read a template's token: they need one (--template), and no sentence-transformers module
 OWN_MODULES = "modules"  # the "pooler" recorded for a sentence-transformers directory's own modules
 
 

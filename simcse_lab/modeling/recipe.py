@@ -43,12 +43,16 @@ class EmbeddingRecipe:
     instruction: str = ""       # text put before every input (empty: none)
     template: str = ""          # the input template, '... {sentence} ... [MASK] ...' (empty: none)
     template_denoise: bool = False  # the template's own mask state (for the sentence's length) is subtracted
+    continuous_prompt: int = 0  # ConPVP: learned vectors of the anchor prompt (continuous_prompt.safetensors); 0: none
 
     def to_dict(self) -> dict:
-        """The fields to save; the template's only where there is one, so a recipe without stays as it was."""
+        """The fields to save; the template's and the continuous prompt's only where there is one, so a recipe without
+        them is written as it was before they existed."""
         data = asdict(self)
         if not self.template:
             del data["template"], data["template_denoise"]
+        if not self.continuous_prompt:
+            del data["continuous_prompt"]
         return data
 
     def to_json(self) -> str:

@@ -4,8 +4,8 @@ Evaluation, analysis and search take any of them.
 
 Implemented by :class:`~simcse_lab.modeling.encoder.Encoder` (a checkpoint),
 :class:`~simcse_lab.modeling.encoder.EmbedderEncoder` (the model being trained),
-:class:`~simcse_lab.analysis.whitening.WhitenedEncoder`, :class:`~simcse_lab.analysis.flow.FlowEncoder` and
-:class:`~simcse_lab.analysis.report.MemoEncoder` (wrappers); tests/test_sentence_encoder.py checks each.
+:class:`~simcse_lab.analysis.post_hoc.MappedEncoder` (through BERT-whitening or BERT-flow) and
+:class:`~simcse_lab.analysis.report.MemoEncoder` (wrappers); tests/modeling/test_sentence_encoder.py checks each.
 A new backend only needs these three members.
 """
 

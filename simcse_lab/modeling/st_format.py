@@ -37,7 +37,7 @@ half-written model and an existing model at ``output_dir`` is replaced only once
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -47,6 +47,7 @@ from sentence_transformers.sentence_transformer.modules import Dense, Pooling, W
 from simcse_lab.errors import UserError
 from simcse_lab.io import make_temp_dir, staged_dir
 from simcse_lab.modeling.attention import is_bidirectional, reproducible_on_load, saving_config
+from simcse_lab.modeling.continuous_prompt import save_prompt_vectors
 from simcse_lab.modeling.embedder import SimCSEEmbedder
 from simcse_lab.modeling.families import appends_eos, family_of
 from simcse_lab.modeling.loading import quiet, sentence_transformer_from_modules, transformer_module
@@ -158,31 +159,45 @@ def model_recipe(backbone, tokenizer, pooler: str, instruction: str = "") -> Emb
 
 def embedder_recipe(embedder: SimCSEEmbedder, backbone, tokenizer) -> EmbeddingRecipe:
     """The recipe of the model being trained, as ``backbone`` runs now: its exported pooler, its instruction, its own
-    template and whether that template's delta is subtracted."""
+    template and whether that template's delta is subtracted, its continuous prompt's length (ConPVP)."""
     recipe = model_recipe(backbone, tokenizer, embedder.export_pooler, embedder.instruction)
+    if embedder.continuous_prompt is not None:
+        recipe = replace(recipe, continuous_prompt=embedder.continuous_prompt.length)
     if embedder.template is None:
         return recipe
     return replace(recipe, template=embedder.template.text, template_denoise=embedder.denoise_from is not None)
 
 
-def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir) -> Path:
+def save_own_layout(backbone, tokenizer, recipe: EmbeddingRecipe, output_dir, prompt=None) -> Path:
     """simcse-lab's own layout (:mod:`simcse_lab.modeling.recipe`): the recipe and ``backbone/``, a Hugging Face
-    folder whose config carries no run-time attention flag; replaces ``output_dir`` once complete."""
+    folder whose config carries no run-time attention flag (and, for ConPVP, the continuous ``prompt``'s vectors
+    beside the recipe); replaces ``output_dir`` once complete."""
     output_dir = Path(output_dir)
     with staged_dir(output_dir) as tmp:
         with quiet(), saving_config(backbone, family_of(backbone.config)):
             backbone.save_pretrained(tmp / BACKBONE_DIR)
             tokenizer.save_pretrained(tmp / BACKBONE_DIR)
         recipe.write(tmp)
+        if prompt is not None:
+            save_prompt_vectors(prompt, tmp)
     return output_dir
 
 
-def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp: torch.nn.Module | None = None,
+@dataclass(frozen=True)
+class PooledLayers:
+    """The layers after the pooler: SimCSE's MLP + tanh (``mlp``, for ``cls``), Sentence-T5's bias-free
+    ``projection`` and its L2 normalisation."""
+
+    mlp: torch.nn.Module | None = None
+    projection: torch.nn.Linear | None = None
+    normalize: bool = False
+
+
+def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, layers: PooledLayers = PooledLayers(),
                               max_seq_length: int = 512, model_card: str | None = None,
-                              projection: torch.nn.Linear | None = None, normalize: bool = False,
                               instruction: str = "") -> Path:
-    """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ ``mlp`` for ``cls``)
-    as a sentence-transformers directory at ``output_dir``; return its path.
+    """Write ``backbone`` (a transformers PreTrainedModel) + ``tokenizer`` + ``pooler`` (+ the ``layers`` after
+    it: the MLP for ``cls``) as a sentence-transformers directory at ``output_dir``; return its path.
 
     ``SentenceTransformer(output_dir)`` reproduces ``pool(pooler, ...)`` (and the mlp+tanh) on the
     backbone's outputs. ``model_card`` (markdown) is written as README.md when given. ``instruction`` is saved
@@ -190,7 +205,7 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
     sentence-transformers cannot run as it runs now (a bidirectional decoder without a config flag) is refused:
     :func:`save_own_layout` is the directory for it.
     """
-    _check_head(pooler, mlp)
+    _check_head(pooler, layers.mlp)
     check_instruction(pooler, instruction)
     family = family_of(backbone.config)
     if not reproducible_on_load(backbone, family):
@@ -206,8 +221,8 @@ def save_sentence_transformer(backbone, tokenizer, pooler: str, output_dir, mlp:
             with quiet(), saving_config(backbone, family):
                 backbone.save_pretrained(hf_dir)
                 tokenizer.save_pretrained(hf_dir)
-            modules = build_modules(str(hf_dir), pooler, mlp=mlp, max_seq_length=max_seq_length,
-                                    projection=projection, normalize=normalize, instruction=instruction)
+            modules = build_modules(str(hf_dir), pooler, mlp=layers.mlp, max_seq_length=max_seq_length,
+                                    projection=layers.projection, normalize=layers.normalize, instruction=instruction)
             model = sentence_transformer_from_modules(modules, device="cpu", prompts=instruction_prompts(instruction))
             with quiet():
                 model.save(str(tmp))
@@ -231,20 +246,23 @@ def save_embedder(embedder: SimCSEEmbedder, tokenizer, output_dir) -> Path:
     (``cls`` keeps its MLP head; under ``mlp_only_train`` the head is dropped: ``cls_before_pooler``) and its
     recipe; a bidirectional decoder that sentence-transformers would run causal in simcse-lab's own layout. A LoRA
     backbone is saved merged into its weights (a copy: training goes on with the adapter), or, when the embedder
-    says so (``export_adapter``), as an adapter directory on its base model."""
+    says so (``export_adapter``), as an adapter directory on its base model. A model with a continuous prompt
+    (ConPVP) is written in simcse-lab's own layout, with its vectors, which plain sentence-transformers cannot run."""
     pooler = embedder.export_pooler
     if embedder.export_adapter is not None:
         recipe = embedder_recipe(embedder, embedder.backbone, tokenizer)
         return save_adapter(embedder.backbone, tokenizer, recipe, embedder.export_adapter, output_dir)
     backbone = merged_backbone(embedder.backbone)
-    if embedder.template is not None:  # sentence-transformers cannot put text after the sentence nor subtract a delta
-        return save_own_layout(backbone, tokenizer, embedder_recipe(embedder, backbone, tokenizer), output_dir)
+    # sentence-transformers cannot put text after the sentence, subtract a delta, nor put in learned vectors (ConPVP)
+    if embedder.template is not None or embedder.continuous_prompt is not None:
+        return save_own_layout(backbone, tokenizer, embedder_recipe(embedder, backbone, tokenizer), output_dir,
+                               embedder.continuous_prompt)
     if not reproducible_on_load(backbone, embedder.family):
         if embedder.projection is not None:  # refused before training (training.backbone); a guard here
             raise ValueError("a projection head is not saved in simcse-lab's own layout")
         return save_own_layout(backbone, tokenizer, model_recipe(backbone, tokenizer, pooler, embedder.instruction),
                                output_dir)
-    return save_sentence_transformer(backbone, tokenizer, pooler, output_dir,
-                                     mlp=embedder.mlp if pooler == "cls" else None,
-                                     projection=embedder.projection, normalize=embedder.normalize,
+    layers = PooledLayers(mlp=embedder.mlp if pooler == "cls" else None, projection=embedder.projection,
+                          normalize=embedder.normalize)
+    return save_sentence_transformer(backbone, tokenizer, pooler, output_dir, layers,
                                      instruction=embedder.instruction)

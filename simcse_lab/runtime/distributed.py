@@ -9,7 +9,7 @@ Why no rescaling is needed anywhere: the gathered rows of rank r feed the loss o
 backward of the gather sums the incoming gradients over all ranks (all_reduce SUM) and keeps the
 slice of rank r. Each rank then holds the gradient of the SUM of all local losses with respect to its
 own embeddings; DDP averages over the W ranks, which gives exactly the gradient of the global mean
-loss, the same as one process on the whole batch (checked by tests/test_distributed.py).
+loss, the same as one process on the whole batch (checked by tests/integration/test_distributed.py).
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -158,11 +160,52 @@ def _encode_shard(encoder, sentences: list[str], path: Path, chunk_size: int, ba
     return seconds
 
 
-def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str | None = None,
-                precision: str = "auto", batch_size: int = 128, chunk_size: int = 4096,
-                overwrite: bool = False, progress: bool = True, encoder=None, columns: list[str] | None = None) -> dict:
-    """Encode ``corpus`` with ``model`` and write an index directory at ``output``; returns the manifest.
-    ``columns`` names the sentence column of a multi-column corpus (``--columns``).
+@dataclass(frozen=True)
+class IndexBuild:
+    """What one index build is asked for (``index build``'s flags): ``model`` encodes ``corpus`` into an index of
+    type ``kind`` at ``output``; ``columns`` names the sentence column of a multi-column corpus (``--columns``)."""
+
+    model: str
+    corpus: str
+    output: str | Path
+    kind: str = "flat"
+    pooler: str | None = None
+    precision: str = "auto"
+    batch_size: int = 128
+    chunk_size: int = 4096
+    overwrite: bool = False
+    progress: bool = True
+    columns: list[str] | None = None
+
+
+@dataclass
+class _Prepared:
+    """A checked build: its output path, the corpus, the encoder and the empty index (with its parameters)."""
+
+    build: IndexBuild
+    output: Path
+    sentences: list[str]
+    corpus_info: dict
+    encoder: object
+    index: object
+    params: dict
+
+
+@dataclass
+class _VectorSource:
+    """Where the corpus vectors come from (encoded on the fly, or read back from the ranks' shards): rows
+    ``[begin, end)`` normalised in id order, the rows of a sample of ids, and the encoding seconds so far."""
+
+    rows: Callable[[int, int], np.ndarray]
+    sample: Callable[[np.ndarray], np.ndarray]
+    encode_seconds: Callable[[], float]
+    start: float
+    world_size: int
+
+
+def build_index(build: IndexBuild, encoder=None) -> dict | None:
+    """Encode ``build.corpus`` with ``build.model`` (or the already loaded ``encoder``) and write an index
+    directory at ``build.output``; returns the manifest.
 
     Under ``accelerate launch`` with several processes (WORLD_SIZE > 1) every rank must call this: rank r
     encodes its contiguous shard into ``shards/r.npy`` of the staging dir, and rank 0 builds the index from
@@ -171,75 +214,60 @@ def build_index(model: str, corpus: str, output, kind: str = "flat", pooler: str
     shard is written (they do not wait for the index build, so no collective can time out during it)."""
     state = launched_state()
     if state is None:
-        return _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
-                      progress, encoder, columns)
-    return _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_size, chunk_size,
-                          overwrite, progress, encoder, columns)
+        return _build(build, encoder)
+    return _build_sharded(state, build, encoder)
 
 
-def _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder,
-             device=None, columns=None):
+def _prepare(build: IndexBuild, encoder, device=None) -> _Prepared:
     from simcse_lab.modeling.encoder import load_encoder
     from simcse_lab.modeling.resolve import resolve_model
 
-    if kind not in INDEX_TYPES:
-        raise UserError(f"unknown index type {kind!r}; choose from {', '.join(INDEX_TYPES)}")
-    if chunk_size < 1:
+    if build.kind not in INDEX_TYPES:
+        raise UserError(f"unknown index type {build.kind!r}; choose from {', '.join(INDEX_TYPES)}")
+    if build.chunk_size < 1:
         raise UserError("--chunk-size must be positive")
-    if batch_size < 1:
+    if build.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    output = Path(output)
+    output = Path(build.output)
     try:
-        model_path = resolve_model(model) if encoder is None else None
+        model_path = resolve_model(build.model) if encoder is None else None
     except UserError:
         model_path = None  # reported when the encoder loads it, below
-    check_replaceable(output, "index", overwrite, sources=[corpus, model, model_path])
-    sentences, corpus_info = load_corpus(corpus, columns)
-    encoder = encoder or load_encoder(model, pooler=pooler, precision=precision, batch_size=batch_size, device=device)
-    index, params = new_index(kind, encoder.dim, len(sentences))  # refuses a too-small corpus before any encoding
-    return output, sentences, corpus_info, encoder, index, params
+    check_replaceable(output, "index", build.overwrite, sources=[build.corpus, build.model, model_path])
+    sentences, corpus_info = load_corpus(build.corpus, build.columns)
+    encoder = encoder or load_encoder(build.model, pooler=build.pooler, precision=build.precision,
+                                      batch_size=build.batch_size, device=device)
+    index, params = new_index(build.kind, encoder.dim, len(sentences))  # refuses a too-small corpus before encoding
+    return _Prepared(build, output, sentences, corpus_info, encoder, index, params)
 
 
-def _build(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, progress, encoder,
-           columns=None):
-    output, sentences, corpus_info, encoder, index, params = _prepare(
-        model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite, encoder, columns=columns)
-    tmp = make_temp_dir(output)
+def _build(build: IndexBuild, encoder) -> dict:
+    job = _prepare(build, encoder)
+    tmp = make_temp_dir(job.output)
     timer = {"encode": 0.0}
 
     def encoded(begin: int, end: int) -> np.ndarray:
         t0 = time.perf_counter()
-        vectors = normalize(encoder.encode(sentences[begin:end]))
+        vectors = normalize(job.encoder.encode(job.sentences[begin:end]))
         timer["encode"] += time.perf_counter() - t0
         return vectors
 
     try:
         def sample_of(ids: np.ndarray) -> np.ndarray:
-            return normalize(encoder.encode([sentences[i] for i in ids]))
+            return normalize(job.encoder.encode([job.sentences[i] for i in ids]))
 
-        manifest = _assemble(tmp, output, sentences, corpus_info, encoder, index, params, kind, chunk_size,
-                             encoded, progress, timer, start=time.perf_counter(), world_size=1, sample_of=sample_of)
+        source = _VectorSource(encoded, sample_of, lambda: timer["encode"], start=time.perf_counter(), world_size=1)
+        manifest = _assemble(tmp, job, source)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
 
 
-def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
-                   progress, encoder, columns=None) -> dict | None:
-    rank, world, main = state.process_index, state.num_processes, state.is_main_process
-    prepared = error = None
-    try:
-        prepared = _prepare(model, corpus, output, kind, pooler, precision, batch_size, chunk_size, overwrite,
-                            encoder, device=str(state.device), columns=columns)
-    except BaseException as err:  # noqa: BLE001 - reported to every rank, then re-raised
-        error = err
-    agree(rank, error)
-    output, sentences, corpus_info, encoder, index, params = prepared
-    count = len(sentences)
-
+def _shared_staging(output: Path, main: bool) -> Path:
+    """One staging dir for all ranks, made by rank 0 next to the output (a shared file system across machines)."""
     staging = None
-    if main:  # one staging dir for all ranks, next to the output (a shared file system across machines)
+    if main:
         try:
             staging = make_temp_dir(output)
             (staging / "shards").mkdir()
@@ -249,21 +277,38 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
     staging = broadcast_object(staging)
     if isinstance(staging, BaseException):
         raise staging
-    tmp = Path(staging)
-    error = None
+    return Path(staging)
+
+
+def _encode_my_shard(job: _Prepared, tmp: Path, rank: int, world: int, main: bool) -> float:
+    begin, end = shard_range(len(job.sentences), rank, world)
+    bar = None
+    if job.build.progress and main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=end - begin, desc=f"encode shard {rank}/{world}", unit="sent")
+    try:
+        return _encode_shard(job.encoder, job.sentences[begin:end], tmp / "shards" / f"{rank}.npy",
+                             job.build.chunk_size, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _build_sharded(state, build: IndexBuild, encoder) -> dict | None:
+    rank, world, main = state.process_index, state.num_processes, state.is_main_process
+    job = error = None
+    try:
+        job = _prepare(build, encoder, device=str(state.device))
+    except BaseException as err:  # noqa: BLE001 - reported to every rank, then re-raised
+        error = err
+    agree(rank, error)
+    count = len(job.sentences)
+    tmp = _shared_staging(job.output, main)
+    error = seconds = None
     try:
         start = time.perf_counter()
-        begin, end = shard_range(count, rank, world)
-        bar = None
-        if progress and main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=end - begin, desc=f"encode shard {rank}/{world}", unit="sent")
-        try:
-            seconds = _encode_shard(encoder, sentences[begin:end], tmp / "shards" / f"{rank}.npy", chunk_size, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        seconds = _encode_my_shard(job, tmp, rank, world, main)
     except BaseException as err:  # noqa: BLE001
         error = err
     try:
@@ -279,36 +324,36 @@ def _build_sharded(state, model, corpus, output, kind, pooler, precision, batch_
         reader = ShardVectors([tmp / "shards" / f"{r}.npy" for r in range(world)])
         if reader.starts[-1] != count:
             raise UserError(f"shards hold {reader.starts[-1]} vectors, the corpus has {count}")
-        return _assemble(tmp, output, sentences, corpus_info, encoder, index, params, kind, chunk_size, reader,
-                         progress, {"encode": encode_seconds}, start=start, world_size=world,
-                         sample_of=lambda ids: np.concatenate([reader(i, i + 1) for i in ids]),
+        source = _VectorSource(reader, lambda ids: np.concatenate([reader(i, i + 1) for i in ids]),
+                               lambda: encode_seconds, start=start, world_size=world)
+        return _assemble(tmp, job, source,
                          before_rename=lambda: (reader.parts.clear(), shutil.rmtree(tmp / "shards")))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, params, kind, chunk_size,
-              vectors_of, progress, timer, start, world_size, sample_of, before_rename=None) -> dict:
-    """Add the corpus vectors (``vectors_of(begin, end)``, normalised, in id order) to ``index`` in chunks,
-    write texts.jsonl, index.faiss and manifest.json into ``tmp``, then rename ``tmp`` to ``output``."""
-    from simcse_lab.data.registry import sha256_file
-    from simcse_lab.io import replace_dir_atomically
+def _recall_sample(job: _Prepared, source: _VectorSource):
+    """For hnsw/ivfpq, the recall check's state: a running exact top-k of sampled corpus queries (filled in the
+    same pass as the index), the sample's vectors and the seconds taken to get them; None for flat."""
+    if job.build.kind == "flat":
+        return None, None, 0.0
+    count = len(job.sentences)
+    t0 = time.perf_counter()
+    sample_ids = np.sort(np.random.default_rng(0).choice(count, size=min(RECALL_QUERIES, count), replace=False))
+    sample_vectors = source.sample(sample_ids)
+    return ExactTopK(sample_vectors, min(RECALL_K, count)), sample_vectors, time.perf_counter() - t0
 
-    count, dim = len(sentences), encoder.dim
-    exact, sample_vectors, sample_seconds = None, None, 0.0
-    if kind != "flat":  # recall vs exact: a running exact top-k of sampled corpus queries, in the same pass
-        t0 = time.perf_counter()
-        sample_ids = np.sort(np.random.default_rng(0).choice(count, size=min(RECALL_QUERIES, count), replace=False))
-        sample_vectors = sample_of(sample_ids)
-        exact = ExactTopK(sample_vectors, min(RECALL_K, count))
-        sample_seconds = time.perf_counter() - t0
+
+def _add_corpus(tmp: Path, job: _Prepared, source: _VectorSource, exact) -> str:
+    """Add the corpus vectors to the index in chunks (ivfpq: train on a prefix, made large enough, then stream
+    the rest) and write texts.jsonl; returns the sha256 of texts.jsonl's bytes."""
+    kind, count, chunk_size = job.build.kind, len(job.sentences), job.build.chunk_size
     chunks = list(range(0, count, chunk_size))
-    if kind == "ivfpq":  # train on a prefix (the first chunk is made large enough), then stream the rest
-        chunks = [0] + list(range(params["train_size"], count, chunk_size))
-
+    if kind == "ivfpq":
+        chunks = [0] + list(range(job.params["train_size"], count, chunk_size))
     bar = None
-    if progress:
+    if job.build.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=count, desc=f"index {kind}", unit="sent")
@@ -317,11 +362,11 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
         with open(tmp / "texts.jsonl", "w", encoding="utf-8") as texts_file:  # the bytes texts_sha256 hashes
             for pos, begin in enumerate(chunks):
                 end = chunks[pos + 1] if pos + 1 < len(chunks) else count
-                part = sentences[begin:end]
-                vectors = vectors_of(begin, end)
+                part = job.sentences[begin:end]
+                vectors = source.rows(begin, end)
                 if kind == "ivfpq" and pos == 0:
-                    index.train(vectors)
-                index.add(vectors)
+                    job.index.train(vectors)
+                job.index.add(vectors)
                 if exact is not None:
                     exact.add(vectors, begin)
                 for text in part:
@@ -333,8 +378,20 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
     finally:
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - start - sample_seconds  # the recall sample is not part of the build timing
-    encode_seconds = timer["encode"]
+    return texts_hash.hexdigest()
+
+
+def _assemble(tmp: Path, job: _Prepared, source: _VectorSource, before_rename=None) -> dict:
+    """Add the corpus vectors to the index, write texts.jsonl, index.faiss and manifest.json into ``tmp``,
+    then rename ``tmp`` to ``output``."""
+    from simcse_lab.data.registry import sha256_file
+    from simcse_lab.io import replace_dir_atomically
+
+    count, encoder, index = len(job.sentences), job.encoder, job.index
+    exact, sample_vectors, sample_seconds = _recall_sample(job, source)
+    texts_sha256 = _add_corpus(tmp, job, source, exact)
+    seconds = time.perf_counter() - source.start - sample_seconds  # the recall sample is not part of the build timing
+    encode_seconds = source.encode_seconds()
     _faiss().write_index(index, str(tmp / "index.faiss"))
     probe = normalize(encoder.encode([PROBE_SENTENCE]))[0]
     manifest = {
@@ -342,13 +399,13 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
         **{k: v for k, v in encoder.describe().items()
            if k in ("model", "path", "backend", "pooler", "precision", "bidirectional", "template", "template_denoise")},
         **model_record(encoder.describe().get("path")),
-        "dimension": dim, "count": count, "index": kind, "params": params, "metric": "inner_product (normalised)",
-        **corpus_info, "texts_sha256": texts_hash.hexdigest(),
+        "dimension": encoder.dim, "count": count, "index": job.build.kind, "params": job.params,
+        "metric": "inner_product (normalised)", **job.corpus_info, "texts_sha256": texts_sha256,
         "index_class": type(index).__name__, "index_sha256": sha256_file(tmp / "index.faiss"),
         "probe_sentence": PROBE_SENTENCE, "probe": [round(float(x), 6) for x in probe],
         "build_seconds": round(seconds, 3), "encode_seconds": round(encode_seconds, 3),
         "sentences_per_second": round(count / seconds, 1) if seconds > 0 else None,
-        "world_size": world_size,
+        "world_size": source.world_size,
         "faiss_version": _faiss().__version__,
     }
     if exact is not None:
@@ -358,7 +415,7 @@ def _assemble(tmp: Path, output: Path, sentences, corpus_info, encoder, index, p
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if before_rename is not None:
         before_rename()
-    replace_dir_atomically(tmp, output, kind="index")
+    replace_dir_atomically(tmp, job.output, kind="index")
     return manifest
 
 

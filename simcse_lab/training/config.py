@@ -24,15 +24,15 @@ from simcse_lab.runtime.progress import progress_default
 from simcse_lab.training.objective_options import OBJECTIVE_POOLERS, all_options, check_options
 
 # The objectives a config may name, known without importing torch. The built-in ones are listed here
-# (tests/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
+# (tests/training/test_objective_plugin.py checks them against the registry); ``training.objectives.register``
 # appends the name of each plug-in objective it registers.
-OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "promptbert"]
+OBJECTIVE_NAMES = ["unsup", "sup", "esimcse", "mntp", "promptbert", "conpvp"]
 # the objectives that are the masked-token loss themselves (no sentence vectors; ``Objective.masked_tokens``)
 MASKED_TOKEN_OBJECTIVES = ["mntp"]
 MLM_MASKINGS = ("80/10/10", "all_mask")  # training.mlm.MASKINGS
 ADAMW_KERNELS = ("fused", "foreach", "for-loop")
 # every numeric option: (low, high, low excluded, high excluded, note); NaN and infinities are always refused
-# (tests/test_config.py walks this table: each option gets a value below, above and nan)
+# (tests/training/test_config.py walks this table: each option gets a value below, above and nan)
 NUMBER_RANGES = {
     "temperature": (0, None, True, False, ""),
     "mlm_weight": (0, None, False, False, ""),
@@ -102,6 +102,8 @@ class CoreConfig:
     report_to: str = "none"       # accelerate trackers, comma-separated: tensorboard, wandb, ... (metrics.jsonl always)
     eval_batch_size: int = 128
     test_tasks: str = "sts12,sts13,sts14,sts15,sts16,stsb,sickr"  # "" or "none": skip the test table
+    test_before: bool = True      # False: no test table of the untrained model (a sweep's trials share one)
+    deterministic: bool = False   # torch's deterministic algorithms (runtime.provenance.make_deterministic)
     select: str = "stsb:dev:spearman"  # TASK:SPLIT:METRIC that picks OUTPUT/best (any task, a user's sts:FILE ...)
     resume: bool = False
     progress: bool = field(default_factory=progress_default)  # bars when stderr is a terminal
@@ -150,6 +152,9 @@ class CoreConfig:
 
         parse_select(self.select)  # an unknown task, split or metric: one line, before anything else
         self._check_lora()
+        self._check_conpvp()
+        if self.momentum_half_life:  # the momentum a half-life of that many steps means (m ** half_life = 0.5)
+            self.momentum = 0.5 ** (1 / self.momentum_half_life)
         if self.pack_width and self.mini_batch_size:
             raise UserError("pack_width and mini_batch_size cannot be combined: packing runs the step's sentences "
                             "as one pass; use length_chunks with mini_batch_size")
@@ -168,6 +173,19 @@ class CoreConfig:
                             f"the sentences in no template; use --objective {templated}")
         if needed and self.instruction:
             raise UserError(f"--instruction with {self.objective}: put the instruction's text into the template")
+
+    def _check_conpvp(self) -> None:
+        """--objective conpvp embeds every sentence through its continuous prompt (pooler ``mask``: the objective's,
+        :data:`OBJECTIVE_POOLERS`): settings that would embed otherwise or lose the prompt are one line."""
+        if self.objective != "conpvp":
+            return
+        refused = {"do_mlm": "--do-mlm", "pack_width": "--pack-width",
+                   "mini_batch_size": "--mini-batch-size", "projection": "--projection",
+                   "merge_lora": "--no-merge-lora"}
+        for name, flag in refused.items():
+            if bool(getattr(self, name)) != (name == "merge_lora"):
+                raise UserError(f"--objective conpvp embeds every sentence through its continuous prompt, which "
+                                f"{flag} does not carry; drop {flag}")
 
     def _check_lora(self) -> None:
         self.init_adapter = expand_user(self.init_adapter) if self.init_adapter else self.init_adapter
@@ -227,6 +245,9 @@ def _coerce(name: str, value, where: str):
         return str(value)
     except (TypeError, ValueError):
         raise UserError(f"{where}: {name} must be a {kind}, got {value!r}") from None
+
+
+coerce_value = _coerce  # one option's value as its field's type (a sweep file's values too); one line if not
 
 
 def read_yaml(path) -> dict:
@@ -291,4 +312,7 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, "command line")
+    if values.get("momentum_half_life") and "momentum" in values:
+        raise UserError("momentum and momentum_half_life both given: the half-life sets the momentum "
+                        f"(0.5 ** (1 / {values['momentum_half_life']:g})); keep one")
     return TrainConfig(**values)

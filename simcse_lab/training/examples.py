@@ -56,7 +56,7 @@ def load_training_examples(cfg: TrainConfig, tokenizer, vocab_size: int | None =
     objective = objective_class(cfg.objective)
     if data is None:
         data = {"fingerprint": None, "columns": check_training_data(cfg)[1]}
+    options = training_data.LoadOptions(progress=cfg.progress, vocab_size=vocab_size, fingerprint=data["fingerprint"])
     return training_data.load_training_examples(cfg.data, tokenizer, cfg.max_seq_len, objective.data_columns,
                                                 with_index=objective.with_index, columns=data["columns"],
-                                                progress=cfg.progress, vocab_size=vocab_size,
-                                                fingerprint=data["fingerprint"], prefix=cfg.instruction)
+                                                prefix=cfg.instruction, options=options)

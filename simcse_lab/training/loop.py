@@ -36,6 +36,7 @@ from simcse_lab.evaluation.tasks import parse_select
 from simcse_lab.io import write_json
 from simcse_lab.modeling.embedder import load_embedder, set_attention
 from simcse_lab.modeling.lora import BackboneSetup
+from simcse_lab.runtime.provenance import make_deterministic
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
 from simcse_lab.training.backbone import family_precision, resolve_backbone
 from simcse_lab.training.checkpoint import save_checkpoint
@@ -43,9 +44,10 @@ from simcse_lab.training.config import TrainConfig
 from simcse_lab.training.examples import data_identity, load_training_examples
 from simcse_lab.training.tracking import LOG_DIR, PROJECT, parse_report_to, tracked_values
 from simcse_lab.training.objectives import build_objective
-from simcse_lab.training.run_state import (LossWindow, MetricsLog, check_can_start, checkpoint_state, dev_encoder,
-                                           evaluate_before, finish_run, new_summary, non_finite_loss,
-                                           read_resume_point, record_masking, resume_or_start, select_best)
+from simcse_lab.training.run_state import (Judging, LossWindow, MetricsLog, Restorable, Trainee, check_can_start,
+                                           checkpoint_state, dev_encoder, evaluate_before, finish_run, new_summary,
+                                           non_finite_loss, read_resume_point, record_masking, resume_or_start,
+                                           select_best)
 from simcse_lab.training.sampler import global_batch, local_slice
 from simcse_lab.training.throughput import StepWork
 
@@ -113,6 +115,8 @@ def train(cfg: TrainConfig) -> dict:
     point = read_resume_point(cfg, out, accelerator.process_index, data)
 
     # model, objective (ESimCSE's momentum encoder copies the pretrained weights here), tokenised data
+    if cfg.deterministic:
+        make_deterministic()
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.needs_lm_head,
                                         cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection,
@@ -121,7 +125,7 @@ def train(cfg: TrainConfig) -> dict:
     embedder.instruction = cfg.instruction  # saved with the model (its recipe; a sentence-transformers default prompt)
     if not cfg.merge_lora:  # best/ and final/ are adapter directories on cfg.model
         embedder.export_adapter = cfg.model
-    objective = build_objective(cfg.objective, cfg, tokenizer, embedder)
+    objective = build_objective(cfg, tokenizer, embedder)
     with accelerator.main_process_first():  # one process tokenises; the others then memory-map its cache
         examples = load_training_examples(cfg, tokenizer, embedder.backbone.get_input_embeddings().num_embeddings,
                                           data)
@@ -139,10 +143,12 @@ def train(cfg: TrainConfig) -> dict:
     # a fresh start, or weights, optimizer, schedule, RNG and objective state from the last checkpoint
     summary, log = new_summary(cfg, processes, precision, device, data), MetricsLog(out / "metrics.jsonl", main)
     record_masking(objective, summary, main)
-    run = resume_or_start(cfg, out, accelerator, embedder, optimizer, scheduler, objective, summary, log, point)
+    restorable = Restorable(embedder, optimizer, scheduler, objective)  # what a checkpoint saves and restores
+    trainee, judging = Trainee(embedder, tokenizer, precision, device), Judging(test_tasks, selection)
+    run = resume_or_start(cfg.resume, out, accelerator, restorable, summary, log, point)
     announce(cfg, out, accelerator, trackers, precision, len(examples), total)
     if main and run.step == 0:  # the untrained model: the test table "before" and the first dev point
-        evaluate_before(cfg, embedder, tokenizer, precision, device, test_tasks, summary, log, selection)
+        evaluate_before(cfg, trainee, judging, summary, log)
     accelerator.wait_for_everyone()
 
     model.train()
@@ -189,14 +195,13 @@ def train(cfg: TrainConfig) -> dict:
             accelerator.log(tracked_values(record), step=run.step)
         # the resumable training state (every process writes its RNG state)
         if run.step % save_every == 0 or run.step == total:
-            state = checkpoint_state(embedder, optimizer, scheduler, objective, run, summary, accelerator.scaler)
+            state = checkpoint_state(restorable, run, summary, accelerator.scaler)
             save_checkpoint(out, run.step, state, accelerator, keep=cfg.keep_checkpoints)
     bar.close()
 
     # OUTPUT/final, the test table after training, summary.json
     if main:
-        finish_run(cfg, out, run, start_step, window, summary, embedder, tokenizer, precision, device, test_tasks,
-                   selection)
+        finish_run(out, run, start_step, window, summary, trainee, judging, cfg.batch_size)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary

@@ -1,6 +1,6 @@
 """The options an objective owns: name, type, default, help and validation, declared once per objective.
 
-An objective class names its options (``options = OBJECTIVE_OPTIONS["esimcse"]``; tests/test_objective_options.py
+An objective class names its options (``options = OBJECTIVE_OPTIONS["esimcse"]``; tests/training/test_objective_options.py
 checks every registered class against this table); the training config (:mod:`simcse_lab.training.config`) turns
 each into a field, so a ``--config`` file and a flag (``train --help`` lists them with their objective) set it, and
 :func:`check_options` (with the config's numeric ranges) validates it before torch is imported. The declarations
@@ -46,6 +46,13 @@ def _check_template(option: Option, value: str) -> None:
         check_template_text(value, f"--{option.name.replace('_', '-')}")
 
 
+def _check_prototypes(option: Option, value: str) -> None:
+    if value:
+        from simcse_lab.training.prototypes import read_prototypes
+
+        read_prototypes(value)
+
+
 OBJECTIVE_OPTIONS: dict[str, tuple[Option, ...]] = {
     "sup": (
         Option("hard_negative_weight", "float", 0.0, "sup: log-weight added to each anchor's own hard-negative "
@@ -59,6 +66,9 @@ OBJECTIVE_OPTIONS: dict[str, tuple[Option, ...]] = {
                high_open=True),
         Option("queue_ratio", "float", 2.5, "esimcse: the momentum queue's size as a multiple of the batch size "
                "(default 2.5)", 0),
+        Option("momentum_half_life", "float", 0.0, "esimcse: the momentum from a half-life in steps, "
+               "m = 0.5 ** (1 / STEPS), tying it to the run's length (0.995 is a half-life of 138 steps); not with "
+               "--momentum", 0, note=" (0: off, --momentum applies)"),
     ),
     "promptbert": (
         Option("template", "str", "", "promptbert: the first view's template, also the saved model's: "
@@ -69,10 +79,16 @@ OBJECTIVE_OPTIONS: dict[str, tuple[Option, ...]] = {
                "sentence's length, in training and in the saved model (PromptBERT's template denoising; default "
                "on)"),
     ),
+    "conpvp": (
+        Option("prompt_length", "int", 10, "conpvp: learned vectors of the anchor's continuous prompt "
+               "'{sentence} [PAD]*N [MASK] .' (default 10)", 1),
+        Option("prototype_templates", "str", "", "conpvp: a file of 'positive<TAB>negative' template pairs, one a "
+               "line, each with {sentence} and the mask token once (default: the paper's eight pairs)"),
+    ),
 }
 # the pooler an objective reads its vectors with (its default; another one is refused)
-OBJECTIVE_POOLERS = {"promptbert": "mask"}
-VALIDATORS = {"template": _check_template, "second_template": _check_template}
+OBJECTIVE_POOLERS = {"promptbert": "mask", "conpvp": "mask"}
+VALIDATORS = {"template": _check_template, "second_template": _check_template, "prototype_templates": _check_prototypes}
 
 
 def all_options() -> list[Option]:

@@ -22,6 +22,7 @@ import torch
 
 from simcse_lab.errors import UserError, first_line
 from simcse_lab.evaluation.dev import selection_metrics
+from simcse_lab.evaluation.pair_scores import TEST_SCORES, without_pairs
 from simcse_lab.evaluation.sts import evaluate, format_geometry, format_table
 from simcse_lab.evaluation.tasks import Selection
 from simcse_lab.io import open_own_file, write_json, write_text
@@ -29,6 +30,7 @@ from simcse_lab.modeling.embedder import load_adapter_embedder
 from simcse_lab.modeling.encoder import EmbedderEncoder, Encoder
 from simcse_lab.modeling.lora import is_adapter_dir, load_trained_state, trained_state
 from simcse_lab.modeling.st_format import save_embedder
+from simcse_lab.runtime.provenance import reproducibility_record
 from simcse_lab.training.checkpoint import (check_fits, latest_checkpoint, load_checkpoint, set_rng_state,
                                            tensor_shapes)
 from simcse_lab.training.config import TrainConfig
@@ -51,6 +53,35 @@ class RunState:
     best_step: int | None = None  # the step of OUTPUT/best
 
 
+@dataclass
+class Trainee:
+    """The model being trained and how it encodes: the embedder, its tokenizer, the precision and the device."""
+
+    embedder: object
+    tokenizer: object
+    precision: str
+    device: object
+
+
+@dataclass
+class Restorable:
+    """What a checkpoint saves and ``--resume`` restores besides the run's place: the embedder's trained weights,
+    the optimizer, the schedule and the objective's own state."""
+
+    embedder: object
+    optimizer: object
+    scheduler: object
+    objective: object
+
+
+@dataclass(frozen=True)
+class Judging:
+    """How the run is judged: the STS test tasks (before and after training) and what picks OUTPUT/best."""
+
+    test_tasks: list[str]
+    selection: Selection
+
+
 def check_can_start(cfg: TrainConfig, out: Path, processes: int) -> None:
     """Refuse, before any work: data that is missing or does not fit the objective, a batch that does not
     split over the processes, a run directory that already holds a run (unless resuming it). Only the main
@@ -65,7 +96,8 @@ def check_can_start(cfg: TrainConfig, out: Path, processes: int) -> None:
 def new_summary(cfg: TrainConfig, processes: int, precision: str, device, data: dict | None = None) -> dict:
     """The run's summary; ``data`` (:func:`~simcse_lab.training.examples.data_identity`) is what it trains on."""
     summary = {"command": shlex.join(sys.argv), "config": cfg.to_dict(), "world_size": processes,
-               "precision": precision, "device": str(device)}
+               "precision": precision, "device": str(device),
+               "reproducibility": reproducibility_record(cfg, processes, precision, device, data)}
     if data is not None:
         summary["data"] = dict(data)
     return summary
@@ -165,14 +197,15 @@ def read_resume_point(cfg: TrainConfig, out: Path, process_index: int, data: dic
     return ResumePoint(ckpt, state, rng)
 
 
-def resume_or_start(cfg: TrainConfig, out: Path, accelerator, embedder, optimizer, scheduler, objective,
-                    summary: dict, log: MetricsLog, point: ResumePoint | None) -> RunState:
+def resume_or_start(resume: bool, out: Path, accelerator, parts: Restorable, summary: dict, log: MetricsLog,
+                    point: ResumePoint | None) -> RunState:
     """With the checkpoint of :func:`read_resume_point`: model, optimizer, schedule, objective state, RNG, the
     pre-training test table and the metrics curve as they were at that checkpoint (a checkpoint whose tensors
     do not fit the model is refused in one line first). Otherwise a fresh start (a metrics.jsonl left by a run
     killed before its first checkpoint is dropped)."""
+    embedder, optimizer, scheduler, objective = parts.embedder, parts.optimizer, parts.scheduler, parts.objective
     if point is None:
-        if cfg.resume and accelerator.is_main_process:
+        if resume and accelerator.is_main_process:
             print(f"--resume: no checkpoint in {out}; starting from scratch")
         log.keep_until(None)
         return RunState()
@@ -231,14 +264,13 @@ def check_optimizer_state(ckpt: Path, optimizer) -> None:
                             f"shaped tensors); use another --output-dir")
 
 
-def checkpoint_state(embedder, optimizer, scheduler, objective, run: RunState, summary: dict,
-                     scaler=None) -> dict:
+def checkpoint_state(parts: Restorable, run: RunState, summary: dict, scaler=None) -> dict:
     """What a checkpoint holds (the RNG states are added per process by ``save_checkpoint``); under fp16 also
     accelerate's gradient scaler, so a resumed run continues with the loss scale it had."""
-    state = {"model": trained_state(embedder), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "step": run.step, "best": run.best, "best_step": run.best_step,
+    state = {"model": trained_state(parts.embedder), "optimizer": parts.optimizer.state_dict(),
+             "scheduler": parts.scheduler.state_dict(), "step": run.step, "best": run.best, "best_step": run.best_step,
              "summary": {k: v for k, v in summary.items() if k in ("test_before", "config", "data")}}
-    extra = objective.extra_state()
+    extra = parts.objective.extra_state()
     if extra:
         state["objective"] = extra
     if scaler is not None:
@@ -302,16 +334,16 @@ def non_finite_loss(value: float, step: int, out: Path) -> UserError:
                      f"{latest_checkpoint(out) or 'none'} (resume from it with a lower --lr)")
 
 
-def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, window: LossWindow, summary: dict,
-               embedder, tokenizer, precision: str, device, test_tasks: list[str],
-               selection: Selection) -> None:
+def finish_run(out: Path, run: RunState, start_step: int, window: LossWindow, summary: dict, trainee: Trainee,
+               judging: Judging, batch_size: int) -> None:
     """OUTPUT/final, the STS test table of the selected model (best, else final) beside the one before
-    training, and OUTPUT/summary.json. Main process only."""
-    save_embedder(embedder, tokenizer, out / "final")
+    training (its per-pair scores in OUTPUT/test_scores.json), and OUTPUT/summary.json. Main process only."""
+    precision, device, selection = trainee.precision, trainee.device, judging.selection
+    save_embedder(trainee.embedder, trainee.tokenizer, out / "final")
     steps_done, seconds = run.step - start_step, window.train_seconds
     summary.update({"steps": run.step, "steps_this_run": steps_done, "train_seconds": seconds,
                     "seconds_per_step": seconds / steps_done if steps_done else None,
-                    "sentences_per_s": steps_done * cfg.batch_size / seconds if steps_done else None,
+                    "sentences_per_s": steps_done * batch_size / seconds if steps_done else None,
                     "tokens_per_s": window.train_tokens / seconds if steps_done else None,
                     "achieved_tflops": window.train_flops / seconds / 1e12 if steps_done else None,
                     "peak_memory_mb": peak_memory_mb(device), "best_step": run.best_step})
@@ -321,9 +353,11 @@ def finish_run(cfg: TrainConfig, out: Path, run: RunState, start_step: int, wind
     else:  # the metric that picked OUTPUT/best, named as --select wrote it
         summary.update({"select": selection.text, "best_select": best})
     chosen = out / ("best" if run.best_step is not None else "final")
-    if test_tasks:
-        summary["test_after"] = evaluate(saved_encoder(chosen, precision, device), test_tasks, "test")
-        summary["test_after"]["model"] = str(chosen)
+    if judging.test_tasks:
+        scored = evaluate(saved_encoder(chosen, precision, device), judging.test_tasks, "test", keep_pairs=True)
+        scored["model"] = str(chosen)
+        write_json(out / TEST_SCORES, scored)  # per-pair scores: `compare --scores` needs no second encoding
+        summary["test_after"] = without_pairs(scored)
         results = [r for r in (summary.get("test_before"), summary["test_after"]) if r]
         summary["table"] = format_table(results, [r["model"] for r in results])
         summary["geometry_table"] = format_geometry(results, [r["model"] for r in results])
@@ -344,11 +378,12 @@ def saved_encoder(path: Path, precision: str, device):
     return Encoder(str(path), precision=precision)
 
 
-def evaluate_before(cfg: TrainConfig, embedder, tokenizer, precision: str, device, test_tasks: list[str],
-                    summary: dict, log: MetricsLog, selection: Selection) -> None:
+def evaluate_before(cfg: TrainConfig, trainee: Trainee, judging: Judging, summary: dict, log: MetricsLog) -> None:
     """The untrained model's STS test table (for before -> after) and the first dev point (step 0)."""
-    if test_tasks:
+    embedder, tokenizer, precision, device = trainee.embedder, trainee.tokenizer, trainee.precision, trainee.device
+    if judging.test_tasks and cfg.test_before:
         encoder = dev_encoder(embedder, tokenizer, precision, device, cfg, f"{cfg.model} (untrained)")
-        summary["test_before"] = evaluate(encoder, test_tasks, "test")
+        summary["test_before"] = evaluate(encoder, judging.test_tasks, "test")
     if cfg.eval_steps:
-        log.append({"step": 0, **selection_metrics(dev_encoder(embedder, tokenizer, precision, device, cfg), selection)})
+        log.append({"step": 0, **selection_metrics(dev_encoder(embedder, tokenizer, precision, device, cfg),
+                                                   judging.selection)})

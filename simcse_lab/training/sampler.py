@@ -2,7 +2,7 @@
 
 The last partial batch is dropped. A pure function of (step, seed), so a resumed run sees exactly the
 batches it would have seen, and every process computes the same global batch and takes its own slice.
-Held in memory: one int32 per example (tests/test_sampler.py)."""
+Held in memory: one int32 per example (tests/training/test_sampler.py)."""
 
 from __future__ import annotations
 

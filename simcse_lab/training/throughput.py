@@ -37,8 +37,8 @@ class StepWork:
     def __init__(self, objective, model_config, chunks: int = 1, pack_width: int = 0):
         self.shape = family_of(model_config).flop_shape(model_config)
         self.chunks, self.pack_width = chunks, pack_width
-        self.forward_only = set(getattr(objective, "forward_only_inputs", ()))
-        self.copies = 2 if getattr(objective, "mlm", None) is not None else 1  # --do-mlm: + the masked copy
+        self.forward_only = set(objective.forward_only_inputs)
+        self.copies = 2 if objective.mlm is not None else 1  # --do-mlm: + the masked copy
 
     def _count(self, batch: dict, padded: bool) -> tuple[int, float]:
         tokens, flops = 0, 0.0

@@ -4,7 +4,7 @@ tasks and of task kinds named by an argument (base.py), the ``--tasks`` / ``--se
 the first tasks: SentEval's STS and the user's scored pairs (sts.py), retrieval on STS pairs and the user's
 query/positive pairs (retrieval.py), SentEval's transfer tasks (transfer.py). A new task is one module that
 registers it, imported here.
-Tests: tests/test_tasks.py, tests/test_select.py, tests/test_sts_integration.py, tests/test_transfer.py."""
+Tests: tests/evaluation/test_tasks.py, tests/evaluation/test_select.py, tests/integration/test_sts_integration.py, tests/evaluation/test_transfer.py."""
 
 from __future__ import annotations
 

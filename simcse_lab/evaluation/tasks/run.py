@@ -22,12 +22,12 @@ def check_tasks(tasks: list[Task], split: str) -> None:
 
 
 def evaluate_tasks(encoder, tasks: list[Task], split: str, aggregate: str = "all", progress: bool = False,
-                   geometry: bool = True) -> dict:
-    """The STS result dict of the STS tasks (or the encoder's description when there are none), with a section
-    per other task type."""
+                   geometry: bool = True, keep_pairs: bool = False) -> dict:
+    """The STS result dict of the STS tasks (or the encoder's description when there are none; ``keep_pairs``: with
+    their per-pair scores), with a section per other task type."""
     sts = [t for t in tasks if isinstance(t, STSTask)]
-    result = evaluate_together(encoder, sts, split, aggregate, progress, geometry) if sts else {**encoder.describe(),
-                                                                                        "split": split}
+    result = (evaluate_together(encoder, sts, split, aggregate, progress, geometry, keep_pairs) if sts
+              else {**encoder.describe(), "split": split})
     for kind in dict.fromkeys(t.metadata.type for t in tasks if t not in sts):
         start = time.perf_counter()
         group = [t for t in tasks if t.metadata.type == kind]

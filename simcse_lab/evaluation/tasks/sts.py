@@ -100,14 +100,15 @@ def user_sts(argument: str, spec: str) -> UserSTS:
 
 
 def evaluate_together(encoder, tasks: list[STSTask], split: str, aggregate: str = "all",
-                      progress: bool = False, geometry: bool = True) -> dict:
+                      progress: bool = False, geometry: bool = True, keep_pairs: bool = False) -> dict:
     """``eval``'s STS result for several STS tasks, one encoding pass (SentEval's tasks alone: exactly
-    :func:`simcse_lab.evaluation.sts.evaluate`); a user's file adds its source, checksum and score range."""
+    :func:`simcse_lab.evaluation.sts.evaluate`); a user's file adds its source, checksum and score range;
+    ``keep_pairs``: each task keeps its per-pair scores (``eval --save-scores``)."""
     for task in tasks:
         task.check(task.eval_split(split))
     data = {task.name: task.load(task.eval_split(split)) for task in tasks}
     result = engine.score_sets(encoder, data, split, aggregate, progress, geometry=geometry,
-                               positive_gold={task.name: task.positive_gold for task in tasks})
+                               positive_gold={task.name: task.positive_gold for task in tasks}, keep_pairs=keep_pairs)
     for task in tasks:
         if isinstance(task, UserSTS):
             result["tasks"][task.name].update(task.describe())

@@ -2,7 +2,7 @@
 ModernBERT and T5 encoders and the decoder LLMs (Llama, Mistral, Qwen2/3, Gemma 1-3, Phi-3, GPT-2), each declared once in its own module (``FAMILY = Family(...)``, see
 :mod:`.base`), found by :func:`family_of` from a config's ``model_type``. An unknown model type gets the
 generic rule (:mod:`.generic`), with a note once. Adding a family is one module here (found by itself)
-plus its test fixture. Tests: tests/test_families.py, tests/test_decoders.py."""
+plus its test fixture. Tests: tests/modeling/test_families.py, tests/integration/test_decoders.py."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ tensor ``embed`` returns (unsup: the first dropout view; sup: the anchor sentenc
 contradictions; esimcse: the original sentences, not their repetitions nor the momentum queue), gathered from
 every rank with the same gradient-carrying gather as the contrastive candidates. Every rank then adds the same
 global-batch penalty, so DDP's gradient mean is exactly its gradient (as for the contrastive loss; checked by
-tests/test_distributed.py). The parts are kept in ``loss_parts`` (``contrastive``, ``cos_reg`` = the unweighted
+tests/integration/test_distributed.py). The parts are kept in ``loss_parts`` (``contrastive``, ``cos_reg`` = the unweighted
 R, ``mlm`` under ``--do-mlm``) for the metrics log; without the option nothing changes, not even a bit.
 
 An objective's own options (ESimCSE's ``dup_rate`` ..., sup's ``hard_negative_weight``, PromptBERT's templates) are
@@ -31,7 +31,7 @@ then flows with the model: its recipe, eval, index, search, export.
 
 Hooks with no-op defaults: ``after_step(model)`` (after each optimizer step), ``extra_state()`` /
 ``load_extra_state(state)`` (what a checkpoint must keep beyond the model, e.g. ESimCSE's queue).
-A new objective is a subclass decorated with ``@register("name")``; tests/test_objective_plugin.py
+A new objective is a subclass decorated with ``@register("name")``; tests/training/test_objective_plugin.py
 plugs one in from outside the package and trains it through the unchanged loop.
 """
 
@@ -84,6 +84,7 @@ class Objective(nn.Module):
     data_columns: int = 1     # text columns per example: sentence[, positive[, hard negative]]
     with_index: bool = False  # collate receives (example index, ids) pairs
     masked_tokens: bool = False  # the objective is the masked-token loss itself (mntp): the model needs its LM head
+    forward_only_inputs: tuple[str, ...] = ()  # batch inputs encoded without gradient (throughput counts a forward)
     options: tuple[Option, ...] = ()  # its own options (training/objective_options.py): config fields, flags, checks
 
     def __init__(self, tokenizer, temperature: float = 0.05):
