@@ -50,6 +50,17 @@ ROWS = [
 ]
 
 
+NOTES = [
+    "all-MiniLM-L6-v2 is a sentence-transformers model already fine-tuned for mean pooling, not the MLM-pretrained "
+    "bert-base of PromptBERT's paper (1 epoch of wiki1m), and 60 steps are not an epoch, so the paper's +2.3 over "
+    "SimCSE need not carry over: this measures the toolkit's PromptBERT on the project's short recipe.",
+    "The PromptBERT rows are evaluated as their recipe says: first template, denoised (PromptBERT's own unsup run.sh "
+    "evaluates without denoising; `eval --model RUN --no-template-denoise` gives that setting, not run here).",
+    "The three PromptBERT seeds ran in parallel with each other and with other runs on 2 cores (about 33 s/step); "
+    "the unsup trials ran in the sweep alongside. Timings are not comparable; the scores are.",
+]
+
+
 def _tables(row: dict) -> list[tuple[str, dict]]:
     """(source, STS result) of each finished run or eval of ``row``."""
     out = []
@@ -104,7 +115,7 @@ def collect() -> dict:
         if base is not None and row["kind"] == "after" and row is not base:
             row["vs_baseline"] = welch_interval(row["avg"]["values"], base["avg"]["values"])
     return {"recipe": RECIPE, "hardware": "the shared 2-core CPU (AMD EPYC), bf16 autocast, other runs alongside",
-            "rows": rows}
+            "rows": rows, "notes": NOTES}
 
 
 def _cell(spread: dict) -> str:
@@ -123,6 +134,7 @@ def render(data: dict) -> str:
         shown = f"{interval['difference']:+.2f} [{interval['low']:+.2f}, {interval['high']:+.2f}]" if interval else "-"
         lines.append(f"| {row['name']} | {row['avg']['n']} | " + " | ".join(_cell(row["tasks"][t]) for t in TASKS)
                      + f" | {_cell(row['avg'])} | {shown} |")
+    lines += ["", "## Notes", ""] + [f"- {note}" for note in data.get("notes", [])]
     lines += ["", "## Commands and sources", ""]
     for row in data["rows"]:
         per_seed = ", ".join(f"{v:.2f}" for v in row["avg"]["values"])

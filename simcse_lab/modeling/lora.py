@@ -222,13 +222,12 @@ def merged_backbone(backbone):
 def save_adapter(backbone, tokenizer, recipe: EmbeddingRecipe, base_model: str, output_dir) -> Path:
     """The adapter alone as a directory (peft's files + the tokenizer + :data:`ADAPTER_META`: the base model, its
     content identity and ``recipe``, how the pair embeds), written to a temporary sibling and renamed into place."""
-    from dataclasses import asdict
 
     from simcse_lab.io import staged_dir
     from simcse_lab.modeling.loading import quiet
 
     output_dir = Path(output_dir)
-    meta = {"base_model": base_model, "base_model_sha256": base_identity(base_model), **asdict(recipe)}
+    meta = {"base_model": base_model, "base_model_sha256": base_identity(base_model), **recipe.to_dict()}
     with staged_dir(output_dir) as tmp:
         with quiet():
             backbone.save_pretrained(str(tmp))

@@ -45,8 +45,18 @@ class EmbeddingRecipe:
     template_denoise: bool = False  # the template's own mask state (for the sentence's length) is subtracted
     continuous_prompt: int = 0  # ConPVP: learned vectors of the anchor prompt (continuous_prompt.safetensors); 0: none
 
+    def to_dict(self) -> dict:
+        """The fields to save; the template's and the continuous prompt's only where there is one, so a recipe without
+        them is written as it was before they existed."""
+        data = asdict(self)
+        if not self.template:
+            del data["template"], data["template_denoise"]
+        if not self.continuous_prompt:
+            del data["continuous_prompt"]
+        return data
+
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n"
+        return json.dumps({"format": FORMAT, **self.to_dict()}, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str, where: str | Path = RECIPE_FILE) -> EmbeddingRecipe:

@@ -171,3 +171,28 @@ def test_index_records_the_template_and_search_applies_it(tiny_bert, tmp_path):
     index = Index(tmp_path / "idx")
     assert index.encoder.describe()["template"] == TEMPLATE
     assert index.search([lines[3]], k=1)[0][0]["text"] == lines[3]
+
+
+def test_roberta_template_and_offset_positions(family_models):
+    """A <mask> tokenizer gets PromptBERT's RoBERTa templates; denoising shifts RoBERTa's offset positions
+    (padding_idx + 1 onwards), as written out here."""
+    from simcse_lab.training.objectives.promptbert import ROBERTA_TEMPLATES, default_templates
+
+    path = family_models["roberta"]
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    assert default_templates(tok) == ROBERTA_TEMPLATES
+    tpl = compile_template(tok, ROBERTA_TEMPLATES[0])
+    enc = Encoder(str(path), pooler="mask", precision="fp32", batch_size=2)
+    enc.set_template(ROBERTA_TEMPLATES[0], denoise=True)
+    first = model.config.pad_token_id + 1
+    for sentence, got in zip(SENTS, enc.encode(SENTS)):
+        ids = tok(sentence)["input_ids"]
+        row, k = tpl.apply(ids), len(ids) - 2
+        alone = tpl.template_only()
+        positions = [first + p if p < tpl.slot else first + p + k for p in range(len(alone))]
+        with torch.no_grad():
+            state = model(input_ids=torch.tensor([row])).last_hidden_state[0, row.index(tok.mask_token_id)]
+            delta = model(input_ids=torch.tensor([alone]), position_ids=torch.tensor([positions]),
+                          attention_mask=torch.ones(1, len(alone), dtype=torch.long)).last_hidden_state[0]
+        np.testing.assert_allclose(got, (state - delta[alone.index(tok.mask_token_id)]).numpy(), atol=1e-5)
