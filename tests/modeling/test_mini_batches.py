@@ -11,6 +11,7 @@ import torch
 
 from conftest import make_tiny_bert, masked_copy, padded_batch, random_sentences, write_lines
 
+from simcse_lab.modeling.embedder import RowRun
 from simcse_lab.modeling.mini_batches import mini_batch_chunks
 
 
@@ -71,7 +72,7 @@ def test_same_vectors_and_gradients_as_the_chunks_kept_in_memory(noisy_bert, poo
 def test_the_backbone_runs_again_in_the_backward_pass(noisy_bert):
     from simcse_lab.modeling.embedder import load_embedder
 
-    tokenizer, embedder = load_embedder(str(noisy_bert), "cls", mlp_only_train=True, mini_batch_size=3)
+    tokenizer, embedder = load_embedder(str(noisy_bert), "cls", mlp_only_train=True, rows=RowRun(mini_batch_size=3))
     embedder.train()
     calls = count_backbone_calls(embedder)
     batch = padded_batch(tokenizer, random_sentences(9, seed=2))
