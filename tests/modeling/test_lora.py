@@ -198,7 +198,7 @@ def test_memory_savers_give_the_plain_step_vectors_and_gradients(llama, memory):
         torch.testing.assert_close(saved_grads[name], grad, atol=1e-6, rtol=1e-5, msg=name)
     # not trivially equal: another seed draws other dropout masks
     torch.manual_seed(8)
-    assert not torch.allclose(embedder(**batch, chunks=4), kept)
+    assert not torch.allclose(embedder(**batch, switches=PassSwitches(chunks=4)), kept)
 
 
 def test_a_checkpoint_saved_in_bf16_trains_in_fp32_unless_asked(tmp_path, llama):
