@@ -10,18 +10,63 @@ the work done, the wall clock also counts the waiting), their medians and ratios
 seconds inside the runs with it. The STS numbers of both runs must be identical (checked).
 
     python eval/bench_eval_geometry.py --rounds 2 --output eval/eval_geometry.json
+
+It writes eval/eval_geometry.json and eval/eval_geometry.md (``render``: every number in it from the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 import sys
 import time
 
 from simcse_lab.evaluation.sts import TASKS, evaluate, format_geometry, format_table, load_task
 from simcse_lab.modeling.encoder import load_encoder
-from simcse_lab.runtime.benchmark import command_line, machine, write_json
+from simcse_lab.runtime.benchmark import command_line, machine, write_report
+
+
+RUNS = (("without", "without geometry"), ("with", "with geometry"),
+        ("geometry_part", "the geometry itself (inside the runs with it)"))
+
+
+def _row(report: dict, key: str, name: str, digits: int) -> str:
+    sec, median = report["seconds"], report["median_seconds"]
+    cpu = f"**{median['cpu_' + key]:.{digits}f}**" if key == "geometry_part" else f"{median['cpu_' + key]:.1f}"
+    return (f"| {name} | {', '.join(f'{v:.{digits}f}' for v in sec[key])} | "
+            f"{', '.join(f'{v:.{digits}f}' for v in sec['cpu_' + key])} | {cpu} |")
+
+
+def render(report: dict) -> str:
+    """eval/eval_geometry.md from its JSON alone."""
+    median, m, n = report["median_seconds"], report["machine"], report["rounds"]
+    walls = report["seconds"]["without"] + report["seconds"]["with"]
+    same = "identical" if report["sts_identical"] else "NOT identical"
+    lines = ["# What the geometry beside the STS scores costs `simcse-lab eval`", "",
+             "Command (from the repository root, `SIMCSE_LAB_DATA=../shared/data HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1`):",
+             "", f"    {report['command']}", "",
+             f"The full 7-task suite (test, {report['sentences_encoded']:,} distinct sentences), {report['model']} "
+             f"through its own modules, `--precision auto` ({report['precision']} here, on {report['device']}), "
+             "`evaluate(..., geometry=False)` against `geometry=True` on the same encoder, interleaved in one process "
+             f"(data reading outside the timers). Machine: {m['cpus']} CPUs, torch threads: {m['torch_threads']}, "
+             f"{m['platform']}. The wall clock of the evaluations ranged from {min(walls):.1f} s to "
+             f"{max(walls):.1f} s (on a shared machine it also counts the waiting); the process's CPU seconds "
+             "(`time.process_time`) measure the work done.", "",
+             f"| run | wall s ({n} runs) | CPU s ({n} runs) | median CPU s |", "|---|---|---|---|",
+             *(_row(report, key, name, 2 if key == "geometry_part" else 1) for key, name in RUNS), "",
+             f"**The geometry costs {median['cpu_geometry_part']:.2f} CPU seconds, "
+             f"{100 * report['cpu_geometry_share_of_run_without']:.1f}% of the {median['cpu_without']:.1f} CPU seconds "
+             f"of the evaluation without it** (wall clock {median['geometry_part']:.1f} s of the run's "
+             f"{median['without']:.0f} s: {100 * report['geometry_share_of_run_without']:.1f}%); the whole runs' CPU "
+             f"ratio, with/without, is {report['cpu_ratio_with_over_without']:.2f}. The STS numbers are {same} with "
+             "and without (checked by the script). What it takes: alignment (the pairs with gold > 4), uniformity "
+             "over every pair of each task's sentences (exact; float32 Gram blocks, the upper triangle only), and the "
+             f"isotropy of all {report['sentences_encoded']:,} sentences from two dim × dim Gram matrices (exact; no "
+             "SVD of the rows, no sampling).", "",
+             "Not measured: a GPU." if m.get("cuda") is None else f"GPU: {m['cuda']}.", "",
+             "The tables printed by the run:", "", "```", report["table"], "", report["geometry_table"], "```"]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -73,7 +118,8 @@ def main() -> None:
               f"{report[key + 'ratio_with_over_without']:.3f}; geometry itself {median[key + 'geometry_part']:.2f} s"
               f" = {100 * report[key + 'geometry_share_of_run_without']:.1f}% of the run without it")
     if args.output:
-        write_json(args.output, report, indent=2)
+        output = Path(args.output)
+        write_report(output.parent, output.stem, report, render, indent=2)
 
 
 if __name__ == "__main__":

@@ -382,7 +382,7 @@ def check_gradients(ctx: Context) -> None:
 
     from simcse_lab.data import registry
     from simcse_lab.modeling.batching import pad_batch
-    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.modeling.embedder import PassSwitches, load_embedder
 
     device = torch.device(ctx.device)
     tokenizer, embedder = load_embedder(ctx.model, ctx.train_pooler, mlp_only_train=False)
@@ -407,7 +407,7 @@ def check_gradients(ctx: Context) -> None:
         return vectors.detach(), grads, rng_states()
 
     embedder.mini_batch_size = 0
-    kept, kept_grads, kept_rng = run(7, chunks=chunks)
+    kept, kept_grads, kept_rng = run(7, switches=PassSwitches(chunks=chunks))
     embedder.mini_batch_size = math.ceil(rows / chunks)  # the same chunks, recomputed in backward
     cached, cached_grads, cached_rng = run(7)
     other, other_grads, _ = run(8)  # another dropout draw: what a generator not replayed would look like

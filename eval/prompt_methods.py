@@ -143,16 +143,16 @@ def render(data: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
+    from simcse_lab.runtime.benchmark import rerender, write_report
+
     if argv[:1] == ["collect"]:
-        data = collect()
-        OUT.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+        text = write_report(OUT.parent, OUT.name, collect(), render, indent=2)
     elif argv[:1] == ["render"]:
-        data = json.loads(OUT.with_suffix(".json").read_text())
+        text = rerender(OUT.with_suffix(".json"), render, write=True)
     else:
         print(__doc__, file=sys.stderr)
         return 2
-    OUT.with_suffix(".md").write_text(render(data))
-    print(render(data))
+    print(text)
     return 0
 
 

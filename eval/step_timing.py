@@ -21,7 +21,7 @@ from accelerate.utils import set_seed
 from torch.profiler import record_function
 from transformers import get_linear_schedule_with_warmup
 
-from simcse_lab.modeling.embedder import load_embedder
+from simcse_lab.modeling.embedder import RowRun, load_embedder
 from simcse_lab.runtime.precision import resolve_precision
 from simcse_lab.training.backbone import resolve_backbone
 from simcse_lab.training.config import TrainConfig
@@ -55,7 +55,7 @@ class StepRunner:
         set_seed(cfg.seed)
         resolve_backbone(cfg)  # the default pooler: the backbone family's natural one, as the training loop does
         self.tokenizer, self.embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.do_mlm,
-                                                      cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size)
+                                                      RowRun(cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size))
         if not dropout:
             for module in self.embedder.modules():
                 if isinstance(module, torch.nn.Dropout):

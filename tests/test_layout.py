@@ -242,14 +242,6 @@ def test_the_objective_check_sees_undeclared_reads():
 MAX_LINES, MAX_PARAMS = 60, 8
 # the one function allowed to be long: the training loop reads top to bottom (nanoGPT's loop is 88 lines)
 LONG_BY_DESIGN = {"simcse_lab/training/loop.py:train"}
-# functions over the limits in code other helpers are changing at the time of writing (issue 23): each named,
-# to be removed from this list as its function comes within the limits; never a whole file
-NOT_YET_WITHIN_LIMITS = {
-    "simcse_lab/commands/train.py:add_arguments",
-    "simcse_lab/modeling/embedder.py:SimCSEEmbedder.__init__",
-    "simcse_lab/modeling/embedder.py:SimCSEEmbedder.forward",
-    "simcse_lab/modeling/embedder.py:load_embedder",
-}
 
 
 def function_sizes(source: str) -> list[tuple[str, int, int]]:
@@ -290,11 +282,8 @@ def oversized() -> dict[str, str]:
 
 def test_functions_stay_within_the_size_limits():
     found = oversized()
-    new = {key: what for key, what in found.items() if key not in NOT_YET_WITHIN_LIMITS}
-    assert not new, (f"functions over {MAX_LINES} lines or {MAX_PARAMS} parameters (split them; pass a record "
-                     f"where arguments travel together):\n" + "\n".join(f"{k}: {v}" for k, v in new.items()))
-    fixed = sorted(NOT_YET_WITHIN_LIMITS - set(found))
-    assert not fixed, f"now within the limits, remove from NOT_YET_WITHIN_LIMITS: {fixed}"
+    assert not found, (f"functions over {MAX_LINES} lines or {MAX_PARAMS} parameters (split them; pass a record "
+                       f"where arguments travel together):\n" + "\n".join(f"{k}: {v}" for k, v in found.items()))
 
 
 def test_the_size_check_counts_lines_and_parameters():

@@ -19,6 +19,7 @@ activation memory of M rows, not of the batch, for one more forward pass.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -79,19 +80,42 @@ class MaskedLMHead(nn.Module):
         return self.decoder(self.norm(F.gelu(self.dense(hidden_states))))
 
 
+@dataclass(frozen=True)
+class RowRun:
+    """How a training-mode forward runs the batch's rows (``--length-chunks``, ``--pack-width``,
+    ``--mini-batch-size``): in that many length-sorted chunks, packed into rows of ``pack_width`` tokens, or in
+    chunks of at most ``mini_batch_size`` rows recomputed in the backward pass (0: off)."""
+    length_chunks: int = 1
+    pack_width: int = 0
+    mini_batch_size: int = 0
+
+    def __post_init__(self):
+        if self.pack_width and self.mini_batch_size:
+            raise ValueError("pack_width and mini_batch_size cannot be combined")
+
+
+@dataclass(frozen=True)
+class PassSwitches:
+    """One forward's own choices: ``chunks``, the length-sorted chunks to run (None: ``length_chunks`` in
+    training mode, else 1); ``pack``, pack the sentences into rows of ``pack_width`` (None: in training mode when
+    it is set); ``mlm_only``, the masked-token loss alone (``--objective mntp``), no sentence vectors."""
+    chunks: int | None = None
+    pack: bool | None = None
+    mlm_only: bool = False
+
+
 class SimCSEEmbedder(nn.Module):
     """``lm_head``: the head of the masked-token loss when it is the model's own (MNTP: its causal LM head, kept in
     training checkpoints, not in exports; None with ``do_mlm``: SimCSE's fresh :class:`MaskedLMHead`); the family's
     declared ``masked_lm.shift`` says which position predicts a masked token (0: its own; 1: the one before)."""
 
     def __init__(self, backbone: nn.Module, pooler: str = "cls", mlp_only_train: bool = False, do_mlm: bool = False,
-                 length_chunks: int = 1, pack_width: int = 0, mini_batch_size: int = 0,
-                 projection: nn.Linear | None = None, normalize: bool = False, lm_head: nn.Module | None = None):
+                 rows: RowRun = RowRun(), projection: nn.Linear | None = None, normalize: bool = False,
+                 lm_head: nn.Module | None = None):
         super().__init__()
         check_pooler(pooler)
-        if pack_width and mini_batch_size:
-            raise ValueError("pack_width and mini_batch_size cannot be combined")
-        self.length_chunks, self.pack_width, self.mini_batch_size = length_chunks, pack_width, mini_batch_size
+        self.length_chunks, self.pack_width, self.mini_batch_size = rows.length_chunks, rows.pack_width, \
+            rows.mini_batch_size
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None  # the backbone's own pooler layer is not SimCSE's MLP and would get no gradient
         self.backbone = backbone
@@ -131,22 +155,20 @@ class SimCSEEmbedder(nn.Module):
         return "cls_before_pooler" if self.pooler == "cls" and self.mlp_only_train else self.pooler
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler: str | None = None,
-                mlm_input_ids=None, mlm_labels=None, chunks: int | None = None, pack: bool | None = None,
-                mlm_only: bool = False, **pooling_only):
+                mlm_input_ids=None, mlm_labels=None, switches: PassSwitches = PassSwitches(), **pooling_only):
         """Sentence vectors (batch, dim); with ``mlm_input_ids``/``mlm_labels`` also the auxiliary MLM loss,
         as (vectors, mlm_loss), from a second pass over the masked inputs (SimCSE's ``do_mlm``).
-        ``chunks``: length-sorted chunks to run (default: ``length_chunks`` in training mode, else 1);
-        ``pack``: pack the sentences into rows of ``pack_width`` (default: in training mode when it is set).
+        ``switches``: this pass's chunks, packing, MLM alone (:class:`PassSwitches`).
         With ``mini_batch_size``, in training mode with gradients on, at least as many chunks as hold that many
         rows each, recomputed in the backward pass. ``pooling_only``: the batch entries only the poolers read
         (:data:`~simcse_lab.modeling.pooling.POOLING_ONLY`): ``embed_mask``, the tokens to pool where an instruction
         precedes the sentences, ``template_mask``, the template's mask token (:mod:`simcse_lab.modeling.pooling`).
-        ``mlm_only``: the masked-token loss alone (``--objective mntp``), no sentence vectors. With a continuous prompt
-        (ConPVP) the sentences are embedded through it, whatever the pooler and chunking: plain sentences as its
+        With a continuous prompt (ConPVP) the sentences are embedded through it, whatever the pooler and chunking: plain sentences as its
         anchors, or prompted rows with their ``layout`` (:mod:`simcse_lab.modeling.continuous_prompt`)."""
         if self.continuous_prompt is not None:
             return self._prompted(input_ids, attention_mask, token_type_ids, pooling_only)
         pooler = pooler or self.active_pooler
+        chunks, pack, mlm_only = switches.chunks, switches.pack, switches.mlm_only
         if chunks is None:
             chunks = self.length_chunks if self.training else 1
         rows = input_ids.shape[0]
@@ -302,20 +324,20 @@ def set_attention(backbone, family, bidirectional: bool):
     return set_bidirectional(backbone, bidirectional) if family.causal else backbone
 
 
-def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, length_chunks: int = 1,
-                  pack_width: int = 0, mini_batch_size: int = 0, projection: bool = False,
-                  setup: BackboneSetup | None = None):
+def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = False, rows: RowRun = RowRun(),
+                  projection: bool = False, setup: BackboneSetup | None = None):
     """(tokenizer, SimCSEEmbedder) from a model spec (alias, HF dir, sentence-transformers dir, hub id). A
     sentence-transformers directory's projection head (Sentence-T5's bias-free Dense [+ Normalize]) is kept;
     ``projection`` adds a fresh one (+ normalisation) where the model has none. A decoder LLM family's backbone
     comes causal, as shipped (training then sets its attention: :func:`set_attention`), and its tokenizer
     appends EOS where the family says so. ``setup``: how the backbone is built for training
     (:class:`~simcse_lab.modeling.lora.BackboneSetup`: weights dtype, gradient checkpointing, an adapter merged
-    first, a new LoRA adapter); the default builds it as it always was."""
+    first, a new LoRA adapter); the default builds it as it always was. ``rows``: how training runs the batch's
+    rows (:class:`RowRun`)."""
     setup = setup or BackboneSetup()
     path = backbone_path(model)
     config = backbone_config(model, path)
-    family = check_family(model, config, pooler, do_mlm, pack_width)
+    family = check_family(model, config, pooler, do_mlm, rows.pack_width)
     lm_head = None
     try:
         tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, model), model, family.append_eos)
@@ -337,8 +359,8 @@ def load_embedder(model: str, pooler: str, mlp_only_train: bool, do_mlm: bool = 
     layer, normalize = head if head is not None else (None, False)
     if lm_head is not None and setup.lora_r:
         lm_head.requires_grad_(False)  # the model's own LM head stays as it is under LoRA (LLM2Vec's MNTP)
-    embedder = SimCSEEmbedder(prepare_backbone(backbone, setup), pooler, mlp_only_train, do_mlm, length_chunks,
-                              pack_width, mini_batch_size, layer, normalize, lm_head)
+    embedder = SimCSEEmbedder(prepare_backbone(backbone, setup), pooler, mlp_only_train, do_mlm, rows, layer,
+                              normalize, lm_head)
     if setup.lora_r:  # after the embedder dropped the backbone's own pooler layer: no adapter goes on it
         embedder.backbone = add_lora(embedder.backbone, setup, family)
     embedder.float_outputs = setup.weights_dtype != "fp32"

@@ -34,7 +34,7 @@ from simcse_lab.evaluation.dev import selection_metrics
 from simcse_lab.evaluation.sts import parse_tasks
 from simcse_lab.evaluation.tasks import parse_select
 from simcse_lab.io import write_json
-from simcse_lab.modeling.embedder import load_embedder, set_attention
+from simcse_lab.modeling.embedder import RowRun, load_embedder, set_attention
 from simcse_lab.modeling.lora import BackboneSetup
 from simcse_lab.runtime.provenance import make_deterministic
 from simcse_lab.runtime.precision import ACCELERATE_NAMES, training_device_type, training_precision
@@ -119,7 +119,7 @@ def train(cfg: TrainConfig) -> dict:
         make_deterministic()
     set_seed(cfg.seed)
     tokenizer, embedder = load_embedder(cfg.model, cfg.pooler, cfg.mlp_only_train, cfg.needs_lm_head,
-                                        cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size, cfg.projection,
+                                        RowRun(cfg.length_chunks, cfg.pack_width, cfg.mini_batch_size), cfg.projection,
                                         BackboneSetup.from_config(cfg))
     set_attention(embedder.backbone, embedder.family, cfg.bidirectional)  # a decoder LLM's --bidirectional
     embedder.instruction = cfg.instruction  # saved with the model (its recipe; a sentence-transformers default prompt)

@@ -14,6 +14,8 @@ import copy
 
 import torch
 
+from simcse_lab.modeling.embedder import PassSwitches
+
 IGNORE = -100
 # --mlm-masking -> (share of the chosen tokens that become the mask token, share up to which the rest become a
 # random token): 80/10/10 = 80% mask, 10% random, 10% kept
@@ -89,5 +91,5 @@ class MaskedLMAuxiliary:
     def loss_alone(self, **inputs) -> torch.Tensor:
         """The masked-token loss of ``inputs`` without sentence vectors (``--objective mntp``)."""
         masked, labels = self.masked(inputs)
-        self.loss = self.model(**inputs, mlm_input_ids=masked, mlm_labels=labels, mlm_only=True)
+        self.loss = self.model(**inputs, mlm_input_ids=masked, mlm_labels=labels, switches=PassSwitches(mlm_only=True))
         return self.loss

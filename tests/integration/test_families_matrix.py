@@ -440,6 +440,7 @@ def test_pooler_equals_a_loop_over_rows(matrix, family, pooler):
     token (gpt2-nopad) pads with a fallback the mask hides. A pooler that cannot work on the family (no summary
     token; cls without pooler weights) is a one-line refusal naming one that fits."""
     from simcse_lab.errors import UserError
+    from simcse_lab.modeling.embedder import PassSwitches, RowRun
 
     spec = ALL[family]
     sentences = SENTENCES + (matrix.long[:2] if spec.usable_length else [])
@@ -484,12 +485,15 @@ def batch_of(tokenizer, sentences: list[str]) -> dict:
 
 @pytest.mark.parametrize("family", NINE)
 def test_length_chunks_equal_the_padded_batch(still_family_models, matrix, family):
+    from simcse_lab.modeling.embedder import PassSwitches
+
     pooler = natural_pooler(family)
     tokenizer, embedder = still_embedder(still_family_models[family], pooler)
     batch = batch_of(tokenizer, SENTENCES * 2 + matrix.long[:1])
-    whole = embedder(**batch, chunks=1)
+    whole = embedder(**batch, switches=PassSwitches(chunks=1))
     for chunks in (2, 3):
-        torch.testing.assert_close(embedder(**batch, chunks=chunks), whole, atol=1e-5, rtol=1e-5)
+        parts = embedder(**batch, switches=PassSwitches(chunks=chunks))
+        torch.testing.assert_close(parts, whole, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", NINE)
@@ -497,17 +501,19 @@ def test_packing_equals_the_padded_batch_or_is_refused(still_family_models, fami
     """Packing is exact for BERT, ELECTRA and the offset families (positions padding_idx + 1 + arange(n)); any
     other family may refuse it in one line naming length_chunks."""
     from simcse_lab.errors import UserError
+    from simcse_lab.modeling.embedder import PassSwitches, RowRun
 
     spec = ALL[family]
     try:
-        tokenizer, embedder = still_embedder(still_family_models[family], natural_pooler(family), pack_width=48)
+        tokenizer, embedder = still_embedder(still_family_models[family], natural_pooler(family),
+                                             rows=RowRun(pack_width=48))
     except UserError as err:
         print(f"REFUSED {family} packing: {err}")
         assert not spec.packable, f"{family}: packing refused: {err}"
         assert "\n" not in str(err) and "length_chunks" in str(err)
         return
     batch = batch_of(tokenizer, SENTENCES * 3)
-    whole = embedder(**batch, pack=False, chunks=1)
+    whole = embedder(**batch, switches=PassSwitches(chunks=1, pack=False))
     seen = []
     hook = embedder.backbone.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)

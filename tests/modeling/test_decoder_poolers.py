@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from simcse_lab.errors import UserError
+from simcse_lab.modeling.embedder import PassSwitches, RowRun
 from simcse_lab.modeling.pooling import embed_mask, instruction_length, pool
 
 LENGTHS = [5, 2, 7, 1, 4]
@@ -330,12 +331,13 @@ def test_chunks_and_mini_batches_keep_the_vectors(decoder, pooler):
     batch, _ = _forward(model, tokenizer, [INSTRUCTION + s for s in SENTENCES], "right")
     batch = {**batch, "embed_mask": embed_mask(batch["attention_mask"], 3)}
     plain = SimCSEEmbedder(load_model(str(path)), pooler).train()
-    want = plain(**batch, chunks=1)
-    torch.testing.assert_close(plain(**batch, chunks=3), want, rtol=0, atol=1e-5)
-    cached = SimCSEEmbedder(load_model(str(path)), pooler, mini_batch_size=2).train()
-    torch.testing.assert_close(cached(**batch, chunks=1), want, rtol=0, atol=1e-5)
+    want = plain(**batch, switches=PassSwitches(chunks=1))
+    torch.testing.assert_close(plain(**batch, switches=PassSwitches(chunks=3)), want, rtol=0, atol=1e-5)
+    cached = SimCSEEmbedder(load_model(str(path)), pooler, rows=RowRun(mini_batch_size=2)).train()
+    torch.testing.assert_close(cached(**batch, switches=PassSwitches(chunks=1)), want, rtol=0, atol=1e-5)
     if pooler == "weighted_avg":  # the mask is read (last_token reads the last token either way)
-        assert not torch.allclose(plain(**{k: v for k, v in batch.items() if k != "embed_mask"}, chunks=1), want)
+        unmasked = {k: v for k, v in batch.items() if k != "embed_mask"}
+        assert not torch.allclose(plain(**unmasked, switches=PassSwitches(chunks=1)), want)
 
 
 def test_analyze_layer_profile_embeds_with_the_instruction(decoder, tmp_path):

@@ -10,6 +10,7 @@ import torch
 
 from conftest import make_tiny_bert, masked_copy, padded_batch, random_sentences, write_lines
 
+from simcse_lab.modeling.embedder import PassSwitches, RowRun
 from simcse_lab.modeling.length_chunks import chunk_plan, chunked_forward, row_extents
 from simcse_lab.runtime.flops import forward_flops, layer_flops, padded_widths
 
@@ -51,12 +52,12 @@ def test_chunked_forward_equals_the_padded_batch_with_dropout_off(still_bert, po
     tokenizer, embedder = load_embedder(str(still_bert), pooler, mlp_only_train=False)
     embedder.train()
     batch = padded_batch(tokenizer, random_sentences(13, seed=1, lengths=(1, 20)))
-    whole = embedder(**batch, chunks=1)
+    whole = embedder(**batch, switches=PassSwitches(chunks=1))
     whole.square().sum().backward()
     grads = {n: p.grad.clone() for n, p in embedder.named_parameters() if p.grad is not None}
     embedder.zero_grad()
     for chunks in (2, 4, 13):
-        parts = embedder(**batch, chunks=chunks)
+        parts = embedder(**batch, switches=PassSwitches(chunks=chunks))
         torch.testing.assert_close(parts, whole, atol=1e-5, rtol=1e-5)
         parts.square().sum().backward()
         for name, p in embedder.named_parameters():
@@ -73,11 +74,12 @@ def test_chunked_mlm_loss_is_the_mean_over_the_whole_batch(still_bert):
     batch = padded_batch(tokenizer, random_sentences(10, seed=2, lengths=(2, 20)))
     masked, labels = masked_copy(tokenizer, batch)
     assert (labels != -100).sum() > 0
-    whole_vectors, whole_loss = embedder(**batch, mlm_input_ids=masked, mlm_labels=labels, chunks=1)
+    whole_vectors, whole_loss = embedder(**batch, mlm_input_ids=masked, mlm_labels=labels,
+                                         switches=PassSwitches(chunks=1))
     logits = embedder.lm_head(embedder.backbone(**{**batch, "input_ids": masked}).last_hidden_state)
     by_hand = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
     torch.testing.assert_close(whole_loss, by_hand, atol=1e-5, rtol=1e-5)
-    vectors, loss = embedder(**batch, mlm_input_ids=masked, mlm_labels=labels, chunks=3)
+    vectors, loss = embedder(**batch, mlm_input_ids=masked, mlm_labels=labels, switches=PassSwitches(chunks=3))
     torch.testing.assert_close(vectors, whole_vectors, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(loss, whole_loss, atol=1e-5, rtol=1e-5)
 
@@ -85,7 +87,7 @@ def test_chunked_mlm_loss_is_the_mean_over_the_whole_batch(still_bert):
 def test_eval_mode_runs_the_batch_as_given(still_bert):
     from simcse_lab.modeling.embedder import load_embedder
 
-    _, embedder = load_embedder(str(still_bert), "avg", mlp_only_train=False, length_chunks=4)
+    _, embedder = load_embedder(str(still_bert), "avg", mlp_only_train=False, rows=RowRun(length_chunks=4))
     calls = []
     embedder.backbone.register_forward_hook(lambda module, args, kwargs, out: calls.append(1), with_kwargs=True)
     mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 0, 0]])

@@ -20,6 +20,7 @@ import torch
 from conftest import WORDS, killed_at_checkpoint, padded_batch, random_sentences, write_lines
 
 from simcse_lab.errors import UserError
+from simcse_lab.modeling.embedder import PassSwitches
 from simcse_lab.modeling.lora import BackboneSetup
 
 pytest.importorskip("peft")
@@ -180,7 +181,7 @@ def test_memory_savers_give_the_plain_step_vectors_and_gradients(llama, memory):
     embedder.train()
     batch = padded_batch(tokenizer, random_sentences(13, seed=1, lengths=(1, 20)))
     weights = torch.randn(13, 32, generator=torch.Generator().manual_seed(0))
-    kept, kept_grads = step_gradients(embedder, batch, weights, chunks=4)
+    kept, kept_grads = step_gradients(embedder, batch, weights, switches=PassSwitches(chunks=4))
     if memory == "mini_batch_size":
         embedder.mini_batch_size = 4  # 13 rows -> 4 chunks, recomputed in backward
         saved, saved_grads = step_gradients(embedder, batch, weights)
@@ -189,7 +190,7 @@ def test_memory_savers_give_the_plain_step_vectors_and_gradients(llama, memory):
         tokenizer, embedder = lora_embedder(llama, lora_dropout=0.2, gradient_checkpointing=True)
         embedder.load_state_dict(state)  # the same adapter (lora_A is drawn at random when it is made)
         embedder.train()
-        saved, saved_grads = step_gradients(embedder, batch, weights, chunks=4)
+        saved, saved_grads = step_gradients(embedder, batch, weights, switches=PassSwitches(chunks=4))
     torch.testing.assert_close(saved, kept, atol=0, rtol=0)
     assert saved_grads.keys() == kept_grads.keys() and len(kept_grads) == 28
     for name, grad in kept_grads.items():
@@ -197,7 +198,7 @@ def test_memory_savers_give_the_plain_step_vectors_and_gradients(llama, memory):
         torch.testing.assert_close(saved_grads[name], grad, atol=1e-6, rtol=1e-5, msg=name)
     # not trivially equal: another seed draws other dropout masks
     torch.manual_seed(8)
-    assert not torch.allclose(embedder(**batch, chunks=4), kept)
+    assert not torch.allclose(embedder(**batch, switches=PassSwitches(chunks=4)), kept)
 
 
 def test_a_checkpoint_saved_in_bf16_trains_in_fp32_unless_asked(tmp_path, llama):

@@ -11,6 +11,7 @@ import torch
 
 from conftest import make_tiny_bert, masked_copy, padded_batch, random_sentences, write_lines
 
+from simcse_lab.modeling.embedder import PassSwitches, RowRun
 from simcse_lab.modeling.mini_batches import mini_batch_chunks
 
 
@@ -53,7 +54,7 @@ def test_same_vectors_and_gradients_as_the_chunks_kept_in_memory(noisy_bert, poo
         calls.clear()
         return vectors.detach(), grads, forward_calls, torch.get_rng_state()
 
-    kept, kept_grads, kept_calls, kept_rng = run(chunks=4)        # 4 chunks, every activation kept
+    kept, kept_grads, kept_calls, kept_rng = run(switches=PassSwitches(chunks=4))  # 4 chunks, every activation kept
     embedder.mini_batch_size = 4                                   # 13 rows -> 4 chunks, recomputed
     cached, cached_grads, cached_calls, cached_rng = run()
     assert kept_calls == cached_calls == 4 and len(calls) == 0
@@ -65,13 +66,13 @@ def test_same_vectors_and_gradients_as_the_chunks_kept_in_memory(noisy_bert, poo
     # the equality is not trivial: dropout is on, and another seed gives other vectors
     embedder.mini_batch_size = 0
     torch.manual_seed(8)
-    assert not torch.allclose(embedder(**batch, chunks=4), kept)
+    assert not torch.allclose(embedder(**batch, switches=PassSwitches(chunks=4)), kept)
 
 
 def test_the_backbone_runs_again_in_the_backward_pass(noisy_bert):
     from simcse_lab.modeling.embedder import load_embedder
 
-    tokenizer, embedder = load_embedder(str(noisy_bert), "cls", mlp_only_train=True, mini_batch_size=3)
+    tokenizer, embedder = load_embedder(str(noisy_bert), "cls", mlp_only_train=True, rows=RowRun(mini_batch_size=3))
     embedder.train()
     calls = count_backbone_calls(embedder)
     batch = padded_batch(tokenizer, random_sentences(9, seed=2))
@@ -107,7 +108,7 @@ def test_only_the_inputs_are_kept_for_the_backward_pass(noisy_bert):
             embedder(**batch, **kwargs).sum().backward()
         return total[0]
 
-    kept = saved_bytes(chunks=4)
+    kept = saved_bytes(switches=PassSwitches(chunks=4))
     embedder.mini_batch_size = 8
     cached = saved_bytes()
     assert kept > 1_000_000 and cached < kept / 20, (kept, cached)
@@ -124,7 +125,8 @@ def test_mlm_loss_equals_the_chunks_kept_in_memory(noisy_bert):
     for mini_batch_size, chunks in ((0, 3), (4, None)):
         embedder.mini_batch_size = mini_batch_size
         torch.manual_seed(1)
-        vectors, loss = embedder(**batch, mlm_input_ids=masked, mlm_labels=labels, chunks=chunks)
+        vectors, loss = embedder(**batch, mlm_input_ids=masked, mlm_labels=labels,
+                                  switches=PassSwitches(chunks=chunks))
         (vectors.sum() + loss).backward()
         grad = embedder.lm_head.dense.weight.grad.clone()
         embedder.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@ import torch
 
 from conftest import make_tiny_bert, random_sentences
 
+from simcse_lab.modeling.embedder import PassSwitches, RowRun
 from simcse_lab.modeling.packing import is_prefix_mask, pack_rows
 
 
@@ -29,11 +30,11 @@ def test_packed_forward_equals_the_padded_batch_with_dropout_off(still_bert, poo
     from simcse_lab.modeling.batching import pad_batch
     from simcse_lab.modeling.embedder import load_embedder
 
-    tokenizer, embedder = load_embedder(str(still_bert), pooler, mlp_only_train=False, pack_width=24)
+    tokenizer, embedder = load_embedder(str(still_bert), pooler, mlp_only_train=False, rows=RowRun(pack_width=24))
     embedder.train()
     ids = tokenizer(random_sentences(11, seed=7, lengths=(1, 16)), truncation=True, max_length=20)["input_ids"]
     batch = pad_batch(ids, tokenizer.pad_token_id, [[0] * len(i) for i in ids])
-    whole = embedder(**batch, pack=False, chunks=1)
+    whole = embedder(**batch, switches=PassSwitches(chunks=1, pack=False))
     whole.square().sum().backward()
     grads = {n: p.grad.clone() for n, p in embedder.named_parameters() if p.grad is not None}
     embedder.zero_grad()
@@ -63,11 +64,11 @@ def test_packing_is_exact_for_the_packable_families(tmp_path, model_type):
 
     path = make_tiny(tmp_path / model_type, model_type, seed=3)
     for pooler in ("cls", "avg_top2"):
-        tokenizer, embedder = load_embedder(str(path), pooler, mlp_only_train=False, pack_width=24)
+        tokenizer, embedder = load_embedder(str(path), pooler, mlp_only_train=False, rows=RowRun(pack_width=24))
         embedder.train()
         ids = tokenizer(random_sentences(9, seed=4, lengths=(1, 16)), truncation=True, max_length=20)["input_ids"]
         batch = pad_batch(ids, tokenizer.pad_token_id)
-        whole = embedder(**batch, pack=False, chunks=1)
+        whole = embedder(**batch, switches=PassSwitches(chunks=1, pack=False))
         packed = embedder(**batch)  # training mode with pack_width set: packed
         torch.testing.assert_close(packed, whole, atol=1e-5, rtol=1e-5)
 
@@ -84,6 +85,6 @@ def test_packing_refuses_a_family_where_it_is_not_exact(tmp_path, model_type):
     path = make_tiny(tmp_path / model_type, model_type)
     pooler = "avg"
     with pytest.raises(UserError, match="pack_width: packed rows would not equal the padded batch"):
-        load_embedder(str(path), pooler, mlp_only_train=False, pack_width=64)
-    _, embedder = load_embedder(str(path), pooler, mlp_only_train=False, length_chunks=2)  # chunks are fine
+        load_embedder(str(path), pooler, mlp_only_train=False, rows=RowRun(pack_width=64))
+    _, embedder = load_embedder(str(path), pooler, mlp_only_train=False, rows=RowRun(length_chunks=2))  # chunks: fine
     assert embedder.length_chunks == 2

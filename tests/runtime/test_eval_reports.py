@@ -16,14 +16,15 @@ EVAL = Path(__file__).resolve().parents[2] / "eval"
 # eval/STEM.md -> the script whose render(report) writes it from eval/STEM.json
 RENDERED = {
     "bench_llm": "bench_llm", "bench_llm_12layers": "bench_llm", "bench_llm_pair": "bench_llm",
-    "mini_batches": "bench_mini_batches", "roofline": "bench_roofline", "scale": "bench_scale",
-    "serving": "bench_serving", "step_changes": "bench_step_changes", "train_bench": "bench_train",
+    "eval_geometry": "bench_eval_geometry", "mini_batches": "bench_mini_batches", "prompt_methods": "prompt_methods",
+    "roofline": "bench_roofline", "scale": "bench_scale", "serving": "bench_serving",
+    "step_changes": "bench_step_changes", "sts_speed": "bench_sts_speed", "train_bench": "bench_train",
     "train_runs": "record_train_runs",
 }
 # written by hand around a run's JSON (or without one): prose with numbers the JSON does not hold
 HAND_WRITTEN = {
-    "eval_geometry": "analysis of eval/eval_geometry.json plus a separate measurement of the earlier functions",
-    "sts_speed": "analysis of eval/sts_speed.json plus a profile and matmul rates measured apart",
+    "compare_poolers": "notes around `compare`'s own output (compare_poolers.json is the scores.json it wrote, "
+                       "its table the scores.md), with the commands and their timings read by hand",
     "train_2proc": "a two-process run's log read by hand (no JSON)",
     "gpu_check": "how to run eval/gpu_check.py on the device machine (its JSON is the check's own output)",
 }

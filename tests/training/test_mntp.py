@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from simcse_lab.errors import UserError
+from simcse_lab.modeling.embedder import PassSwitches
 from simcse_lab.training.mlm import IGNORE, MASKINGS, mask_tokens
 
 SENTENCES = ["the cat sat on the table", "a dog ran", "the big red house under a tree", "man plays guitar slowly"]
@@ -57,7 +58,7 @@ def test_mntp_loss_equals_the_explicit_shifted_labels(decoder):
     assert (labels != IGNORE).sum() >= 4
     with torch.no_grad():
         loss = embedder(batch["input_ids"], batch["attention_mask"], mlm_input_ids=masked, mlm_labels=labels,
-                        mlm_only=True)
+                        switches=PassSwitches(mlm_only=True))
         causal = AutoModelForCausalLM.from_pretrained(decoder).eval()
         logits = causal(input_ids=masked, attention_mask=batch["attention_mask"]).logits
         hf_loss = causal(input_ids=masked, attention_mask=batch["attention_mask"], labels=labels).loss

@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from simcse_lab.modeling.embedder import PassSwitches
 from simcse_lab.modeling.lora import frozen_names, load_trained_state, trained_state
 
 
@@ -46,8 +47,9 @@ class MomentumEncoder(nn.Module):
     def forward(self, **inputs) -> torch.Tensor:
         # no dropout, but the training pooler (with the MLP), so queued vectors live where the online ones do;
         # packed or in length-sorted chunks as the online pass is (eval mode alone would run the padded batch)
-        return self.model(**inputs, pooler=self.model.pooler, chunks=getattr(self.model, "length_chunks", 1),
-                          pack=bool(getattr(self.model, "pack_width", 0)))
+        switches = PassSwitches(chunks=getattr(self.model, "length_chunks", 1),
+                                pack=bool(getattr(self.model, "pack_width", 0)))
+        return self.model(**inputs, pooler=self.model.pooler, switches=switches)
 
 
 class EmbeddingQueue:
