@@ -525,3 +525,14 @@ def check_replaceable(path, kind: str, overwrite: bool, sources=()) -> None:
     problem = _replace_problem(path, kind)
     if problem:
         raise UserError(problem)
+
+
+def read_json(path, missing: str = "no such file"):
+    """A JSON file's content, or one line naming the file and the problem (``missing``: what its absence means)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: {missing}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: not a JSON file ({err})") from None

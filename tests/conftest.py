@@ -233,3 +233,19 @@ def explicit_delta(model, tok, tpl, k: int):
         out = model(input_ids=torch.tensor([row]), position_ids=torch.tensor([positions]),
                     attention_mask=torch.ones(1, len(row), dtype=torch.long)).last_hidden_state
     return out[0, row.index(tok.mask_token_id)]
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Loading any model (or index) is a test failure: the checks must come first."""
+    import sys
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr("simcse_lab.modeling.encoder.Encoder", refuse)
+    monkeypatch.setattr("simcse_lab.modeling.encoder.OnnxEncoder", refuse)
+    monkeypatch.setattr("simcse_lab.modeling.embedder.load_embedder", refuse)
+    if "simcse_lab.training.loop" in sys.modules:  # imported by an earlier test: it holds its own name for it
+        monkeypatch.setattr("simcse_lab.training.loop.load_embedder", refuse)
+    monkeypatch.setattr("simcse_lab.search.index.Index", refuse)

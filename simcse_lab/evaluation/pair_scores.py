@@ -19,6 +19,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from simcse_lab.errors import UserError
+from simcse_lab.io import read_json
 
 FORMAT = 1
 TEST_SCORES = "test_scores.json"  # a training run's test table with its per-pair scores, beside summary.json
@@ -115,12 +116,7 @@ def task_pairs(task: str, entry: dict, source: str) -> TaskPairs:
 def read_scores(path: str | Path) -> ScoredResult:
     """An ``eval --save-scores`` JSON file, checked (one line naming the file and the problem)."""
     path = Path(path)
-    try:
-        result = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: not a JSON file ({err})") from None
+    result = read_json(path)
     if not isinstance(result, dict):
         raise UserError(f"{path}: not an eval --output file (a JSON object)")
     return scored_result(result, str(path))

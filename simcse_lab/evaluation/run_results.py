@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from simcse_lab.errors import UserError
+from simcse_lab.io import read_json
 
 RECORD_KEY = "reproducibility"
 VALUE_WIDTH = 40  # a differing value is shown up to this many characters
@@ -38,12 +39,7 @@ def read_run(path: str | Path) -> RunResult:
     """One run's STS table (a run directory, its summary.json, or an eval JSON), one line naming the problem."""
     path = Path(path)
     file = path / "summary.json" if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{file}: no such file (a run that has not finished?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{file}: not a JSON file ({err})") from None
+    data = read_json(file, missing="no such file (a run that has not finished?)")
     table = data.get("test_after", data) if isinstance(data, dict) else None
     tasks = table.get("tasks") if isinstance(table, dict) else None
     if not isinstance(tasks, dict) or not tasks:

@@ -17,20 +17,6 @@ from simcse_lab.errors import UserError
 
 
 @pytest.fixture
-def no_model_loads(monkeypatch):
-    """Loading any model (or index) is a test failure: the checks must come first."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the arguments were checked")
-
-    monkeypatch.setattr("simcse_lab.modeling.encoder.Encoder", refuse)
-    monkeypatch.setattr("simcse_lab.modeling.embedder.load_embedder", refuse)
-    if "simcse_lab.training.loop" in sys.modules:  # imported by an earlier test: it holds its own name for it
-        monkeypatch.setattr("simcse_lab.training.loop.load_embedder", refuse)
-    monkeypatch.setattr("simcse_lab.search.index.Index", refuse)
-
-
-@pytest.fixture
 def places(tmp_path):
     (tmp_path / "existing_dir").mkdir()
     (tmp_path / "base.txt").write_text("a file\n")

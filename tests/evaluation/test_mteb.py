@@ -26,15 +26,6 @@ needs_mteb = pytest.mark.skipif(importlib.util.find_spec("mteb") is None,
 LOCAL = "SimCSELab-STSB-SentEval,SimCSELab-SICKR-SentEval"
 
 
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the arguments were checked")
-
-    monkeypatch.setattr("simcse_lab.modeling.encoder.Encoder", refuse)
-    monkeypatch.setattr("simcse_lab.modeling.encoder.OnnxEncoder", refuse)
-
-
 def succeeds(argv) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
