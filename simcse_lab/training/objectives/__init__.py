@@ -2,6 +2,8 @@
 esimcse, ESimCSE's word repetition and momentum queue, promptbert (templates, [MASK] pooling, denoising),
 conpvp (a continuous prompt against positive and negated prototypes), mntp (a decoder's masked next-token
 prediction alone), and the cosine regulariser any of them can add (``--cos-reg``). Importing the package registers them.
+Extension point: a new objective is one module here, a subclass of ``base.Objective`` under ``@register(NAME)``,
+its options declared in ``training/objective_options.py`` (tests/training/test_objective_plugin.py adds one from outside).
 Tests: tests/training/test_objectives.py, tests/training/test_objective_plugin.py, tests/training/test_momentum.py, tests/training/test_repetition.py,
 tests/training/test_cos_reg.py, tests/training/test_mntp.py, tests/training/test_conpvp.py."""
 
