@@ -34,12 +34,15 @@ from simcse_lab.runtime.provenance import reproducibility_record
 from simcse_lab.training.checkpoint import (check_fits, latest_checkpoint, load_checkpoint, set_rng_state,
                                            tensor_shapes)
 from simcse_lab.training.config import TrainConfig
+from simcse_lab.training.objective_options import OBJECTIVE_OPTIONS
 from simcse_lab.training.examples import check_training_data
 
 # settings that define a run: --resume refuses to continue a checkpoint under other values
 RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "mlp_only_train", "projection",
                "max_seq_len", "epochs", "max_steps", "select", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-               "init_adapter", "weights_dtype", "attention_dropout", "bidirectional", "instruction", "merge_lora")
+               "init_adapter", "weights_dtype", "attention_dropout", "bidirectional", "instruction", "merge_lora",
+               # the loss: a checkpoint continued under another temperature or auxiliary loss is another run
+               "temperature", "do_mlm", "mlm_weight", "mlm_probability", "mlm_masking", "cos_reg")
 # and what the data is: --data names it, these say what it holds (summary["data"], kept in every checkpoint)
 DATA_KEYS = {"fingerprint": "data content", "columns": "columns"}
 
@@ -183,7 +186,8 @@ def read_resume_point(cfg: TrainConfig, out: Path, process_index: int, data: dic
         return None
     state, rng = load_checkpoint(ckpt, process_index)
     saved = state["summary"].get("config", {})
-    changed = [(k, repr(saved[k])) for k in RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)]
+    keys = RESUME_KEYS + tuple(option.name for option in OBJECTIVE_OPTIONS.get(cfg.objective, ()))
+    changed = [(k, repr(saved[k])) for k in keys if k in saved and saved[k] != getattr(cfg, k)]
     saved_data = state["summary"].get("data")
     if isinstance(saved_data, dict):
         changed += _changed_data(saved_data, data)

@@ -154,7 +154,26 @@ def test_resume_refuses_changed_run_settings_and_a_cut_metrics_line(tmp_path, ti
     with pytest.raises(UserError, match="--resume with changed objective, batch_size"):
         train(config(tmp_path, tiny_bert, output_dir=str(run), objective="esimcse", pooler="avg", max_steps=2,
                      save_steps=2, batch_size=4, resume=True))
+    # the loss's settings define the run too: the temperature, an auxiliary loss, the objective's own options
+    with pytest.raises(UserError, match=r"--resume with changed temperature, cos_reg \(saved: temperature=0\.05, "
+                                        r"cos_reg=0\.0\)"):
+        train(config(tmp_path, tiny_bert, output_dir=str(run), objective="unsup", pooler="avg", max_steps=2,
+                     save_steps=2, temperature=0.1, cos_reg=0.5, resume=True))
     # same settings: resumes at step 2 (already done), keeps the complete records, drops the cut one
     train(config(tmp_path, tiny_bert, output_dir=str(run), objective="unsup", pooler="avg", max_steps=2,
                  save_steps=2, resume=True))
+    assert sorted(losses(run)) == [1, 2]
+
+
+def test_resume_refuses_a_changed_option_of_its_objective_only(tmp_path, tiny_bert):
+    from simcse_lab.training.loop import train
+
+    run = tmp_path / "run"
+    settings = dict(output_dir=str(run), objective="esimcse", pooler="avg", max_steps=2, save_steps=2)
+    train(config(tmp_path, tiny_bert, **settings))
+    with pytest.raises(UserError, match=r"--resume with changed momentum, momentum_half_life "
+                                        r"\(saved: momentum=0\.995, momentum_half_life=0\.0\)"):
+        train(config(tmp_path, tiny_bert, **settings, momentum_half_life=6.0, resume=True))
+    # an option of another objective has no effect on this run: resuming with it changed is the same run
+    train(config(tmp_path, tiny_bert, **settings, hard_negative_weight=1.0, resume=True))
     assert sorted(losses(run)) == [1, 2]
