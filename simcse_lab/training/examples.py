@@ -13,6 +13,7 @@ from simcse_lab.data.columns import choose_columns, listing
 from simcse_lab.data.spec import DataSpec, parse_spec
 from simcse_lab.data.streaming import check_column_types, check_first_row, source_columns
 from simcse_lab.errors import UserError
+from simcse_lab.evaluation.tasks import parse_select
 from simcse_lab.training.config import TrainConfig
 
 SHAPES = {1: "sentences", 2: "(sentence, positive) pairs", 3: "(sent0, sent1, hard_neg) triplets"}
@@ -42,9 +43,16 @@ def check_training_data(cfg: TrainConfig, fetch: bool = True) -> tuple[DataSpec,
 def data_identity(cfg: TrainConfig) -> dict:
     """What a run trains on, as its summary and checkpoints record it (and ``--resume`` checks it): the content
     fingerprint of ``cfg.data`` (the one its tokenised cache is keyed by: ``DataSpec.fingerprint``, a file's
-    sha256 read once per file state) and the columns read. Computed before any model loads."""
+    sha256 read once per file state), the columns read, and with ``--select sts:FILE:METRIC`` that file's sha256
+    (the checkpoint is chosen on it). Computed before any model loads."""
     spec, columns = check_training_data(cfg)
-    return {"fingerprint": spec.fingerprint(), "columns": columns}
+    identity = {"fingerprint": spec.fingerprint(), "columns": columns}
+    select_file = getattr(parse_select(cfg.select).task, "path", None)
+    if select_file is not None:  # --select sts:FILE:METRIC: the checkpoint is chosen on that file's content
+        from simcse_lab.data.registry import sha256_file
+
+        identity["select_sha256"] = sha256_file(select_file)
+    return identity
 
 
 def load_training_examples(cfg: TrainConfig, tokenizer, vocab_size: int | None = None,

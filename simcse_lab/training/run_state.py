@@ -44,7 +44,7 @@ RESUME_KEYS = ("objective", "model", "data", "batch_size", "seed", "pooler", "ml
                # the loss: a checkpoint continued under another temperature or auxiliary loss is another run
                "temperature", "do_mlm", "mlm_weight", "mlm_probability", "mlm_masking", "cos_reg")
 # and what the data is: --data names it, these say what it holds (summary["data"], kept in every checkpoint)
-DATA_KEYS = {"fingerprint": "data content", "columns": "columns"}
+DATA_KEYS = {"fingerprint": "data content", "columns": "columns", "select_sha256": "--select file content"}
 
 
 @dataclass
@@ -167,7 +167,7 @@ class ResumePoint:
 def _changed_data(saved: dict, data: dict) -> list[tuple[str, str]]:
     """(name, what the checkpoint holds) of each part of the data that differs; a fingerprint shown short."""
     def shown(key: str) -> str:
-        if key == "fingerprint" and isinstance(saved[key], str):
+        if key in ("fingerprint", "select_sha256") and isinstance(saved[key], str):
             return f"{saved[key][:12]}... (now {str(data.get(key))[:12]}...)"
         return repr(saved[key])
 

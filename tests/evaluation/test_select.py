@@ -126,3 +126,22 @@ def test_a_bad_select_is_one_line_before_any_model_loads(tmp_path, capsys, monke
     err = _refused(["train", "--model", str(tmp_path), "--data", str(corpus), "--output-dir", str(out),
                     "--select", select.format(bad=bad)], capsys)
     assert problem in err and not out.exists()
+
+
+def test_resume_refuses_a_select_file_whose_content_changed(tmp_path, tiny_bert, capsys):
+    """The checkpoint is chosen on the --select file's content: --resume under the same path with other pairs is
+    another run (one line, exit 2); with the same content it continues."""
+    mine = scored_file(tmp_path / "mine.jsonl", ROWS)
+    chosen, _ = train_run(tmp_path, tiny_bert, "run", "--select", f"sts:{mine}:spearman", "--save-steps", "2")
+    assert len(chosen["data"]["select_sha256"]) == 64
+    again = ["train", "--model", str(tiny_bert), "--data", str(tmp_path / "corpus.txt"), "--batch-size", "8",
+             "--max-seq-len", "16", "--lr", "1e-3", "--eval-steps", "1", "--max-steps", "3", "--test-tasks", "none",
+             "--precision", "fp32", "--log-steps", "1", "--no-progress", "--seed", "7", "--eval-batch-size", "512",
+             "--save-steps", "2", "--output-dir", str(tmp_path / "run"), "--select", f"sts:{mine}:spearman", "--resume"]
+    scored_file(mine, [(5 - s, a, b) for s, a, b in ROWS])  # other gold scores under the same name
+    err = _refused(again, capsys)
+    assert "--resume with changed --select file content" in err and "use another --output-dir" in err
+    scored_file(mine, ROWS)
+    with pytest.raises(SystemExit) as done:
+        main(again)
+    assert done.value.code == 0
