@@ -155,7 +155,27 @@ def load_peft_adapter(backbone, path: str):
                         f"(save the adapter with peft's safe_serialization=True)")
     _refuse_auto_map(Path(path))
     with quiet():
-        return peft.PeftModel.from_pretrained(backbone, path)
+        model = peft.PeftModel.from_pretrained(backbone, path)
+    _check_adapter_loaded(model, Path(path))
+    return model
+
+
+def _check_adapter_loaded(model, path: Path) -> None:
+    """Every adapter weight of the model came from the file, and the file holds no other: peft only warns about
+    missing keys (a file saved from a differently wrapped model), and leaves those weights at their initial values
+    (lora_B = 0: an adapter that changes nothing), which would embed as the base model does."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    with safe_open(str(path / ADAPTER_WEIGHTS), "pt") as f:
+        saved = set(f.keys())
+    loaded = set(get_peft_model_state_dict(model))
+    missing, unused = sorted(loaded - saved), sorted(saved - loaded)
+    if missing or unused:
+        which = f"{len(missing)} of the model's adapter weights are not in it (e.g. {missing[0]})" if missing else \
+            f"{len(unused)} of its weights fit no module of the model (e.g. {unused[0]})"
+        raise UserError(f"{path / ADAPTER_WEIGHTS}: {which}; it was saved from another model or another wrapping "
+                        f"of it")
 
 
 def load_sentence_transformer(path: str, device: str | None = None):

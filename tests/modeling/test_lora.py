@@ -509,6 +509,31 @@ def test_an_adapter_with_pickled_weights_only_is_refused(tmp_path, llama):
         load_adapter(base.backbone, str(tmp_path / "adapter"))
 
 
+def test_an_adapter_whose_weights_fit_no_module_is_refused_not_loaded_as_zero(tmp_path, llama):
+    """peft only warns when an adapter file's keys miss the model's modules (saved from another wrapping) and leaves
+    lora_B at zero: the adapter would change nothing. simcse-lab refuses it in one line; the file as saved loads."""
+    from safetensors.torch import load_file, save_file
+
+    from simcse_lab.modeling.lora import load_adapter
+
+    path, embedder, _ = adapter_dir(tmp_path, llama)
+    weights = path / "adapter_model.safetensors"
+    original = load_file(weights)
+    _, base = lora_embedder(llama, r=0)
+    loaded = load_adapter(base.backbone, str(path))
+    assert max(p.abs().max().item() for n, p in loaded.named_parameters() if "lora_B" in n) > 0.1
+    save_file({k.replace("base_model.model.", "base_model.model.model."): v for k, v in original.items()}, weights)
+    _, base = lora_embedder(llama, r=0)
+    with pytest.raises(UserError, match=r"adapter_model.safetensors: 28 of the model's adapter weights are not in it "
+                                        r"\(e\.g\. base_model\.model\.layers\.0\..*another wrapping of it"):
+        load_adapter(base.backbone, str(path))
+    save_file({**original, "base_model.model.layers.9.mlp.up_proj.lora_A.weight": torch.zeros(4, 32)}, weights)
+    _, base = lora_embedder(llama, r=0)
+    with pytest.raises(UserError, match=r"1 of its weights fit no module of the model \(e\.g\. "
+                                        r"base_model\.model\.layers\.9\.mlp\.up_proj\.lora_A\.weight\)"):
+        load_adapter(base.backbone, str(path))
+
+
 def adapter_dir(tmp_path, llama, instruction: str = "", bidirectional: bool = False) -> tuple:
     """(an adapter directory saved from a random adapter on ``llama``, its embedder, tokenizer)."""
     from simcse_lab.modeling.embedder import set_attention
