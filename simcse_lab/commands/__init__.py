@@ -45,11 +45,11 @@ def check_template_flags(model: str, pooler: str | None, template: str | None) -
     if pooler == "mask" and not template:
         import os
 
-        from simcse_lab.modeling.recipe import read_recipe
+        from simcse_lab.modeling.lora import saved_recipe
         from simcse_lab.modeling.resolve import resolve_model
 
         path = resolve_model(model)
-        recipe = read_recipe(path) if os.path.isdir(path) else None
+        recipe = saved_recipe(path) if os.path.isdir(path) else None
         if recipe is None or not recipe.template:
             raise UserError(f"--pooler mask reads the state at a template's mask token, and {model} has no saved "
                             f"template: give --template 'This sentence : \"{{sentence}}\" means [MASK] .'")

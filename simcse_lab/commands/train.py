@@ -116,7 +116,7 @@ def run(args) -> int:
         selection.task.check(selection.split)
     from simcse_lab.modeling.resolve import check_loadable
 
-    check_loadable(cfg.model)
+    _not_an_adapter(check_loadable(cfg.model).path, cfg.model)
     from simcse_lab.runtime.precision import training_precision
     from simcse_lab.training.examples import check_training_data
     from simcse_lab.training.tracking import parse_report_to
@@ -141,3 +141,15 @@ def run(args) -> int:
     finally:
         release_output_dir(cfg.output_dir)
     return 0
+
+
+def _not_an_adapter(path: str, model: str) -> None:
+    """An adapter directory is trained on as its base model with the adapter merged in (--init-adapter), which
+    --model alone would not say: one line naming that."""
+    from simcse_lab.errors import UserError
+    from simcse_lab.modeling.lora import adapter_meta, is_adapter_dir
+
+    if is_adapter_dir(path):
+        base = adapter_meta(path).base_model
+        raise UserError(f"--model {model}: an adapter directory; to train from it, give its base model and the "
+                        f"adapter: --model {base} --init-adapter {path}")

@@ -58,7 +58,8 @@ from simcse_lab.modeling.loading import default_prompt, load_sentence_transforme
 from simcse_lab.modeling.onnx_encoder import CONFIG as ONNX_CONFIG, GRAPH as ONNX_GRAPH, OnnxEncoder
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.pooling import OWN_MODULES
-from simcse_lab.modeling.recipe import EmbeddingRecipe, is_own_layout, read_recipe
+from simcse_lab.modeling.lora import adapter_meta, is_adapter_dir, saved_recipe
+from simcse_lab.modeling.recipe import EmbeddingRecipe, is_own_layout
 from simcse_lab.modeling.resolve import is_sentence_transformers_dir, resolve
 from simcse_lab.modeling.st_format import PooledLayers, layer_weights, model_recipe, save_sentence_transformer
 
@@ -119,15 +120,29 @@ def refuse_unreproducible(spec: str, fmt: str) -> None:
     """A source in simcse-lab's own layout (a decoder run bidirectionally without a config flag for it) cannot be
     written as a directory sentence-transformers / AutoModel load: one line naming the formats that can."""
     path = _source_path(spec)
-    recipe = read_recipe(path) if path is not None and Path(path).is_dir() else None
+    recipe = saved_recipe(path) if path is not None and Path(path).is_dir() else None
     if recipe is not None and recipe.continuous_prompt:
         raise UserError(f"{spec}: a ConPVP model embeds every sentence through its learned continuous prompt, which a "
                         f"{fmt} export cannot carry; use the model directory as it is with simcse-lab (eval / "
                         f"analyze / index build --model {spec}): simcse-lab's own layout, prompt included")
-    if fmt != "onnx" and path is not None and Path(path).is_dir() and is_own_layout(path):
+    if fmt != "onnx" and path is not None and Path(path).is_dir() and (is_own_layout(path) or
+                                                                      _bidirectional_adapter(path)):
         raise UserError(f"{spec}: a decoder LLM trained with bidirectional attention, which a {fmt} directory would "
                         f"run causal (transformers has no config flag for this family); export it with --format "
                         f"onnx, or use it as it is with simcse-lab (eval / index --model {spec})")
+
+
+def _bidirectional_adapter(path: str) -> bool:
+    """An adapter directory trained on a decoder run bidirectionally, on a family whose config cannot say so: its
+    merged model is what simcse-lab's own layout holds for a merged run."""
+    from simcse_lab.modeling.embedder import backbone_config
+    from simcse_lab.modeling.families import family_of
+
+    if not is_adapter_dir(path):
+        return False
+    meta = adapter_meta(path)
+    family = family_of(backbone_config(meta.base_model)) if meta.recipe.bidirectional else None
+    return family is not None and family.causal and not family.bidirectional_config
 
 
 def export_recipe(model, description: dict):

@@ -26,12 +26,13 @@ from simcse_lab.modeling.denoise import template_delta
 from simcse_lab.modeling.encoder import Encoder, use_template
 from simcse_lab.modeling.loading import require_onnx
 from simcse_lab.modeling.onnx_encoder import CONFIG as ONNX_CONFIG, GRAPH as ONNX_GRAPH
-from simcse_lab.modeling.recipe import EmbeddingRecipe, read_recipe
+from simcse_lab.modeling.lora import saved_recipe
+from simcse_lab.modeling.recipe import EmbeddingRecipe
 
 
 def saved_template(path: str | None) -> EmbeddingRecipe | None:
     """The recipe of a local model that embeds inside a template, else None."""
-    recipe = read_recipe(path) if path is not None and os.path.isdir(path) else None
+    recipe = saved_recipe(path) if path is not None and os.path.isdir(path) else None
     return recipe if recipe is not None and recipe.template else None
 
 

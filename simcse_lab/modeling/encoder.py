@@ -28,7 +28,7 @@ from simcse_lab.errors import UserError
 from simcse_lab.modeling.batching import EncodeSettings, encode_texts
 from simcse_lab.modeling.attention import is_bidirectional, set_bidirectional
 from simcse_lab.modeling.continuous_prompt import load_continuous_prompt
-from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp
+from simcse_lab.modeling.embedder import SimCSEEmbedder, backbone_mlp, load_adapter_embedder
 from simcse_lab.modeling.families import check_pooler_fits, ensure_eos, ensure_pad_token, family_of
 from simcse_lab.modeling.loading import (default_prompt, load_config, load_model, load_sentence_transformer,
                                          load_tokenizer)
@@ -37,7 +37,8 @@ from simcse_lab.modeling.pooling import (NEEDS_HIDDEN_STATES, OWN_MODULES, check
                                          embed_mask, instruction_length, instruction_prefix, model_inputs, pool)
 from simcse_lab.modeling.denoise import check_denoise, denoised
 from simcse_lab.modeling.projection import project
-from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout, read_recipe
+from simcse_lab.modeling.lora import is_adapter_dir, saved_recipe
+from simcse_lab.modeling.recipe import BACKBONE_DIR, is_own_layout
 from simcse_lab.modeling.resolve import (hub_is_sentence_transformers, is_sentence_transformers_dir, load_error,
                                          resolve_model, transformer_subdir)
 from simcse_lab.modeling.template import InputFormat, compile_template
@@ -65,7 +66,8 @@ class Encoder:
         self.device = torch.device(device) if device else default_device()
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
-        self.recipe = read_recipe(self.path) if os.path.isdir(self.path) else None
+        adapter = is_adapter_dir(self.path)  # --no-merge-lora: the base model and the adapter, merged here
+        self.recipe = saved_recipe(self.path) if os.path.isdir(self.path) else None
         # the text put before every sentence, out of the pooled tokens: asked for, else the recipe's, else none
         self.instruction = instruction if instruction is not None else (self.recipe.instruction if self.recipe else "")
         self.template, self.denoise_from = None, None  # set_template: the recipe's, or --template
@@ -73,6 +75,11 @@ class Encoder:
         self.bidirectional = bidirectional if bidirectional is not None else bool(self.recipe and
                                                                                   self.recipe.bidirectional)
         self.prompt = None  # a ConPVP model's continuous prompt (its recipe's), through which it embeds
+        if adapter:
+            self.backend = "hf"
+            self.pooler = check_pooler(pooler) if pooler is not None else None  # None: the adapter's recipe's
+            self._load_adapter(max_length)
+            return
         if self.recipe is not None and is_own_layout(self.path):  # only this loader runs it: the recipe's pooler
             self.backend = "hf"
             self.pooler = check_pooler(pooler or self.recipe.pooler)
@@ -185,18 +192,31 @@ class Encoder:
             self.hf_model, loading_info = load_model(path, config, output_loading_info=True)
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
+        self._finish_hf(max_length, [k for k in loading_info.get("missing_keys", []) if "pooler" in k])
+
+    def _load_adapter(self, max_length: int | None) -> None:
+        """An adapter directory (``train --no-merge-lora``): its base model with the adapter merged into the weights,
+        loaded as ``train`` reads it back for its test table (the base checked against the identity the adapter
+        recorded; the adapter's tokenizer), embedding by the adapter's recipe unless a pooler is given."""
+        tokenizer, embedder = load_adapter_embedder(self.path)
+        self.family, self.tokenizer = embedder.family, tokenizer
+        self.pooler = check_pooler_fits(self.family, self.pooler or self.recipe.pooler, self.model_name)
+        check_instruction(self.pooler, self.instruction)
+        self.hf_model = embedder.backbone.merge_and_unload()
+        self._finish_hf(max_length, [])
+
+    def _finish_hf(self, max_length: int | None, missing_head: list[str]) -> None:
+        """The loaded Hugging Face model made ready to encode: a decoder's attention and EOS rule, eval mode on the
+        device, the pooler's MLP head (``missing_head``: its weights the checkpoint lacked), the length limit, and
+        the recipe's template."""
         self._decoder_rules(self.hf_model, self.recipe.append_eos if self.recipe else self.family.append_eos,
                             self.bidirectional)
         self.hf_model.to(self.device).eval()
         self.mlp = backbone_mlp(self.hf_model)
         self.projection, self.normalize = None, False  # a run's projection head (from_embedder_state)
-        if self.pooler == "cls":
-            missing = [k for k in loading_info.get("missing_keys", []) if "pooler" in k]
-            if self.mlp is None or missing:
-                raise UserError(
-                    f"{self.model_name}: pooler 'cls' needs trained pooler/MLP weights, which this checkpoint "
-                    f"lacks; use --pooler cls_before_pooler"
-                )
+        if self.pooler == "cls" and (self.mlp is None or missing_head):
+            raise UserError(f"{self.model_name}: pooler 'cls' needs trained pooler/MLP weights, which this checkpoint "
+                            f"lacks; use --pooler cls_before_pooler")
         limit = self.family.max_tokens(self.hf_model.config)  # e.g. RoBERTa: 514 rows, 512 usable positions
         self.max_length = min(max_length or limit, limit)
         self.dim = self.hf_model.config.hidden_size

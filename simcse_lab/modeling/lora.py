@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simcse_lab.errors import InputError, UserError
-from simcse_lab.modeling.recipe import EmbeddingRecipe
+from simcse_lab.modeling.recipe import EmbeddingRecipe, read_recipe
+from simcse_lab.modeling.resolve import ADAPTER_CONFIG  # peft's name
 
 EXTRA = "llm"
-ADAPTER_CONFIG = "adapter_config.json"  # peft's name
 ADAPTER_META = "simcse_lab_adapter.json"  # the base model (name, identity) and the recipe the adapter trained with
 BASE_KEYS = ("base_model", "base_model_sha256")  # ADAPTER_META's fields beside the recipe's
 WEIGHTS_DTYPES = ("fp32", "bf16")
@@ -102,6 +102,12 @@ def prepare_backbone(backbone, setup: BackboneSetup):
 
 def is_adapter_dir(path) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, ADAPTER_CONFIG))
+
+
+def saved_recipe(path) -> EmbeddingRecipe | None:
+    """The recipe a local model directory embeds with: an adapter directory's (in :data:`ADAPTER_META`), else the
+    one saved beside the model (None: it has none)."""
+    return adapter_meta(path).recipe if is_adapter_dir(path) else read_recipe(path)
 
 
 def _adapter_json(path, name: str) -> dict:

@@ -29,6 +29,7 @@ from simcse_lab.modeling.recipe import is_own_layout
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 RUN_MODELS = ("best", "final")  # the models a training run directory holds, in order of preference
+ADAPTER_CONFIG = "adapter_config.json"  # peft's: a LoRA adapter directory (train --no-merge-lora writes them)
 
 
 def _offline_minilm() -> str:
@@ -49,7 +50,8 @@ class ResolvedModel:
 
 def _is_model_dir(path: Path) -> bool:
     return ((path / "modules.json").is_file() or (path / "config.json").is_file() or is_own_layout(path)
-            or ((path / "onnx_config.json").is_file() and (path / "model.onnx").is_file()))
+            or ((path / "onnx_config.json").is_file() and (path / "model.onnx").is_file())
+            or (path / ADAPTER_CONFIG).is_file())
 
 
 def resolve(spec: str) -> ResolvedModel:
@@ -62,10 +64,12 @@ def resolve(spec: str) -> ResolvedModel:
         if _is_model_dir(path):
             return ResolvedModel(str(path))
         for name in RUN_MODELS:
-            if (path / name / "modules.json").is_file() or is_own_layout(path / name):
+            if (path / name / "modules.json").is_file() or is_own_layout(path / name) or \
+                    (path / name / ADAPTER_CONFIG).is_file():
                 summary = path / "summary.json"
                 return ResolvedModel(str(path / name), summary if summary.is_file() else None)
-        raise UserError(f"{spec}: not a model directory (no config.json, modules.json or onnx_config.json) and not "
+        raise UserError(f"{spec}: not a model directory (no config.json, modules.json, onnx_config.json or "
+                        f"{ADAPTER_CONFIG}) and not "
                         f"a training run (no {' or '.join(f'{n}/' for n in RUN_MODELS)} model)")
     if spec.startswith((".", "/", "~")) or not is_hub_id(spec):
         raise UserError(f"{spec}: no such model directory, and not a hub id")

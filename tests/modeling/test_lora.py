@@ -560,6 +560,49 @@ def test_an_adapter_directory_embeds_with_its_instruction(tmp_path, llama):
     assert np.abs(encode(embedder, tokenizer, SENTENCES) - trained).max() > 1e-3  # the instruction matters
 
 
+@pytest.mark.parametrize("bidirectional, instruction", [(False, ""), (True, "Represent the sentence: ")])
+def test_an_adapter_directory_is_a_model_for_eval_index_and_export(tmp_path, llama, bidirectional, instruction,
+                                                                    capsys):
+    """eval / analyze / index (Encoder) and export read an adapter directory as its base model with the adapter
+    merged in, by the adapter's recipe: the vectors train's test table reads (1e-5); a training run whose best/ is
+    one is a model too. A bidirectional Llama (no config flag for it) exports as ONNX only; train refuses it."""
+    from simcse_lab.modeling.encoder import Encoder, load_encoder
+    from simcse_lab.training.run_state import saved_encoder
+
+    from conftest import one_line_refusal
+
+    path, _, _ = adapter_dir(tmp_path, llama, instruction=instruction, bidirectional=bidirectional)
+    trained = saved_encoder(path, "fp32", torch.device("cpu")).encode(SENTENCES)
+    encoder = Encoder(str(path), precision="fp32", device="cpu")
+    assert (encoder.pooler, encoder.bidirectional, encoder.instruction) == ("avg", bidirectional, instruction)
+    np.testing.assert_allclose(encoder.encode(SENTENCES), trained, atol=1e-5)
+    run = tmp_path / "run"
+    run.mkdir()
+    (path).rename(run / "best")
+    np.testing.assert_allclose(load_encoder(str(run), precision="fp32", device="cpu").encode(SENTENCES), trained,
+                               atol=1e-5)
+    base = Encoder(str(llama), pooler="avg", precision="fp32", device="cpu", bidirectional=bidirectional,
+                   instruction=instruction)
+    assert np.abs(base.encode(SENTENCES) - trained).max() > 1e-3  # the adapter is in the vectors
+    export = ["export", "--model", str(run / "best"), "--format", "sentence-transformers", "--output-dir",
+              str(tmp_path / "st")]
+    if bidirectional:
+        assert "export it with --format onnx" in one_line_refusal(export, capsys)
+        assert not (tmp_path / "st").exists()
+    else:
+        from simcse_lab.cli import main
+        from simcse_lab.modeling.loading import load_sentence_transformer
+
+        with pytest.raises(SystemExit) as done:
+            main(export)
+        assert done.value.code == 0
+        exported = load_sentence_transformer(str(tmp_path / "st"), device="cpu").encode(SENTENCES)
+        np.testing.assert_allclose(exported, trained, atol=1e-5)
+    err = one_line_refusal(["train", "--model", str(run / "best"), "--output-dir", str(tmp_path / "t")], capsys)
+    assert f"an adapter directory; to train from it, give its base model and the adapter: --model {llama} " \
+           f"--init-adapter {run / 'best'}" in err
+
+
 @pytest.mark.parametrize("meta, message", [
     ({"pooler": "avg"}, "no 'base_model' field"),
     ({"base_model": 5, "pooler": "avg"}, "'base_model' must be a str, not 5"),
