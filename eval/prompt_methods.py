@@ -42,11 +42,13 @@ ROWS = [
      "command": "simcse-lab train --config configs/unsup-quick.yaml --objective promptbert --pooler mask --seed S "
                 "--output-dir /work/runs/promptbert-sS (S = 1, 2, 3)"},
     {"name": "ConPVP", "kind": "after", "runs": "/work/runs/conpvp-s*", "objective": "conpvp",
-     "command": "nice -n 5 simcse-lab train --config configs/unsup-quick.yaml --objective conpvp --pooler mask --seed S "
-                "--output-dir /work/runs/conpvp-sS (--prompt-length 10, the paper's 8 prototype pairs; code of commit "
-                "eca3a04); seeds 2 and 3 with --test-tasks none (no untrained table: evaluation draws no random "
-                "numbers, so the same training), then simcse-lab eval --model /work/runs/conpvp-sS/best --output "
-                "/work/runs/conpvp-sS/test_after.json, the encoder train's test_after uses"},
+     "command": "simcse-lab train --config configs/unsup-quick.yaml --objective conpvp --pooler mask --seed S "
+                "--output-dir /work/runs/conpvp-sS (S = 1, 2, 3; --prompt-length 10, the paper's 8 prototype pairs). "
+                "Seeds 1 and 3: code of commit 0e0aad7, OMP_NUM_THREADS=1, train's own test table. Seed 2: code of "
+                "commit eca3a04 (before the layout change of issue 23, same training code path), --test-tasks none "
+                "(no untrained table: evaluation draws no random numbers, so the same training), then simcse-lab "
+                "eval --model /work/runs/conpvp-s2/best --output /work/runs/conpvp-s2/test_after.json, the encoder "
+                "train's test_after uses"},
 ]
 
 
@@ -57,7 +59,8 @@ NOTES = [
     "The PromptBERT rows are evaluated as their recipe says: first template, denoised (PromptBERT's own unsup run.sh "
     "evaluates without denoising; `eval --model RUN --no-template-denoise` gives that setting, not run here).",
     "The three PromptBERT seeds ran in parallel with each other and with other runs on 2 cores (about 33 s/step); "
-    "the unsup trials ran in the sweep alongside. Timings are not comparable; the scores are.",
+    "the unsup trials ran in the sweep alongside; ConPVP's seeds 1 and 3 ran one after the other beside a sweep "
+    "(12 s/step, one thread each). Timings are not comparable; the scores are.",
 ]
 
 

@@ -107,12 +107,14 @@ def task_names(text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()] or None
 
 
-def warn_records(records: dict[str, dict], ignore: tuple[str, ...] = ()) -> None:
+def warn_records(records: dict[str, dict], ignore: tuple[str, ...] = ()) -> list[str]:
+    """The one-line warning where the runs' reproducibility records differ, printed; kept in the report too."""
     from simcse_lab.evaluation.run_results import record_differences
 
     line = record_differences(records, ignore)
     if line:
         print(f"warning: {line}", file=sys.stderr)
+    return [line] if line else []
 
 
 def compare_pair(args) -> dict:
@@ -125,11 +127,11 @@ def compare_pair(args) -> dict:
         if a.source == b.source:
             raise UserError(f"--scores names {a.source} twice; give two results")
         tasks = check_same_pairs(a, b, task_names(args.tasks))
-        warn_records({a.source: a.record, b.source: b.record})
+        warnings = warn_records({a.source: a.record, b.source: b.record})
     else:
         a, b = scored_models(args)
-        tasks = check_same_pairs(a, b)
-    return paired_report(a, b, tasks, args.resamples, args.seed)
+        tasks, warnings = check_same_pairs(a, b), []
+    return {**paired_report(a, b, tasks, args.resamples, args.seed), "warnings": warnings}
 
 
 def scored_models(args):
@@ -191,5 +193,5 @@ def compare_groups(args) -> dict:
             if seen.setdefault(r.source, name) != name:
                 raise UserError(f"{r.source} is in both --group {seen[r.source]} and --group {name}")
     tasks = common_tasks(runs, task_names(args.tasks))
-    warn_records({r.source: r.record for r in runs}, ignore=("seed",))
-    return group_report(groups, tasks, args.resamples, args.seed, args.aso)
+    warnings = warn_records({r.source: r.record for r in runs}, ignore=("seed",))
+    return {**group_report(groups, tasks, args.resamples, args.seed, args.aso), "warnings": warnings}

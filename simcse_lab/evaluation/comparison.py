@@ -185,4 +185,5 @@ def format_markdown(report: dict, command: str) -> str:
     parts = [f"**{title}**\n\n{markdown_table(head, rows)}\n\n{verdict}"
              for title, head, rows, verdict in sections(report)]
     method = "\n".join(f"- {k}: {v}" for k, v in report["method"].items())
-    return f"# compare\n\n```\n{command}\n```\n\n" + "\n\n".join(parts) + f"\n\nMethod:\n\n{method}\n"
+    warned = "".join(f"**Warning**: {line}\n\n" for line in report.get("warnings", []))
+    return f"# compare\n\n```\n{command}\n```\n\n{warned}" + "\n\n".join(parts) + f"\n\nMethod:\n\n{method}\n"

@@ -192,6 +192,9 @@ def test_few_runs_and_differing_records(tmp_path, capsys, monkeypatch):
     assert "seed" not in printed.err
     assert "n too small for an interval" in printed.out
     assert "n too small" in (tmp_path / "few.md").read_text()
+    # the warning stays with the report it qualifies
+    assert "**Warning**: the runs differ in their reproducibility record: torch (2.12.0: 2 runs | 2.13.0: 5 runs)" \
+        in (tmp_path / "few.md").read_text()
 
 
 def test_groups_chosen_by_training_options(tmp_path, capsys, monkeypatch):
