@@ -182,11 +182,20 @@ def render(report: dict) -> str:
                      f"{run['seconds_per_step']} | {', '.join(map(str, run['step_seconds']))} | "
                      f"{run['tokens_per_step']} | {', '.join(map(str, run.get('load_average_1min', []))) or 'not recorded'} |")
     lines += [""] + verdicts(runs) + [f"- {note}" for note in report.get("notes", [])]
-    failed = [f"{r['name']} ({' / '.join(r['log_tail'])})" for r in runs.values()
+    failed = [f"{r['name']} ({_why_unfinished(r, m)})" for r in runs.values()
               if r["returncode"] != 0 or r["steps"] != report["steps"]]
     if failed:
         lines += ["", f"Runs that did not finish: {'; '.join(failed)}."]
     return "\n".join(lines) + "\n"
+
+
+def _why_unfinished(run: dict, machine: dict) -> str:
+    """A run that stopped early: the signal that killed it and its peak against the machine's memory, else its
+    log's last lines."""
+    if run["returncode"] is not None and run["returncode"] < 0:
+        return (f"killed by signal {-run['returncode']} after {run['steps']} step(s), at a process peak of "
+                f"{run['process_peak_gb']} GB of the machine's {machine.get('memory_gb', '?')} GB")
+    return " / ".join(run["log_tail"])
 
 
 def _layers_note(report: dict) -> list[str]:

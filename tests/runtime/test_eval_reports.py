@@ -16,6 +16,7 @@ EVAL = Path(__file__).resolve().parents[2] / "eval"
 # eval/STEM.md -> the script whose render(report) writes it from eval/STEM.json
 RENDERED = {
     "bench_llm": "bench_llm", "bench_llm_12layers": "bench_llm", "bench_llm_pair": "bench_llm",
+    "bench_llm_24layers": "bench_llm", "bench_llm_12layers_pair": "bench_llm",
     "eval_geometry": "bench_eval_geometry", "mini_batches": "bench_mini_batches", "prompt_methods": "prompt_methods",
     "roofline": "bench_roofline", "scale": "bench_scale", "serving": "bench_serving",
     "step_changes": "bench_step_changes", "sts_speed": "bench_sts_speed", "train_bench": "bench_train",
