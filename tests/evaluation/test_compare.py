@@ -178,7 +178,20 @@ def test_groups_over_seeds(tmp_path, capsys, monkeypatch):
     assert avg["task"] == "avg" and avg["ci"][0] > 0 and avg["aso_eps_min_a_over_b"] < 0.5
     verdict = comparison["verdict"]
     assert "both intervals exclude 0" in verdict and "hi almost stochastically dominates lo" in verdict
+    assert ("(ε_min < 0.2)" in verdict) == (avg["aso_eps_min_a_over_b"] < 0.2)
+    assert ("only weakly" in verdict) == (avg["aso_eps_min_a_over_b"] >= 0.2)
     assert "ε(A>B)" in printed.out
+
+
+@pytest.mark.parametrize("eps, words", [
+    ((0.05, 1.0), "a almost stochastically dominates b (ε_min < 0.2)"),
+    ((1.0, 0.35), "b almost stochastically dominates a only weakly (ε_min below 0.5, not below the stricter 0.2)"),
+    ((0.4, 0.45), "both below 0.5, no almost stochastic order"),
+    ((0.6, 0.9), "neither below 0.5, no almost stochastic order")])
+def test_aso_words_read_both_of_deepsigs_thresholds(eps, words):
+    from simcse_lab.evaluation.comparison import aso_words
+
+    assert aso_words("a", "b", *eps).endswith(words)
 
 
 def test_few_runs_and_differing_records(tmp_path, capsys, monkeypatch):
