@@ -100,6 +100,7 @@ def check_common(args):
     from pathlib import Path
 
     from simcse_lab.analysis import inputs
+    from simcse_lab.analysis.sections.base import at_least
     from simcse_lab.commands import _validate
     from simcse_lab.data.columns import parse_columns
     from simcse_lab.errors import UserError
@@ -109,9 +110,7 @@ def check_common(args):
         raise UserError("nothing to analyse: give --model (and --compare) and/or --trajectory")
     if args.model is None and args.compare:
         raise UserError("--compare needs --model (the reference checkpoint)")
-    for name in ("max_sentences", "max_pairs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    at_least(args, ("max_sentences", "max_pairs", "batch_size"))
     _validate.seed(args.seed)
     library_bars(args.progress)
     columns = parse_columns(args.columns)

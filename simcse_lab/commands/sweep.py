@@ -75,8 +75,9 @@ def sweep(args) -> int:
     study = open_study(storage, sweep_file)
     write_json(out / SETTINGS, _settings(url, sweep_file))
     if sweep_file.search is None:
-        queued = enqueue_missing(study, sweep_file.points())
-        print(f"sweep: {len(sweep_file.points())} points, {queued} queued now; storage {url}", flush=True)
+        points = sweep_file.points()
+        queued = enqueue_missing(study, points)
+        print(f"sweep: {len(points)} points, {queued} queued now; storage {url}", flush=True)
     if args.workers > 1:
         return _workers(args, url)
     runner = TrialRunner(sweep_file, out, args.launch, log=lambda m: print(m, flush=True))

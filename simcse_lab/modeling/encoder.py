@@ -183,10 +183,7 @@ class Encoder:
         except (OSError, ValueError) as err:
             raise load_error(self.model_name, err) from None
         self.family = family_of(config)
-        saved = self.recipe.pooler if self.recipe is not None else None
-        self.pooler = check_pooler_fits(self.family, self.pooler or saved or self.family.natural_pooler,
-                                        self.model_name)
-        check_instruction(self.pooler, self.instruction)
+        self._choose_pooler()
         try:
             self.tokenizer = ensure_pad_token(load_tokenizer(path), self.family, self.model_name)
             self.hf_model, loading_info = load_model(path, config, output_loading_info=True)
@@ -200,10 +197,17 @@ class Encoder:
         recorded; the adapter's tokenizer), embedding by the adapter's recipe unless a pooler is given."""
         tokenizer, embedder = load_adapter_embedder(self.path)
         self.family, self.tokenizer = embedder.family, tokenizer
-        self.pooler = check_pooler_fits(self.family, self.pooler or self.recipe.pooler, self.model_name)
-        check_instruction(self.pooler, self.instruction)
+        self._choose_pooler()
         self.hf_model = embedder.backbone.merge_and_unload()
         self._finish_hf(max_length, [])
+
+    def _choose_pooler(self) -> None:
+        """The pooler asked for, else the recipe's, else the family's natural one, checked against the family and
+        the instruction."""
+        saved = self.recipe.pooler if self.recipe is not None else None
+        self.pooler = check_pooler_fits(self.family, self.pooler or saved or self.family.natural_pooler,
+                                        self.model_name)
+        check_instruction(self.pooler, self.instruction)
 
     def _finish_hf(self, max_length: int | None, missing_head: list[str]) -> None:
         """The loaded Hugging Face model made ready to encode: a decoder's attention and EOS rule, eval mode on the

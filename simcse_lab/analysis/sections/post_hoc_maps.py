@@ -69,18 +69,19 @@ class PostHocMaps(Section):
 
     def measure(self, subject: Subject) -> None:
         common, memo = subject.common, subject.memo
+        plain = None  # the unmapped STS scores, once (after the first fit, where they always were computed)
         for m in self.chosen:
             fitted, seconds = fit_on_corpus(m, memo, self.corpora[m.name], self.settings[m.name], common.seed,
                                             common.progress)
+            plain = plain or evaluate(memo, list(self.sts_tasks), split=self.split, geometry=False)
             subject.summary[m.name] = {
-                **fitted.report_head(seconds), **self._sts(memo, MappedEncoder(memo, fitted), m.variant),
+                **fitted.report_head(seconds), **self._sts(plain, MappedEncoder(memo, fitted), m.variant),
                 f"sentence_after_{m.name}": sentence_metrics(fitted.apply(subject.sentence), subject.data.pairs,
                                                             common.max_pairs, common.seed)}
             subject.maps[m.variant] = fitted.apply
 
-    def _sts(self, memo, mapped, variant: str) -> dict:
-        """STS with and without the map; the plain scores come from the memo, so every map agrees on them."""
-        plain = evaluate(memo, list(self.sts_tasks), split=self.split, geometry=False)
+    def _sts(self, plain: dict, mapped, variant: str) -> dict:
+        """STS with and without the map (``plain``: the unmapped scores, from the memo, shared by every map)."""
         after = evaluate(mapped, list(self.sts_tasks), split=self.split, geometry=False)
         return {"split": self.split,
                 "sts_spearman": {task: {"plain": plain["tasks"][task]["spearman"],
