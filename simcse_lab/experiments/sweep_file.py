@@ -5,6 +5,7 @@ against the training config's own checks) before any trial starts: a bad file is
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -83,7 +84,7 @@ class SweepFile:
         """The options one trial trains with (base, then the point's), as ``train`` flags would give them."""
         return {**self.train, **options}
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """What identifies this sweep in its study: the base options, the points, the search and the metric."""
         text = json.dumps({"config": self.config, "train": self.train, "points": [p.key for p in self.points()],

@@ -34,7 +34,7 @@ from simcse_lab.modeling.families import (FAMILIES, check_pooler_fits, ensure_eo
 from simcse_lab.modeling.length_chunks import chunked_forward
 from simcse_lab.modeling.loading import load_config, load_model, load_tokenizer, load_with_lm_head
 from simcse_lab.modeling.lora import (BackboneSetup, adapter_meta, add_lora, check_adapter_base, load_adapter,
-                                     prepare_backbone)
+                                     prepare_backbone, round_base_weights)
 from simcse_lab.modeling.mini_batches import mini_batch_chunks, recomputed
 from simcse_lab.modeling.packing import is_prefix_mask, packed_forward
 from simcse_lab.modeling.pooling import NEEDS_HIDDEN_STATES, POOLING_ONLY, check_pooler, model_inputs, pool
@@ -375,7 +375,8 @@ def load_adapter_embedder(path: str):
     check_adapter_base(path, meta, meta.base_model, "adapter")
     _, embedder = load_embedder(meta.base_model, meta.recipe.pooler, mlp_only_train=False)
     family = embedder.family
-    embedder.backbone = load_adapter(set_attention(embedder.backbone, family, meta.recipe.bidirectional), path)
+    backbone = round_base_weights(set_attention(embedder.backbone, family, meta.recipe.bidirectional), meta)
+    embedder.backbone = load_adapter(backbone, path)
     embedder.instruction = meta.recipe.instruction
     try:
         tokenizer = ensure_eos(ensure_pad_token(load_tokenizer(path), family, path), path, family.append_eos)

@@ -9,7 +9,8 @@ or the ones ``--lora-targets`` names.
 
 An export is merged (:func:`merged_backbone`: a copy, the training model keeps its adapter) or an adapter
 directory (:func:`save_adapter`: peft's ``adapter_config.json`` + ``adapter_model.safetensors``, the
-tokenizer, and :data:`ADAPTER_META`: the base model, its content identity, and the
+tokenizer, and :data:`ADAPTER_META`: the base model, its content identity, its weights' dtype in training
+(bf16 frozen weights: the base is rounded so when read back, as the merged export is), and the
 :class:`~simcse_lab.modeling.recipe.EmbeddingRecipe` it embeds with), which :func:`load_adapter` reads back; an
 adapter is refused, in one line, on a base model other than the one it was trained on. peft is the optional extra ``llm``; without it a LoRA setting is one line naming the extra.
 """
@@ -28,7 +29,7 @@ from simcse_lab.modeling.resolve import ADAPTER_CONFIG  # peft's name
 
 EXTRA = "llm"
 ADAPTER_META = "simcse_lab_adapter.json"  # the base model (name, identity) and the recipe the adapter trained with
-BASE_KEYS = ("base_model", "base_model_sha256")  # ADAPTER_META's fields beside the recipe's
+BASE_KEYS = ("base_model", "base_model_sha256", "base_weights_dtype")  # ADAPTER_META's fields beside the recipe's
 WEIGHTS_DTYPES = ("fp32", "bf16")
 
 
@@ -133,6 +134,7 @@ class AdapterMeta:
     base_model: str
     base_sha256: str  # the base model folder's content identity (modeling.resolve.model_identity); "": a hub id
     recipe: EmbeddingRecipe
+    base_weights_dtype: str = "fp32"  # bf16: the adapter trained on the base's weights rounded to bf16 (--weights-dtype)
 
 
 def adapter_meta(path) -> AdapterMeta:
@@ -148,8 +150,25 @@ def adapter_meta(path) -> AdapterMeta:
             raise InputError(where, None, f"{key!r} must be a str, not {value!r}")
     if not base["base_model"]:
         raise InputError(where, None, "no 'base_model' field")
+    weights = base["base_weights_dtype"] or "fp32"  # written before it was recorded: fp32
+    if weights not in ("fp32", "bf16"):
+        raise InputError(where, None, f"'base_weights_dtype' must be 'fp32' or 'bf16', not {weights!r}")
     recipe = EmbeddingRecipe.from_dict({k: v for k, v in data.items() if k not in BASE_KEYS}, where)
-    return AdapterMeta(base["base_model"], base["base_model_sha256"], recipe)
+    return AdapterMeta(base["base_model"], base["base_model_sha256"], recipe, weights)
+
+
+def round_base_weights(backbone, meta: AdapterMeta):
+    """``backbone`` (fp32, adapter not yet attached) with its weights rounded as the adapter's training saw them:
+    bf16 frozen weights are rounded to bf16 and kept in fp32, which is what the merged export holds
+    (:func:`merged_backbone`); fp32: unchanged."""
+    import torch
+
+    if meta.base_weights_dtype == "bf16":
+        with torch.no_grad():
+            for param in backbone.parameters():
+                if param.dtype == torch.float32:
+                    param.copy_(param.to(torch.bfloat16).to(torch.float32))
+    return backbone
 
 
 def base_identity(model: str) -> str:
@@ -233,7 +252,11 @@ def save_adapter(backbone, tokenizer, recipe: EmbeddingRecipe, base_model: str, 
     from simcse_lab.modeling.loading import quiet
 
     output_dir = Path(output_dir)
-    meta = {"base_model": base_model, "base_model_sha256": base_identity(base_model), **recipe.to_dict()}
+    import torch
+
+    weights = "bf16" if any(p.dtype == torch.bfloat16 for p in backbone.parameters()) else "fp32"
+    meta = {"base_model": base_model, "base_model_sha256": base_identity(base_model), "base_weights_dtype": weights,
+            **recipe.to_dict()}
     with staged_dir(output_dir) as tmp:
         with quiet():
             backbone.save_pretrained(str(tmp))

@@ -54,6 +54,16 @@ def _is_model_dir(path: Path) -> bool:
             or (path / ADAPTER_CONFIG).is_file())
 
 
+def _one_kind(path: Path) -> Path:
+    """``path``, refused in one line when it holds both a model and a peft adapter: which of the two embeds would
+    be a guess (the adapter on the base it names, or the model beside it)."""
+    model = next((name for name in ("config.json", "modules.json") if (path / name).is_file()), None)
+    if model and (path / ADAPTER_CONFIG).is_file():
+        raise UserError(f"{path}: holds both a model ({model}) and a peft adapter ({ADAPTER_CONFIG}), so what "
+                        f"embeds is ambiguous; keep the adapter in a directory of its own")
+    return path
+
+
 def resolve(spec: str) -> ResolvedModel:
     if spec in ALIASES:
         return ResolvedModel(ALIASES[spec]())
@@ -62,12 +72,12 @@ def resolve(spec: str) -> ResolvedModel:
         if not path.is_dir():
             raise UserError(f"{spec}: a model must be a directory (sentence-transformers or Hugging Face format)")
         if _is_model_dir(path):
-            return ResolvedModel(str(path))
+            return ResolvedModel(str(_one_kind(path)))
         for name in RUN_MODELS:
             if (path / name / "modules.json").is_file() or is_own_layout(path / name) or \
                     (path / name / ADAPTER_CONFIG).is_file():
                 summary = path / "summary.json"
-                return ResolvedModel(str(path / name), summary if summary.is_file() else None)
+                return ResolvedModel(str(_one_kind(path / name)), summary if summary.is_file() else None)
         raise UserError(f"{spec}: not a model directory (no config.json, modules.json, onnx_config.json or "
                         f"{ADAPTER_CONFIG}) and not "
                         f"a training run (no {' or '.join(f'{n}/' for n in RUN_MODELS)} model)")

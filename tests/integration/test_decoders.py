@@ -390,3 +390,36 @@ def test_eos_joins_a_llama3_style_post_processor(still_decoder_models):
     plain = tok("a man plays")["input_ids"]
     assert plain[0] == bos and plain[-1] != tok.eos_token_id
     assert ensure_eos(tok, "llama3-like", True)("a man plays")["input_ids"] == plain + [tok.eos_token_id]
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_every_decoder_as_an_adapter_directory_embeds_as_it_trained(still_decoder_models, tmp_path, name,
+                                                                    bidirectional):
+    """The adapter-directory cell of the decoder matrix (--no-merge-lora): each family's adapter directory, read by
+    eval's Encoder (base model + adapter merged, attention from the recipe), gives the vectors of the in-memory
+    LoRA model it was saved from (1e-5), and not those of its base (the adapter is in them)."""
+    import numpy as np
+    import torch
+
+    from simcse_lab.modeling.embedder import load_embedder, set_attention
+    from simcse_lab.modeling.encoder import Encoder, EmbedderEncoder
+    from simcse_lab.modeling.lora import BackboneSetup
+    from simcse_lab.modeling.st_format import save_embedder
+
+    model = still_decoder_models[name]
+    tokenizer, embedder = load_embedder(str(model), "avg", mlp_only_train=False, setup=BackboneSetup(lora_r=4))
+    set_attention(embedder.backbone, embedder.family, bidirectional)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for param_name, param in embedder.named_parameters():
+            if "lora_B" in param_name:  # lora_B starts at zero: random values make the adapter's effect visible
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    embedder.export_adapter = str(model)
+    save_embedder(embedder, tokenizer, tmp_path / "adapter")
+    trained = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "tiny").encode(SENTENCES)
+    encoder = Encoder(str(tmp_path / "adapter"), precision="fp32", device="cpu", batch_size=3)
+    assert (encoder.pooler, encoder.bidirectional) == ("avg", bidirectional)
+    np.testing.assert_allclose(encoder.encode(SENTENCES), trained, atol=1e-5)
+    base = Encoder(str(model), pooler="avg", precision="fp32", device="cpu", bidirectional=bidirectional)
+    assert np.abs(base.encode(SENTENCES) - trained).max() > 1e-3

@@ -318,7 +318,8 @@ def test_adapter_export_run_and_test_table(tmp_path, llama):
     from simcse_lab.modeling.resolve import model_identity
 
     assert json.loads((out / "final" / "simcse_lab_adapter.json").read_text()) == {
-        "base_model": str(llama), "base_model_sha256": model_identity(llama), "pooler": "avg",
+        "base_model": str(llama), "base_model_sha256": model_identity(llama), "base_weights_dtype": "fp32",
+        "pooler": "avg",
         "bidirectional": True, "append_eos": True, "instruction": ""}  # a decoder trains bidirectional
     assert summary["test_after"]["model"] == str(out / "final")
     assert summary["test_after"]["avg"] != summary["test_before"]["avg"]
@@ -603,8 +604,34 @@ def test_an_adapter_directory_is_a_model_for_eval_index_and_export(tmp_path, lla
            f"--init-adapter {run / 'best'}" in err
 
 
+def test_an_adapter_trained_on_bf16_weights_reads_back_as_its_merged_export(tmp_path, llama):
+    """--weights-dtype bf16 --no-merge-lora: the adapter directory records the bf16 base weights, and reading it
+    rounds the base so (fp32 weights before: other vectors than the merged export of the same model)."""
+    from simcse_lab.modeling.encoder import Encoder
+    from simcse_lab.modeling.lora import adapter_meta
+    from simcse_lab.modeling.st_format import save_embedder
+
+    tokenizer, embedder = lora_embedder(llama, weights_dtype="bf16")
+    randomise_adapter(embedder, seed=3)
+    save_embedder(embedder, tokenizer, tmp_path / "merged")
+    embedder.export_adapter = str(llama)
+    save_embedder(embedder, tokenizer, tmp_path / "adapter")
+    assert adapter_meta(tmp_path / "adapter").base_weights_dtype == "bf16"
+    merged = Encoder(str(tmp_path / "merged"), precision="fp32", device="cpu").encode(SENTENCES)
+    adapter = Encoder(str(tmp_path / "adapter"), precision="fp32", device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(adapter, merged, atol=1e-5)
+    meta_file = tmp_path / "adapter" / "simcse_lab_adapter.json"
+    meta = json.loads(meta_file.read_text())
+    meta.pop("base_weights_dtype")  # as written before it was recorded: read on the fp32 weights
+    meta_file.write_text(json.dumps(meta))
+    unrounded = Encoder(str(tmp_path / "adapter"), precision="fp32", device="cpu").encode(SENTENCES)
+    assert np.abs(unrounded - merged).max() > 1e-4  # what the record changes
+
+
 @pytest.mark.parametrize("meta, message", [
     ({"pooler": "avg"}, "no 'base_model' field"),
+    ({"base_model": "m", "pooler": "avg", "base_weights_dtype": "fp16"},
+     "'base_weights_dtype' must be 'fp32' or 'bf16', not 'fp16'"),
     ({"base_model": 5, "pooler": "avg"}, "'base_model' must be a str, not 5"),
     ({"base_model": "m", "pooler": "avg", "bidirectional": "false"}, "'bidirectional' must be a bool, not 'false'"),
     ({"base_model": "m"}, "no 'pooler' field"),

@@ -1,5 +1,6 @@
 """Model resolution (modeling.resolve): alias, model directory, training run directory (best/, else
-final/, with its summary.json), hub id; and a bad spec is one line, exit 2, no traceback."""
+final/, with its summary.json), hub id; a directory holding both a model and an adapter refused; and a bad spec
+is one line, exit 2, no traceback."""
 
 from __future__ import annotations
 
@@ -53,3 +54,21 @@ def test_cli_error_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "a model must be a directory" in proc.stderr
+
+
+@pytest.mark.parametrize("model_file", ["config.json", "modules.json"])
+def test_a_directory_with_both_a_model_and_an_adapter_is_refused(tmp_path, model_file, capsys):
+    """Which would embed (the adapter on the base it names, or the model beside it) would be a guess: one line,
+    for the directory and for a run whose best/ is such a directory; nothing else is read."""
+    from conftest import one_line_refusal
+
+    both = tmp_path / "run" / "best"
+    both.mkdir(parents=True)
+    (both / model_file).write_text("{}")
+    (both / "adapter_config.json").write_text("{}")
+    for spec in (both, tmp_path / "run"):
+        with pytest.raises(UserError, match=f"holds both a model \\({model_file}\\) and a peft adapter "
+                                            r"\(adapter_config.json\), so what embeds is ambiguous"):
+            resolve(str(spec))
+    assert "keep the adapter in a directory of its own" in one_line_refusal(
+        ["eval", "--model", str(tmp_path / "run"), "--tasks", "stsb"], capsys)
