@@ -221,6 +221,8 @@ def merge_adapter_dir(backbone, path: str):
     from simcse_lab.modeling.loading import load_peft_adapter
 
     require_peft()
+    if os.path.isfile(os.path.join(path, ADAPTER_META)):  # one simcse-lab wrote: on the base as it trained on it
+        backbone = round_base_weights(backbone, adapter_meta(path))
     try:
         return load_peft_adapter(backbone, path).merge_and_unload()
     except (OSError, ValueError, RuntimeError, KeyError) as err:

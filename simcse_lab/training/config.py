@@ -199,6 +199,10 @@ class CoreConfig:
         if not self.merge_lora and not self.lora_r:
             raise UserError("--no-merge-lora saves the LoRA adapter, and there is none: add --lora-r 16, or drop "
                             "--no-merge-lora")
+        if not self.merge_lora and self.init_adapter:
+            raise UserError("--no-merge-lora with --init-adapter: an adapter directory holds the new adapter on its "
+                            "base model only, and would embed without the init adapter merged before it; drop "
+                            "--no-merge-lora (best/ and final/ are then merged, the init adapter included)")
         if self.lora_targets and not self.lora_r:
             raise UserError("lora_targets without lora_r: add --lora-r 16")
 

@@ -328,6 +328,8 @@ def test_adapter_export_run_and_test_table(tmp_path, llama):
 @pytest.mark.parametrize("settings, message", [
     (dict(weights_dtype="bf16"), "weights_dtype bf16: .* add --lora-r 16"),
     (dict(merge_lora=False), "--no-merge-lora saves the LoRA adapter, and there is none"),
+    (dict(lora_r=4, merge_lora=False, init_adapter="mntp/final"),
+     "--no-merge-lora with --init-adapter: .* would embed without the init adapter .* drop --no-merge-lora"),
     (dict(lora_targets="q_proj"), "lora_targets without lora_r"),
     (dict(weights_dtype="fp16", lora_r=4), "unknown weights_dtype 'fp16'"),
     (dict(lora_r=-1), "lora_r must be >= 0"),
@@ -606,7 +608,7 @@ def test_an_adapter_directory_is_a_model_for_eval_index_and_export(tmp_path, lla
 
 def test_an_adapter_trained_on_bf16_weights_reads_back_as_its_merged_export(tmp_path, llama):
     """--weights-dtype bf16 --no-merge-lora: the adapter directory records the bf16 base weights, and reading it
-    rounds the base so (fp32 weights before: other vectors than the merged export of the same model)."""
+    (eval, or --init-adapter) rounds the base so (fp32 weights before: other vectors than the merged export)."""
     from simcse_lab.modeling.encoder import Encoder
     from simcse_lab.modeling.lora import adapter_meta
     from simcse_lab.modeling.st_format import save_embedder
@@ -620,6 +622,16 @@ def test_an_adapter_trained_on_bf16_weights_reads_back_as_its_merged_export(tmp_
     merged = Encoder(str(tmp_path / "merged"), precision="fp32", device="cpu").encode(SENTENCES)
     adapter = Encoder(str(tmp_path / "adapter"), precision="fp32", device="cpu").encode(SENTENCES)
     np.testing.assert_allclose(adapter, merged, atol=1e-5)
+    # --init-adapter (LLM2Vec's MNTP adapter under a new run) starts from the same merged weights, fp32 run or not
+    from simcse_lab.modeling.embedder import load_embedder
+    from simcse_lab.modeling.lora import merged_backbone
+
+    name = "layers.0.self_attn.q_proj.weight"
+    export = merged_backbone(embedder.backbone).state_dict()[name]
+    _, stacked = load_embedder(str(llama), "avg", False, setup=BackboneSetup(lora_r=4,
+                                                                             init_adapter=str(tmp_path / "adapter")))
+    start = stacked.backbone.get_base_model().state_dict()[name.replace("q_proj.", "q_proj.base_layer.")]
+    torch.testing.assert_close(start, export, atol=1e-6, rtol=0)
     meta_file = tmp_path / "adapter" / "simcse_lab_adapter.json"
     meta = json.loads(meta_file.read_text())
     meta.pop("base_weights_dtype")  # as written before it was recorded: read on the fp32 weights
