@@ -190,7 +190,9 @@ def progress(study) -> Progress:
 def work(study, objective, catch: tuple, heartbeat: int, budget: int | None = None, log=print) -> None:
     """One worker: run waiting trials until none is left (a search: new ones too, until ``budget`` trials are
     complete, running or waiting); while other workers' trials still run, wait (a dead worker's trial goes
-    stale after two heartbeats and comes back as a waiting one)."""
+    stale after two heartbeats and comes back as a waiting one). ``objective``: a
+    :class:`~simcse_lab.experiments.trial.TrialRunner`, whose ``taken_over`` names a trial that another worker
+    failed as stale while it ran here (its run recorded as a new trial where it finished): the worker goes on."""
     from optuna.storages import fail_stale_trials
 
     said = None
@@ -198,7 +200,12 @@ def work(study, objective, catch: tuple, heartbeat: int, budget: int | None = No
         fail_stale_trials(study)
         state = progress(study)
         if state.waiting or (budget is not None and state.waiting + state.running + state.complete < budget):
-            study.optimize(objective, n_trials=1, catch=catch)
+            objective.taken_over = None
+            try:
+                study.optimize(objective, n_trials=1, catch=catch)
+            except Exception:
+                if objective.taken_over is None:
+                    raise  # not a trial that another worker failed while it ran here (Optuna cannot tell that one)
         elif state.running:
             if said != state.running:
                 log(f"sweep: {state.running} trial(s) running in other workers; waiting for them")

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from simcse_lab.errors import UserError
@@ -23,12 +23,19 @@ from simcse_lab.experiments.study import claimed_elsewhere
 from simcse_lab.experiments.sweep_file import SweepFile
 
 TRIALS = "trials"
+RECORDED = ("test_after", "reproducibility", "best_dev_spearman", "best_step", "steps", "train_seconds")
 # tests only: the module run as ``python -m MODULE train ...`` instead of simcse_lab (a fake, fast trainer)
 TRAINER_HOOK = "SIMCSE_LAB_SWEEP_TRAINER"
 
 
 class TrialFailed(Exception):
     """The training process of a trial failed (its log says why); the trial is FAIL, the worker goes on."""
+
+
+class TrialTakenOver(Exception):
+    """This worker's trial was failed by another worker while it ran (its heartbeat came late: a suspended or
+    overloaded machine); the finished run was recorded as a new trial of its point (:meth:`TrialRunner.adopt`).
+    Optuna then refuses to tell the failed trial (a ValueError out of ``optimize``), which :func:`work` expects."""
 
 
 def flags(options: dict) -> list[str]:
@@ -66,6 +73,7 @@ class TrialRunner:
     output_dir: Path
     launch: str | None = None
     log: object = print
+    taken_over: int | None = field(default=None, init=False)  # the trial another worker failed while it ran here
 
     def command(self, options: dict, run_dir: Path) -> list[str]:
         module = os.environ.get(TRAINER_HOOK, "simcse_lab")
@@ -110,8 +118,49 @@ class TrialRunner:
             trial.set_user_attr(name, value)
         self.log(f"sweep: trial {trial.number}: point {trial.user_attrs['point']:04d} "
                  f"({trial.user_attrs.get('configuration', options)}) -> {run_dir}")
-        self.run(command, run_dir)
-        return self.record(trial, run_dir)
+        self.run_or_adopt(trial, command, run_dir)
+        try:
+            return self.record(trial, run_dir)
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed by another worker while being recorded
+            self.adopt(trial, run_dir)
+
+    def run_or_adopt(self, trial, command: list[str], run_dir: Path) -> None:
+        """:meth:`run`; where another worker failed ``trial`` meanwhile, :meth:`adopt` its run (or, if the run
+        failed too, say so and re-raise)."""
+        try:
+            self.run(command, run_dir)
+        except TrialFailed as err:
+            if not _still_running(trial):  # failed here and elsewhere: nothing to record
+                self.taken_over = trial.number
+                self.log(f"sweep: trial {trial.number} was failed by another worker while it ran here, and its "
+                         f"run failed too: {err}")
+            raise
+        if not _still_running(trial):
+            self.adopt(trial, run_dir)
+
+    def adopt(self, trial, run_dir: Path):
+        """The run of ``trial``, which another worker failed while it ran (its heartbeat came late: a suspended
+        or overloaded machine), recorded as a new COMPLETE trial of its point, unless the point has one already
+        (the report reads one trial per point); then :class:`TrialTakenOver`."""
+        import optuna
+
+        self.taken_over = trial.number
+        summary = read_summary(run_dir)
+        value = metric_value(summary, self.sweep.metric, run_dir)
+        key = trial.user_attrs.get("key")
+        done = [t.number for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get("key") == key]
+        if done:
+            what = f"not recorded again (trial {done[0]} completed the point)"
+        else:
+            frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+            trial.study.add_trial(optuna.trial.create_trial(
+                value=value, params=frozen.params, distributions=frozen.distributions,
+                user_attrs={**frozen.user_attrs, **recorded(summary), "taken_over_from": trial.number}))
+            what = "recorded as a new trial"
+        self.log(f"sweep: trial {trial.number} was failed by another worker while it ran here (its heartbeat came "
+                 f"late); its finished run {run_dir} is {what}")
+        raise TrialTakenOver(trial.number)
 
     def run(self, command: list[str], run_dir: Path) -> None:
         """The training process, its output appended to DIR/trials/NNNN.log; Ctrl-C stops it too."""
@@ -137,14 +186,27 @@ class TrialRunner:
 
     def record(self, trial, run_dir: Path) -> float:
         """The run's summary.json into the trial; its value is the sweep's metric."""
-        try:
-            summary = json.loads((run_dir / "summary.json").read_text())
-        except (OSError, ValueError) as err:
-            raise TrialFailed(f"{run_dir / 'summary.json'}: cannot read it ({err})") from None
-        for name in ("test_after", "reproducibility", "best_dev_spearman", "best_step", "steps", "train_seconds"):
-            if name in summary:
-                trial.set_user_attr(name, summary[name])
+        summary = read_summary(run_dir)
+        for name, value in recorded(summary).items():
+            trial.set_user_attr(name, value)
         return metric_value(summary, self.sweep.metric, run_dir)
+
+
+def _still_running(trial) -> bool:
+    """Whether ``trial`` is still RUNNING in the storage (not failed by another worker as stale)."""
+    return trial.study.get_trials(deepcopy=False)[trial.number].state.name == "RUNNING"
+
+
+def read_summary(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError) as err:
+        raise TrialFailed(f"{run_dir / 'summary.json'}: cannot read it ({err})") from None
+
+
+def recorded(summary: dict) -> dict:
+    """What a trial keeps of its run's summary.json (user attributes)."""
+    return {name: summary[name] for name in RECORDED if name in summary}
 
 
 def metric_value(summary: dict, metric: str, run_dir: Path) -> float:

@@ -100,6 +100,36 @@ def test_a_killed_workers_trial_is_retried_by_another(tmp_path):
             time.sleep(0.1)
 
 
+def test_a_live_worker_whose_trial_another_failed_records_its_run_and_the_point_runs_once(tmp_path):
+    """A worker stopped past two heartbeats (SIGSTOP: a suspended machine) while its trainer goes on: another
+    worker fails its trial as stale and retries it, the retry's trainer is refused by the run directory's lock
+    (the first trainer still writes into it); the first worker, continued, records its finished run as a new
+    trial of the point instead of crashing on the failed one. The point trained once, and it is complete."""
+    spec, out = sweep_file(tmp_path / "one.yaml", "train:\n  max_steps: 2\ngrid:\n  seed: [1]\n"), tmp_path / "sweep"
+    first = subprocess.Popen(sweep_command(spec, out, heartbeat=1), env=env(tmp_path, 25), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not runs(tmp_path) and time.time() < deadline:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGSTOP)  # its heartbeat stops; its trainer (another process) goes on
+    try:
+        time.sleep(3)
+        second = subprocess.run(sweep_command(spec, out, heartbeat=1), env=env(tmp_path, 0), capture_output=True,
+                                text=True, timeout=600)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 1, second.stderr  # its retry failed: the point is the first worker's
+    assert "another simcse-lab run is writing into it" in (out / "trials" / "0000.log").read_text()
+    stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr
+    assert "trial 0 was failed by another worker while it ran here" in stdout and "recorded as a new trial" in stdout
+    assert runs(tmp_path) == [str(out / "trials" / "0000")]  # trained once
+    trials = study_trials(f"sqlite:///{out / 'sweep.db'}")
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE"]
+    assert trials[2].value == 81.0 and trials[2].user_attrs["taken_over_from"] == 0
+    assert trials[2].user_attrs["test_after"]["avg"] == 70.5
+
+
 def test_a_random_search_runs_its_budget_of_trials(tmp_path):
     spec = sweep_file(tmp_path / "search.yaml", "grid:\n  seed: [1, 2, 3]\nsearch:\n  sampler: random\n  n_trials: 3\n"
                                                 "  seed: 0\n  space:\n    lr: {low: 1.0e-5, high: 1.0e-4, log: true}\n")
