@@ -107,7 +107,7 @@ class TrialRunner:
 
         if self.sweep.search is None and "point" not in trial.user_attrs:
             raise optuna.TrialPruned("no grid point left (another worker took the last one)")
-        why = claimed_elsewhere(trial.study, trial) if self.sweep.search is None else None
+        why = claimed_elsewhere(trial.study, trial)  # a search's new trial has no key yet: None; its retry has one
         if why:
             raise optuna.TrialPruned(why)
         options = self.options_of(trial)

@@ -130,6 +130,32 @@ def test_a_live_worker_whose_trial_another_failed_records_its_run_and_the_point_
     assert trials[2].user_attrs["test_after"]["avg"] == 70.5
 
 
+def test_a_searchs_retried_trial_is_not_run_where_its_point_completed(tmp_path):
+    """A search trial's retry (queued by the heartbeat callback, the same key) whose original was meanwhile
+    recorded complete (a late worker's run, taken over) is pruned, not trained again; a fresh search trial runs."""
+    import optuna
+
+    from simcse_lab.experiments.sweep_file import read_sweep_file
+    from simcse_lab.experiments.trial import TrialRunner
+
+    spec = sweep_file(tmp_path / "search.yaml", "grid:\n  seed: [1]\nsearch:\n  sampler: random\n  n_trials: 2\n"
+                                                "  space:\n    lr: {low: 1.0e-5, high: 1.0e-4, log: true}\n")
+    runner = TrialRunner(read_sweep_file(spec), tmp_path / "sweep", log=lambda message: None)
+    trained = []
+    runner.run = lambda command, run_dir: trained.append(run_dir)
+    runner.record = lambda trial, run_dir: 1.0
+    study = optuna.create_study()
+    params, attrs = {"seed": 1, "lr": 3e-5}, {"key": "search:0", "point": 0}
+    distributions = {"seed": optuna.distributions.CategoricalDistribution([1]),
+                     "lr": optuna.distributions.FloatDistribution(1e-5, 1e-4, log=True)}
+    study.add_trial(optuna.trial.create_trial(value=2.0, params=params, distributions=distributions, user_attrs=attrs))
+    study.enqueue_trial(params, user_attrs=attrs)  # the retry
+    study.optimize(runner, n_trials=1)
+    assert study.trials[1].state.name == "PRUNED" and not trained
+    study.optimize(runner, n_trials=1)  # a new trial of the search
+    assert study.trials[2].state.name == "COMPLETE" and trained == [tmp_path / "sweep" / "trials" / "0002"]
+
+
 def test_a_random_search_runs_its_budget_of_trials(tmp_path):
     spec = sweep_file(tmp_path / "search.yaml", "grid:\n  seed: [1, 2, 3]\nsearch:\n  sampler: random\n  n_trials: 3\n"
                                                 "  seed: 0\n  space:\n    lr: {low: 1.0e-5, high: 1.0e-4, log: true}\n")
