@@ -33,7 +33,7 @@ COMMANDS = {
 # ``index build --index`` is the index type). Model and data specs expand ``~`` where they are parsed
 # (modeling.resolve, data.spec); a training config's output_dir in TrainConfig.
 PATH_OPTIONS = ("output_dir", "output", "queries", "trajectory", "config", "source", "senteval_dir")
-COMMAND_PATH_OPTIONS = {"search": ("index",)}
+COMMAND_PATH_OPTIONS = {"search": ("index",), "compare": ("scores",)}
 
 
 def expand_user_paths(args: argparse.Namespace) -> None:
@@ -43,6 +43,8 @@ def expand_user_paths(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if isinstance(value, str):
             setattr(args, name, expand_user(value))
+        elif isinstance(value, list):  # an option given several times (compare --output a.md --output a.json)
+            setattr(args, name, [expand_user(v) if isinstance(v, str) else v for v in value])
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

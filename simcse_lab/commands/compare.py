@@ -83,10 +83,6 @@ def run(args) -> int:
 
 
 def check_arguments(args, validate) -> None:
-    from simcse_lab.io import expand_user
-
-    args.output = [expand_user(o) for o in args.output]  # a list: the CLI's one expansion takes strings only
-    args.scores = args.scores and [expand_user(s) for s in args.scores]
     for output in args.output:
         validate.output_file(output)
         if not output.endswith(OUTPUT_SUFFIXES):

@@ -190,10 +190,14 @@ def test_tilde_is_expanded_in_every_path_option(tmp_path, capsys, monkeypatch, n
             (["eval", "--output", "~/r.json"], "output", home / "r.json"),
             (["export", "--model", "m", "--format", "hf", "--output-dir", "~"], "output_dir", home),
             (["analyze", "--trajectory", "~/run", "--output-dir", "~/rep"], "trajectory", home / "run"),
-            (["data", "fetch", "--from", "~/mirror"], "source", home / "mirror")):
+            (["data", "fetch", "--from", "~/mirror"], "source", home / "mirror"),
+            (["compare", "--scores", "~/a.json", "--scores", "b.json", "--output", "~/c.md"], "scores",
+             [str(home / "a.json"), "b.json"]),
+            (["compare", "--scores", "a.json", "--scores", "b.json", "--output", "~/c.md", "--output", "~/c.json"], "output",
+             [str(home / "c.md"), str(home / "c.json")])):
         args = build_parser(argv).parse_args(argv)
         expand_user_paths(args)
-        assert getattr(args, name) == str(want), argv
+        assert getattr(args, name) == (want if isinstance(want, list) else str(want)), argv
     args = build_parser(["search", "--index", "~/ix", "--query", "~ tilde"]).parse_args(["search", "--index", "~/ix",
                                                                                          "--query", "~ tilde"])
     expand_user_paths(args)
