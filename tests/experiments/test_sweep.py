@@ -28,7 +28,8 @@ def sweep_file(path: Path, body: str) -> Path:
 
 def env(tmp_path: Path, seconds: float = 0.0, fake: bool = True) -> dict:
     extra = {"FAKE_TRAIN_LOG": str(tmp_path / "runs.log"), "FAKE_TRAIN_SECONDS": str(seconds),
-             "PYTHONPATH": os.pathsep.join([str(PROJECT), str(TESTS)]), "HF_HUB_OFFLINE": "1",
+             "PYTHONPATH": os.pathsep.join([str(PROJECT), str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
+             "HF_HUB_OFFLINE": "1",
              "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     if fake:
         extra["SIMCSE_LAB_SWEEP_TRAINER"] = "fake_train"
@@ -57,13 +58,33 @@ def study_trials(url: str):
 GRID4 = "train:\n  max_steps: 2\ngrid:\n  temperature: [0.05, 0.1]\n  seed: [1, 2]\n"
 
 
-@pytest.mark.parametrize("store", ["sqlite", "journal"])
+POSTGRES = "SIMCSE_LAB_TEST_POSTGRES"  # a PostgreSQL URL whose study "sweep" the test may delete (not in CI)
+
+
+def store_url(tmp_path: Path, store: str) -> str:
+    if store == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    if store == "journal":
+        return f"journal:{tmp_path / 'journal.log'}"
+    import optuna
+
+    url = os.environ.get(POSTGRES)
+    if not url:
+        pytest.skip(f"set {POSTGRES} to a PostgreSQL URL (e.g. postgresql+psycopg2://u:p@localhost/db) to run it")
+    try:
+        optuna.delete_study(study_name="sweep", storage=url)
+    except KeyError:  # no such study yet
+        pass
+    return url
+
+
+@pytest.mark.parametrize("store", ["sqlite", "journal", "postgresql"])
 def test_two_workers_share_one_study_and_run_no_trial_twice(tmp_path, store):
     spec, out = sweep_file(tmp_path / "grid.yaml", GRID4), tmp_path / "sweep"
-    url = f"sqlite:///{tmp_path / 'store.db'}" if store == "sqlite" else f"journal:{tmp_path / 'journal.log'}"
-    # SQLite: two commands started at once, as on two machines (both queue the grid: points queued twice);
-    # the journal: one command with --workers 2
-    commands = ([sweep_command(spec, out, "--storage", url)] * 2 if store == "sqlite"
+    url = store_url(tmp_path, store)
+    # SQLite, PostgreSQL: two commands started at once, as on two machines (both queue the grid: points queued
+    # twice); the journal: one command with --workers 2
+    commands = ([sweep_command(spec, out, "--storage", url)] * 2 if store != "journal"
                 else [sweep_command(spec, out, "--storage", url, "--workers", "2")])
     workers = [subprocess.Popen(command, env=env(tmp_path, 0.5), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                for command in commands]
