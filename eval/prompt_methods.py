@@ -5,7 +5,8 @@
 
 Each row is a method: training runs (their summary.json: the 7-task STS test table of the best-on-dev checkpoint,
 ``test_after``, or, for a run trained with ``--test-tasks none``, ``eval --output RUN/test_after.json`` of its
-``best/``; the untrained model's table, ``test_before``, where a row asks for it) or ``eval --output`` JSONs.
+``best/``; the untrained model's table, ``test_before``, where a row asks for it) or ``eval --output`` JSONs (of
+trained runs: ``trained_eval``, compared with unsup like the training rows).
 Seeds are reported as mean ± sample std; each trained method's difference to unsup SimCSE gets Welch's 95%
 interval on the 7-task average. A new method is one more entry in ROWS.
 """
@@ -41,6 +42,11 @@ ROWS = [
     {"name": "PromptBERT", "kind": "after", "runs": "/work/runs/promptbert-s*", "objective": "promptbert",
      "command": "simcse-lab train --config configs/unsup-quick.yaml --objective promptbert --pooler mask --seed S "
                 "--output-dir /work/runs/promptbert-sS (S = 1, 2, 3)"},
+    {"name": "PromptBERT, evaluated without denoising", "kind": "trained_eval",
+     "runs": "/work/runs/promptbert-s*/test_after_nodenoise.json",
+     "command": "simcse-lab eval --model /work/runs/promptbert-sS --no-template-denoise --output "
+                "/work/runs/promptbert-sS/test_after_nodenoise.json (S = 1, 2, 3: the PromptBERT runs above, their "
+                "best/ and first template, as PromptBERT's own unsup run.sh evaluates)"},
     {"name": "ConPVP", "kind": "after", "runs": "/work/runs/conpvp-s*", "objective": "conpvp",
      "command": "simcse-lab train --config configs/unsup-quick.yaml --objective conpvp --pooler mask --seed S "
                 "--output-dir /work/runs/conpvp-sS (S = 1, 2, 3; --prompt-length 10, the paper's 8 prototype pairs). "
@@ -56,8 +62,9 @@ NOTES = [
     "all-MiniLM-L6-v2 is a sentence-transformers model already fine-tuned for mean pooling, not the MLM-pretrained "
     "bert-base of PromptBERT's paper (1 epoch of wiki1m), and 60 steps are not an epoch, so the paper's +2.3 over "
     "SimCSE need not carry over: this measures the toolkit's PromptBERT on the project's short recipe.",
-    "The PromptBERT rows are evaluated as their recipe says: first template, denoised (PromptBERT's own unsup run.sh "
-    "evaluates without denoising; `eval --model RUN --no-template-denoise` gives that setting, not run here).",
+    "The PromptBERT row is evaluated as its recipe says: first template, denoised. PromptBERT's own unsup run.sh "
+    "evaluates without denoising: the row 'evaluated without denoising' is that setting, on the same checkpoints "
+    "(`eval` of a run reproduces its train-time test table: checked on seed 1, same average to the last digit).",
     "The three PromptBERT seeds ran in parallel with each other and with other runs on 2 cores (about 33 s/step); "
     "the unsup trials ran in the sweep alongside; ConPVP's seeds 1 and 3 ran one after the other beside a sweep "
     "(12 s/step, one thread each). Timings are not comparable; the scores are.",
@@ -68,7 +75,7 @@ def _tables(row: dict) -> list[tuple[str, dict]]:
     """(source, STS result) of each finished run or eval of ``row``."""
     out = []
     for path in sorted(glob.glob(row["runs"])):
-        if row["kind"] == "eval":
+        if row["kind"] in ("eval", "trained_eval"):
             out.append((path, json.loads(Path(path).read_text())))
             continue
         summary_path = Path(path) / "summary.json"
@@ -115,7 +122,7 @@ def collect() -> dict:
                      "precision": sorted({r.get("precision", "?") for _, r in tables})})
     base = next((r for r in rows if r["name"] == BASELINE), None)
     for row in rows:
-        if base is not None and row["kind"] == "after" and row is not base:
+        if base is not None and row["kind"] in ("after", "trained_eval") and row is not base:
             row["vs_baseline"] = welch_interval(row["avg"]["values"], base["avg"]["values"])
     return {"recipe": RECIPE, "hardware": "the shared 2-core CPU (AMD EPYC), bf16 autocast, other runs alongside",
             "rows": rows, "notes": NOTES}
