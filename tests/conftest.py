@@ -57,6 +57,17 @@ def padded_batch(tokenizer, sentences: list[str], max_length: int = 24) -> dict:
     return pad_batch(ids, tokenizer.pad_token_id, [[0] * len(i) for i in ids])
 
 
+def randomise_adapter(embedder, seed: int = 0) -> None:
+    """lora_B starts at zero (the adapter changes nothing); random values make the adapter's effect visible."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in embedder.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+
+
 def masked_copy(tokenizer, batch: dict, probability: float = 0.3, seed: int = 0):
     """(masked input ids, MLM labels) of ``batch``, SimCSE's auxiliary-MLM masking under a fixed seed."""
     import torch

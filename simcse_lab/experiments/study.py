@@ -1,13 +1,14 @@
 """The sweep's Optuna study: its storage (SQLite by default, any RDB URL, or a journal file), the grid points
 claimed through it, and one worker's loop.
 
-Every grid point is enqueued once with its key (a user attribute); a worker pops a waiting trial (Optuna sets
-it RUNNING: atomic under PostgreSQL/MySQL row locks and the journal's ordered log; on SQLite only because every
-transaction here begins with the write lock, :func:`_begin_immediate`) and runs it unless the same point already completed or an earlier trial holds it, so
-several workers, on one machine or many, never run a point twice. A worker keeps its running trial's
-heartbeat; the trial of a worker that died (kill -9, a lost machine) goes stale, is failed, and Optuna's
-``RetryHeartbeatStaleTrialCallback`` queues it again for any worker. A sweep started again enqueues the points
-that have no completed, running or waiting trial and continues; a finished trial is never run again."""
+Every grid point is enqueued once with its key (a user attribute); a worker pops a waiting trial (Optuna sets it
+RUNNING: atomic under PostgreSQL/MySQL row locks and the journal's ordered log; on SQLite only because every
+transaction here begins with the write lock, :func:`_begin_immediate`) and runs it unless the same point already
+completed or an earlier trial holds it, so several workers, on one machine or many, never run a point twice. A
+worker keeps its running trial's heartbeat; the trial of a worker that died (kill -9, a lost machine) goes stale, is
+failed, and Optuna's ``RetryHeartbeatStaleTrialCallback`` queues it again for any worker. A sweep started again
+enqueues the points that have no completed, running or waiting trial and continues; a finished trial is never run
+again."""
 
 from __future__ import annotations
 

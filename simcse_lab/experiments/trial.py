@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simcse_lab.errors import UserError
-from simcse_lab.experiments.study import claimed_elsewhere
+from simcse_lab.experiments.study import claimed_elsewhere, trials_by_point
 from simcse_lab.experiments.sweep_file import SweepFile
 
 TRIALS = "trials"
@@ -147,13 +147,12 @@ class TrialRunner:
         self.taken_over = trial.number
         summary = read_summary(run_dir)
         value = metric_value(summary, self.sweep.metric, run_dir)
-        key = trial.user_attrs.get("key")
-        done = [t.number for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if t.user_attrs.get("key") == key]
+        of_point = trials_by_point(trial.study)[trial.user_attrs["key"]]
+        done = [t.number for t in of_point if t.state.name == "COMPLETE"]
         if done:
             what = f"not recorded again (trial {done[0]} completed the point)"
         else:
-            frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+            frozen = next(t for t in of_point if t.number == trial.number)
             trial.study.add_trial(optuna.trial.create_trial(
                 value=value, params=frozen.params, distributions=frozen.distributions,
                 user_attrs={**frozen.user_attrs, **recorded(summary), "taken_over_from": trial.number}))

@@ -134,7 +134,7 @@ class AdapterMeta:
     base_model: str
     base_sha256: str  # the base model folder's content identity (modeling.resolve.model_identity); "": a hub id
     recipe: EmbeddingRecipe
-    base_weights_dtype: str = "fp32"  # bf16: the adapter trained on the base's weights rounded to bf16 (--weights-dtype)
+    base_weights_dtype: str = "fp32"  # bf16: it trained on the base's weights rounded to bf16 (--weights-dtype)
 
 
 def adapter_meta(path) -> AdapterMeta:
@@ -151,8 +151,9 @@ def adapter_meta(path) -> AdapterMeta:
     if not base["base_model"]:
         raise InputError(where, None, "no 'base_model' field")
     weights = base["base_weights_dtype"] or "fp32"  # written before it was recorded: fp32
-    if weights not in ("fp32", "bf16"):
-        raise InputError(where, None, f"'base_weights_dtype' must be 'fp32' or 'bf16', not {weights!r}")
+    if weights not in WEIGHTS_DTYPES:
+        raise InputError(where, None, f"'base_weights_dtype' must be {' or '.join(map(repr, WEIGHTS_DTYPES))}, "
+                                      f"not {weights!r}")
     recipe = EmbeddingRecipe.from_dict({k: v for k, v in data.items() if k not in BASE_KEYS}, where)
     return AdapterMeta(base["base_model"], base["base_model_sha256"], recipe, weights)
 
@@ -249,13 +250,12 @@ def merged_backbone(backbone):
 def save_adapter(backbone, tokenizer, recipe: EmbeddingRecipe, base_model: str, output_dir) -> Path:
     """The adapter alone as a directory (peft's files + the tokenizer + :data:`ADAPTER_META`: the base model, its
     content identity and ``recipe``, how the pair embeds), written to a temporary sibling and renamed into place."""
+    import torch
 
     from simcse_lab.io import staged_dir
     from simcse_lab.modeling.loading import quiet
 
     output_dir = Path(output_dir)
-    import torch
-
     weights = "bf16" if any(p.dtype == torch.bfloat16 for p in backbone.parameters()) else "fp32"
     meta = {"base_model": base_model, "base_model_sha256": base_identity(base_model), "base_weights_dtype": weights,
             **recipe.to_dict()}

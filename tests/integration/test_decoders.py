@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import randomise_adapter
 from families import DECODERS
 
 
@@ -410,11 +411,7 @@ def test_every_decoder_as_an_adapter_directory_embeds_as_it_trained(still_decode
     model = still_decoder_models[name]
     tokenizer, embedder = load_embedder(str(model), "avg", mlp_only_train=False, setup=BackboneSetup(lora_r=4))
     set_attention(embedder.backbone, embedder.family, bidirectional)
-    generator = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for param_name, param in embedder.named_parameters():
-            if "lora_B" in param_name:  # lora_B starts at zero: random values make the adapter's effect visible
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    randomise_adapter(embedder, seed=5)
     embedder.export_adapter = str(model)
     save_embedder(embedder, tokenizer, tmp_path / "adapter")
     trained = EmbedderEncoder(embedder, tokenizer, "fp32", torch.device("cpu"), "tiny").encode(SENTENCES)

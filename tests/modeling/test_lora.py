@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import WORDS, killed_at_checkpoint, padded_batch, random_sentences, write_lines
+from conftest import WORDS, killed_at_checkpoint, padded_batch, random_sentences, randomise_adapter, write_lines
 
 from simcse_lab.errors import UserError
 from simcse_lab.modeling.embedder import PassSwitches
@@ -56,15 +56,6 @@ def lora_embedder(model, r: int = 4, **kwargs):
     from simcse_lab.modeling.embedder import load_embedder
 
     return load_embedder(str(model), "avg", mlp_only_train=False, setup=BackboneSetup(lora_r=r, **kwargs))
-
-
-def randomise_adapter(embedder, seed: int = 0) -> None:
-    """lora_B starts at zero (the adapter changes nothing); random values make the adapter's effect visible."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in embedder.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
 
 
 def encode(embedder, tokenizer, sentences) -> np.ndarray:
